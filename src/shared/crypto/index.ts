@@ -1,0 +1,21 @@
+// The crypto module's public surface: every primitive and every key byte goes through here.
+// Must never be bypassed: no other code imports node:crypto for keys or ciphers.
+export { randomBytes, constantTimeEqual, zeroize, sha256, sha256Hex, hash, randomUuid, type HashName } from './lib/bytes.ts';
+export { aesGcmEncrypt, aesGcmDecrypt, aesKwpWrap, aesKwpUnwrap, GCM_NONCE_LENGTH, GCM_TAG_LENGTH, type SymmetricKey } from './lib/aead.ts';
+export { hmac, verifyHmac, hkdf } from './lib/mac.ts';
+export {
+  signMessage, verifyMessage, signDigest, verifyDigest, rsaOaepEncrypt, rsaOaepDecrypt, agreeSharedSecret,
+  importPublicKeyDer, importPrivateKeyDer, importPublicKeyJwk, importPrivateKeyJwk, hashLength,
+  UnsupportedDigestSigningError, OaepDecryptionError, type SignatureScheme,
+} from './lib/asymmetric.ts';
+export {
+  encodeEncryptionContext, decodeEncryptionContext, parseCiphertextBlob, encodeCiphertextHeader,
+  MIN_CIPHERTEXT_BLOB_LENGTH, CIPHERTEXT_FORMAT_VERSION, type EncryptionContext, type ParsedCiphertext,
+} from './lib/ciphertext-blob.ts';
+export {
+  CustomerKey, generateKeyMaterial, generateAsymmetricPair, isAsymmetricSpec, isHmacSpec, KEY_SPECS,
+  DATA_KEY_PAIR_SPECS, MAC_HASH, type KeySpec, type DataKeyPairSpec, type MacAlgorithm, type KeyPairDer,
+} from './lib/customer-key.ts';
+export type { CryptoModule, CryptoModuleStatus, CryptoModuleKind, WrappedSecret, DomainKeyRecord, DomainKeyStore } from './lib/crypto-module.ts';
+export { SoftwareCryptoModule, WrongRootKeyError } from './lib/software-module.ts';
+export { Keyring, type StoredKeyMaterial, type NewKeyMaterial } from './lib/keyring.ts';
