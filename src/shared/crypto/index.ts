@@ -5,8 +5,9 @@ export { aesGcmEncrypt, aesGcmDecrypt, aesKwpWrap, aesKwpUnwrap, GCM_NONCE_LENGT
 export { hmac, verifyHmac, hkdf } from './lib/mac.ts';
 export {
   signMessage, verifyMessage, signDigest, verifyDigest, rsaOaepEncrypt, rsaOaepDecrypt, agreeSharedSecret,
-  importPublicKeyDer, importPrivateKeyDer, importPublicKeyJwk, importPrivateKeyJwk, hashLength,
-  UnsupportedDigestSigningError, OaepDecryptionError, type SignatureScheme,
+  importPublicKeyDer, importPrivateKeyDer, importPublicKeyJwk, importPrivateKeyJwk, importRawPublicKey,
+  importRawPrivateKey, importEcPrivateScalar, hashLength,
+  UnsupportedDigestSigningError, OaepDecryptionError, type SignatureScheme, type RawKeyType, type EcCurveName,
 } from './lib/asymmetric.ts';
 export {
   encodeEncryptionContext, decodeEncryptionContext, parseCiphertextBlob, encodeCiphertextHeader,

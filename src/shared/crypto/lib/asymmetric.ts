@@ -153,3 +153,67 @@ export function importPublicKeyJwk(jwk: nodeCrypto.JsonWebKey): nodeCrypto.KeyOb
 export function importPrivateKeyJwk(jwk: nodeCrypto.JsonWebKey): nodeCrypto.KeyObject {
   return nodeCrypto.createPrivateKey({ key: jwk, format: 'jwk' });
 }
+
+// Fixed DER prefixes (RFC 8410): an X25519/Ed25519 key is the OID plus the raw 32 bytes,
+// so wrapping raw bytes in SPKI/PKCS#8 lets OpenSSL do all of the validation.
+const RAW_KEY_PREFIXES = {
+  x25519: { spki: '302a300506032b656e032100', pkcs8: '302e020100300506032b656e04220420' },
+  ed25519: { spki: '302a300506032b6570032100', pkcs8: '302e020100300506032b657004220420' },
+} as const;
+
+export type RawKeyType = keyof typeof RAW_KEY_PREFIXES;
+
+function requireRawLength(raw: Uint8Array): void {
+  if (raw.length !== 32) throw new RangeError(`raw X25519/Ed25519 key must be 32 bytes, got ${raw.length}`);
+}
+
+/** Imports a raw 32-byte X25519 or Ed25519 public key (RFC 7748 / RFC 8032 encoding). */
+export function importRawPublicKey(type: RawKeyType, raw: Uint8Array): nodeCrypto.KeyObject {
+  requireRawLength(raw);
+  return importPublicKeyDer(Buffer.concat([Buffer.from(RAW_KEY_PREFIXES[type].spki, 'hex'), raw]));
+}
+
+/** Imports a raw 32-byte X25519 or Ed25519 private key (scalar / seed). */
+export function importRawPrivateKey(type: RawKeyType, raw: Uint8Array): nodeCrypto.KeyObject {
+  requireRawLength(raw);
+  const der = Buffer.concat([Buffer.from(RAW_KEY_PREFIXES[type].pkcs8, 'hex'), raw]);
+  try {
+    return importPrivateKeyDer(der);
+  } finally {
+    der.fill(0);
+  }
+}
+
+export type EcCurveName = 'P-256' | 'P-384' | 'P-521';
+
+const EC_CURVES: Record<EcCurveName, { openssl: string; scalarLength: number }> = {
+  'P-256': { openssl: 'prime256v1', scalarLength: 32 },
+  'P-384': { openssl: 'secp384r1', scalarLength: 48 },
+  'P-521': { openssl: 'secp521r1', scalarLength: 66 },
+};
+
+/**
+ * Imports a NIST-curve private key from its big-endian scalar. Leading zero bytes are
+ * tolerated (integer encodings vary); a scalar wider than the curve order is refused.
+ */
+export function importEcPrivateScalar(curve: EcCurveName, scalar: Uint8Array): nodeCrypto.KeyObject {
+  const { openssl, scalarLength } = EC_CURVES[curve];
+  let start = 0;
+  while (start < scalar.length - scalarLength && scalar[start] === 0) start += 1;
+  const trimmed = scalar.subarray(start);
+  if (trimmed.length > scalarLength) throw new RangeError(`EC scalar too long for ${curve}`);
+  const d = Buffer.alloc(scalarLength);
+  d.set(trimmed, scalarLength - trimmed.length);
+  try {
+    // createECDH derives the public point, which the JWK import needs alongside d.
+    const ecdh = nodeCrypto.createECDH(openssl);
+    ecdh.setPrivateKey(d);
+    const point = ecdh.getPublicKey();
+    const coordinateLength = (point.length - 1) / 2;
+    return importPrivateKeyJwk({ kty: 'EC', crv: curve, d: d.toString('base64url'),
+      x: point.subarray(1, 1 + coordinateLength).toString('base64url'),
+      y: point.subarray(1 + coordinateLength).toString('base64url') });
+  } finally {
+    d.fill(0);
+  }
+}

@@ -1,0 +1,13 @@
+// The `trustplane` program: one binary, one subcommand per role or resource.
+// Must never let an exception escape as a stack trace: every failure is one line and exit 1.
+import { Command } from 'commander';
+import { registerServerCommand } from './commands/server.ts';
+import { failWith } from './output.ts';
+
+const program = new Command();
+program.name('trustplane').description('trustplane: a self-hosted trust plane for fleets of machines')
+  .version('0.1.0').showHelpAfterError();
+
+registerServerCommand(program);
+
+program.parseAsync(process.argv).catch(failWith);

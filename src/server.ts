@@ -1,0 +1,133 @@
+// Wires the control plane: store, crypto module, credentials, services, HTTP. Owns start-up
+// and shutdown. Must never log credentials; prints the dev credentials only to the terminal.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CredentialDirectory, type IssuedAccessKey } from './shared/auth/index.ts';
+import { Keyring, randomBytes, SoftwareCryptoModule, zeroize } from './shared/crypto/index.ts';
+import type { ServerConfig } from './shared/config.ts';
+import { createAwsJsonEndpoint, startHttpServer, type RunningHttpServer } from './shared/http/index.ts';
+import type { Logger } from './shared/log.ts';
+import { SqliteStore, type Store } from './shared/store/index.ts';
+import { KeyService, kmsOperations } from './services/kms/index.ts';
+
+export interface RunningServer {
+  url: string;
+  home: string;
+  accountId: string;
+  region: string;
+  /** Present when this start created the root principal (first start in dev mode). */
+  rootCredentials?: IssuedAccessKey;
+  keyService: KeyService;
+  module: SoftwareCryptoModule;
+  stop(): Promise<void>;
+}
+
+const DEV_UNSEAL_FILE = 'dev-unseal.key';
+
+function newAccountId(): string {
+  const digits = Array.from(randomBytes(12), (byte) => String(byte % 10)).join('');
+  return digits.startsWith('0') ? `1${digits.slice(1)}` : digits;
+}
+
+/** Dev mode keeps the root key in a 0600 file beside the data: convenient and clearly not for production. */
+async function devUnseal(module: SoftwareCryptoModule, home: string, logger: Logger): Promise<void> {
+  const path = join(home, DEV_UNSEAL_FILE);
+  if (!module.status().initialized) {
+    const rootKey = randomBytes(32);
+    writeFileSync(path, `${rootKey.toString('base64')}\n`, { mode: 0o600 });
+    try {
+      await module.initialize(rootKey);
+    } finally {
+      zeroize(rootKey);
+    }
+    logger.warn({ path }, 'DEV MODE: crypto module initialised with an auto-unseal file; never use dev mode in production');
+    return;
+  }
+  if (!existsSync(path)) throw new Error(`dev mode needs ${path}, the auto-unseal file written at first start`);
+  const rootKey = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
+  try {
+    await module.unseal(rootKey);
+  } finally {
+    zeroize(rootKey);
+  }
+  logger.warn('DEV MODE: crypto module unsealed from the auto-unseal file; never use dev mode in production');
+}
+
+/** AWS shared-credentials file (profile trustplane), written once when the root principal is made. */
+export function writeSharedCredentials(home: string, credentials: IssuedAccessKey): void {
+  writeFileSync(join(home, 'credentials'),
+    `[trustplane]\naws_access_key_id = ${credentials.accessKeyId}\naws_secret_access_key = ${credentials.secretAccessKey}\n`,
+    { mode: 0o600 });
+}
+
+/** AWS config file beside it, rewritten at each start so endpoint_url follows --listen. */
+function writeSharedConfig(home: string, region: string, url: string): void {
+  writeFileSync(join(home, 'config'), `[profile trustplane]\nregion = ${region}\nendpoint_url = ${url}\n`, { mode: 0o600 });
+}
+
+async function ensureRootPrincipal(store: Store, credentials: CredentialDirectory, accountId: string): Promise<IssuedAccessKey | undefined> {
+  const arn = `arn:aws:iam::${accountId}:root`;
+  if (await store.getPrincipal(arn)) return undefined;
+  return credentials.issueAccessKey({ arn, accountId, kind: 'root', name: 'root', createdAt: new Date() }, { createPrincipal: true });
+}
+
+export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+  mkdirSync(config.home, { recursive: true, mode: 0o700 });
+  const store = SqliteStore.open(join(config.home, 'trustplane.db'));
+  const region = await store.initMeta('region', config.region);
+  if (region !== config.region) logger.warn({ region, requested: config.region }, 'keeping the region this home was created with');
+  const accountId = await store.initMeta('account-id', newAccountId());
+
+  const module = new SoftwareCryptoModule(store);
+  await module.load();
+  const keyring = new Keyring(module);
+  const credentials = new CredentialDirectory(store, keyring);
+  if (config.dev) await devUnseal(module, config.home, logger);
+  else logger.warn('crypto module is sealed: key operations fail until it is unsealed (run with --dev for development)');
+
+  const rootCredentials = module.status().sealed ? undefined : await ensureRootPrincipal(store, credentials, accountId);
+  const keyService = new KeyService({ store, keyring, region, logger });
+  const handleKms = createAwsJsonEndpoint({ service: 'kms', operations: kmsOperations(keyService), credentials, logger,
+    maxBodyBytes: config.maxBodyBytes });
+
+  const handler = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    if (request.method === 'GET' && (request.url === '/health' || request.url === '/v1/health')) {
+      const status = module.status();
+      const body = JSON.stringify({ status: status.sealed ? 'sealed' : 'ok', initialized: status.initialized, sealed: status.sealed });
+      response.writeHead(status.sealed ? 503 : 200, { 'content-type': 'application/json' });
+      response.end(body);
+      return;
+    }
+    await handleKms(request, response);
+  };
+  const http: RunningHttpServer = await startHttpServer({ host: config.host, port: config.port, handler, logger });
+  if (rootCredentials) writeSharedCredentials(config.home, rootCredentials);
+  writeSharedConfig(config.home, region, http.url);
+
+  let running = false;
+  const runDueWork = async () => {
+    if (running || module.status().sealed) return;
+    running = true;
+    try {
+      await keyService.runDueWork();
+    } catch (error) {
+      logger.error({ err: error }, 'scheduled key work failed');
+    } finally {
+      running = false;
+    }
+  };
+  await runDueWork();
+  const timer = setInterval(() => { void runDueWork(); }, config.scheduleIntervalMs);
+  timer.unref();
+
+  return {
+    url: http.url, home: config.home, accountId, region, rootCredentials, keyService, module,
+    async stop() {
+      clearInterval(timer);
+      module.seal();
+      await http.close();
+      await store.close();
+    },
+  };
+}

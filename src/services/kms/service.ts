@@ -1,0 +1,754 @@
+// Key service use cases: resolve and authorise keys, run key operations, keep versions and
+// rotation. Must never return key material other than data keys the API defines as returned.
+import type { Caller } from '../../shared/auth/index.ts';
+import {
+  CustomerKey, DATA_KEY_PAIR_SPECS, generateAsymmetricPair, hashLength, isAsymmetricSpec, Keyring,
+  parseCiphertextBlob, randomBytes, randomUuid, UnsupportedDigestSigningError, zeroize,
+  type DataKeyPairSpec, type EncryptionContext, type KeySpec, type MacAlgorithm, type ParsedCiphertext,
+} from '../../shared/crypto/index.ts';
+import { CiphertextError, UserError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import {
+  InvalidMarkerError, StoreConflictError, StoreDuplicateError, type KeyPatch, type KeyRecord, type KeyUsage,
+  type KeyVersionRecord, type Page, type Store, type TagRecord,
+} from '../../shared/store/index.ts';
+import { kmsErrors } from './domain/errors.ts';
+import {
+  aliasArn, ALIAS_NAME_PATTERN, keyArn, parseKeyReference, RESERVED_ALIAS_PREFIX,
+} from './domain/identifiers.ts';
+import { DEFAULT_POLICY_NAME, defaultKeyPolicy, policyDocumentProblem } from './domain/key-policy.ts';
+import {
+  allowedUsages, defaultUsage, encryptionAlgorithmsFor, macAlgorithmsFor, oaepHash, signatureSchemeFor,
+  signingAlgorithmsFor, signingHash, type EncryptionAlgorithm, type SigningAlgorithm,
+} from './domain/key-specs.ts';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+export const DEFAULT_ROTATION_PERIOD_DAYS = 365;
+export const MAX_TAGS_PER_KEY = 50;
+
+export interface KeyServiceOptions {
+  store: Store;
+  keyring: Keyring;
+  region: string;
+  logger: Logger;
+  now?: () => Date;
+}
+
+export interface KeyMetadata {
+  AWSAccountId: string;
+  KeyId: string;
+  Arn: string;
+  CreationDate: Date;
+  Enabled: boolean;
+  Description: string;
+  KeyUsage: KeyUsage;
+  KeyState: string;
+  DeletionDate?: Date;
+  PendingDeletionWindowInDays?: number;
+  Origin: string;
+  KeyManager: 'CUSTOMER';
+  CustomerMasterKeySpec: string;
+  KeySpec: string;
+  EncryptionAlgorithms?: string[];
+  SigningAlgorithms?: string[];
+  MacAlgorithms?: string[];
+  MultiRegion: false;
+  /** trustplane extension: the default (newest) version of the key. */
+  CurrentKeyVersion: number;
+}
+
+export interface CreateKeyInput {
+  description?: string;
+  keySpec?: KeySpec;
+  keyUsage?: KeyUsage;
+  policy?: string;
+  tags?: TagRecord[];
+  origin?: string;
+  multiRegion?: boolean;
+}
+
+interface OpenedKey {
+  record: KeyRecord;
+  key: CustomerKey;
+}
+
+type KeyOperation = 'Encrypt' | 'Decrypt' | 'ReEncrypt' | 'GenerateDataKey' | 'GenerateDataKeyWithoutPlaintext'
+  | 'GenerateDataKeyPair' | 'GenerateDataKeyPairWithoutPlaintext' | 'Sign' | 'Verify' | 'GetPublicKey'
+  | 'GenerateMac' | 'VerifyMac';
+
+const REQUIRED_USAGE: Record<KeyOperation, KeyUsage> = {
+  Encrypt: 'ENCRYPT_DECRYPT', Decrypt: 'ENCRYPT_DECRYPT', ReEncrypt: 'ENCRYPT_DECRYPT', GenerateDataKey: 'ENCRYPT_DECRYPT',
+  GenerateDataKeyWithoutPlaintext: 'ENCRYPT_DECRYPT', GenerateDataKeyPair: 'ENCRYPT_DECRYPT',
+  GenerateDataKeyPairWithoutPlaintext: 'ENCRYPT_DECRYPT', Sign: 'SIGN_VERIFY', Verify: 'SIGN_VERIFY',
+  GetPublicKey: 'SIGN_VERIFY', GenerateMac: 'GENERATE_VERIFY_MAC', VerifyMac: 'GENERATE_VERIFY_MAC',
+};
+
+function withStoreErrors<T>(promise: Promise<T>): Promise<T> {
+  return promise.catch((error: unknown) => {
+    if (error instanceof InvalidMarkerError) throw kmsErrors.invalidMarker();
+    throw error;
+  });
+}
+
+export class KeyService {
+  readonly #store: Store;
+  readonly #keyring: Keyring;
+  readonly #region: string;
+  readonly #logger: Logger;
+  readonly #now: () => Date;
+
+  constructor(options: KeyServiceOptions) {
+    this.#store = options.store;
+    this.#keyring = options.keyring;
+    this.#region = options.region;
+    this.#logger = options.logger;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  get region(): string {
+    return this.#region;
+  }
+
+  // ---- resolution and authorisation -------------------------------------------------------
+
+  /**
+   * Authorises a caller for an action on a key. Until policies arrive (identity issue), a
+   * principal may use exactly the keys of its own account.
+   */
+  #authorize(caller: Caller, action: string, key: KeyRecord): void {
+    if (caller.accountId !== key.accountId) throw kmsErrors.accessDenied(caller.principalArn, action, key.arn);
+  }
+
+  /** Resolves a KeyId (id, ARN, alias, alias ARN) to a key of the caller's account. */
+  async #resolve(caller: Caller, raw: string, options: { allowAlias?: boolean } = {}): Promise<KeyRecord> {
+    const reference = parseKeyReference(raw);
+    if (reference.kind === 'invalid') throw kmsErrors.invalidKeyId(raw);
+    const accountId = reference.accountId ?? caller.accountId;
+    if (reference.kind === 'alias') {
+      if (options.allowAlias === false) throw kmsErrors.invalidKeyId(raw);
+      const alias = accountId === caller.accountId ? await this.#store.getAlias(accountId, reference.aliasName) : undefined;
+      if (!alias) throw kmsErrors.aliasNotFound(aliasArn(this.#region, accountId, reference.aliasName));
+      const key = await this.#store.getKey(alias.keyId);
+      if (!key) throw kmsErrors.aliasNotFound(aliasArn(this.#region, accountId, reference.aliasName));
+      return key;
+    }
+    const key = await this.#store.getKey(reference.keyId);
+    const arn = keyArn(reference.region ?? this.#region, accountId, reference.keyId);
+    if (!key || key.accountId !== accountId || (reference.region !== undefined && reference.region !== this.#region)) {
+      throw kmsErrors.keyNotFound(arn);
+    }
+    return key;
+  }
+
+  async #resolveAuthorized(caller: Caller, raw: string, action: string): Promise<KeyRecord> {
+    const key = await this.#resolve(caller, raw);
+    this.#authorize(caller, action, key);
+    return key;
+  }
+
+  /** Checks state and usage for a cryptographic operation. */
+  #checkUsable(key: KeyRecord, operation: KeyOperation): void {
+    if (key.keyState === 'Disabled') throw kmsErrors.disabled(key.arn);
+    if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+    const usage = REQUIRED_USAGE[operation];
+    if (key.keyUsage !== usage) throw kmsErrors.wrongUsage(key.arn, key.keyUsage, operation);
+  }
+
+  #checkSymmetric(key: KeyRecord, operation: KeyOperation): void {
+    if (key.keySpec !== 'SYMMETRIC_DEFAULT') throw kmsErrors.wrongSpec(key.arn, key.keySpec, operation);
+  }
+
+  async #openVersion(key: KeyRecord, version: number): Promise<CustomerKey> {
+    const stored = await this.#store.getKeyVersion(key.keyId, version);
+    if (!stored) throw new CiphertextError();
+    return this.#keyring.openKey({ keyId: key.keyId, version, spec: key.keySpec as KeySpec, material: stored.material });
+  }
+
+  async #openCurrent(key: KeyRecord): Promise<OpenedKey> {
+    return { record: key, key: await this.#openVersion(key, key.currentVersion) };
+  }
+
+  /** Read-modify-write of a key with optimistic concurrency; retries a lost race. */
+  async #mutateKey(caller: Caller, raw: string, action: string,
+    change: (key: KeyRecord) => KeyPatch | Promise<KeyPatch>): Promise<KeyRecord> {
+    for (let attempt = 0; ; attempt += 1) {
+      const key = await this.#resolveAuthorized(caller, raw, action);
+      const patch = await change(key);
+      try {
+        return await this.#store.updateKey(key.keyId, key.revision, patch);
+      } catch (error) {
+        if (!(error instanceof StoreConflictError) || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  metadata(key: KeyRecord): KeyMetadata {
+    const spec = key.keySpec as KeySpec;
+    return {
+      AWSAccountId: key.accountId, KeyId: key.keyId, Arn: key.arn, CreationDate: key.createdAt,
+      Enabled: key.keyState === 'Enabled', Description: key.description, KeyUsage: key.keyUsage, KeyState: key.keyState,
+      DeletionDate: key.deletionDate, PendingDeletionWindowInDays: key.pendingWindowInDays, Origin: key.origin,
+      KeyManager: 'CUSTOMER', CustomerMasterKeySpec: key.keySpec, KeySpec: key.keySpec,
+      EncryptionAlgorithms: encryptionAlgorithmsFor(spec, key.keyUsage), SigningAlgorithms: signingAlgorithmsFor(spec, key.keyUsage),
+      MacAlgorithms: key.keyUsage === 'GENERATE_VERIFY_MAC' ? macAlgorithmsFor(spec) : undefined,
+      MultiRegion: false, CurrentKeyVersion: key.currentVersion,
+    };
+  }
+
+  // ---- key lifecycle ------------------------------------------------------------------------
+
+  async createKey(caller: Caller, input: CreateKeyInput): Promise<KeyRecord> {
+    const spec = input.keySpec ?? 'SYMMETRIC_DEFAULT';
+    const usage = input.keyUsage ?? defaultUsage(spec);
+    if (!allowedUsages(spec).includes(usage)) {
+      throw kmsErrors.validation(`KeyUsage ${usage} is not compatible with KeySpec ${spec}.`);
+    }
+    if (input.origin && input.origin !== 'AWS_KMS') {
+      throw kmsErrors.unsupported(`Origin ${input.origin} is not supported by trustplane; use AWS_KMS.`);
+    }
+    if (input.multiRegion) throw kmsErrors.unsupported('Multi-Region keys are not supported by trustplane.');
+    if (input.policy !== undefined) {
+      const problem = policyDocumentProblem(input.policy);
+      if (problem) throw kmsErrors.malformedPolicy(problem);
+    }
+    const tags = input.tags ?? [];
+    this.#checkTags(tags);
+    if (new Set(tags.map((tag) => tag.tagKey)).size > MAX_TAGS_PER_KEY) {
+      throw kmsErrors.limitExceeded(`A key can have at most ${MAX_TAGS_PER_KEY} tags.`);
+    }
+    const keyId = randomUuid();
+    const now = this.#now();
+    const material = await this.#keyring.createKeyMaterial(keyId, 1, spec);
+    const key: KeyRecord = {
+      keyId, accountId: caller.accountId, arn: keyArn(this.#region, caller.accountId, keyId),
+      description: input.description ?? '', keySpec: spec, keyUsage: usage, keyState: 'Enabled', origin: 'AWS_KMS',
+      createdAt: now, currentVersion: 1, minDecryptVersion: 1, rotationEnabled: false,
+      policy: input.policy ?? defaultKeyPolicy(caller.accountId), revision: 1,
+    };
+    await this.#store.createKey(key, { keyId, version: 1, material: material.material, publicKeyDer: material.publicKeyDer,
+      createdAt: now }, tags);
+    this.#logger.info({ keyId, spec, usage, principal: caller.principalArn }, 'key created');
+    return key;
+  }
+
+  async describeKey(caller: Caller, raw: string): Promise<KeyRecord> {
+    return this.#resolveAuthorized(caller, raw, 'kms:DescribeKey');
+  }
+
+  async listKeys(caller: Caller, limit: number, marker?: string): Promise<Page<KeyRecord>> {
+    return withStoreErrors(this.#store.listKeys(caller.accountId, limit, marker));
+  }
+
+  async updateKeyDescription(caller: Caller, raw: string, description: string): Promise<void> {
+    await this.#mutateKey(caller, raw, 'kms:UpdateKeyDescription', (key) => {
+      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+      return { description };
+    });
+  }
+
+  async enableKey(caller: Caller, raw: string): Promise<void> {
+    await this.#mutateKey(caller, raw, 'kms:EnableKey', (key) => {
+      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+      return { keyState: 'Enabled' };
+    });
+  }
+
+  async disableKey(caller: Caller, raw: string): Promise<void> {
+    await this.#mutateKey(caller, raw, 'kms:DisableKey', (key) => {
+      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+      return { keyState: 'Disabled' };
+    });
+  }
+
+  async scheduleKeyDeletion(caller: Caller, raw: string, pendingWindowInDays = 30): Promise<KeyRecord> {
+    return this.#mutateKey(caller, raw, 'kms:ScheduleKeyDeletion', (key) => {
+      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+      return { keyState: 'PendingDeletion', pendingWindowInDays,
+        deletionDate: new Date(this.#now().getTime() + pendingWindowInDays * DAY_MS) };
+    });
+  }
+
+  async cancelKeyDeletion(caller: Caller, raw: string): Promise<KeyRecord> {
+    // AWS leaves a key whose deletion was cancelled disabled, so nobody uses it by surprise.
+    return this.#mutateKey(caller, raw, 'kms:CancelKeyDeletion', (key) => {
+      if (key.keyState !== 'PendingDeletion') throw kmsErrors.notPendingDeletion(key.arn);
+      return { keyState: 'Disabled', pendingWindowInDays: null, deletionDate: null };
+    });
+  }
+
+  // ---- aliases ------------------------------------------------------------------------------
+
+  #checkAliasName(aliasName: string): void {
+    if (!aliasName.startsWith('alias/')) {
+      throw kmsErrors.invalidAliasName('Alias must start with the prefix "alias/". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html');
+    }
+    if (aliasName.startsWith(RESERVED_ALIAS_PREFIX)) {
+      throw kmsErrors.invalidAliasName(`Alias ${aliasName} begins with the reserved prefix ${RESERVED_ALIAS_PREFIX}.`);
+    }
+    if (!ALIAS_NAME_PATTERN.test(aliasName) || aliasName.length > 256) {
+      throw kmsErrors.validation(`1 validation error detected: Value '${aliasName}' at 'aliasName' failed to satisfy constraint: Member must satisfy regular expression pattern: ^alias/[a-zA-Z0-9/_-]+$`);
+    }
+  }
+
+  async #aliasTarget(caller: Caller, targetKeyId: string): Promise<KeyRecord> {
+    const reference = parseKeyReference(targetKeyId);
+    if (reference.kind === 'alias') throw kmsErrors.validation('TargetKeyId must be a key ID or key ARN, not an alias.');
+    const key = await this.#resolveAuthorized(caller, targetKeyId, 'kms:CreateAlias');
+    if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+    return key;
+  }
+
+  async createAlias(caller: Caller, aliasName: string, targetKeyId: string): Promise<void> {
+    this.#checkAliasName(aliasName);
+    const key = await this.#aliasTarget(caller, targetKeyId);
+    const now = this.#now();
+    try {
+      await this.#store.createAlias({ accountId: caller.accountId, aliasName, keyId: key.keyId, createdAt: now, updatedAt: now });
+    } catch (error) {
+      if (error instanceof StoreDuplicateError) throw kmsErrors.aliasExists(aliasArn(this.#region, caller.accountId, aliasName));
+      throw error;
+    }
+  }
+
+  async updateAlias(caller: Caller, aliasName: string, targetKeyId: string): Promise<void> {
+    this.#checkAliasName(aliasName);
+    const existing = await this.#store.getAlias(caller.accountId, aliasName);
+    if (!existing) throw kmsErrors.aliasNotFound(aliasArn(this.#region, caller.accountId, aliasName));
+    const current = await this.#store.getKey(existing.keyId);
+    const key = await this.#aliasTarget(caller, targetKeyId);
+    if (current && (current.keySpec !== key.keySpec || current.keyUsage !== key.keyUsage)) {
+      throw kmsErrors.validation(`Alias ${aliasName} points to a ${current.keySpec} ${current.keyUsage} key; the new target must have the same key spec and key usage.`);
+    }
+    await this.#store.updateAlias(caller.accountId, aliasName, key.keyId, this.#now());
+  }
+
+  async deleteAlias(caller: Caller, aliasName: string): Promise<void> {
+    this.#checkAliasName(aliasName);
+    const existing = await this.#store.getAlias(caller.accountId, aliasName);
+    if (!existing) throw kmsErrors.aliasNotFound(aliasArn(this.#region, caller.accountId, aliasName));
+    await this.#store.deleteAlias(caller.accountId, aliasName);
+  }
+
+  async listAliases(caller: Caller, keyIdFilter: string | undefined, limit: number, marker?: string) {
+    const keyId = keyIdFilter ? (await this.#resolve(caller, keyIdFilter, { allowAlias: false })).keyId : undefined;
+    const page = await withStoreErrors(this.#store.listAliases(caller.accountId, keyId, limit, marker));
+    return { ...page, items: page.items.map((alias) => ({
+      AliasName: alias.aliasName, AliasArn: aliasArn(this.#region, alias.accountId, alias.aliasName),
+      TargetKeyId: alias.keyId, CreationDate: alias.createdAt, LastUpdatedDate: alias.updatedAt })) };
+  }
+
+  // ---- symmetric encryption -------------------------------------------------------------------
+
+  #checkEncryptionAlgorithm(key: KeyRecord, algorithm: EncryptionAlgorithm | undefined): EncryptionAlgorithm {
+    const allowed = encryptionAlgorithmsFor(key.keySpec as KeySpec, key.keyUsage) ?? [];
+    const chosen = algorithm ?? 'SYMMETRIC_DEFAULT';
+    if (!allowed.includes(chosen)) {
+      throw new UserError('InvalidKeyUsageException', `The encryption algorithm ${chosen} is not valid for key ${key.arn}; use one of: ${allowed.join(', ')}.`);
+    }
+    return chosen;
+  }
+
+  async encrypt(caller: Caller, input: { keyId: string; plaintext: Buffer; context?: EncryptionContext;
+    algorithm?: EncryptionAlgorithm; dryRun?: boolean }) {
+    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:Encrypt');
+    this.#checkUsable(key, 'Encrypt');
+    const algorithm = this.#checkEncryptionAlgorithm(key, input.algorithm);
+    if (algorithm !== 'SYMMETRIC_DEFAULT') {
+      if (input.context && Object.keys(input.context).length > 0) {
+        throw kmsErrors.validation('EncryptionContext is not supported with asymmetric keys.');
+      }
+      const opened = await this.#openCurrent(key);
+      if (input.dryRun) throw kmsErrors.dryRun();
+      return { CiphertextBlob: opened.key.rsaEncrypt(oaepHash(algorithm), input.plaintext), KeyId: key.arn, EncryptionAlgorithm: algorithm };
+    }
+    const opened = await this.#openCurrent(key);
+    if (input.dryRun) throw kmsErrors.dryRun();
+    return { CiphertextBlob: opened.key.encrypt(input.plaintext, input.context), KeyId: key.arn, EncryptionAlgorithm: algorithm };
+  }
+
+  /** Opens the key a symmetric blob names, after every state, version and policy check. */
+  async #keyForBlob(caller: Caller, parsed: ParsedCiphertext, requestedKeyId: string | undefined, action: string): Promise<OpenedKey> {
+    if (requestedKeyId !== undefined) {
+      const requested = await this.#resolve(caller, requestedKeyId);
+      if (requested.keyId !== parsed.keyId) throw kmsErrors.incorrectKey();
+    }
+    const key = await this.#store.getKey(parsed.keyId);
+    // A blob naming an unknown key is indistinguishable from a corrupted one.
+    if (!key) throw new CiphertextError();
+    this.#authorize(caller, action, key);
+    this.#checkUsable(key, 'Decrypt');
+    if (key.keySpec !== 'SYMMETRIC_DEFAULT') throw new CiphertextError();
+    if (parsed.keyVersion > key.currentVersion) throw new CiphertextError();
+    if (parsed.keyVersion < key.minDecryptVersion) {
+      throw new CiphertextError(`The ciphertext was made with version ${parsed.keyVersion} of the key, below its minimum decryption version ${key.minDecryptVersion}.`);
+    }
+    return { record: key, key: await this.#openVersion(key, parsed.keyVersion) };
+  }
+
+  async #decryptBlob(caller: Caller, blob: Buffer, context: EncryptionContext | undefined, keyId: string | undefined,
+    algorithm: EncryptionAlgorithm | undefined, action: string): Promise<{ plaintext: Buffer; key: KeyRecord; algorithm: EncryptionAlgorithm }> {
+    if (algorithm !== undefined && algorithm !== 'SYMMETRIC_DEFAULT') {
+      if (keyId === undefined) throw kmsErrors.validation('KeyId is required to decrypt with an asymmetric encryption algorithm.');
+      const key = await this.#resolveAuthorized(caller, keyId, action);
+      this.#checkUsable(key, 'Decrypt');
+      this.#checkEncryptionAlgorithm(key, algorithm);
+      const opened = await this.#openCurrent(key);
+      return { plaintext: opened.key.rsaDecrypt(oaepHash(algorithm), blob), key, algorithm };
+    }
+    const parsed = parseCiphertextBlob(blob);
+    const opened = await this.#keyForBlob(caller, parsed, keyId, action);
+    return { plaintext: opened.key.decrypt(parsed, context), key: opened.record, algorithm: 'SYMMETRIC_DEFAULT' };
+  }
+
+  async decrypt(caller: Caller, input: { ciphertextBlob: Buffer; context?: EncryptionContext; keyId?: string;
+    algorithm?: EncryptionAlgorithm; dryRun?: boolean }) {
+    const result = await this.#decryptBlob(caller, input.ciphertextBlob, input.context, input.keyId, input.algorithm, 'kms:Decrypt');
+    if (input.dryRun) {
+      zeroize(result.plaintext);
+      throw kmsErrors.dryRun();
+    }
+    return { KeyId: result.key.arn, Plaintext: result.plaintext, EncryptionAlgorithm: result.algorithm };
+  }
+
+  async reEncrypt(caller: Caller, input: { ciphertextBlob: Buffer; sourceContext?: EncryptionContext; sourceKeyId?: string;
+    destinationKeyId: string; destinationContext?: EncryptionContext; sourceAlgorithm?: EncryptionAlgorithm;
+    destinationAlgorithm?: EncryptionAlgorithm; dryRun?: boolean }) {
+    const destination = await this.#resolveAuthorized(caller, input.destinationKeyId, 'kms:ReEncryptTo');
+    this.#checkUsable(destination, 'ReEncrypt');
+    const source = await this.#decryptBlob(caller, input.ciphertextBlob, input.sourceContext, input.sourceKeyId,
+      input.sourceAlgorithm, 'kms:ReEncryptFrom');
+    try {
+      const encrypted = await this.encrypt(caller, { keyId: destination.keyId, plaintext: source.plaintext,
+        context: input.destinationContext, algorithm: input.destinationAlgorithm, dryRun: input.dryRun });
+      return { CiphertextBlob: encrypted.CiphertextBlob, SourceKeyId: source.key.arn, KeyId: destination.arn,
+        SourceEncryptionAlgorithm: source.algorithm, DestinationEncryptionAlgorithm: encrypted.EncryptionAlgorithm };
+    } finally {
+      zeroize(source.plaintext);
+    }
+  }
+
+  async generateDataKey(caller: Caller, input: { keyId: string; context?: EncryptionContext; numberOfBytes?: number;
+    keySpec?: 'AES_256' | 'AES_128'; withPlaintext: boolean; dryRun?: boolean }) {
+    const operation = input.withPlaintext ? 'GenerateDataKey' : 'GenerateDataKeyWithoutPlaintext';
+    if (input.numberOfBytes === undefined && input.keySpec === undefined) {
+      throw kmsErrors.validation('Please specify either number of bytes or key spec.');
+    }
+    if (input.numberOfBytes !== undefined && input.keySpec !== undefined) {
+      throw kmsErrors.validation('Please specify either number of bytes or key spec, not both.');
+    }
+    const key = await this.#resolveAuthorized(caller, input.keyId, `kms:${operation}`);
+    this.#checkUsable(key, operation);
+    this.#checkSymmetric(key, operation);
+    const length = input.numberOfBytes ?? (input.keySpec === 'AES_128' ? 16 : 32);
+    const opened = await this.#openCurrent(key);
+    if (input.dryRun) throw kmsErrors.dryRun();
+    const plaintext = randomBytes(length);
+    const ciphertext = opened.key.encrypt(plaintext, input.context);
+    if (!input.withPlaintext) {
+      zeroize(plaintext);
+      return { CiphertextBlob: ciphertext, KeyId: key.arn };
+    }
+    return { CiphertextBlob: ciphertext, Plaintext: plaintext, KeyId: key.arn };
+  }
+
+  async generateDataKeyPair(caller: Caller, input: { keyId: string; context?: EncryptionContext;
+    keyPairSpec: DataKeyPairSpec; withPlaintext: boolean; dryRun?: boolean }) {
+    const operation = input.withPlaintext ? 'GenerateDataKeyPair' : 'GenerateDataKeyPairWithoutPlaintext';
+    if (!DATA_KEY_PAIR_SPECS.includes(input.keyPairSpec)) throw kmsErrors.validation(`KeyPairSpec ${input.keyPairSpec} is not supported.`);
+    const key = await this.#resolveAuthorized(caller, input.keyId, `kms:${operation}`);
+    this.#checkUsable(key, operation);
+    this.#checkSymmetric(key, operation);
+    const opened = await this.#openCurrent(key);
+    if (input.dryRun) throw kmsErrors.dryRun();
+    const pair = await generateAsymmetricPair(input.keyPairSpec);
+    const privateKeyCiphertext = opened.key.encrypt(pair.privateKeyDer, input.context);
+    const result = { PrivateKeyCiphertextBlob: privateKeyCiphertext, PublicKey: pair.publicKeyDer, KeyId: key.arn,
+      KeyPairSpec: input.keyPairSpec, PrivateKeyPlaintext: input.withPlaintext ? pair.privateKeyDer : undefined };
+    if (!input.withPlaintext) zeroize(pair.privateKeyDer);
+    return result;
+  }
+
+  generateRandom(numberOfBytes: number): { Plaintext: Buffer } {
+    return { Plaintext: randomBytes(numberOfBytes) };
+  }
+
+  // ---- signing and MACs ----------------------------------------------------------------------
+
+  #checkSigningAlgorithm(key: KeyRecord, algorithm: SigningAlgorithm): void {
+    const allowed = signingAlgorithmsFor(key.keySpec as KeySpec, key.keyUsage) ?? [];
+    if (!allowed.includes(algorithm)) throw kmsErrors.algorithmIncompatible(algorithm, key.keySpec);
+  }
+
+  #checkDigest(algorithm: SigningAlgorithm, message: Buffer, messageType: 'RAW' | 'DIGEST'): void {
+    if (messageType !== 'DIGEST') return;
+    const expected = hashLength(signingHash(algorithm));
+    if (message.length !== expected) throw kmsErrors.validation(`Digest is invalid length for algorithm ${algorithm}.`);
+  }
+
+  async sign(caller: Caller, input: { keyId: string; message: Buffer; messageType: 'RAW' | 'DIGEST';
+    signingAlgorithm: SigningAlgorithm; dryRun?: boolean }) {
+    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:Sign');
+    this.#checkUsable(key, 'Sign');
+    this.#checkSigningAlgorithm(key, input.signingAlgorithm);
+    this.#checkDigest(input.signingAlgorithm, input.message, input.messageType);
+    const opened = await this.#openCurrent(key);
+    if (input.dryRun) throw kmsErrors.dryRun();
+    try {
+      const signature = opened.key.sign(signatureSchemeFor(input.signingAlgorithm), input.message, input.messageType === 'DIGEST');
+      return { KeyId: key.arn, Signature: signature, SigningAlgorithm: input.signingAlgorithm };
+    } catch (error) {
+      if (error instanceof UnsupportedDigestSigningError) throw kmsErrors.unsupported(error.message);
+      throw error;
+    }
+  }
+
+  async verify(caller: Caller, input: { keyId: string; message: Buffer; messageType: 'RAW' | 'DIGEST';
+    signingAlgorithm: SigningAlgorithm; signature: Buffer; dryRun?: boolean }) {
+    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:Verify');
+    this.#checkUsable(key, 'Verify');
+    this.#checkSigningAlgorithm(key, input.signingAlgorithm);
+    this.#checkDigest(input.signingAlgorithm, input.message, input.messageType);
+    const opened = await this.#openCurrent(key);
+    if (input.dryRun) throw kmsErrors.dryRun();
+    let valid: boolean;
+    try {
+      valid = opened.key.verify(signatureSchemeFor(input.signingAlgorithm), input.message, input.messageType === 'DIGEST', input.signature);
+    } catch (error) {
+      if (error instanceof UnsupportedDigestSigningError) throw kmsErrors.unsupported(error.message);
+      throw error;
+    }
+    if (!valid) throw kmsErrors.invalidSignature();
+    return { KeyId: key.arn, SignatureValid: true, SigningAlgorithm: input.signingAlgorithm };
+  }
+
+  async getPublicKey(caller: Caller, raw: string) {
+    const key = await this.#resolveAuthorized(caller, raw, 'kms:GetPublicKey');
+    if (!isAsymmetricSpec(key.keySpec as KeySpec)) {
+      throw kmsErrors.unsupported(`${key.arn} key spec is ${key.keySpec}, which has no public key.`);
+    }
+    if (key.keyState === 'Disabled') throw kmsErrors.disabled(key.arn);
+    if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+    const version = await this.#store.getKeyVersion(key.keyId, key.currentVersion);
+    const spec = key.keySpec as KeySpec;
+    return { KeyId: key.arn, PublicKey: version?.publicKeyDer, CustomerMasterKeySpec: key.keySpec, KeySpec: key.keySpec,
+      KeyUsage: key.keyUsage, EncryptionAlgorithms: encryptionAlgorithmsFor(spec, key.keyUsage),
+      SigningAlgorithms: signingAlgorithmsFor(spec, key.keyUsage) };
+  }
+
+  #checkMacAlgorithm(key: KeyRecord, algorithm: MacAlgorithm): void {
+    if (!(macAlgorithmsFor(key.keySpec as KeySpec) ?? []).includes(algorithm)) {
+      throw kmsErrors.algorithmIncompatible(algorithm, key.keySpec);
+    }
+  }
+
+  async generateMac(caller: Caller, input: { keyId: string; message: Buffer; macAlgorithm: MacAlgorithm; dryRun?: boolean }) {
+    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:GenerateMac');
+    this.#checkUsable(key, 'GenerateMac');
+    this.#checkMacAlgorithm(key, input.macAlgorithm);
+    const opened = await this.#openCurrent(key);
+    if (input.dryRun) throw kmsErrors.dryRun();
+    return { Mac: opened.key.generateMac(input.macAlgorithm, input.message), MacAlgorithm: input.macAlgorithm, KeyId: key.arn };
+  }
+
+  async verifyMac(caller: Caller, input: { keyId: string; message: Buffer; macAlgorithm: MacAlgorithm; mac: Buffer; dryRun?: boolean }) {
+    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:VerifyMac');
+    this.#checkUsable(key, 'VerifyMac');
+    this.#checkMacAlgorithm(key, input.macAlgorithm);
+    const opened = await this.#openCurrent(key);
+    if (input.dryRun) throw kmsErrors.dryRun();
+    if (!opened.key.verifyMac(input.macAlgorithm, input.message, input.mac)) throw kmsErrors.invalidMac();
+    return { KeyId: key.arn, MacValid: true, MacAlgorithm: input.macAlgorithm };
+  }
+
+  // ---- versions and rotation -----------------------------------------------------------------
+
+  #checkRotatable(key: KeyRecord): void {
+    if (key.keySpec !== 'SYMMETRIC_DEFAULT') {
+      throw kmsErrors.unsupported(`${key.arn} key spec is ${key.keySpec}; only symmetric encryption keys can be rotated.`);
+    }
+    if (key.keyState === 'Disabled') throw kmsErrors.disabled(key.arn);
+    if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+  }
+
+  async #lastRotationOrCreation(key: KeyRecord): Promise<Date> {
+    if (key.currentVersion === 1) return key.createdAt;
+    const version = await this.#store.getKeyVersion(key.keyId, key.currentVersion);
+    return version?.createdAt ?? key.createdAt;
+  }
+
+  async enableKeyRotation(caller: Caller, raw: string, periodInDays = DEFAULT_ROTATION_PERIOD_DAYS): Promise<void> {
+    await this.#mutateKey(caller, raw, 'kms:EnableKeyRotation', async (key) => {
+      this.#checkRotatable(key);
+      // A newly enabled schedule counts from now; changing the period counts from the last rotation.
+      const from = key.rotationEnabled ? await this.#lastRotationOrCreation(key) : this.#now();
+      return { rotationEnabled: true, rotationPeriodInDays: periodInDays,
+        nextRotationAt: new Date(from.getTime() + periodInDays * DAY_MS) };
+    });
+  }
+
+  async disableKeyRotation(caller: Caller, raw: string): Promise<void> {
+    await this.#mutateKey(caller, raw, 'kms:DisableKeyRotation', (key) => {
+      this.#checkRotatable(key);
+      return { rotationEnabled: false, rotationPeriodInDays: null, nextRotationAt: null };
+    });
+  }
+
+  async getKeyRotationStatus(caller: Caller, raw: string) {
+    const key = await this.#resolveAuthorized(caller, raw, 'kms:GetKeyRotationStatus');
+    return { KeyId: key.arn, KeyRotationEnabled: key.rotationEnabled, RotationPeriodInDays: key.rotationPeriodInDays,
+      NextRotationDate: key.nextRotationAt };
+  }
+
+  /** Makes a new version the default. Old versions keep decrypting. */
+  async #rotate(key: KeyRecord, rotationType: 'AUTOMATIC' | 'ON_DEMAND'): Promise<KeyRecord> {
+    const version = key.currentVersion + 1;
+    const material = await this.#keyring.createKeyMaterial(key.keyId, version, key.keySpec as KeySpec);
+    const now = this.#now();
+    const patch: KeyPatch = rotationType === 'AUTOMATIC' && key.rotationPeriodInDays
+      ? { nextRotationAt: new Date(now.getTime() + key.rotationPeriodInDays * DAY_MS) } : {};
+    const record: KeyVersionRecord = { keyId: key.keyId, version, material: material.material,
+      publicKeyDer: material.publicKeyDer, createdAt: now, rotationType };
+    const updated = await this.#store.addKeyVersion(key.keyId, key.revision, record, patch);
+    this.#logger.info({ keyId: key.keyId, version, rotationType }, 'key rotated');
+    return updated;
+  }
+
+  async rotateKeyOnDemand(caller: Caller, raw: string): Promise<KeyRecord> {
+    for (let attempt = 0; ; attempt += 1) {
+      const key = await this.#resolveAuthorized(caller, raw, 'kms:RotateKeyOnDemand');
+      this.#checkRotatable(key);
+      try {
+        return await this.#rotate(key, 'ON_DEMAND');
+      } catch (error) {
+        if (!(error instanceof StoreConflictError) || attempt >= 5) throw error;
+      }
+    }
+  }
+
+  async listKeyRotations(caller: Caller, raw: string, limit: number, marker?: string) {
+    const key = await this.#resolveAuthorized(caller, raw, 'kms:ListKeyRotations');
+    if (key.keySpec !== 'SYMMETRIC_DEFAULT') {
+      throw kmsErrors.unsupported(`${key.arn} key spec is ${key.keySpec}; only symmetric encryption keys have rotations.`);
+    }
+    const versions = await this.#allVersions(key.keyId);
+    const rotations = versions.filter((version) => version.rotationType);
+    const start = marker === undefined ? 0 : rotations.findIndex((version) => String(version.version) === Buffer.from(marker, 'base64url').toString());
+    if (start < 0) throw kmsErrors.invalidMarker();
+    const from = marker === undefined ? 0 : start + 1;
+    const items = rotations.slice(from, from + limit);
+    const truncated = from + limit < rotations.length;
+    return {
+      Rotations: items.map((version) => ({ KeyId: key.arn, RotationDate: version.createdAt, RotationType: version.rotationType })),
+      Truncated: truncated,
+      NextMarker: truncated ? Buffer.from(String(items[items.length - 1].version)).toString('base64url') : undefined,
+    };
+  }
+
+  async #allVersions(keyId: string): Promise<KeyVersionRecord[]> {
+    const versions: KeyVersionRecord[] = [];
+    let marker: string | undefined;
+    do {
+      const page = await this.#store.listKeyVersions(keyId, 1000, marker);
+      versions.push(...page.items);
+      marker = page.nextMarker;
+    } while (marker);
+    return versions;
+  }
+
+  async listKeyVersions(caller: Caller, raw: string, limit: number, marker?: string) {
+    const key = await this.#resolveAuthorized(caller, raw, 'kms:DescribeKey');
+    const page = await withStoreErrors(this.#store.listKeyVersions(key.keyId, limit, marker));
+    return { key, versions: page.items, nextMarker: page.nextMarker };
+  }
+
+  async setMinimumDecryptionVersion(caller: Caller, raw: string, minimum: number): Promise<KeyRecord> {
+    return this.#mutateKey(caller, raw, 'kms:PutKeyPolicy', (key) => {
+      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+      if (minimum > key.currentVersion) {
+        throw kmsErrors.validation(`MinimumDecryptionVersion ${minimum} is above the key's current version ${key.currentVersion}.`);
+      }
+      return { minDecryptVersion: minimum };
+    });
+  }
+
+  // ---- policies and tags ---------------------------------------------------------------------
+
+  #checkPolicyName(policyName: string | undefined): void {
+    if (policyName !== undefined && policyName !== DEFAULT_POLICY_NAME) {
+      throw new UserError('NotFoundException', `Policy name ${policyName} not found; keys have one policy, named "default".`);
+    }
+  }
+
+  async getKeyPolicy(caller: Caller, raw: string, policyName?: string) {
+    this.#checkPolicyName(policyName);
+    const key = await this.#resolveAuthorized(caller, raw, 'kms:GetKeyPolicy');
+    return { Policy: key.policy, PolicyName: DEFAULT_POLICY_NAME };
+  }
+
+  async putKeyPolicy(caller: Caller, raw: string, policy: string, policyName?: string): Promise<void> {
+    this.#checkPolicyName(policyName);
+    const problem = policyDocumentProblem(policy);
+    if (problem) throw kmsErrors.malformedPolicy(problem);
+    await this.#mutateKey(caller, raw, 'kms:PutKeyPolicy', (key) => {
+      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+      return { policy };
+    });
+  }
+
+  async listKeyPolicies(caller: Caller, raw: string) {
+    await this.#resolveAuthorized(caller, raw, 'kms:ListKeyPolicies');
+    return { PolicyNames: [DEFAULT_POLICY_NAME], Truncated: false };
+  }
+
+  #checkTags(tags: TagRecord[]): void {
+    for (const tag of tags) {
+      if (tag.tagKey.startsWith('aws:')) throw kmsErrors.tagError(`Tag key ${tag.tagKey} uses the reserved prefix aws:.`);
+    }
+  }
+
+  async tagResource(caller: Caller, raw: string, tags: TagRecord[]): Promise<void> {
+    this.#checkTags(tags);
+    const key = await this.#resolveAuthorized(caller, raw, 'kms:TagResource');
+    if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+    const existing = await this.#store.listTags(key.keyId, MAX_TAGS_PER_KEY + 1);
+    const keys = new Set([...existing.items.map((tag) => tag.tagKey), ...tags.map((tag) => tag.tagKey)]);
+    if (keys.size > MAX_TAGS_PER_KEY) throw kmsErrors.limitExceeded(`A key can have at most ${MAX_TAGS_PER_KEY} tags.`);
+    await this.#store.putTags(key.keyId, tags);
+  }
+
+  async untagResource(caller: Caller, raw: string, tagKeys: string[]): Promise<void> {
+    const key = await this.#resolveAuthorized(caller, raw, 'kms:UntagResource');
+    if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+    await this.#store.removeTags(key.keyId, tagKeys);
+  }
+
+  async listResourceTags(caller: Caller, raw: string, limit: number, marker?: string): Promise<Page<TagRecord>> {
+    const key = await this.#resolveAuthorized(caller, raw, 'kms:ListResourceTags');
+    return withStoreErrors(this.#store.listTags(key.keyId, limit, marker));
+  }
+
+  // ---- scheduled work --------------------------------------------------------------------------
+
+  /** Rotates keys whose rotation is due and deletes keys whose waiting period has ended. */
+  async runDueWork(): Promise<{ rotated: number; deleted: number }> {
+    const now = this.#now();
+    let rotated = 0;
+    let deleted = 0;
+    for (const key of await this.#store.listKeysDueForRotation(now)) {
+      try {
+        await this.#rotate(key, 'AUTOMATIC');
+        rotated += 1;
+      } catch (error) {
+        // A concurrent change wins; the key is picked up again on the next pass.
+        if (!(error instanceof StoreConflictError)) this.#logger.error({ err: error, keyId: key.keyId }, 'scheduled rotation failed');
+      }
+    }
+    for (const key of await this.#store.listKeysDueForDeletion(now)) {
+      await this.#store.deleteKey(key.keyId);
+      this.#keyring.forgetKey(key.keyId);
+      this.#logger.info({ keyId: key.keyId }, 'key deleted after its waiting period');
+      deleted += 1;
+    }
+    return { rotated, deleted };
+  }
+}

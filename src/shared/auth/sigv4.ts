@@ -1,0 +1,184 @@
+// AWS Signature Version 4 verification for requests signed by the AWS SDKs and CLI.
+// Must never compare signatures with ===, log a signature or secret, or accept a skewed clock.
+import { constantTimeEqual, hmac, sha256Hex } from '../crypto/index.ts';
+import { UserError } from '../errors.ts';
+
+export const SIGV4_ALGORITHM = 'AWS4-HMAC-SHA256';
+const MAX_CLOCK_SKEW_MS = 5 * 60 * 1000;
+
+export interface SignedHttpRequest {
+  method: string;
+  /** The request target as sent: path and query, still percent-encoded. */
+  url: string;
+  /** Raw header list as node gives it: name, value, name, value ... */
+  rawHeaders: string[];
+  body: Buffer;
+}
+
+export interface SigV4Scope {
+  accessKeyId: string;
+  dateStamp: string;
+  region: string;
+  service: string;
+}
+
+export interface SigV4Options {
+  service: string;
+  now: Date;
+  /** Derives (or takes from cache) the signing key for a scope; undefined for an unknown access key. */
+  signingKeyFor(scope: SigV4Scope): Promise<Buffer | undefined>;
+  /** S3 signs the path encoded once; every other service encodes it twice. */
+  singleEncodePath?: boolean;
+}
+
+export interface VerifiedSignature {
+  scope: SigV4Scope;
+  securityToken?: string;
+  signedHeaders: string[];
+}
+
+const incomplete = (message: string) => new UserError('IncompleteSignatureException', message);
+const invalidSignature = (message: string) => new UserError('InvalidSignatureException', message);
+
+export function rfc3986Encode(value: string): string {
+  return encodeURIComponent(value).replace(/[!'()*]/g, (char) => `%${char.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+function safeDecode(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+function canonicalUri(path: string, singleEncode: boolean): string {
+  if (path === '' || path === '/') return '/';
+  const segments = path.split('/').map((segment) => {
+    const once = rfc3986Encode(safeDecode(segment));
+    return singleEncode ? once : rfc3986Encode(once);
+  });
+  return segments.join('/');
+}
+
+function canonicalQuery(query: string): string {
+  if (!query) return '';
+  const pairs = query.split('&').filter(Boolean).map((part) => {
+    const equals = part.indexOf('=');
+    const name = equals < 0 ? part : part.slice(0, equals);
+    const value = equals < 0 ? '' : part.slice(equals + 1);
+    return [rfc3986Encode(safeDecode(name.replace(/\+/g, '%20'))), rfc3986Encode(safeDecode(value.replace(/\+/g, '%20')))] as const;
+  }).filter(([name]) => name !== 'X-Amz-Signature');
+  pairs.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0));
+  return pairs.map(([name, value]) => `${name}=${value}`).join('&');
+}
+
+function headerValues(rawHeaders: string[]): Map<string, string[]> {
+  const values = new Map<string, string[]>();
+  for (let index = 0; index + 1 < rawHeaders.length; index += 2) {
+    const name = rawHeaders[index].toLowerCase();
+    const list = values.get(name) ?? [];
+    list.push(rawHeaders[index + 1].trim().replace(/\s+/g, ' '));
+    values.set(name, list);
+  }
+  return values;
+}
+
+interface ParsedAuthorization {
+  credential: string;
+  signedHeaders: string[];
+  signature: string;
+}
+
+function parseAuthorization(header: string): ParsedAuthorization {
+  if (!header.startsWith(`${SIGV4_ALGORITHM} `)) {
+    throw incomplete(`Authorization header requires the ${SIGV4_ALGORITHM} algorithm.`);
+  }
+  const fields = new Map<string, string>();
+  for (const part of header.slice(SIGV4_ALGORITHM.length + 1).split(',')) {
+    const equals = part.indexOf('=');
+    if (equals > 0) fields.set(part.slice(0, equals).trim(), part.slice(equals + 1).trim());
+  }
+  const missing = ['Credential', 'SignedHeaders', 'Signature'].filter((name) => !fields.get(name));
+  if (missing.length > 0) {
+    throw incomplete(missing.map((name) => `Authorization header requires '${name}' parameter.`).join(' '));
+  }
+  return { credential: fields.get('Credential') as string,
+    signedHeaders: (fields.get('SignedHeaders') as string).split(';'), signature: fields.get('Signature') as string };
+}
+
+function parseAmzDate(value: string): Date | undefined {
+  const match = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(value);
+  if (!match) return undefined;
+  const [, year, month, day, hour, minute, second] = match.map(Number);
+  const date = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  return Number.isNaN(date.getTime()) ? undefined : date;
+}
+
+export function formatAmzDate(date: Date): string {
+  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
+}
+
+/** Derives the SigV4 signing key: HMAC chain over date, region, service. */
+export function deriveSigningKey(secret: Uint8Array, scope: Omit<SigV4Scope, 'accessKeyId'>): Buffer {
+  const dateKey = hmac('sha256', Buffer.concat([Buffer.from('AWS4'), secret]), scope.dateStamp);
+  const regionKey = hmac('sha256', dateKey, scope.region);
+  const serviceKey = hmac('sha256', regionKey, scope.service);
+  const signingKey = hmac('sha256', serviceKey, 'aws4_request');
+  dateKey.fill(0); regionKey.fill(0); serviceKey.fill(0);
+  return signingKey;
+}
+
+/**
+ * Verifies a header-signed request. Errors follow AWS: missing → MissingAuthenticationToken,
+ * malformed → IncompleteSignature, unknown key → UnrecognizedClient, mismatch or skew → InvalidSignature.
+ */
+export async function verifySigV4(request: SignedHttpRequest, options: SigV4Options): Promise<VerifiedSignature> {
+  const headers = headerValues(request.rawHeaders);
+  const authorization = headers.get('authorization')?.[0];
+  if (!authorization) throw new UserError('MissingAuthenticationTokenException', 'Missing Authentication Token');
+  const parsed = parseAuthorization(authorization);
+
+  const scopeParts = parsed.credential.split('/');
+  if (scopeParts.length !== 5 || scopeParts[4] !== 'aws4_request' || !scopeParts[0]) {
+    throw incomplete(`Credential should be scoped to a valid region, not '${scopeParts[2] ?? ''}'. `);
+  }
+  const [accessKeyId, dateStamp, region, service] = scopeParts;
+  if (service !== options.service) throw invalidSignature(`Credential should be scoped to correct service: '${options.service}'. `);
+  if (!parsed.signedHeaders.includes('host')) throw invalidSignature("'Host' must be a signed header.");
+
+  const amzDateText = headers.get('x-amz-date')?.[0];
+  const requestDate = amzDateText ? parseAmzDate(amzDateText) : undefined;
+  if (!amzDateText || !requestDate) {
+    throw incomplete("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header.");
+  }
+  if (dateStamp !== amzDateText.slice(0, 8)) {
+    throw invalidSignature(`Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '${dateStamp}' != '${amzDateText.slice(0, 8)}', from '${amzDateText}'.`);
+  }
+  const skew = requestDate.getTime() - options.now.getTime();
+  if (skew < -MAX_CLOCK_SKEW_MS) {
+    throw invalidSignature(`Signature expired: ${amzDateText} is now earlier than ${formatAmzDate(new Date(options.now.getTime() - MAX_CLOCK_SKEW_MS))} (${formatAmzDate(options.now)} - 5 min.)`);
+  }
+  if (skew > MAX_CLOCK_SKEW_MS) {
+    throw invalidSignature(`Signature not yet current: ${amzDateText} is still later than ${formatAmzDate(new Date(options.now.getTime() + MAX_CLOCK_SKEW_MS))} (${formatAmzDate(options.now)} + 5 min.)`);
+  }
+
+  const scope: SigV4Scope = { accessKeyId, dateStamp, region, service };
+  const signingKey = await options.signingKeyFor(scope);
+  if (!signingKey) throw new UserError('UnrecognizedClientException', 'The security token included in the request is invalid.');
+
+  const queryStart = request.url.indexOf('?');
+  const path = queryStart < 0 ? request.url : request.url.slice(0, queryStart);
+  const query = queryStart < 0 ? '' : request.url.slice(queryStart + 1);
+  const canonicalHeaders = parsed.signedHeaders.map((name) => `${name}:${(headers.get(name) ?? []).join(',')}\n`).join('');
+  const canonicalRequest = [request.method, canonicalUri(path, options.singleEncodePath ?? false), canonicalQuery(query),
+    canonicalHeaders, parsed.signedHeaders.join(';'), sha256Hex(request.body)].join('\n');
+  const stringToSign = [SIGV4_ALGORITHM, amzDateText, `${dateStamp}/${region}/${service}/aws4_request`,
+    sha256Hex(canonicalRequest)].join('\n');
+  const expected = hmac('sha256', signingKey, stringToSign);
+  const provided = /^[0-9a-f]{64}$/.test(parsed.signature) ? Buffer.from(parsed.signature, 'hex') : Buffer.alloc(0);
+  if (!constantTimeEqual(expected, provided)) {
+    throw invalidSignature('The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.');
+  }
+  return { scope, securityToken: headers.get('x-amz-security-token')?.[0], signedHeaders: parsed.signedHeaders };
+}

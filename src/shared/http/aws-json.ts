@@ -1,0 +1,113 @@
+// The AWS JSON 1.1 protocol: POST / with X-Amz-Target, SigV4 on every request, typed inputs,
+// AWS-shaped errors. Must never answer a caller's mistake with a 5xx or a stack trace.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { z } from 'zod';
+import type { Caller, CredentialDirectory } from '../auth/index.ts';
+import { CiphertextError, InternalError, SealedError, UserError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { readBody } from './body.ts';
+import { parseInput } from './validation.ts';
+
+/** One protocol operation, declared as data: target, action for authorisation, input, handler. */
+export interface AwsJsonOperation<Input = unknown, Output = unknown> {
+  target: string;
+  action: string;
+  input: z.ZodType<Input, z.ZodTypeDef, unknown>;
+  handle(caller: Caller, input: Input): Promise<Output>;
+}
+
+/** Builds an operation with its input type inferred from the schema. */
+export function defineOperation<Schema extends z.ZodTypeAny, Output>(operation: {
+  target: string; action: string; input: Schema; handle(caller: Caller, input: z.output<Schema>): Promise<Output>;
+}): AwsJsonOperation<z.output<Schema>, Output> {
+  return operation;
+}
+
+export interface AwsJsonEndpointOptions {
+  service: string;
+  operations: AwsJsonOperation[];
+  credentials: CredentialDirectory;
+  logger: Logger;
+  maxBodyBytes: number;
+}
+
+/** Turns handler output into JSON: bytes as base64, dates as epoch seconds, undefined dropped. */
+export function toWireJson(value: unknown): unknown {
+  if (value === undefined || value === null) return undefined;
+  if (Buffer.isBuffer(value) || value instanceof Uint8Array) return Buffer.from(value).toString('base64');
+  if (value instanceof Date) return value.getTime() / 1000;
+  if (Array.isArray(value)) return value.map(toWireJson);
+  if (typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [key, item] of Object.entries(value)) {
+      const converted = toWireJson(item);
+      if (converted !== undefined) out[key] = converted;
+    }
+    return out;
+  }
+  return value;
+}
+
+interface ErrorReply {
+  status: number;
+  type: string;
+  message: string;
+}
+
+export function errorReply(error: unknown, requestId: string, logger: Logger): ErrorReply {
+  if (error instanceof UserError) return { status: error.httpStatus, type: error.code, message: error.message };
+  if (error instanceof CiphertextError) return { status: 400, type: error.code, message: error.message };
+  if (error instanceof SealedError) return { status: 500, type: error.code, message: error.message };
+  const detail = error instanceof InternalError ? error : error;
+  logger.error({ err: detail, requestId }, 'internal error');
+  return { status: 500, type: 'KMSInternalException', message: `An internal error occurred. Request id: ${requestId}` };
+}
+
+export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string>): void {
+  const payload = Buffer.from(JSON.stringify(body));
+  response.writeHead(status, { 'content-type': 'application/x-amz-json-1.1', 'content-length': payload.length, ...headers });
+  response.end(payload);
+}
+
+export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
+  const operations = new Map(options.operations.map((operation) => [operation.target, operation]));
+  const { logger } = options;
+
+  return async function handleAwsJson(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const requestId = randomUUID();
+    try {
+      if (request.method !== 'POST') {
+        throw new UserError('UnknownOperationException', `The ${request.method} method is not supported; use POST.`);
+      }
+      const body = await readBody(request, options.maxBodyBytes);
+      const caller = await options.credentials.authenticate({
+        method: request.method, url: request.url ?? '/', rawHeaders: request.rawHeaders, body }, options.service);
+      caller.sourceIp = request.socket.remoteAddress;
+      const target = request.headers['x-amz-target'];
+      const operation = typeof target === 'string' ? operations.get(target) : undefined;
+      if (!operation) throw new UserError('UnknownOperationException', `Unknown operation ${String(target ?? '(no X-Amz-Target)')}.`);
+      let parsedBody: unknown;
+      try {
+        parsedBody = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
+      } catch {
+        throw new UserError('SerializationException', 'The request body is not valid JSON.');
+      }
+      if (parsedBody === null || typeof parsedBody !== 'object' || Array.isArray(parsedBody)) {
+        throw new UserError('SerializationException', 'The request body must be a JSON object.');
+      }
+      const input = parseInput(operation.input, parsedBody);
+      const output = await operation.handle(caller, input);
+      sendJson(response, 200, toWireJson(output) ?? {}, { 'x-amzn-requestid': requestId });
+    } catch (error) {
+      const reply = errorReply(error, requestId, logger);
+      logger.debug({ requestId, type: reply.type }, 'request failed');
+      if (response.headersSent) {
+        response.destroy();
+        return;
+      }
+      sendJson(response, reply.status, { __type: reply.type, message: reply.message },
+        { 'x-amzn-requestid': requestId, 'x-amzn-errortype': reply.type });
+    }
+  };
+}

@@ -1,0 +1,7 @@
+// HTTP plumbing shared by every service: listener, body limits, AWS JSON protocol, validation.
+// Must never contain service logic.
+export { startHttpServer, type RequestHandler, type RunningHttpServer } from './server.ts';
+export { readBody } from './body.ts';
+export { createAwsJsonEndpoint, defineOperation, toWireJson, errorReply, sendJson, type AwsJsonOperation } from './aws-json.ts';
+export * as fields from './validation.ts';
+export { parseInput } from './validation.ts';

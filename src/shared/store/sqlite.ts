@@ -1,0 +1,328 @@
+// The embedded store: SQLite in WAL mode with synchronous=FULL, so an acknowledged write
+// survives kill -9. Must never run a multi-row change outside one transaction.
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import type { DomainKeyRecord } from '../crypto/index.ts';
+import { sqliteMigrations, type Migration } from './migrations/sqlite.ts';
+import {
+  StoreConflictError, StoreDuplicateError, type AccessKeyRecord, type AliasRecord, type KeyPatch, type KeyRecord,
+  type KeyVersionRecord, type Page, type PrincipalRecord, type Store, type TagRecord,
+} from './types.ts';
+
+type Row = Record<string, unknown>;
+
+const toDate = (value: unknown): Date | undefined => (value === null || value === undefined ? undefined : new Date(Number(value)));
+const fromDate = (value: Date | null | undefined): number | null => (value ? value.getTime() : null);
+
+export function encodeMarker(value: string): string {
+  return Buffer.from(value, 'utf8').toString('base64url');
+}
+
+/** Decodes a pagination marker; undefined when absent, InvalidMarker when garbled. */
+export function decodeMarker(marker: string | undefined): string | undefined {
+  if (marker === undefined) return undefined;
+  const value = Buffer.from(marker, 'base64url').toString('utf8');
+  if (value.length === 0 || encodeMarker(value) !== marker) throw new InvalidMarkerError();
+  return value;
+}
+
+export class InvalidMarkerError extends Error {
+  constructor() { super('The marker is invalid.'); this.name = 'InvalidMarkerError'; }
+}
+
+function keyFromRow(row: Row): KeyRecord {
+  return {
+    keyId: String(row.key_id), accountId: String(row.account_id), arn: String(row.arn),
+    description: String(row.description), keySpec: String(row.key_spec), keyUsage: row.key_usage as KeyRecord['keyUsage'],
+    keyState: row.key_state as KeyRecord['keyState'], origin: String(row.origin), createdAt: toDate(row.created_at) as Date,
+    deletionDate: toDate(row.deletion_date), pendingWindowInDays: (row.pending_window_days as number | null) ?? undefined,
+    currentVersion: Number(row.current_version), minDecryptVersion: Number(row.min_decrypt_version),
+    rotationEnabled: row.rotation_enabled === 1, rotationPeriodInDays: (row.rotation_period_days as number | null) ?? undefined,
+    nextRotationAt: toDate(row.next_rotation_at), policy: String(row.policy), revision: Number(row.revision),
+  };
+}
+
+function versionFromRow(row: Row): KeyVersionRecord {
+  return {
+    keyId: String(row.key_id), version: Number(row.version),
+    material: { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped_material as Buffer },
+    publicKeyDer: (row.public_key as Buffer | null) ?? undefined, createdAt: toDate(row.created_at) as Date,
+    rotationType: (row.rotation_type as KeyVersionRecord['rotationType'] | null) ?? undefined,
+  };
+}
+
+function aliasFromRow(row: Row): AliasRecord {
+  return { accountId: String(row.account_id), aliasName: String(row.alias_name), keyId: String(row.key_id),
+    createdAt: toDate(row.created_at) as Date, updatedAt: toDate(row.updated_at) as Date };
+}
+
+const PATCH_COLUMNS: Record<keyof KeyPatch, string> = {
+  description: 'description', keyState: 'key_state', deletionDate: 'deletion_date',
+  pendingWindowInDays: 'pending_window_days', rotationEnabled: 'rotation_enabled',
+  rotationPeriodInDays: 'rotation_period_days', nextRotationAt: 'next_rotation_at',
+  minDecryptVersion: 'min_decrypt_version', currentVersion: 'current_version', policy: 'policy',
+};
+
+function patchValue(value: unknown): unknown {
+  if (value instanceof Date) return value.getTime();
+  if (typeof value === 'boolean') return value ? 1 : 0;
+  return value ?? null;
+}
+
+function page<T>(rows: T[], limit: number, markerOf: (item: T) => string): Page<T> {
+  if (rows.length <= limit) return { items: rows };
+  const items = rows.slice(0, limit);
+  return { items, nextMarker: encodeMarker(markerOf(items[items.length - 1])) };
+}
+
+export class SqliteStore implements Store {
+  readonly #db: Database.Database;
+  readonly #statements = new Map<string, Database.Statement>();
+
+  private constructor(db: Database.Database) {
+    this.#db = db;
+  }
+
+  /** Opens (creating if needed) the database file and applies pending migrations. */
+  static open(path: string): SqliteStore {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    const db = new Database(path);
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    const store = new SqliteStore(db);
+    store.#migrate(sqliteMigrations);
+    return store;
+  }
+
+  #migrate(migrations: Migration[]): void {
+    this.#db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)');
+    const applied = new Set((this.#db.prepare('SELECT version FROM schema_migrations').all() as Row[]).map((row) => Number(row.version)));
+    const newest = Math.max(0, ...applied);
+    const known = Math.max(0, ...migrations.map((migration) => migration.version));
+    if (newest > known) throw new Error(`database schema version ${newest} is newer than this trustplane (${known})`);
+    for (const migration of migrations) {
+      if (applied.has(migration.version)) continue;
+      this.#db.transaction(() => {
+        this.#db.exec(migration.sql);
+        this.#db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+          .run(migration.version, migration.name, Date.now());
+      })();
+    }
+  }
+
+  #statement(sql: string): Database.Statement {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  async close(): Promise<void> {
+    this.#db.close();
+  }
+
+  async getMeta(name: string): Promise<string | undefined> {
+    const row = this.#statement('SELECT value FROM meta WHERE name = ?').get(name) as Row | undefined;
+    return row ? String(row.value) : undefined;
+  }
+
+  async initMeta(name: string, value: string): Promise<string> {
+    this.#statement('INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING').run(name, value);
+    return (await this.getMeta(name)) as string;
+  }
+
+  async listDomainKeys(): Promise<DomainKeyRecord[]> {
+    return (this.#statement('SELECT * FROM domain_keys ORDER BY created_at').all() as Row[]).map((row) => ({
+      id: String(row.id), wrapped: row.wrapped as Buffer, createdAt: toDate(row.created_at) as Date,
+      state: row.state as DomainKeyRecord['state'],
+    }));
+  }
+
+  async insertDomainKey(record: DomainKeyRecord): Promise<void> {
+    this.#db.transaction(() => {
+      if (record.state === 'active') this.#statement("UPDATE domain_keys SET state = 'retired' WHERE state = 'active'").run();
+      this.#statement('INSERT INTO domain_keys (id, wrapped, created_at, state) VALUES (?, ?, ?, ?)')
+        .run(record.id, record.wrapped, record.createdAt.getTime(), record.state);
+    })();
+  }
+
+  async getModuleValue(name: string): Promise<Buffer | undefined> {
+    const row = this.#statement('SELECT value FROM module_values WHERE name = ?').get(name) as Row | undefined;
+    return row ? (row.value as Buffer) : undefined;
+  }
+
+  async setModuleValue(name: string, value: Buffer): Promise<void> {
+    this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value')
+      .run(name, value);
+  }
+
+  async getPrincipal(arn: string): Promise<PrincipalRecord | undefined> {
+    const row = this.#statement('SELECT * FROM principals WHERE arn = ?').get(arn) as Row | undefined;
+    if (!row) return undefined;
+    return { arn: String(row.arn), accountId: String(row.account_id), kind: row.kind as PrincipalRecord['kind'],
+      name: String(row.name), createdAt: toDate(row.created_at) as Date };
+  }
+
+  async createPrincipal(principal: PrincipalRecord, accessKey?: AccessKeyRecord): Promise<void> {
+    this.#db.transaction(() => {
+      const inserted = this.#statement('INSERT INTO principals (arn, account_id, kind, name, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING')
+        .run(principal.arn, principal.accountId, principal.kind, principal.name, principal.createdAt.getTime());
+      if (inserted.changes === 0) throw new StoreDuplicateError(`principal ${principal.arn} already exists`);
+      if (accessKey) {
+        this.#statement('INSERT INTO access_keys (access_key_id, principal_arn, domain_key_id, wrapped_secret, status, created_at) VALUES (?, ?, ?, ?, ?, ?)')
+          .run(accessKey.accessKeyId, accessKey.principalArn, accessKey.secret.domainKeyId, accessKey.secret.wrapped,
+            accessKey.status, accessKey.createdAt.getTime());
+      }
+    })();
+  }
+
+  async getAccessKey(accessKeyId: string): Promise<AccessKeyRecord | undefined> {
+    const row = this.#statement('SELECT * FROM access_keys WHERE access_key_id = ?').get(accessKeyId) as Row | undefined;
+    if (!row) return undefined;
+    return { accessKeyId: String(row.access_key_id), principalArn: String(row.principal_arn),
+      secret: { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped_secret as Buffer },
+      status: row.status as AccessKeyRecord['status'], createdAt: toDate(row.created_at) as Date };
+  }
+
+  #insertVersion(version: KeyVersionRecord): void {
+    this.#statement(`INSERT INTO key_versions (key_id, version, domain_key_id, wrapped_material, public_key, created_at, rotation_type)
+      VALUES (?, ?, ?, ?, ?, ?, ?)`).run(version.keyId, version.version, version.material.domainKeyId, version.material.wrapped,
+      version.publicKeyDer ?? null, version.createdAt.getTime(), version.rotationType ?? null);
+  }
+
+  #putTags(keyId: string, tags: TagRecord[]): void {
+    const upsert = this.#statement(`INSERT INTO key_tags (key_id, tag_key, tag_value) VALUES (?, ?, ?)
+      ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value = excluded.tag_value`);
+    for (const tag of tags) upsert.run(keyId, tag.tagKey, tag.tagValue);
+  }
+
+  async createKey(key: KeyRecord, firstVersion: KeyVersionRecord, tags: TagRecord[]): Promise<void> {
+    this.#db.transaction(() => {
+      this.#statement(`INSERT INTO keys (key_id, account_id, arn, description, key_spec, key_usage, key_state, origin,
+        created_at, deletion_date, pending_window_days, current_version, min_decrypt_version, rotation_enabled,
+        rotation_period_days, next_rotation_at, policy, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(key.keyId, key.accountId, key.arn, key.description, key.keySpec, key.keyUsage, key.keyState, key.origin,
+          key.createdAt.getTime(), fromDate(key.deletionDate), key.pendingWindowInDays ?? null, key.currentVersion,
+          key.minDecryptVersion, key.rotationEnabled ? 1 : 0, key.rotationPeriodInDays ?? null,
+          fromDate(key.nextRotationAt), key.policy, key.revision);
+      this.#insertVersion(firstVersion);
+      this.#putTags(key.keyId, tags);
+    })();
+  }
+
+  async getKey(keyId: string): Promise<KeyRecord | undefined> {
+    const row = this.#statement('SELECT * FROM keys WHERE key_id = ?').get(keyId) as Row | undefined;
+    return row ? keyFromRow(row) : undefined;
+  }
+
+  async listKeys(accountId: string, limit: number, marker?: string): Promise<Page<KeyRecord>> {
+    const after = decodeMarker(marker) ?? '';
+    const rows = (this.#statement('SELECT * FROM keys WHERE account_id = ? AND key_id > ? ORDER BY key_id LIMIT ?')
+      .all(accountId, after, limit + 1) as Row[]).map(keyFromRow);
+    return page(rows, limit, (key) => key.keyId);
+  }
+
+  #applyPatch(keyId: string, expectedRevision: number, patch: KeyPatch): KeyRecord {
+    const entries = Object.entries(patch).filter(([, value]) => value !== undefined) as Array<[keyof KeyPatch, unknown]>;
+    const assignments = entries.map(([field]) => `${PATCH_COLUMNS[field]} = ?`);
+    assignments.push('revision = revision + 1');
+    const result = this.#db.prepare(`UPDATE keys SET ${assignments.join(', ')} WHERE key_id = ? AND revision = ?`)
+      .run(...entries.map(([, value]) => patchValue(value)), keyId, expectedRevision);
+    if (result.changes === 0) throw new StoreConflictError(`key ${keyId} changed concurrently`);
+    return keyFromRow(this.#statement('SELECT * FROM keys WHERE key_id = ?').get(keyId) as Row);
+  }
+
+  async updateKey(keyId: string, expectedRevision: number, patch: KeyPatch): Promise<KeyRecord> {
+    return this.#db.transaction(() => this.#applyPatch(keyId, expectedRevision, patch))();
+  }
+
+  async addKeyVersion(keyId: string, expectedRevision: number, version: KeyVersionRecord, patch: KeyPatch): Promise<KeyRecord> {
+    return this.#db.transaction(() => {
+      const updated = this.#applyPatch(keyId, expectedRevision, { ...patch, currentVersion: version.version });
+      this.#insertVersion(version);
+      return updated;
+    })();
+  }
+
+  async getKeyVersion(keyId: string, version: number): Promise<KeyVersionRecord | undefined> {
+    const row = this.#statement('SELECT * FROM key_versions WHERE key_id = ? AND version = ?').get(keyId, version) as Row | undefined;
+    return row ? versionFromRow(row) : undefined;
+  }
+
+  async listKeyVersions(keyId: string, limit: number, marker?: string): Promise<Page<KeyVersionRecord>> {
+    const after = Number(decodeMarker(marker) ?? '0');
+    if (!Number.isInteger(after)) throw new InvalidMarkerError();
+    const rows = (this.#statement('SELECT * FROM key_versions WHERE key_id = ? AND version > ? ORDER BY version LIMIT ?')
+      .all(keyId, after, limit + 1) as Row[]).map(versionFromRow);
+    return page(rows, limit, (version) => String(version.version));
+  }
+
+  async deleteKey(keyId: string): Promise<void> {
+    // Cascades remove versions, aliases and tags in the same transaction.
+    this.#db.transaction(() => { this.#statement('DELETE FROM keys WHERE key_id = ?').run(keyId); })();
+  }
+
+  async listKeysDueForDeletion(now: Date): Promise<KeyRecord[]> {
+    return (this.#statement("SELECT * FROM keys WHERE key_state = 'PendingDeletion' AND deletion_date <= ?")
+      .all(now.getTime()) as Row[]).map(keyFromRow);
+  }
+
+  async listKeysDueForRotation(now: Date): Promise<KeyRecord[]> {
+    return (this.#statement("SELECT * FROM keys WHERE rotation_enabled = 1 AND key_state = 'Enabled' AND next_rotation_at <= ?")
+      .all(now.getTime()) as Row[]).map(keyFromRow);
+  }
+
+  async createAlias(alias: AliasRecord): Promise<void> {
+    const result = this.#statement(`INSERT INTO aliases (account_id, alias_name, key_id, created_at, updated_at)
+      VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`).run(alias.accountId, alias.aliasName, alias.keyId,
+      alias.createdAt.getTime(), alias.updatedAt.getTime());
+    if (result.changes === 0) throw new StoreDuplicateError(`alias ${alias.aliasName} already exists`);
+  }
+
+  async getAlias(accountId: string, aliasName: string): Promise<AliasRecord | undefined> {
+    const row = this.#statement('SELECT * FROM aliases WHERE account_id = ? AND alias_name = ?').get(accountId, aliasName) as Row | undefined;
+    return row ? aliasFromRow(row) : undefined;
+  }
+
+  async updateAlias(accountId: string, aliasName: string, keyId: string, now: Date): Promise<void> {
+    this.#statement('UPDATE aliases SET key_id = ?, updated_at = ? WHERE account_id = ? AND alias_name = ?')
+      .run(keyId, now.getTime(), accountId, aliasName);
+  }
+
+  async deleteAlias(accountId: string, aliasName: string): Promise<boolean> {
+    return this.#statement('DELETE FROM aliases WHERE account_id = ? AND alias_name = ?').run(accountId, aliasName).changes > 0;
+  }
+
+  async listAliases(accountId: string, keyId: string | undefined, limit: number, marker?: string): Promise<Page<AliasRecord>> {
+    const after = decodeMarker(marker) ?? '';
+    const rows = (keyId
+      ? this.#statement('SELECT * FROM aliases WHERE account_id = ? AND key_id = ? AND alias_name > ? ORDER BY alias_name LIMIT ?')
+        .all(accountId, keyId, after, limit + 1)
+      : this.#statement('SELECT * FROM aliases WHERE account_id = ? AND alias_name > ? ORDER BY alias_name LIMIT ?')
+        .all(accountId, after, limit + 1)) as Row[];
+    return page(rows.map(aliasFromRow), limit, (alias) => alias.aliasName);
+  }
+
+  async putTags(keyId: string, tags: TagRecord[]): Promise<void> {
+    this.#db.transaction(() => this.#putTags(keyId, tags))();
+  }
+
+  async removeTags(keyId: string, tagKeys: string[]): Promise<void> {
+    this.#db.transaction(() => {
+      const remove = this.#statement('DELETE FROM key_tags WHERE key_id = ? AND tag_key = ?');
+      for (const tagKey of tagKeys) remove.run(keyId, tagKey);
+    })();
+  }
+
+  async listTags(keyId: string, limit: number, marker?: string): Promise<Page<TagRecord>> {
+    const after = decodeMarker(marker) ?? '';
+    const rows = (this.#statement('SELECT tag_key, tag_value FROM key_tags WHERE key_id = ? AND tag_key > ? ORDER BY tag_key LIMIT ?')
+      .all(keyId, after, limit + 1) as Row[]).map((row) => ({ tagKey: String(row.tag_key), tagValue: String(row.tag_value) }));
+    return page(rows, limit, (tag) => tag.tagKey);
+  }
+}
