@@ -1,7 +1,10 @@
 // The crypto module's public surface: every primitive and every key byte goes through here.
 // Must never be bypassed: no other code imports node:crypto for keys or ciphers.
 export { randomBytes, constantTimeEqual, zeroize, sha256, sha256Hex, hash, randomUuid, type HashName } from './lib/bytes.ts';
-export { aesGcmEncrypt, aesGcmDecrypt, aesKwpWrap, aesKwpUnwrap, GCM_NONCE_LENGTH, GCM_TAG_LENGTH, type SymmetricKey } from './lib/aead.ts';
+export {
+  aesGcmEncrypt, aesGcmDecrypt, aesKwpWrap, aesKwpUnwrap, GCM_NONCE_LENGTH, GCM_MAX_NONCE_LENGTH, GCM_TAG_LENGTH,
+  type SymmetricKey,
+} from './lib/aead.ts';
 export { hmac, verifyHmac, hkdf } from './lib/mac.ts';
 export {
   signMessage, verifyMessage, signDigest, verifyDigest, rsaOaepEncrypt, rsaOaepDecrypt, agreeSharedSecret,
@@ -20,3 +23,10 @@ export {
 export type { CryptoModule, CryptoModuleStatus, CryptoModuleKind, WrappedSecret, DomainKeyRecord, DomainKeyStore } from './lib/crypto-module.ts';
 export { SoftwareCryptoModule, WrongRootKeyError } from './lib/software-module.ts';
 export { Keyring, type StoredKeyMaterial, type NewKeyMaterial } from './lib/keyring.ts';
+export {
+  encodeFileHeader, readFileHeader, createEncryptStream, createDecryptStream, decryptChunk, decryptRange,
+  deriveChunkedFileKey, plaintextRangeToChunks, ciphertextLength, plaintextLength, ChunkedFileKey,
+  CHUNKED_FORMAT_VERSION, DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE,
+  type ChunkedFileHeader, type FileHeaderFields, type FileHeaderReadResult, type ChunkSpan,
+  type EncryptStreamOptions, type DecryptStreamOptions,
+} from './lib/chunked-aead.ts';

@@ -7,6 +7,8 @@ export type SymmetricKey = Uint8Array | nodeCrypto.KeyObject;
 
 export const GCM_TAG_LENGTH = 16;
 export const GCM_NONCE_LENGTH = 12;
+/** OpenSSL's limit on GCM nonces (GCM_IV_MAX_SIZE); longer ones are refused rather than half-supported. */
+export const GCM_MAX_NONCE_LENGTH = 128;
 
 function gcmCipherName(key: SymmetricKey): nodeCrypto.CipherGCMTypes {
   const length = key instanceof nodeCrypto.KeyObject ? key.symmetricKeySize : key.length;
@@ -26,7 +28,9 @@ export interface GcmSealed {
 /** AES-GCM encryption; returns ciphertext and tag separately. */
 export function aesGcmEncrypt(key: SymmetricKey, nonce: Uint8Array, plaintext: Uint8Array,
   aad?: Uint8Array, tagLength = GCM_TAG_LENGTH): GcmSealed {
-  if (nonce.length === 0) throw new RangeError('AES-GCM nonce must not be empty');
+  if (nonce.length === 0 || nonce.length > GCM_MAX_NONCE_LENGTH) {
+    throw new RangeError(`AES-GCM nonce must be 1 to ${GCM_MAX_NONCE_LENGTH} bytes, got ${nonce.length}`);
+  }
   const cipher = nodeCrypto.createCipheriv(gcmCipherName(key), key, nonce, { authTagLength: tagLength });
   if (aad) cipher.setAAD(aad);
   const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);
@@ -36,7 +40,9 @@ export function aesGcmEncrypt(key: SymmetricKey, nonce: Uint8Array, plaintext: U
 /** AES-GCM decryption; throws CiphertextError on any authentication failure. */
 export function aesGcmDecrypt(key: SymmetricKey, nonce: Uint8Array, ciphertext: Uint8Array,
   tag: Uint8Array, aad?: Uint8Array): Buffer {
-  if (nonce.length === 0 || tag.length < 12 || tag.length > 16) throw new CiphertextError();
+  if (nonce.length === 0 || nonce.length > GCM_MAX_NONCE_LENGTH || tag.length < 12 || tag.length > 16) {
+    throw new CiphertextError();
+  }
   try {
     const decipher = nodeCrypto.createDecipheriv(gcmCipherName(key), key, nonce, { authTagLength: tag.length });
     decipher.setAuthTag(tag);

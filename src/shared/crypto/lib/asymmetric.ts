@@ -138,8 +138,36 @@ export function agreeSharedSecret(privateKey: PrivateKeyInput, peerPublicKey: Pu
   return secret;
 }
 
+/** Where the content of the DER element starting at `offset` lies (input is OpenSSL's own well-formed export). */
+function derContent(der: Buffer, offset: number): { start: number; end: number } {
+  const lengthByte = der[offset + 1];
+  if (lengthByte < 0x80) return { start: offset + 2, end: offset + 2 + lengthByte };
+  const count = lengthByte & 0x7f;
+  let length = 0;
+  for (let index = 0; index < count; index += 1) length = length * 256 + der[offset + 2 + index];
+  return { start: offset + 2 + count, end: offset + 2 + count + length };
+}
+
+const DER_OID_TAG = 0x06;
+
+// OpenSSL accepts explicit curve parameters and quietly matches them to a named curve even when
+// the cofactor is missing or wrong (Wycheproof ecdh tcId 359, 361); RFC 5480 forbids them, so we
+// accept only keys whose AlgorithmIdentifier names the curve. The re-export keeps the input's form.
+function namesItsCurve(key: nodeCrypto.KeyObject): boolean {
+  const der = key.export({ format: 'der', type: 'spki' });
+  const spki = derContent(der, 0);
+  const algorithm = derContent(der, spki.start);
+  const algorithmOid = derContent(der, algorithm.start);
+  return algorithmOid.end < algorithm.end && der[algorithmOid.end] === DER_OID_TAG;
+}
+
+/** Imports an SPKI public key; EC keys must use a named curve (no explicit parameters). */
 export function importPublicKeyDer(spki: Uint8Array): nodeCrypto.KeyObject {
-  return nodeCrypto.createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  const key = nodeCrypto.createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+  if (key.asymmetricKeyType === 'ec' && !namesItsCurve(key)) {
+    throw new RangeError('EC public key must name its curve; explicit curve parameters are not accepted (RFC 5480)');
+  }
+  return key;
 }
 
 export function importPrivateKeyDer(pkcs8: Uint8Array): nodeCrypto.KeyObject {
