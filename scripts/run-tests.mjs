@@ -24,5 +24,5 @@ if (files.length === 0) {
 }
 const concurrency = process.env.TRUSTPLANE_TEST_CONCURRENCY ?? '2';
 const child = spawn(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...files],
-  { cwd: root, stdio: 'inherit' });
+  { cwd: root, stdio: 'inherit', env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env } });
 child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));

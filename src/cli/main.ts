@@ -2,6 +2,7 @@
 // Must never let an exception escape as a stack trace: every failure is one line and exit 1.
 import { Command } from 'commander';
 import { registerServerCommand } from './commands/server.ts';
+import { registerKeyCommands } from './commands/key.ts';
 import { failWith } from './output.ts';
 
 const program = new Command();
@@ -9,5 +10,6 @@ program.name('trustplane').description('trustplane: a self-hosted trust plane fo
   .version('0.1.0').showHelpAfterError();
 
 registerServerCommand(program);
+registerKeyCommands(program);
 
 program.parseAsync(process.argv).catch(failWith);

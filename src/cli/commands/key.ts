@@ -1,0 +1,205 @@
+// `trustplane key ...`: create, list, describe, rotate, list versions and manage aliases.
+// Talks to the key service only through clients/; --json prints the service's own shapes.
+import type { Command } from 'commander';
+import {
+  CreateAliasCommand, CreateKeyCommand, DeleteAliasCommand, DescribeKeyCommand, DisableKeyCommand, EnableKeyCommand,
+  ListAliasesCommand, ListKeysCommand, RotateKeyOnDemandCommand, ScheduleKeyDeletionCommand, UpdateAliasCommand,
+  type AliasListEntry, type KeyMetadata, type KeySpec, type KeyUsageType,
+} from '@aws-sdk/client-kms';
+import { KeyServiceClient } from '../../clients/kms.ts';
+import { printResult } from '../output.ts';
+
+interface ClientFlags {
+  endpoint?: string;
+  json?: boolean;
+}
+
+interface KeyVersionsResult {
+  KeyId: string;
+  CurrentVersion: number;
+  MinimumDecryptionVersion: number;
+  Versions: Array<{ Version: number; CreationDate: number; RotationType?: string; Default: boolean; DecryptionAllowed: boolean }>;
+  NextMarker?: string;
+}
+
+function withClientFlags(command: Command): Command {
+  return command.option('--endpoint <url>', 'key service URL (default $TRUSTPLANE_ENDPOINT or http://127.0.0.1:8200)')
+    .option('--json', 'machine-readable output');
+}
+
+async function withClient<T>(flags: ClientFlags, work: (client: KeyServiceClient) => Promise<T>): Promise<T> {
+  const client = new KeyServiceClient({ endpoint: flags.endpoint });
+  try {
+    return await work(client);
+  } finally {
+    client.destroy();
+  }
+}
+
+function parseTags(values: string[] | undefined) {
+  return (values ?? []).map((pair) => {
+    const equals = pair.indexOf('=');
+    if (equals <= 0) throw new Error(`--tag expects KEY=VALUE, got '${pair}'`);
+    return { TagKey: pair.slice(0, equals), TagValue: pair.slice(equals + 1) };
+  });
+}
+
+function describeLine(metadata: KeyMetadata, aliases: string[]): string {
+  const alias = aliases.length ? `  ${aliases.join(',')}` : '';
+  return `${metadata.KeyId}  ${metadata.KeyState}  ${metadata.KeySpec}/${metadata.KeyUsage}${alias}${metadata.Description ? `  "${metadata.Description}"` : ''}`;
+}
+
+async function allAliases(client: KeyServiceClient, keyId?: string): Promise<AliasListEntry[]> {
+  const aliases: AliasListEntry[] = [];
+  let marker: string | undefined;
+  do {
+    const page = await client.kms.send(new ListAliasesCommand({ KeyId: keyId, Marker: marker, Limit: 1000 }));
+    aliases.push(...(page.Aliases ?? []));
+    marker = page.Truncated ? page.NextMarker : undefined;
+  } while (marker);
+  return aliases;
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function registerKeyCommands(program: Command): void {
+  const key = program.command('key').description('manage keys of the key service');
+
+  withClientFlags(key.command('create').description('create a key')
+    .option('--description <text>', 'what the key is for')
+    .option('--key-spec <spec>', 'SYMMETRIC_DEFAULT (default), RSA_2048|3072|4096, ECC_NIST_P256|P384|P521, ECC_SECG_P256K1, HMAC_224|256|384|512')
+    .option('--key-usage <usage>', 'ENCRYPT_DECRYPT, SIGN_VERIFY or GENERATE_VERIFY_MAC (default: the spec\'s first)')
+    .option('--alias <name>', 'also create this alias (alias/...) for the key')
+    .option('--tag <key=value>', 'tag the key (repeatable)', collect))
+    .action(async (flags: ClientFlags & { description?: string; keySpec?: string; keyUsage?: string; alias?: string; tag?: string[] }) => {
+      await withClient(flags, async (client) => {
+        const created = await client.kms.send(new CreateKeyCommand({ Description: flags.description,
+          KeySpec: flags.keySpec as KeySpec | undefined, KeyUsage: flags.keyUsage as KeyUsageType | undefined, Tags: parseTags(flags.tag) }));
+        const metadata = created.KeyMetadata!;
+        if (flags.alias) await client.kms.send(new CreateAliasCommand({ AliasName: flags.alias, TargetKeyId: metadata.KeyId }));
+        printResult(flags, { KeyMetadata: metadata, AliasName: flags.alias }, () => `${metadata.KeyId}${flags.alias ? `  ${flags.alias}` : ''}\n${metadata.Arn}`);
+      });
+    });
+
+  withClientFlags(key.command('list').description('list keys with state, spec and aliases'))
+    .action(async (flags: ClientFlags) => {
+      await withClient(flags, async (client) => {
+        const keyIds: string[] = [];
+        let marker: string | undefined;
+        do {
+          const page = await client.kms.send(new ListKeysCommand({ Marker: marker, Limit: 1000 }));
+          keyIds.push(...(page.Keys ?? []).map((entry) => entry.KeyId!));
+          marker = page.Truncated ? page.NextMarker : undefined;
+        } while (marker);
+        const aliases = await allAliases(client);
+        const keys: KeyMetadata[] = [];
+        for (const keyId of keyIds) keys.push((await client.kms.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!);
+        const aliasesOf = (keyId: string) => aliases.filter((alias) => alias.TargetKeyId === keyId).map((alias) => alias.AliasName!);
+        printResult(flags, { Keys: keys.map((metadata) => ({ ...metadata, Aliases: aliasesOf(metadata.KeyId!) })) },
+          () => (keys.length ? keys.map((metadata) => describeLine(metadata, aliasesOf(metadata.KeyId!))).join('\n') : '(no keys)'));
+      });
+    });
+
+  withClientFlags(key.command('describe <key>').description('show a key (id, ARN, alias or alias ARN)'))
+    .action(async (keyId: string, flags: ClientFlags) => {
+      await withClient(flags, async (client) => {
+        const metadata = (await client.kms.send(new DescribeKeyCommand({ KeyId: keyId }))).KeyMetadata!;
+        const aliases = (await allAliases(client, metadata.KeyId)).map((alias) => alias.AliasName!);
+        printResult(flags, { KeyMetadata: metadata, Aliases: aliases }, () => [
+          `KeyId:        ${metadata.KeyId}`, `Arn:          ${metadata.Arn}`, `State:        ${metadata.KeyState}`,
+          `Spec/Usage:   ${metadata.KeySpec} / ${metadata.KeyUsage}`, `Description:  ${metadata.Description ?? ''}`,
+          `Created:      ${metadata.CreationDate?.toISOString()}`, `Aliases:      ${aliases.join(', ') || '-'}`,
+          ...(metadata.DeletionDate ? [`Deletion:     ${metadata.DeletionDate.toISOString()}`] : []),
+        ].join('\n'));
+      });
+    });
+
+  withClientFlags(key.command('rotate <key>').description('rotate a symmetric key now: a new default version'))
+    .action(async (keyId: string, flags: ClientFlags) => {
+      await withClient(flags, async (client) => {
+        await client.kms.send(new RotateKeyOnDemandCommand({ KeyId: keyId }));
+        const versions = await client.extension<KeyVersionsResult>('ListKeyVersions', { KeyId: keyId, Limit: 1 });
+        printResult(flags, { KeyId: versions.KeyId, CurrentVersion: versions.CurrentVersion },
+          () => `${versions.KeyId} now at version ${versions.CurrentVersion}`);
+      });
+    });
+
+  withClientFlags(key.command('versions <key>').description('list a key\'s versions'))
+    .action(async (keyId: string, flags: ClientFlags) => {
+      await withClient(flags, async (client) => {
+        const first = await client.extension<KeyVersionsResult>('ListKeyVersions', { KeyId: keyId, Limit: 1000 });
+        const versions = [...first.Versions];
+        let marker = first.NextMarker;
+        while (marker) {
+          const page = await client.extension<KeyVersionsResult>('ListKeyVersions', { KeyId: keyId, Limit: 1000, Marker: marker });
+          versions.push(...page.Versions);
+          marker = page.NextMarker;
+        }
+        printResult(flags, { ...first, Versions: versions, NextMarker: undefined }, () => versions.map((version) =>
+          `v${version.Version}  ${new Date(version.CreationDate * 1000).toISOString()}  ${version.RotationType ?? 'CREATED'}${version.Default ? '  default' : ''}${version.DecryptionAllowed ? '' : '  decryption refused'}`).join('\n'));
+      });
+    });
+
+  withClientFlags(key.command('set-min-version <key> <version>').description('refuse decryption of ciphertexts older than VERSION'))
+    .action(async (keyId: string, version: string, flags: ClientFlags) => {
+      await withClient(flags, async (client) => {
+        const result = await client.extension<{ KeyId: string; MinimumDecryptionVersion: number }>('SetMinimumDecryptionVersion',
+          { KeyId: keyId, MinimumDecryptionVersion: Number(version) });
+        printResult(flags, result, () => `${result.KeyId} decrypts versions >= ${result.MinimumDecryptionVersion}`);
+      });
+    });
+
+  for (const [name, description, run] of [
+    ['enable', 'enable a disabled key', (client: KeyServiceClient, keyId: string) => client.kms.send(new EnableKeyCommand({ KeyId: keyId }))],
+    ['disable', 'disable a key (it refuses every operation until enabled)', (client: KeyServiceClient, keyId: string) => client.kms.send(new DisableKeyCommand({ KeyId: keyId }))],
+  ] as const) {
+    withClientFlags(key.command(`${name} <key>`).description(description))
+      .action(async (keyId: string, flags: ClientFlags) => {
+        await withClient(flags, async (client) => {
+          await run(client, keyId);
+          printResult(flags, { KeyId: keyId }, () => `${keyId} ${name}d`);
+        });
+      });
+  }
+
+  withClientFlags(key.command('schedule-deletion <key>').description('delete a key after a waiting period (7-30 days)')
+    .option('--days <n>', 'waiting period in days', '30'))
+    .action(async (keyId: string, flags: ClientFlags & { days: string }) => {
+      await withClient(flags, async (client) => {
+        const result = await client.kms.send(new ScheduleKeyDeletionCommand({ KeyId: keyId, PendingWindowInDays: Number(flags.days) }));
+        printResult(flags, { KeyId: result.KeyId, DeletionDate: result.DeletionDate, KeyState: result.KeyState },
+          () => `${result.KeyId} will be deleted on ${result.DeletionDate?.toISOString()}`);
+      });
+    });
+
+  const alias = key.command('alias').description('manage aliases (alias/NAME)');
+  withClientFlags(alias.command('create <alias> <key>').description('point a new alias at a key'))
+    .action(async (aliasName: string, keyId: string, flags: ClientFlags) => {
+      await withClient(flags, async (client) => {
+        await client.kms.send(new CreateAliasCommand({ AliasName: aliasName, TargetKeyId: keyId }));
+        printResult(flags, { AliasName: aliasName, TargetKeyId: keyId }, () => `${aliasName} -> ${keyId}`);
+      });
+    });
+  withClientFlags(alias.command('update <alias> <key>').description('point an existing alias at another key'))
+    .action(async (aliasName: string, keyId: string, flags: ClientFlags) => {
+      await withClient(flags, async (client) => {
+        await client.kms.send(new UpdateAliasCommand({ AliasName: aliasName, TargetKeyId: keyId }));
+        printResult(flags, { AliasName: aliasName, TargetKeyId: keyId }, () => `${aliasName} -> ${keyId}`);
+      });
+    });
+  withClientFlags(alias.command('delete <alias>').description('delete an alias (the key stays)'))
+    .action(async (aliasName: string, flags: ClientFlags) => {
+      await withClient(flags, async (client) => {
+        await client.kms.send(new DeleteAliasCommand({ AliasName: aliasName }));
+        printResult(flags, { AliasName: aliasName }, () => `${aliasName} deleted`);
+      });
+    });
+  withClientFlags(alias.command('list [key]').description('list aliases, optionally of one key'))
+    .action(async (keyId: string | undefined, flags: ClientFlags) => {
+      await withClient(flags, async (client) => {
+        const aliases = await allAliases(client, keyId);
+        printResult(flags, { Aliases: aliases }, () => (aliases.length
+          ? aliases.map((entry) => `${entry.AliasName} -> ${entry.TargetKeyId}`).join('\n') : '(no aliases)'));
+      });
+    });
+}

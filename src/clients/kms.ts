@@ -1,0 +1,100 @@
+// Typed client for the key service: the AWS SDK for AWS operations, SigV4-signed calls for
+// trustplane's extensions. Reads the credentials the AWS tools read. Never prints secrets.
+import http from 'node:http';
+import https from 'node:https';
+import { join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { defaultProvider } from '@aws-sdk/credential-provider-node';
+import { fromIni } from '@aws-sdk/credential-provider-ini';
+import { SignatureV4 } from '@smithy/signature-v4';
+import { Hash } from '@smithy/hash-node';
+import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
+import { resolveHome } from '../shared/config.ts';
+import { UserError } from '../shared/errors.ts';
+
+export const DEFAULT_ENDPOINT = 'http://127.0.0.1:8200';
+
+export interface ClientOptions {
+  endpoint?: string;
+  home?: string;
+}
+
+export function resolveEndpoint(flag: string | undefined): string {
+  const endpoint = flag ?? process.env.TRUSTPLANE_ENDPOINT ?? DEFAULT_ENDPOINT;
+  try {
+    const url = new URL(endpoint);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('scheme');
+  } catch {
+    throw new UserError('InvalidEndpoint', `--endpoint must be an http(s) URL, got '${endpoint}'.`);
+  }
+  return endpoint.replace(/\/+$/, '');
+}
+
+/**
+ * The AWS default chain (environment, shared files, AWS_PROFILE, ...), then, for a
+ * developer on the server's machine, the dev credentials the server wrote into its home.
+ */
+function credentialChain(home: string | undefined): AwsCredentialIdentityProvider {
+  const standard = defaultProvider();
+  return async (): Promise<AwsCredentialIdentity> => {
+    try {
+      return await standard();
+    } catch (error) {
+      const file = join(resolveHome(home), 'credentials');
+      if (!existsSync(file)) {
+        throw new UserError('MissingCredentials', 'No AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, as printed by `trustplane server --dev`.');
+      }
+      return fromIni({ filepath: file, configFilepath: join(resolveHome(home), 'config'), profile: 'trustplane' })();
+    }
+  };
+}
+
+function region(): string {
+  return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
+}
+
+export class KeyServiceClient {
+  readonly endpoint: string;
+  readonly kms: KMSClient;
+  readonly #credentials: AwsCredentialIdentityProvider;
+
+  constructor(options: ClientOptions = {}) {
+    this.endpoint = resolveEndpoint(options.endpoint);
+    this.#credentials = credentialChain(options.home);
+    this.kms = new KMSClient({ endpoint: this.endpoint, region: region(), credentials: this.#credentials, maxAttempts: 3 });
+  }
+
+  /** Calls a trustplane extension operation (TrustPlaneKms.*) with a SigV4-signed JSON 1.1 request. */
+  async extension<T>(operation: string, input: Record<string, unknown>): Promise<T> {
+    const url = new URL(this.endpoint);
+    const body = JSON.stringify(input);
+    const signer = new SignatureV4({ service: 'kms', region: region(), credentials: this.#credentials, sha256: Hash.bind(null, 'sha256') });
+    const signed = await signer.sign({ method: 'POST', protocol: url.protocol, hostname: url.hostname,
+      port: url.port ? Number(url.port) : undefined, path: '/', body,
+      headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': `TrustPlaneKms.${operation}` } });
+    const transport = url.protocol === 'https:' ? https : http;
+    const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
+      const request = transport.request({ hostname: url.hostname, port: url.port, method: 'POST', path: '/',
+        headers: { ...signed.headers, 'content-length': Buffer.byteLength(body) } }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      });
+      request.on('error', (error) => reject(new UserError('ConnectionError', `cannot reach ${this.endpoint}: ${error.message}`)));
+      request.end(body);
+    });
+    let parsed: Record<string, unknown>;
+    try {
+      parsed = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      throw new UserError('InvalidResponse', `${this.endpoint} answered HTTP ${status} with a body that is not JSON.`);
+    }
+    if (status !== 200) throw new UserError(String(parsed.__type ?? 'Error'), String(parsed.message ?? `HTTP ${status}`));
+    return parsed as T;
+  }
+
+  destroy(): void {
+    this.kms.destroy();
+  }
+}
