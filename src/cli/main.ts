@@ -3,6 +3,7 @@
 import { Command } from 'commander';
 import { registerServerCommand } from './commands/server.ts';
 import { registerKeyCommands } from './commands/key.ts';
+import { registerFileCryptoCommands } from './commands/file-crypto.ts';
 import { failWith } from './output.ts';
 
 const program = new Command();
@@ -11,5 +12,6 @@ program.name('trustplane').description('trustplane: a self-hosted trust plane fo
 
 registerServerCommand(program);
 registerKeyCommands(program);
+registerFileCryptoCommands(program);
 
 program.parseAsync(process.argv).catch(failWith);

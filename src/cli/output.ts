@@ -12,9 +12,10 @@ export function printResult(options: OutputOptions, json: unknown, human: () => 
 
 /** One line, "trustplane: Code: message", and a non-zero exit. */
 export function failWith(error: unknown): never {
-  const record = error as { name?: string; code?: string; message?: string; Code?: string };
-  let code = error instanceof UserError ? error.code : record.name ?? 'Error';
-  if (code === 'Error' && record.code) code = String(record.code);
+  const record = error as { name?: string; code?: unknown; message?: string };
+  // Our errors carry a stable string code; AWS SDK errors carry the AWS error name.
+  const code = error instanceof UserError || (typeof record.code === 'string' && /^[A-Z]/.test(record.code))
+    ? String(record.code) : record.name ?? 'Error';
   const message = (record.message ?? String(error)).replace(/\s+/g, ' ').trim();
   process.stderr.write(`trustplane: ${code}: ${message}\n`);
   process.exit(1);

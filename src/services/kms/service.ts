@@ -159,6 +159,8 @@ export class KeyService {
   }
 
   async #openVersion(key: KeyRecord, version: number): Promise<CustomerKey> {
+    const cached = this.#keyring.cachedKey(key.keyId, version);
+    if (cached) return cached;
     const stored = await this.#store.getKeyVersion(key.keyId, version);
     if (!stored) throw new CiphertextError();
     return this.#keyring.openKey({ keyId: key.keyId, version, spec: key.keySpec as KeySpec, material: stored.material });

@@ -52,6 +52,11 @@ export class Keyring {
     }
   }
 
+  /** The unwrapped key version if it is cached, so callers can skip reading the wrapped copy. */
+  cachedKey(keyId: string, version: number): CustomerKey | undefined {
+    return this.#cache.get(`${keyId}/${version}`);
+  }
+
   /** Unwraps (or takes from cache) one version of a customer key. */
   async openKey(stored: StoredKeyMaterial): Promise<CustomerKey> {
     const cacheKey = `${stored.keyId}/${stored.version}`;
