@@ -597,6 +597,8 @@ export class KeyService {
 
   async getKeyRotationStatus(caller: Caller, raw: string) {
     const key = await this.#resolveAuthorized(caller, raw, 'kms:GetKeyRotationStatus');
+    // As in AWS, a key pending deletion reports rotation off; the stored schedule returns on cancel.
+    if (key.keyState === 'PendingDeletion') return { KeyId: key.arn, KeyRotationEnabled: false };
     return { KeyId: key.arn, KeyRotationEnabled: key.rotationEnabled, RotationPeriodInDays: key.rotationPeriodInDays,
       NextRotationDate: key.nextRotationAt };
   }
