@@ -64,16 +64,17 @@ const MAX_FIELD_LENGTH = 0xffff;
 export const MIN_CHUNK_SIZE = 4 * 1024;
 export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
 /**
- * 256 KiB. Measured with bench/file-encryption.ts (1 GiB, best of 7, Node 20, 2-core Xeon with
- * AES-NI/VAES), against one AES-256-GCM cipher over the same 1 MiB buffers:
- *   64 KiB:  encrypt 0.91-1.06x, decrypt 0.80-0.87x (a fixed ~3 us per chunk for cipher set-up,
- *            tag and stream push is 10-20 % of a 64 KiB chunk's time);
- *   256 KiB: encrypt 1.25-1.38x, decrypt 0.93-0.99x (fixed cost amortised; the chunk and its output
- *            still fit in L2, which the raw baseline's 1 MiB updates do not);
- *   1 MiB:   no faster than 256 KiB, decrypt 0.71-0.93x and the least stable.
- * 256 KiB also bounds what a stream holds (about two chunks, ~0.5 MiB) and what a Range GET
- * over-reads (under one chunk at each end), which matter to the S3 proxy's many concurrent
- * streams; the tag costs 0.006 % of space.
+ * 256 KiB. Measured with bench/file-encryption.ts (1 GiB, best of 5, runs interleaved with the
+ * baseline, Node 20, 2-core Xeon with AES-NI/VAES), as a ratio to one AES-256-GCM cipher over the
+ * same bytes (the faster of 64 KiB and 1 MiB updates):
+ *   64 KiB:  encrypt 0.72-0.79, decrypt 0.62-0.75 (a fixed few microseconds per chunk for cipher
+ *            set-up, tag and stream push is a quarter of a 64 KiB chunk's time);
+ *   256 KiB: encrypt 0.84-1.01, decrypt 0.68-0.83, the best of the three in every run;
+ *   1 MiB:   encrypt 0.84-0.98, decrypt 0.66-0.79 (no gain: chunk and output leave L2).
+ * Decryption trails encryption by the per-chunk tag check and the copy of records that straddle
+ * two reads (~5 % each in a profile). 256 KiB also bounds what a stream holds (about two chunks,
+ * ~0.5 MiB) and what a Range GET over-reads (under one chunk at each end), which matter to the
+ * S3 proxy's many concurrent streams; the tag costs 0.006 % of space.
  */
 export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 
