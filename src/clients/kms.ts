@@ -54,6 +54,17 @@ function region(): string {
   return process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? 'us-east-1';
 }
 
+const CONNECTION_ERRORS = new Set(['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EHOSTUNREACH', 'ETIMEDOUT', 'EAI_AGAIN']);
+
+/** Turns a transport failure into an error that says which endpoint and what to check. */
+export function explainConnectionError(error: unknown, endpoint: string): unknown {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && CONNECTION_ERRORS.has(code)) {
+    return new UserError('ConnectionError', `cannot reach the key service at ${endpoint} (${code}); is \`trustplane server\` running there? Set --endpoint or TRUSTPLANE_ENDPOINT.`);
+  }
+  return error;
+}
+
 export class KeyServiceClient {
   readonly endpoint: string;
   readonly kms: KMSClient;
@@ -81,7 +92,7 @@ export class KeyServiceClient {
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
       });
-      request.on('error', (error) => reject(new UserError('ConnectionError', `cannot reach ${this.endpoint}: ${error.message}`)));
+      request.on('error', (error) => reject(explainConnectionError(error, this.endpoint)));
       request.end(body);
     });
     let parsed: Record<string, unknown>;

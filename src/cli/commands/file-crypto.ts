@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { DecryptCommand, GenerateDataKeyCommand } from '@aws-sdk/client-kms';
-import { KeyServiceClient } from '../../clients/kms.ts';
+import { explainConnectionError, KeyServiceClient } from '../../clients/kms.ts';
 import { createDecryptStream, createEncryptStream, randomBytes, zeroize } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { printResult } from '../output.ts';
@@ -127,6 +127,8 @@ export function registerFileCryptoCommands(program: Command): void {
           printResult(flags, { KeyId: dataKey.KeyId, EncryptionContext: context ?? {}, BytesIn: counts.bytesIn, BytesOut: counts.bytesOut },
             () => `encrypted ${counts.bytesIn} bytes under ${dataKey.KeyId} -> ${outPath}`);
         }
+      } catch (error) {
+        throw explainConnectionError(error, client.endpoint);
       } finally {
         client.destroy();
       }
@@ -158,6 +160,8 @@ export function registerFileCryptoCommands(program: Command): void {
           printResult(flags, { KeyId: keyId, EncryptionContext: context, BytesIn: counts.bytesIn, BytesOut: counts.bytesOut },
             () => `decrypted ${counts.bytesOut} bytes (key ${keyId}) -> ${outPath}`);
         }
+      } catch (error) {
+        throw explainConnectionError(error, client.endpoint);
       } finally {
         client.destroy();
       }

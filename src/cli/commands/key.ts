@@ -6,7 +6,7 @@ import {
   ListAliasesCommand, ListKeysCommand, RotateKeyOnDemandCommand, ScheduleKeyDeletionCommand, UpdateAliasCommand,
   type AliasListEntry, type KeyMetadata, type KeySpec, type KeyUsageType,
 } from '@aws-sdk/client-kms';
-import { KeyServiceClient } from '../../clients/kms.ts';
+import { explainConnectionError, KeyServiceClient } from '../../clients/kms.ts';
 import { printResult } from '../output.ts';
 
 interface ClientFlags {
@@ -31,6 +31,8 @@ async function withClient<T>(flags: ClientFlags, work: (client: KeyServiceClient
   const client = new KeyServiceClient({ endpoint: flags.endpoint });
   try {
     return await work(client);
+  } catch (error) {
+    throw explainConnectionError(error, client.endpoint);
   } finally {
     client.destroy();
   }
