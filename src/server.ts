@@ -1,22 +1,25 @@
-// Wires the control plane: store, crypto module, credentials, services, HTTP. Owns start-up
-// and shutdown. Must never log credentials; prints the dev credentials only to the terminal.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// Wires the control plane: store, crypto module, credentials, authorisation, services, HTTP.
+// Owns start-up and shutdown. Must never log credentials; prints dev credentials only to the terminal.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { CredentialDirectory, type IssuedAccessKey } from './shared/auth/index.ts';
+import { Authorizer, CredentialDirectory, type IssuedAccessKey } from './shared/auth/index.ts';
+import { policyEngine } from './shared/auth/policy-engine.ts';
 import { Keyring, randomBytes, SoftwareCryptoModule, zeroize } from './shared/crypto/index.ts';
 import type { ServerConfig } from './shared/config.ts';
+import { writeFileDurably } from './shared/fs.ts';
 import { createAwsJsonEndpoint, startHttpServer, type RunningHttpServer } from './shared/http/index.ts';
 import type { Logger } from './shared/log.ts';
-import { SqliteStore, type Store } from './shared/store/index.ts';
+import { SqliteStore } from './shared/store/index.ts';
 import { KeyService, kmsOperations } from './services/kms/index.ts';
+import { IdentityService, iamOperations } from './services/iam/index.ts';
 
 export interface RunningServer {
   url: string;
   home: string;
   accountId: string;
   region: string;
-  /** Present when this start created the root principal (first start in dev mode). */
+  /** Present when this start created the root principal (first start). */
   rootCredentials?: IssuedAccessKey;
   keyService: KeyService;
   module: SoftwareCryptoModule;
@@ -30,46 +33,39 @@ function newAccountId(): string {
   return digits.startsWith('0') ? `1${digits.slice(1)}` : digits;
 }
 
-/** Dev mode keeps the root key in a 0600 file beside the data: convenient and clearly not for production. */
+/**
+ * Dev mode keeps the root key in a 0600 file beside the data: convenient and clearly not for
+ * production. The file is written durably before the module records anything, and an existing
+ * file is always reused, so a crash during first start can never strand wrapped domain keys.
+ */
 async function devUnseal(module: SoftwareCryptoModule, home: string, logger: Logger): Promise<void> {
   const path = join(home, DEV_UNSEAL_FILE);
-  if (!module.status().initialized) {
-    const rootKey = randomBytes(32);
-    writeFileSync(path, `${rootKey.toString('base64')}\n`, { mode: 0o600 });
-    try {
-      await module.initialize(rootKey);
-    } finally {
-      zeroize(rootKey);
-    }
-    logger.warn({ path }, 'DEV MODE: crypto module initialised with an auto-unseal file; never use dev mode in production');
-    return;
+  let rootKey: Buffer;
+  if (existsSync(path)) {
+    rootKey = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
+  } else {
+    if (module.status().initialized) throw new Error(`dev mode needs ${path}, the auto-unseal file written at first start`);
+    rootKey = randomBytes(32);
+    writeFileDurably(path, `${rootKey.toString('base64')}\n`);
   }
-  if (!existsSync(path)) throw new Error(`dev mode needs ${path}, the auto-unseal file written at first start`);
-  const rootKey = Buffer.from(readFileSync(path, 'utf8').trim(), 'base64');
   try {
-    await module.unseal(rootKey);
+    if (!module.status().initialized) await module.initialize(rootKey);
+    else await module.unseal(rootKey);
   } finally {
     zeroize(rootKey);
   }
-  logger.warn('DEV MODE: crypto module unsealed from the auto-unseal file; never use dev mode in production');
+  logger.warn({ path }, 'DEV MODE: crypto module unsealed from the auto-unseal file; never use dev mode in production');
 }
 
-/** AWS shared-credentials file (profile trustplane), written once when the root principal is made. */
+/** AWS shared-credentials file (profile trustplane), written durably before the key is stored. */
 export function writeSharedCredentials(home: string, credentials: IssuedAccessKey): void {
-  writeFileSync(join(home, 'credentials'),
-    `[trustplane]\naws_access_key_id = ${credentials.accessKeyId}\naws_secret_access_key = ${credentials.secretAccessKey}\n`,
-    { mode: 0o600 });
+  writeFileDurably(join(home, 'credentials'),
+    `[trustplane]\naws_access_key_id = ${credentials.accessKeyId}\naws_secret_access_key = ${credentials.secretAccessKey}\n`);
 }
 
 /** AWS config file beside it, rewritten at each start so endpoint_url follows --listen. */
 function writeSharedConfig(home: string, region: string, url: string): void {
-  writeFileSync(join(home, 'config'), `[profile trustplane]\nregion = ${region}\nendpoint_url = ${url}\n`, { mode: 0o600 });
-}
-
-async function ensureRootPrincipal(store: Store, credentials: CredentialDirectory, accountId: string): Promise<IssuedAccessKey | undefined> {
-  const arn = `arn:aws:iam::${accountId}:root`;
-  if (await store.getPrincipal(arn)) return undefined;
-  return credentials.issueAccessKey({ arn, accountId, kind: 'root', name: 'root', createdAt: new Date() }, { createPrincipal: true });
+  writeFileDurably(join(home, 'config'), `[profile trustplane]\nregion = ${region}\nendpoint_url = ${url}\n`);
 }
 
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
@@ -83,13 +79,19 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   await module.load();
   const keyring = new Keyring(module);
   const credentials = new CredentialDirectory(store, keyring);
+  const authorizer = new Authorizer(store, policyEngine);
   if (config.dev) await devUnseal(module, config.home, logger);
   else logger.warn('crypto module is sealed: key operations fail until it is unsealed (run with --dev for development)');
 
-  const rootCredentials = module.status().sealed ? undefined : await ensureRootPrincipal(store, credentials, accountId);
-  const keyService = new KeyService({ store, keyring, region, logger });
-  const handleKms = createAwsJsonEndpoint({ service: 'kms', operations: kmsOperations(keyService), credentials, logger,
-    maxBodyBytes: config.maxBodyBytes });
+  const identityService = new IdentityService({ store, credentials, authorizer, logger });
+  const rootCredentials = module.status().sealed ? undefined
+    : await identityService.ensureManagementAccount(accountId, (issued) => writeSharedCredentials(config.home, issued));
+  const keyService = new KeyService({ store, keyring, authorizer, region, logger });
+  const handleApi = createAwsJsonEndpoint({
+    signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane' },
+    operations: [...kmsOperations(keyService), ...iamOperations(identityService)], credentials, logger,
+    maxBodyBytes: config.maxBodyBytes,
+  });
 
   const handler = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     if (request.method === 'GET' && (request.url === '/health' || request.url === '/v1/health')) {
@@ -99,10 +101,9 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       response.end(body);
       return;
     }
-    await handleKms(request, response);
+    await handleApi(request, response);
   };
   const http: RunningHttpServer = await startHttpServer({ host: config.host, port: config.port, handler, logger });
-  if (rootCredentials) writeSharedCredentials(config.home, rootCredentials);
   writeSharedConfig(config.home, region, http.url);
 
   let running = false;
@@ -111,8 +112,9 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     running = true;
     try {
       await keyService.runDueWork();
+      await store.deleteExpiredSessions(new Date());
     } catch (error) {
-      logger.error({ err: error }, 'scheduled key work failed');
+      logger.error({ err: error }, 'scheduled work failed');
     } finally {
       running = false;
     }

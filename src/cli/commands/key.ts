@@ -55,7 +55,7 @@ async function allAliases(client: KeyServiceClient, keyId?: string): Promise<Ali
   const aliases: AliasListEntry[] = [];
   let marker: string | undefined;
   do {
-    const page = await client.kms.send(new ListAliasesCommand({ KeyId: keyId, Marker: marker, Limit: 1000 }));
+    const page = await client.kms.send(new ListAliasesCommand({ KeyId: keyId, Marker: marker, Limit: 100 }));
     aliases.push(...(page.Aliases ?? []));
     marker = page.Truncated ? page.NextMarker : undefined;
   } while (marker);

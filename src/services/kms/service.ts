@@ -1,6 +1,6 @@
 // Key service use cases: resolve and authorise keys, run key operations, keep versions and
 // rotation. Must never return key material other than data keys the API defines as returned.
-import type { Caller } from '../../shared/auth/index.ts';
+import type { Authorizer, Caller, ConditionValue } from '../../shared/auth/index.ts';
 import {
   CustomerKey, DATA_KEY_PAIR_SPECS, generateAsymmetricPair, hashLength, isAsymmetricSpec, Keyring,
   parseCiphertextBlob, randomBytes, randomUuid, UnsupportedDigestSigningError, zeroize,
@@ -10,7 +10,7 @@ import { CiphertextError, UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
   InvalidMarkerError, StoreConflictError, StoreDuplicateError, type KeyPatch, type KeyRecord, type KeyUsage,
-  type KeyVersionRecord, type Page, type Store, type TagRecord,
+  type GrantConstraints, type KeyVersionRecord, type Page, type Store, type TagRecord,
 } from '../../shared/store/index.ts';
 import { kmsErrors } from './domain/errors.ts';
 import {
@@ -28,6 +28,7 @@ export const MAX_TAGS_PER_KEY = 50;
 
 export interface KeyServiceOptions {
   store: Store;
+  authorizer: Authorizer;
   keyring: Keyring;
   region: string;
   logger: Logger;
@@ -67,6 +68,28 @@ export interface CreateKeyInput {
   multiRegion?: boolean;
 }
 
+interface AuthorizationExtras {
+  context?: EncryptionContext;
+  requestAlias?: string;
+}
+
+/** Grant constraints hold when the request's context equals, or contains, the grant's pairs. */
+function grantConstraintsHold(constraints: GrantConstraints | undefined, context: EncryptionContext | undefined): boolean {
+  if (!constraints) return true;
+  const actual = context ?? {};
+  if (constraints.encryptionContextEquals) {
+    const expected = constraints.encryptionContextEquals;
+    const keys = Object.keys(actual);
+    if (keys.length !== Object.keys(expected).length) return false;
+    if (!keys.every((key) => Object.hasOwn(expected, key) && expected[key] === actual[key])) return false;
+  }
+  if (constraints.encryptionContextSubset) {
+    const expected = constraints.encryptionContextSubset;
+    if (!Object.keys(expected).every((key) => Object.hasOwn(actual, key) && actual[key] === expected[key])) return false;
+  }
+  return true;
+}
+
 interface OpenedKey {
   record: KeyRecord;
   key: CustomerKey;
@@ -92,6 +115,7 @@ function withStoreErrors<T>(promise: Promise<T>): Promise<T> {
 
 export class KeyService {
   readonly #store: Store;
+  readonly #authorizer: Authorizer;
   readonly #keyring: Keyring;
   readonly #region: string;
   readonly #logger: Logger;
@@ -99,6 +123,7 @@ export class KeyService {
 
   constructor(options: KeyServiceOptions) {
     this.#store = options.store;
+    this.#authorizer = options.authorizer;
     this.#keyring = options.keyring;
     this.#region = options.region;
     this.#logger = options.logger;
@@ -112,21 +137,43 @@ export class KeyService {
   // ---- resolution and authorisation -------------------------------------------------------
 
   /**
-   * Authorises a caller for an action on a key. Until policies arrive (identity issue), a
-   * principal may use exactly the keys of its own account.
+   * Authorises a caller for an action on a key: the key policy, the caller's identity policies
+   * and the key's grants decide, with the KMS condition keys of this request.
    */
-  #authorize(caller: Caller, action: string, key: KeyRecord): void {
-    if (caller.accountId !== key.accountId) throw kmsErrors.accessDenied(caller.principalArn, action, key.arn);
+  async #authorize(caller: Caller, action: string, key: KeyRecord, request: AuthorizationExtras = {}): Promise<void> {
+    const context = request.context ?? {};
+    const contextKeys = Object.keys(context);
+    const conditionKeys: Record<string, ConditionValue> = {
+      'kms:CallerAccount': caller.accountId, 'kms:KeySpec': key.keySpec, 'kms:KeyUsage': key.keyUsage,
+      'kms:EncryptionContextKeys': contextKeys, 'kms:RequestAlias': request.requestAlias,
+    };
+    for (const contextKey of contextKeys) conditionKeys[`kms:EncryptionContext:${contextKey}`] = context[contextKey];
+    const grantAllows = await this.#grantAllows(caller, action, key, request.context);
+    await this.#authorizer.require(caller, { action, resource: key.arn, resourceAccountId: key.accountId,
+      resourcePolicy: key.policy, conditionKeys, grantAllows });
   }
 
-  /** Resolves a KeyId (id, ARN, alias, alias ARN) to a key of the caller's account. */
+  /** A grant on the key for the caller (or the role behind its session) covering this operation and context. */
+  async #grantAllows(caller: Caller, action: string, key: KeyRecord, context: EncryptionContext | undefined): Promise<boolean> {
+    const operation = action.slice('kms:'.length);
+    const grantees = caller.identityArn === caller.principalArn ? [caller.principalArn] : [caller.principalArn, caller.identityArn];
+    for (const grantee of grantees) {
+      for (const grant of await this.#store.grantsFor(key.keyId, grantee)) {
+        if (grant.operations.includes(operation) && grantConstraintsHold(grant.constraints, context)) return true;
+      }
+    }
+    return false;
+  }
+
+  /** Resolves a KeyId (id, ARN, alias, alias ARN) to a key; other accounts' keys only by ARN. */
   async #resolve(caller: Caller, raw: string, options: { allowAlias?: boolean } = {}): Promise<KeyRecord> {
     const reference = parseKeyReference(raw);
     if (reference.kind === 'invalid') throw kmsErrors.invalidKeyId(raw);
     const accountId = reference.accountId ?? caller.accountId;
     if (reference.kind === 'alias') {
       if (options.allowAlias === false) throw kmsErrors.invalidKeyId(raw);
-      const alias = accountId === caller.accountId ? await this.#store.getAlias(accountId, reference.aliasName) : undefined;
+      const sameRegion = reference.region === undefined || reference.region === this.#region;
+      const alias = sameRegion ? await this.#store.getAlias(accountId, reference.aliasName) : undefined;
       if (!alias) throw kmsErrors.aliasNotFound(aliasArn(this.#region, accountId, reference.aliasName));
       const key = await this.#store.getKey(alias.keyId);
       if (!key) throw kmsErrors.aliasNotFound(aliasArn(this.#region, accountId, reference.aliasName));
@@ -140,9 +187,10 @@ export class KeyService {
     return key;
   }
 
-  async #resolveAuthorized(caller: Caller, raw: string, action: string): Promise<KeyRecord> {
+  async #resolveAuthorized(caller: Caller, raw: string, action: string, context?: EncryptionContext): Promise<KeyRecord> {
     const key = await this.#resolve(caller, raw);
-    this.#authorize(caller, action, key);
+    const reference = parseKeyReference(raw);
+    await this.#authorize(caller, action, key, { context, requestAlias: reference.kind === 'alias' ? reference.aliasName : undefined });
     return key;
   }
 
@@ -352,12 +400,22 @@ export class KeyService {
 
   async encrypt(caller: Caller, input: { keyId: string; plaintext: Buffer; context?: EncryptionContext;
     algorithm?: EncryptionAlgorithm; dryRun?: boolean }) {
-    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:Encrypt');
+    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:Encrypt', input.context);
     this.#checkUsable(key, 'Encrypt');
+    return this.#encryptWith(key, input);
+  }
+
+  /** Encrypts under an already authorised, usable key. */
+  async #encryptWith(key: KeyRecord, input: { plaintext: Buffer; context?: EncryptionContext; algorithm?: EncryptionAlgorithm; dryRun?: boolean }) {
     const algorithm = this.#checkEncryptionAlgorithm(key, input.algorithm);
     if (algorithm !== 'SYMMETRIC_DEFAULT') {
       if (input.context && Object.keys(input.context).length > 0) {
         throw kmsErrors.validation('EncryptionContext is not supported with asymmetric keys.');
+      }
+      const modulusBytes = { RSA_2048: 256, RSA_3072: 384, RSA_4096: 512 }[key.keySpec as 'RSA_2048'] ?? 256;
+      const maximum = modulusBytes - 2 * hashLength(oaepHash(algorithm)) - 2;
+      if (input.plaintext.length > maximum) {
+        throw kmsErrors.validation(`Plaintext is too long for ${key.keySpec} with ${algorithm}: at most ${maximum} bytes.`);
       }
       const opened = await this.#openCurrent(key);
       if (input.dryRun) throw kmsErrors.dryRun();
@@ -369,7 +427,8 @@ export class KeyService {
   }
 
   /** Opens the key a symmetric blob names, after every state, version and policy check. */
-  async #keyForBlob(caller: Caller, parsed: ParsedCiphertext, requestedKeyId: string | undefined, action: string): Promise<OpenedKey> {
+  async #keyForBlob(caller: Caller, parsed: ParsedCiphertext, requestedKeyId: string | undefined, action: string,
+    context: EncryptionContext | undefined): Promise<OpenedKey> {
     if (requestedKeyId !== undefined) {
       const requested = await this.#resolve(caller, requestedKeyId);
       if (requested.keyId !== parsed.keyId) throw kmsErrors.incorrectKey();
@@ -377,7 +436,7 @@ export class KeyService {
     const key = await this.#store.getKey(parsed.keyId);
     // A blob naming an unknown key is indistinguishable from a corrupted one.
     if (!key) throw new CiphertextError();
-    this.#authorize(caller, action, key);
+    await this.#authorize(caller, action, key, { context });
     this.#checkUsable(key, 'Decrypt');
     if (key.keySpec !== 'SYMMETRIC_DEFAULT') throw new CiphertextError();
     if (parsed.keyVersion > key.currentVersion) throw new CiphertextError();
@@ -391,14 +450,14 @@ export class KeyService {
     algorithm: EncryptionAlgorithm | undefined, action: string): Promise<{ plaintext: Buffer; key: KeyRecord; algorithm: EncryptionAlgorithm }> {
     if (algorithm !== undefined && algorithm !== 'SYMMETRIC_DEFAULT') {
       if (keyId === undefined) throw kmsErrors.validation('KeyId is required to decrypt with an asymmetric encryption algorithm.');
-      const key = await this.#resolveAuthorized(caller, keyId, action);
+      const key = await this.#resolveAuthorized(caller, keyId, action, context);
       this.#checkUsable(key, 'Decrypt');
       this.#checkEncryptionAlgorithm(key, algorithm);
       const opened = await this.#openCurrent(key);
       return { plaintext: opened.key.rsaDecrypt(oaepHash(algorithm), blob), key, algorithm };
     }
     const parsed = parseCiphertextBlob(blob);
-    const opened = await this.#keyForBlob(caller, parsed, keyId, action);
+    const opened = await this.#keyForBlob(caller, parsed, keyId, action, context);
     return { plaintext: opened.key.decrypt(parsed, context), key: opened.record, algorithm: 'SYMMETRIC_DEFAULT' };
   }
 
@@ -415,12 +474,12 @@ export class KeyService {
   async reEncrypt(caller: Caller, input: { ciphertextBlob: Buffer; sourceContext?: EncryptionContext; sourceKeyId?: string;
     destinationKeyId: string; destinationContext?: EncryptionContext; sourceAlgorithm?: EncryptionAlgorithm;
     destinationAlgorithm?: EncryptionAlgorithm; dryRun?: boolean }) {
-    const destination = await this.#resolveAuthorized(caller, input.destinationKeyId, 'kms:ReEncryptTo');
+    const destination = await this.#resolveAuthorized(caller, input.destinationKeyId, 'kms:ReEncryptTo', input.destinationContext);
     this.#checkUsable(destination, 'ReEncrypt');
     const source = await this.#decryptBlob(caller, input.ciphertextBlob, input.sourceContext, input.sourceKeyId,
       input.sourceAlgorithm, 'kms:ReEncryptFrom');
     try {
-      const encrypted = await this.encrypt(caller, { keyId: destination.keyId, plaintext: source.plaintext,
+      const encrypted = await this.#encryptWith(destination, { plaintext: source.plaintext,
         context: input.destinationContext, algorithm: input.destinationAlgorithm, dryRun: input.dryRun });
       return { CiphertextBlob: encrypted.CiphertextBlob, SourceKeyId: source.key.arn, KeyId: destination.arn,
         SourceEncryptionAlgorithm: source.algorithm, DestinationEncryptionAlgorithm: encrypted.EncryptionAlgorithm };
@@ -438,7 +497,7 @@ export class KeyService {
     if (input.numberOfBytes !== undefined && input.keySpec !== undefined) {
       throw kmsErrors.validation('Please specify either number of bytes or key spec, not both.');
     }
-    const key = await this.#resolveAuthorized(caller, input.keyId, `kms:${operation}`);
+    const key = await this.#resolveAuthorized(caller, input.keyId, `kms:${operation}`, input.context);
     this.#checkUsable(key, operation);
     this.#checkSymmetric(key, operation);
     const length = input.numberOfBytes ?? (input.keySpec === 'AES_128' ? 16 : 32);
@@ -457,7 +516,7 @@ export class KeyService {
     keyPairSpec: DataKeyPairSpec; withPlaintext: boolean; dryRun?: boolean }) {
     const operation = input.withPlaintext ? 'GenerateDataKeyPair' : 'GenerateDataKeyPairWithoutPlaintext';
     if (!DATA_KEY_PAIR_SPECS.includes(input.keyPairSpec)) throw kmsErrors.validation(`KeyPairSpec ${input.keyPairSpec} is not supported.`);
-    const key = await this.#resolveAuthorized(caller, input.keyId, `kms:${operation}`);
+    const key = await this.#resolveAuthorized(caller, input.keyId, `kms:${operation}`, input.context);
     this.#checkUsable(key, operation);
     this.#checkSymmetric(key, operation);
     const opened = await this.#openCurrent(key);
@@ -634,29 +693,12 @@ export class KeyService {
     if (key.keySpec !== 'SYMMETRIC_DEFAULT') {
       throw kmsErrors.unsupported(`${key.arn} key spec is ${key.keySpec}; only symmetric encryption keys have rotations.`);
     }
-    const versions = await this.#allVersions(key.keyId);
-    const rotations = versions.filter((version) => version.rotationType);
-    const start = marker === undefined ? 0 : rotations.findIndex((version) => String(version.version) === Buffer.from(marker, 'base64url').toString());
-    if (start < 0) throw kmsErrors.invalidMarker();
-    const from = marker === undefined ? 0 : start + 1;
-    const items = rotations.slice(from, from + limit);
-    const truncated = from + limit < rotations.length;
+    const page = await withStoreErrors(this.#store.listKeyVersions(key.keyId, limit, marker, { rotationsOnly: true }));
     return {
-      Rotations: items.map((version) => ({ KeyId: key.arn, RotationDate: version.createdAt, RotationType: version.rotationType })),
-      Truncated: truncated,
-      NextMarker: truncated ? Buffer.from(String(items[items.length - 1].version)).toString('base64url') : undefined,
+      Rotations: page.items.map((version) => ({ KeyId: key.arn, RotationDate: version.createdAt, RotationType: version.rotationType })),
+      Truncated: page.nextMarker !== undefined,
+      NextMarker: page.nextMarker,
     };
-  }
-
-  async #allVersions(keyId: string): Promise<KeyVersionRecord[]> {
-    const versions: KeyVersionRecord[] = [];
-    let marker: string | undefined;
-    do {
-      const page = await this.#store.listKeyVersions(keyId, 1000, marker);
-      versions.push(...page.items);
-      marker = page.nextMarker;
-    } while (marker);
-    return versions;
   }
 
   async listKeyVersions(caller: Caller, raw: string, limit: number, marker?: string) {
@@ -748,7 +790,7 @@ export class KeyService {
       }
     }
     for (const key of await this.#store.listKeysDueForDeletion(now)) {
-      await this.#store.deleteKey(key.keyId);
+      if (!(await this.#store.deleteKeyIfDue(key.keyId, now))) continue;
       this.#keyring.forgetKey(key.keyId);
       this.#logger.info({ keyId: key.keyId }, 'key deleted after its waiting period');
       deleted += 1;

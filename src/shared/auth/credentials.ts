@@ -1,17 +1,29 @@
-// Access keys of principals: issuing them (secret wrapped under a domain key) and resolving
-// a request's access key to its caller. Must never store or log a secret in clear.
-import { Keyring, randomBytes, zeroize } from '../crypto/index.ts';
-import type { PrincipalKind, PrincipalRecord, Store } from '../store/index.ts';
+// Access keys and session credentials of principals: issuing them (secrets wrapped under a
+// domain key, session tokens kept only as hashes) and resolving a signed request to its caller.
+// Must never store or log a secret or token in clear, nor accept an expired session.
+import { constantTimeEqual, Keyring, randomBytes, sha256, zeroize } from '../crypto/index.ts';
+import type { AccessKeyRecord, PrincipalKind, PrincipalRecord, Store } from '../store/index.ts';
 import { deriveSigningKey, verifySigV4, type SignedHttpRequest, type SigV4Scope } from './sigv4.ts';
 import { UserError } from '../errors.ts';
 
+export type CallerKind = PrincipalKind | 'assumed-role';
+
 /** Who is calling: what every service authorises against. */
 export interface Caller {
+  /** The ARN policies name: a user, role session (arn:aws:sts::…:assumed-role/R/S), root or host. */
   principalArn: string;
   accountId: string;
-  kind: PrincipalKind;
+  kind: CallerKind;
   accessKeyId: string;
+  /** The stored principal whose identity policies apply (the role, for a role session). */
+  identityArn: string;
+  tags: Record<string, string>;
   sourceIp?: string;
+  sessionExpiresAt?: Date;
+  /** The SigV4 service name the request was signed for. */
+  signingService: string;
+  /** Authorisation decisions taken for this request, for its audit record. */
+  decisions?: Array<{ decision: string; decidedBy?: string; action: string; resource: string }>;
 }
 
 export interface IssuedAccessKey {
@@ -19,20 +31,37 @@ export interface IssuedAccessKey {
   secretAccessKey: string;
 }
 
+export interface IssuedSession extends IssuedAccessKey {
+  sessionToken: string;
+  expiresAt: Date;
+}
+
 const ACCESS_KEY_SECRET_PURPOSE = 'access-key';
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+export const MAX_ACTIVE_ACCESS_KEYS = 2;
 
-function newAccessKeyId(): string {
+function newKeyId(prefix: string): string {
   const bytes = randomBytes(16);
-  return `AKTP${Array.from(bytes, (byte) => BASE32[byte % 32]).join('')}`;
+  return `${prefix}${Array.from(bytes, (byte) => BASE32[byte % 32]).join('')}`;
 }
+
+function newSecret(): string {
+  return randomBytes(30).toString('base64').replace(/\+/g, 'A').replace(/\//g, 'B');
+}
+
+const invalidToken = () => new UserError('UnrecognizedClientException', 'The security token included in the request is invalid.');
 
 interface CachedSigningKey {
   key: Buffer;
+  accessKey: AccessKeyRecord;
   principal: PrincipalRecord;
 }
 
 const MAX_CACHED_SIGNING_KEYS = 10_000;
+
+export function assumedRoleArn(accountId: string, roleName: string, sessionName: string): string {
+  return `arn:aws:sts::${accountId}:assumed-role/${roleName}/${sessionName}`;
+}
 
 export class CredentialDirectory {
   readonly #store: Store;
@@ -50,54 +79,98 @@ export class CredentialDirectory {
     this.#signingKeys.clear();
   }
 
-  /** Issues an access key for a principal; the secret is returned once and stored only wrapped. */
-  async issueAccessKey(principal: PrincipalRecord, options: { createPrincipal: boolean }): Promise<IssuedAccessKey> {
-    const accessKeyId = newAccessKeyId();
-    const secretAccessKey = randomBytes(30).toString('base64').replace(/\+/g, 'A').replace(/\//g, 'B');
+  /** Drops cached signing keys of one access key (deactivated or deleted). */
+  forgetAccessKey(accessKeyId: string): void {
+    for (const [cacheKey, entry] of this.#signingKeys) {
+      if (cacheKey.startsWith(`${accessKeyId}/`)) {
+        zeroize(entry.key);
+        this.#signingKeys.delete(cacheKey);
+      }
+    }
+  }
+
+  /** Makes a new long-term access key for a principal, not yet stored; the secret is returned once. */
+  async newAccessKey(principalArn: string): Promise<{ record: AccessKeyRecord; issued: IssuedAccessKey }> {
+    const accessKeyId = newKeyId('AKTP');
+    const secretAccessKey = newSecret();
     const secretBytes = Buffer.from(secretAccessKey, 'utf8');
     try {
       const secret = await this.#keyring.wrapSecret(ACCESS_KEY_SECRET_PURPOSE, accessKeyId, secretBytes);
-      const record = { accessKeyId, principalArn: principal.arn, secret, status: 'Active' as const, createdAt: new Date() };
-      if (!options.createPrincipal) throw new Error('adding keys to an existing principal arrives with identity management');
-      await this.#store.createPrincipal(principal, record);
+      return { record: { accessKeyId, principalArn, secret, status: 'Active', createdAt: new Date() },
+        issued: { accessKeyId, secretAccessKey } };
     } finally {
       zeroize(secretBytes);
     }
-    return { accessKeyId, secretAccessKey };
+  }
+
+  /** Issues temporary credentials for a role session; only the token's hash is stored. */
+  async issueSession(roleArn: string, sessionName: string, expiresAt: Date): Promise<IssuedSession> {
+    const accessKeyId = newKeyId('ASTP');
+    const secretAccessKey = newSecret();
+    const sessionToken = `TPST${randomBytes(48).toString('base64url')}`;
+    const secretBytes = Buffer.from(secretAccessKey, 'utf8');
+    try {
+      const secret = await this.#keyring.wrapSecret(ACCESS_KEY_SECRET_PURPOSE, accessKeyId, secretBytes);
+      await this.#store.addAccessKey({ accessKeyId, principalArn: roleArn, secret, status: 'Active', createdAt: new Date(),
+        session: { tokenHash: sha256(sessionToken), name: sessionName, expiresAt } }, Number.MAX_SAFE_INTEGER);
+    } finally {
+      zeroize(secretBytes);
+    }
+    return { accessKeyId, secretAccessKey, sessionToken, expiresAt };
   }
 
   /** Authenticates a SigV4-signed request and returns the caller. */
-  async authenticate(request: SignedHttpRequest, service: string, now = new Date()): Promise<Caller> {
-    let principal: PrincipalRecord | undefined;
+  async authenticate(request: SignedHttpRequest, services: readonly string[],
+    options: { requiredSignedHeaders?: readonly string[]; now?: Date } = {}): Promise<Caller> {
+    const now = options.now ?? new Date();
+    let entry: CachedSigningKey | undefined;
     const verified = await verifySigV4(request, {
-      service, now,
+      services, now, requiredSignedHeaders: options.requiredSignedHeaders,
       signingKeyFor: async (scope) => {
-        const entry = await this.#signingKeyFor(scope);
-        principal = entry?.principal;
+        entry = await this.#signingKeyFor(scope);
         return entry?.key;
       },
     });
-    if (verified.securityToken !== undefined) {
-      // Temporary credentials arrive with identity management; until then a token is never valid.
-      throw new UserError('UnrecognizedClientException', 'The security token included in the request is invalid.');
+    if (!entry) throw invalidToken();
+    const { accessKey, principal } = entry;
+    const base = { accountId: principal.accountId, accessKeyId: accessKey.accessKeyId, tags: principal.tags ?? {},
+      signingService: verified.scope.service };
+    if (!accessKey.session) {
+      if (verified.securityToken !== undefined) throw invalidToken();
+      return { ...base, principalArn: principal.arn, identityArn: principal.arn, kind: principal.kind };
     }
-    if (!principal) throw new UserError('UnrecognizedClientException', 'The security token included in the request is invalid.');
-    return { principalArn: principal.arn, accountId: principal.accountId, kind: principal.kind,
-      accessKeyId: verified.scope.accessKeyId };
+    if (verified.securityToken === undefined
+      || !constantTimeEqual(sha256(verified.securityToken), accessKey.session.tokenHash)) throw invalidToken();
+    if (accessKey.session.expiresAt.getTime() <= now.getTime()) {
+      throw new UserError('ExpiredTokenException', 'The security token included in the request is expired');
+    }
+    return { ...base, principalArn: assumedRoleArn(principal.accountId, principal.name, accessKey.session.name),
+      identityArn: principal.arn, kind: 'assumed-role', sessionExpiresAt: accessKey.session.expiresAt };
   }
 
   async #signingKeyFor(scope: SigV4Scope): Promise<CachedSigningKey | undefined> {
+    // Read on every request so deactivation and deletion take effect at once.
     const accessKey = await this.#store.getAccessKey(scope.accessKeyId);
     if (!accessKey || accessKey.status !== 'Active') return undefined;
     const cacheKey = `${scope.accessKeyId}/${accessKey.createdAt.getTime()}/${scope.dateStamp}/${scope.region}/${scope.service}`;
     const cached = this.#signingKeys.get(cacheKey);
-    if (cached) return cached;
+    if (cached) {
+      // Refresh its place so eviction takes the least recently used.
+      this.#signingKeys.delete(cacheKey);
+      this.#signingKeys.set(cacheKey, cached);
+      return { ...cached, accessKey };
+    }
     const principal = await this.#store.getPrincipal(accessKey.principalArn);
     if (!principal) return undefined;
     const secret = await this.#keyring.unsafeUnwrapSecret(ACCESS_KEY_SECRET_PURPOSE, scope.accessKeyId, accessKey.secret);
     try {
-      const entry = { key: deriveSigningKey(secret, scope), principal };
-      if (this.#signingKeys.size >= MAX_CACHED_SIGNING_KEYS) this.#forgetAll();
+      const entry = { key: deriveSigningKey(secret, scope), accessKey, principal };
+      if (this.#signingKeys.size >= MAX_CACHED_SIGNING_KEYS) {
+        // Evict the oldest entry only: a flood of odd scopes must not flush every client's keys.
+        const [oldestKey, oldest] = this.#signingKeys.entries().next().value as [string, CachedSigningKey];
+        zeroize(oldest.key);
+        this.#signingKeys.delete(oldestKey);
+      }
       this.#signingKeys.set(cacheKey, entry);
       return entry;
     } finally {

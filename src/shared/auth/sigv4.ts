@@ -23,10 +23,13 @@ export interface SigV4Scope {
 }
 
 export interface SigV4Options {
-  service: string;
+  /** Signing service names this endpoint answers for (e.g. kms, trustplane). */
+  services: readonly string[];
   now: Date;
   /** Derives (or takes from cache) the signing key for a scope; undefined for an unknown access key. */
   signingKeyFor(scope: SigV4Scope): Promise<Buffer | undefined>;
+  /** Headers that must be signed when present (beyond host and every x-amz-* header). */
+  requiredSignedHeaders?: readonly string[];
   /** S3 signs the path encoded once; every other service encodes it twice. */
   singleEncodePath?: boolean;
 }
@@ -144,8 +147,16 @@ export async function verifySigV4(request: SignedHttpRequest, options: SigV4Opti
     throw incomplete(`Credential should be scoped to a valid region, not '${scopeParts[2] ?? ''}'. `);
   }
   const [accessKeyId, dateStamp, region, service] = scopeParts;
-  if (service !== options.service) throw invalidSignature(`Credential should be scoped to correct service: '${options.service}'. `);
+  if (!options.services.includes(service)) throw invalidSignature(`Credential should be scoped to correct service: '${options.services[0]}'. `);
   if (!parsed.signedHeaders.includes('host')) throw invalidSignature("'Host' must be a signed header.");
+  // A header that changes meaning (the operation, the payload hash, the token) must be covered by
+  // the signature, or a relay could turn a signed DescribeKey into a ScheduleKeyDeletion.
+  for (const name of headers.keys()) {
+    const mustSign = name.startsWith('x-amz-') || (options.requiredSignedHeaders ?? []).includes(name);
+    if (mustSign && name !== 'x-amz-signature' && !parsed.signedHeaders.includes(name)) {
+      throw invalidSignature(`The header '${name}' must be signed.`);
+    }
+  }
 
   const amzDateText = headers.get('x-amz-date')?.[0];
   const requestDate = amzDateText ? parseAmzDate(amzDateText) : undefined;

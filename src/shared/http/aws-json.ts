@@ -25,7 +25,8 @@ export function defineOperation<Schema extends z.ZodTypeAny, Output>(operation: 
 }
 
 export interface AwsJsonEndpointOptions {
-  service: string;
+  /** Target prefix (e.g. TrentService) → the SigV4 service name its requests must be signed for. */
+  signingServices: Readonly<Record<string, string>>;
   operations: AwsJsonOperation[];
   credentials: CredentialDirectory;
   logger: Logger;
@@ -70,9 +71,13 @@ export function sendJson(response: ServerResponse, status: number, body: unknown
   response.end(payload);
 }
 
+/** Headers that decide what a JSON 1.1 request means: they must be covered by the signature. */
+const SIGNED_HEADERS = ['x-amz-target', 'content-type'];
+
 export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
   const operations = new Map(options.operations.map((operation) => [operation.target, operation]));
   const { logger } = options;
+  const services = [...new Set(Object.values(options.signingServices))];
 
   return async function handleAwsJson(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const requestId = randomUUID();
@@ -82,11 +87,16 @@ export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
       }
       const body = await readBody(request, options.maxBodyBytes);
       const caller = await options.credentials.authenticate({
-        method: request.method, url: request.url ?? '/', rawHeaders: request.rawHeaders, body }, options.service);
+        method: request.method, url: request.url ?? '/', rawHeaders: request.rawHeaders, body }, services,
+      { requiredSignedHeaders: SIGNED_HEADERS });
       caller.sourceIp = request.socket.remoteAddress;
       const target = request.headers['x-amz-target'];
       const operation = typeof target === 'string' ? operations.get(target) : undefined;
       if (!operation) throw new UserError('UnknownOperationException', `Unknown operation ${String(target ?? '(no X-Amz-Target)')}.`);
+      const expectedService = options.signingServices[operation.target.slice(0, operation.target.indexOf('.'))];
+      if (caller.signingService !== expectedService) {
+        throw new UserError('InvalidSignatureException', `Credential should be scoped to correct service: '${expectedService}'. `);
+      }
       let parsedBody: unknown;
       try {
         parsedBody = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));

@@ -41,7 +41,41 @@ export function integer(limits: { min?: number; max?: number } = {}) {
 }
 
 export const keyIdField = text({ min: 1, max: 2048 });
-export const encryptionContextField = z.record(z.string(), z.string()).optional();
+/** AWS's limit on an encryption context: 8192 bytes of keys and values together. */
+export const MAX_ENCRYPTION_CONTEXT_BYTES = 8192;
+
+/**
+ * An encryption context: a string map copied with defineProperty (so a key such as
+ * "__proto__" is an ordinary key), with well-formed Unicode only (an unpaired surrogate would
+ * collapse to U+FFFD in UTF-8 and make two contexts bind the same bytes).
+ */
+export const encryptionContextField = z.unknown().transform((value, context): Record<string, string> | undefined => {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'object' || Array.isArray(value)) {
+    context.addIssue({ code: z.ZodIssueCode.custom, params: { serialization: true }, message: 'EncryptionContext must be a map of strings' });
+    return z.NEVER;
+  }
+  const copy: Record<string, string> = {};
+  let bytes = 0;
+  for (const [key, entry] of Object.entries(value)) {
+    if (typeof entry !== 'string') {
+      context.addIssue({ code: z.ZodIssueCode.custom, params: { serialization: true }, message: 'EncryptionContext values must be strings' });
+      return z.NEVER;
+    }
+    if (!key.isWellFormed() || !entry.isWellFormed()) {
+      context.addIssue({ code: z.ZodIssueCode.custom, params: { sensitive: true }, message: 'Member must contain only well-formed Unicode strings' });
+      return z.NEVER;
+    }
+    bytes += Buffer.byteLength(key) + Buffer.byteLength(entry);
+    Object.defineProperty(copy, key, { value: entry, enumerable: true, writable: false });
+  }
+  if (bytes > MAX_ENCRYPTION_CONTEXT_BYTES) {
+    context.addIssue({ code: z.ZodIssueCode.custom, params: { sensitive: true },
+      message: `Member must have a total length of keys and values less than or equal to ${MAX_ENCRYPTION_CONTEXT_BYTES} bytes` });
+    return z.NEVER;
+  }
+  return copy;
+});
 export const grantTokensField = z.array(text({ min: 1, max: 8192 })).max(10).optional();
 export const limitField = integer({ min: 1, max: 1000 }).optional();
 export const markerField = text({ min: 1, max: 1024, pattern: /^[\u0020-\u00FF]*$/ }).optional();
@@ -100,8 +134,8 @@ export function parseInput<T>(schema: z.ZodType<T>, body: unknown): T {
     || (issue.code === z.ZodIssueCode.custom && issue.params?.serialization));
   if (serialization) {
     const path = memberPath(serialization.path);
-    throw new UserError('SerializationException', issues.length && serialization.code === z.ZodIssueCode.custom
-      ? `Could not decode '${path}' as base64.` : `Unexpected value type for '${path}': expected ${
+    throw new UserError('SerializationException', serialization.code === z.ZodIssueCode.custom
+      ? `Could not decode '${path}': ${serialization.message}.` : `Unexpected value type for '${path}': expected ${
         serialization.code === z.ZodIssueCode.invalid_type ? serialization.expected : 'another type'}.`);
   }
   const messages = issues.map((issue) => {

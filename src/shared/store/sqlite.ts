@@ -6,8 +6,9 @@ import Database from 'better-sqlite3';
 import type { DomainKeyRecord } from '../crypto/index.ts';
 import { sqliteMigrations, type Migration } from './migrations/sqlite.ts';
 import {
-  StoreConflictError, StoreDuplicateError, type AccessKeyRecord, type AliasRecord, type KeyPatch, type KeyRecord,
-  type KeyVersionRecord, type Page, type PrincipalRecord, type Store, type TagRecord,
+  StoreConflictError, StoreDuplicateError, StoreLimitError, type AccessKeyRecord, type AccessKeyStatus, type AccountRecord,
+  type AliasRecord, type GrantRecord, type KeyPatch, type KeyRecord, type KeyVersionRecord, type Page, type PrincipalKind,
+  type PrincipalPolicyRecord, type PrincipalRecord, type Store, type TagRecord,
 } from './types.ts';
 
 type Row = Record<string, unknown>;
@@ -55,6 +56,36 @@ function versionFromRow(row: Row): KeyVersionRecord {
 function aliasFromRow(row: Row): AliasRecord {
   return { accountId: String(row.account_id), aliasName: String(row.alias_name), keyId: String(row.key_id),
     createdAt: toDate(row.created_at) as Date, updatedAt: toDate(row.updated_at) as Date };
+}
+
+function principalFromRow(row: Row): PrincipalRecord {
+  return { arn: String(row.arn), accountId: String(row.account_id), kind: row.kind as PrincipalRecord['kind'],
+    name: String(row.name), createdAt: toDate(row.created_at) as Date,
+    tags: JSON.parse(String(row.tags ?? '{}')) as Record<string, string>,
+    trustPolicy: (row.trust_policy as string | null) ?? undefined,
+    maxSessionSeconds: (row.max_session_seconds as number | null) ?? undefined };
+}
+
+function accessKeyFromRow(row: Row): AccessKeyRecord {
+  const session = row.session_token_hash ? { tokenHash: row.session_token_hash as Buffer,
+    name: String(row.session_name), expiresAt: toDate(row.expires_at) as Date } : undefined;
+  return { accessKeyId: String(row.access_key_id), principalArn: String(row.principal_arn),
+    secret: { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped_secret as Buffer },
+    status: row.status as AccessKeyRecord['status'], createdAt: toDate(row.created_at) as Date, session };
+}
+
+function accountFromRow(row: Row): AccountRecord {
+  return { accountId: String(row.account_id), name: String(row.name), createdAt: toDate(row.created_at) as Date,
+    management: row.management === 1 };
+}
+
+function grantFromRow(row: Row): GrantRecord {
+  return { grantId: String(row.grant_id), keyId: String(row.key_id), accountId: String(row.account_id),
+    name: (row.name as string | null) ?? undefined, granteePrincipal: String(row.grantee_principal),
+    retiringPrincipal: (row.retiring_principal as string | null) ?? undefined,
+    operations: JSON.parse(String(row.operations)) as string[],
+    constraints: row.constraints ? JSON.parse(String(row.constraints)) as GrantRecord['constraints'] : undefined,
+    issuingAccount: String(row.issuing_account), createdAt: toDate(row.created_at) as Date, tokenHash: row.token_hash as Buffer };
 }
 
 const PATCH_COLUMNS: Record<keyof KeyPatch, string> = {
@@ -151,6 +182,19 @@ export class SqliteStore implements Store {
     })();
   }
 
+  async initializeModule(firstDomainKey: DomainKeyRecord, values: Record<string, Buffer>): Promise<void> {
+    this.#db.transaction(() => {
+      const existing = this.#statement('SELECT COUNT(*) AS n FROM module_values').get() as Row;
+      if (Number(existing.n) > 0) throw new StoreDuplicateError('the crypto module is already initialised');
+      this.#statement('DELETE FROM domain_keys').run();
+      this.#statement('INSERT INTO domain_keys (id, wrapped, created_at, state) VALUES (?, ?, ?, ?)')
+        .run(firstDomainKey.id, firstDomainKey.wrapped, firstDomainKey.createdAt.getTime(), firstDomainKey.state);
+      for (const [name, value] of Object.entries(values)) {
+        this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?)').run(name, value);
+      }
+    })();
+  }
+
   async getModuleValue(name: string): Promise<Buffer | undefined> {
     const row = this.#statement('SELECT value FROM module_values WHERE name = ?').get(name) as Row | undefined;
     return row ? (row.value as Buffer) : undefined;
@@ -161,32 +205,172 @@ export class SqliteStore implements Store {
       .run(name, value);
   }
 
+  async createAccount(account: AccountRecord, root: PrincipalRecord, rootKey: AccessKeyRecord): Promise<void> {
+    this.#db.transaction(() => {
+      const inserted = this.#statement('INSERT INTO accounts (account_id, name, created_at, management) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING')
+        .run(account.accountId, account.name, account.createdAt.getTime(), account.management ? 1 : 0);
+      if (inserted.changes === 0) throw new StoreDuplicateError(`account ${account.name} already exists`);
+      this.#insertPrincipal(root);
+      this.#insertAccessKey(rootKey);
+    })();
+  }
+
+  async getAccount(accountId: string): Promise<AccountRecord | undefined> {
+    const row = this.#statement('SELECT * FROM accounts WHERE account_id = ?').get(accountId) as Row | undefined;
+    return row ? accountFromRow(row) : undefined;
+  }
+
+  async getAccountByName(name: string): Promise<AccountRecord | undefined> {
+    const row = this.#statement('SELECT * FROM accounts WHERE name = ?').get(name) as Row | undefined;
+    return row ? accountFromRow(row) : undefined;
+  }
+
+  async listAccounts(limit: number, marker?: string): Promise<Page<AccountRecord>> {
+    const after = decodeMarker(marker) ?? '';
+    const rows = (this.#statement('SELECT * FROM accounts WHERE account_id > ? ORDER BY account_id LIMIT ?')
+      .all(after, limit + 1) as Row[]).map(accountFromRow);
+    return page(rows, limit, (account) => account.accountId);
+  }
+
   async getPrincipal(arn: string): Promise<PrincipalRecord | undefined> {
     const row = this.#statement('SELECT * FROM principals WHERE arn = ?').get(arn) as Row | undefined;
-    if (!row) return undefined;
-    return { arn: String(row.arn), accountId: String(row.account_id), kind: row.kind as PrincipalRecord['kind'],
-      name: String(row.name), createdAt: toDate(row.created_at) as Date };
+    return row ? principalFromRow(row) : undefined;
+  }
+
+  #insertPrincipal(principal: PrincipalRecord): void {
+    const inserted = this.#statement(`INSERT INTO principals (arn, account_id, kind, name, created_at, tags, trust_policy, max_session_seconds)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`)
+      .run(principal.arn, principal.accountId, principal.kind, principal.name, principal.createdAt.getTime(),
+        JSON.stringify(principal.tags ?? {}), principal.trustPolicy ?? null, principal.maxSessionSeconds ?? null);
+    if (inserted.changes === 0) throw new StoreDuplicateError(`principal ${principal.arn} already exists`);
+  }
+
+  #insertAccessKey(accessKey: AccessKeyRecord): void {
+    this.#statement(`INSERT INTO access_keys (access_key_id, principal_arn, domain_key_id, wrapped_secret, status, created_at,
+      session_token_hash, session_name, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+      .run(accessKey.accessKeyId, accessKey.principalArn, accessKey.secret.domainKeyId, accessKey.secret.wrapped,
+        accessKey.status, accessKey.createdAt.getTime(), accessKey.session?.tokenHash ?? null, accessKey.session?.name ?? null,
+        fromDate(accessKey.session?.expiresAt));
   }
 
   async createPrincipal(principal: PrincipalRecord, accessKey?: AccessKeyRecord): Promise<void> {
     this.#db.transaction(() => {
-      const inserted = this.#statement('INSERT INTO principals (arn, account_id, kind, name, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING')
-        .run(principal.arn, principal.accountId, principal.kind, principal.name, principal.createdAt.getTime());
-      if (inserted.changes === 0) throw new StoreDuplicateError(`principal ${principal.arn} already exists`);
-      if (accessKey) {
-        this.#statement('INSERT INTO access_keys (access_key_id, principal_arn, domain_key_id, wrapped_secret, status, created_at) VALUES (?, ?, ?, ?, ?, ?)')
-          .run(accessKey.accessKeyId, accessKey.principalArn, accessKey.secret.domainKeyId, accessKey.secret.wrapped,
-            accessKey.status, accessKey.createdAt.getTime());
-      }
+      this.#insertPrincipal(principal);
+      if (accessKey) this.#insertAccessKey(accessKey);
     })();
+  }
+
+  async deletePrincipal(arn: string): Promise<boolean> {
+    // Cascades remove the principal's access keys, sessions and policies in the same transaction.
+    return this.#db.transaction(() => this.#statement('DELETE FROM principals WHERE arn = ?').run(arn).changes > 0)();
+  }
+
+  async listPrincipals(accountId: string, kind: PrincipalKind, limit: number, marker?: string): Promise<Page<PrincipalRecord>> {
+    const after = decodeMarker(marker) ?? '';
+    const rows = (this.#statement('SELECT * FROM principals WHERE account_id = ? AND kind = ? AND name > ? ORDER BY name LIMIT ?')
+      .all(accountId, kind, after, limit + 1) as Row[]).map(principalFromRow);
+    return page(rows, limit, (principal) => principal.name);
+  }
+
+  async setTrustPolicy(roleArn: string, document: string): Promise<void> {
+    this.#statement("UPDATE principals SET trust_policy = ? WHERE arn = ? AND kind = 'role'").run(document, roleArn);
+  }
+
+  async putPrincipalPolicy(policy: PrincipalPolicyRecord): Promise<void> {
+    this.#statement(`INSERT INTO principal_policies (principal_arn, policy_name, document, updated_at) VALUES (?, ?, ?, ?)
+      ON CONFLICT (principal_arn, policy_name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at`)
+      .run(policy.principalArn, policy.policyName, policy.document, policy.updatedAt.getTime());
+  }
+
+  async deletePrincipalPolicy(principalArn: string, policyName: string): Promise<boolean> {
+    return this.#statement('DELETE FROM principal_policies WHERE principal_arn = ? AND policy_name = ?').run(principalArn, policyName).changes > 0;
+  }
+
+  async listPrincipalPolicies(principalArn: string): Promise<PrincipalPolicyRecord[]> {
+    return (this.#statement('SELECT * FROM principal_policies WHERE principal_arn = ? ORDER BY policy_name').all(principalArn) as Row[])
+      .map((row) => ({ principalArn: String(row.principal_arn), policyName: String(row.policy_name), document: String(row.document),
+        updatedAt: toDate(row.updated_at) as Date }));
   }
 
   async getAccessKey(accessKeyId: string): Promise<AccessKeyRecord | undefined> {
     const row = this.#statement('SELECT * FROM access_keys WHERE access_key_id = ?').get(accessKeyId) as Row | undefined;
-    if (!row) return undefined;
-    return { accessKeyId: String(row.access_key_id), principalArn: String(row.principal_arn),
-      secret: { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped_secret as Buffer },
-      status: row.status as AccessKeyRecord['status'], createdAt: toDate(row.created_at) as Date };
+    return row ? accessKeyFromRow(row) : undefined;
+  }
+
+  #activeKeyCount(principalArn: string): number {
+    return Number((this.#statement("SELECT COUNT(*) AS n FROM access_keys WHERE principal_arn = ? AND status = 'Active' AND session_token_hash IS NULL")
+      .get(principalArn) as Row).n);
+  }
+
+  async addAccessKey(accessKey: AccessKeyRecord, maxActive: number): Promise<void> {
+    this.#db.transaction(() => {
+      if (!accessKey.session && accessKey.status === 'Active' && this.#activeKeyCount(accessKey.principalArn) >= maxActive) {
+        throw new StoreLimitError(`a principal may have at most ${maxActive} active access keys`);
+      }
+      this.#insertAccessKey(accessKey);
+    })();
+  }
+
+  async listAccessKeys(principalArn: string): Promise<AccessKeyRecord[]> {
+    return (this.#statement('SELECT * FROM access_keys WHERE principal_arn = ? AND session_token_hash IS NULL ORDER BY created_at')
+      .all(principalArn) as Row[]).map(accessKeyFromRow);
+  }
+
+  async setAccessKeyStatus(accessKeyId: string, status: AccessKeyStatus, maxActive: number): Promise<boolean> {
+    return this.#db.transaction(() => {
+      const current = this.#statement('SELECT * FROM access_keys WHERE access_key_id = ? AND session_token_hash IS NULL').get(accessKeyId) as Row | undefined;
+      if (!current) return false;
+      if (status === 'Active' && current.status !== 'Active' && this.#activeKeyCount(String(current.principal_arn)) >= maxActive) {
+        throw new StoreLimitError(`a principal may have at most ${maxActive} active access keys`);
+      }
+      this.#statement('UPDATE access_keys SET status = ? WHERE access_key_id = ?').run(status, accessKeyId);
+      return true;
+    })();
+  }
+
+  async deleteAccessKey(accessKeyId: string): Promise<boolean> {
+    return this.#statement('DELETE FROM access_keys WHERE access_key_id = ?').run(accessKeyId).changes > 0;
+  }
+
+  async deleteExpiredSessions(now: Date): Promise<number> {
+    return this.#statement('DELETE FROM access_keys WHERE session_token_hash IS NOT NULL AND expires_at <= ?').run(now.getTime()).changes;
+  }
+
+  async createGrant(grant: GrantRecord): Promise<void> {
+    this.#statement(`INSERT INTO grants (grant_id, key_id, account_id, name, grantee_principal, retiring_principal, operations,
+      constraints, issuing_account, created_at, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+      .run(grant.grantId, grant.keyId, grant.accountId, grant.name ?? null, grant.granteePrincipal, grant.retiringPrincipal ?? null,
+        JSON.stringify(grant.operations), grant.constraints ? JSON.stringify(grant.constraints) : null, grant.issuingAccount,
+        grant.createdAt.getTime(), grant.tokenHash);
+  }
+
+  async getGrant(grantId: string): Promise<GrantRecord | undefined> {
+    const row = this.#statement('SELECT * FROM grants WHERE grant_id = ?').get(grantId) as Row | undefined;
+    return row ? grantFromRow(row) : undefined;
+  }
+
+  async findGrantByTokenHash(tokenHash: Buffer): Promise<GrantRecord | undefined> {
+    const row = this.#statement('SELECT * FROM grants WHERE token_hash = ?').get(tokenHash) as Row | undefined;
+    return row ? grantFromRow(row) : undefined;
+  }
+
+  async listGrants(filter: { keyId?: string; grantee?: string; retiringPrincipal?: string; grantId?: string },
+    limit: number, marker?: string): Promise<Page<GrantRecord>> {
+    const after = decodeMarker(marker) ?? '';
+    const rows = (this.#statement(`SELECT * FROM grants WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR grantee_principal = ?2)
+      AND (?3 IS NULL OR retiring_principal = ?3) AND (?4 IS NULL OR grant_id = ?4) AND grant_id > ?5 ORDER BY grant_id LIMIT ?6`)
+      .all(filter.keyId ?? null, filter.grantee ?? null, filter.retiringPrincipal ?? null, filter.grantId ?? null, after, limit + 1) as Row[])
+      .map(grantFromRow);
+    return page(rows, limit, (grant) => grant.grantId);
+  }
+
+  async grantsFor(keyId: string, granteePrincipal: string): Promise<GrantRecord[]> {
+    return (this.#statement('SELECT * FROM grants WHERE key_id = ? AND grantee_principal = ?').all(keyId, granteePrincipal) as Row[])
+      .map(grantFromRow);
+  }
+
+  async deleteGrant(grantId: string): Promise<boolean> {
+    return this.#statement('DELETE FROM grants WHERE grant_id = ?').run(grantId).changes > 0;
   }
 
   #insertVersion(version: KeyVersionRecord): void {
@@ -254,17 +438,24 @@ export class SqliteStore implements Store {
     return row ? versionFromRow(row) : undefined;
   }
 
-  async listKeyVersions(keyId: string, limit: number, marker?: string): Promise<Page<KeyVersionRecord>> {
+  async listKeyVersions(keyId: string, limit: number, marker?: string, options: { rotationsOnly?: boolean } = {}): Promise<Page<KeyVersionRecord>> {
     const after = Number(decodeMarker(marker) ?? '0');
     if (!Number.isInteger(after)) throw new InvalidMarkerError();
-    const rows = (this.#statement('SELECT * FROM key_versions WHERE key_id = ? AND version > ? ORDER BY version LIMIT ?')
-      .all(keyId, after, limit + 1) as Row[]).map(versionFromRow);
+    const rows = (this.#statement(`SELECT * FROM key_versions WHERE key_id = ? AND version > ?
+      AND (? = 0 OR rotation_type IS NOT NULL) ORDER BY version LIMIT ?`)
+      .all(keyId, after, options.rotationsOnly ? 1 : 0, limit + 1) as Row[]).map(versionFromRow);
     return page(rows, limit, (version) => String(version.version));
   }
 
   async deleteKey(keyId: string): Promise<void> {
     // Cascades remove versions, aliases and tags in the same transaction.
     this.#db.transaction(() => { this.#statement('DELETE FROM keys WHERE key_id = ?').run(keyId); })();
+  }
+
+  async deleteKeyIfDue(keyId: string, now: Date): Promise<boolean> {
+    // Conditional, so a CancelKeyDeletion acknowledged after the due list was read always wins.
+    return this.#statement("DELETE FROM keys WHERE key_id = ? AND key_state = 'PendingDeletion' AND deletion_date <= ?")
+      .run(keyId, now.getTime()).changes > 0;
   }
 
   async listKeysDueForDeletion(now: Date): Promise<KeyRecord[]> {

@@ -55,12 +55,25 @@ export interface TagRecord {
 
 export type PrincipalKind = 'root' | 'user' | 'role' | 'host';
 
+export interface AccountRecord {
+  accountId: string;
+  name: string;
+  createdAt: Date;
+  /** The account created at initialisation; its root may create other accounts. */
+  management: boolean;
+}
+
 export interface PrincipalRecord {
   arn: string;
   accountId: string;
   kind: PrincipalKind;
   name: string;
   createdAt: Date;
+  tags?: Record<string, string>;
+  /** Roles only: who may assume the role (a resource policy document). */
+  trustPolicy?: string;
+  /** Roles only: the longest session AssumeRole may grant, in seconds. */
+  maxSessionSeconds?: number;
 }
 
 export type AccessKeyStatus = 'Active' | 'Inactive';
@@ -71,6 +84,36 @@ export interface AccessKeyRecord {
   secret: WrappedSecret;
   status: AccessKeyStatus;
   createdAt: Date;
+  /** Temporary credentials only: SHA-256 of the session token, the session name and expiry. */
+  session?: { tokenHash: Buffer; name: string; expiresAt: Date };
+}
+
+export interface PrincipalPolicyRecord {
+  principalArn: string;
+  policyName: string;
+  document: string;
+  updatedAt: Date;
+}
+
+export interface GrantConstraints {
+  encryptionContextEquals?: Record<string, string>;
+  encryptionContextSubset?: Record<string, string>;
+}
+
+export interface GrantRecord {
+  grantId: string;
+  keyId: string;
+  /** The key's account. */
+  accountId: string;
+  name?: string;
+  granteePrincipal: string;
+  retiringPrincipal?: string;
+  operations: string[];
+  constraints?: GrantConstraints;
+  issuingAccount: string;
+  createdAt: Date;
+  /** SHA-256 of the grant token, so a token can be matched without storing it. */
+  tokenHash: Buffer;
 }
 
 export interface Page<T> {
@@ -82,6 +125,11 @@ export interface Page<T> {
 /** Store-level conflict: a concurrent change won; the caller may re-read and retry. */
 export class StoreConflictError extends Error {
   constructor(message: string) { super(message); this.name = 'StoreConflictError'; }
+}
+
+/** A per-principal limit (active access keys) would be exceeded. */
+export class StoreLimitError extends Error {
+  constructor(message: string) { super(message); this.name = 'StoreLimitError'; }
 }
 
 /** A unique name (alias, principal) already exists. */
@@ -112,9 +160,38 @@ export interface Store extends DomainKeyStore {
   /** Sets a value only if absent; returns the value in force afterwards. */
   initMeta(name: string, value: string): Promise<string>;
 
+  createAccount(account: AccountRecord, root: PrincipalRecord, rootKey: AccessKeyRecord): Promise<void>;
+  getAccount(accountId: string): Promise<AccountRecord | undefined>;
+  getAccountByName(name: string): Promise<AccountRecord | undefined>;
+  listAccounts(limit: number, marker?: string): Promise<Page<AccountRecord>>;
+
   getPrincipal(arn: string): Promise<PrincipalRecord | undefined>;
   createPrincipal(principal: PrincipalRecord, accessKey?: AccessKeyRecord): Promise<void>;
+  /** Deletes a principal with its access keys and policies; false when it did not exist. */
+  deletePrincipal(arn: string): Promise<boolean>;
+  listPrincipals(accountId: string, kind: PrincipalKind, limit: number, marker?: string): Promise<Page<PrincipalRecord>>;
+  setTrustPolicy(roleArn: string, document: string): Promise<void>;
+  putPrincipalPolicy(policy: PrincipalPolicyRecord): Promise<void>;
+  deletePrincipalPolicy(principalArn: string, policyName: string): Promise<boolean>;
+  listPrincipalPolicies(principalArn: string): Promise<PrincipalPolicyRecord[]>;
+
   getAccessKey(accessKeyId: string): Promise<AccessKeyRecord | undefined>;
+  /** Adds a long-term key unless the principal already has `maxActive` active keys (StoreLimitError). */
+  addAccessKey(accessKey: AccessKeyRecord, maxActive: number): Promise<void>;
+  /** Long-term keys only (not session credentials). */
+  listAccessKeys(principalArn: string): Promise<AccessKeyRecord[]>;
+  setAccessKeyStatus(accessKeyId: string, status: AccessKeyStatus, maxActive: number): Promise<boolean>;
+  deleteAccessKey(accessKeyId: string): Promise<boolean>;
+  deleteExpiredSessions(now: Date): Promise<number>;
+
+  createGrant(grant: GrantRecord): Promise<void>;
+  getGrant(grantId: string): Promise<GrantRecord | undefined>;
+  findGrantByTokenHash(tokenHash: Buffer): Promise<GrantRecord | undefined>;
+  listGrants(filter: { keyId?: string; grantee?: string; retiringPrincipal?: string; grantId?: string },
+    limit: number, marker?: string): Promise<Page<GrantRecord>>;
+  /** Grants on a key naming this grantee, for authorisation. */
+  grantsFor(keyId: string, granteePrincipal: string): Promise<GrantRecord[]>;
+  deleteGrant(grantId: string): Promise<boolean>;
 
   createKey(key: KeyRecord, firstVersion: KeyVersionRecord, tags: TagRecord[]): Promise<void>;
   getKey(keyId: string): Promise<KeyRecord | undefined>;
@@ -124,9 +201,11 @@ export interface Store extends DomainKeyStore {
   /** Adds the next version and makes it the default, in one transaction. */
   addKeyVersion(keyId: string, expectedRevision: number, version: KeyVersionRecord, patch: KeyPatch): Promise<KeyRecord>;
   getKeyVersion(keyId: string, version: number): Promise<KeyVersionRecord | undefined>;
-  listKeyVersions(keyId: string, limit: number, marker?: string): Promise<Page<KeyVersionRecord>>;
+  listKeyVersions(keyId: string, limit: number, marker?: string, options?: { rotationsOnly?: boolean }): Promise<Page<KeyVersionRecord>>;
   /** Removes a key with its versions, aliases and tags. */
   deleteKey(keyId: string): Promise<void>;
+  /** Removes a key only if it is still pending deletion and due; false otherwise. */
+  deleteKeyIfDue(keyId: string, now: Date): Promise<boolean>;
   listKeysDueForDeletion(now: Date): Promise<KeyRecord[]>;
   listKeysDueForRotation(now: Date): Promise<KeyRecord[]>;
 

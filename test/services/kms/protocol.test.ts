@@ -68,6 +68,37 @@ describe('AWS JSON protocol and SigV4', () => {
     assert.equal(response.json.__type, 'InvalidSignatureException');
   });
 
+  it('requires X-Amz-Target and Content-Type to be signed, so a relay cannot change the operation', async () => {
+    const url = new URL(server.url);
+    const { SignatureV4 } = await import('@smithy/signature-v4');
+    const { Hash } = await import('@smithy/hash-node');
+    const signer = new SignatureV4({ service: 'kms', region: server.region, sha256: Hash.bind(null, 'sha256'),
+      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
+    const body = JSON.stringify({ KeyId: keyId });
+    // Sign only host and x-amz-date, then attach a target the signature does not cover.
+    const signed = await signer.sign({ method: 'POST', protocol: 'http:', hostname: url.hostname, port: Number(url.port),
+      path: '/', headers: { host: url.host }, body });
+    const headers = { ...signed.headers as Record<string, string>, 'x-amz-target': 'TrentService.ScheduleKeyDeletion',
+      'content-type': 'application/x-amz-json-1.1' };
+    const response = await postRaw(server.url, headers, Buffer.from(body));
+    assert.equal(response.status, 400);
+    assert.equal(response.json.__type, 'InvalidSignatureException');
+    assert.match(String(response.json.message), /'(x-amz-target|content-type)' must be signed/);
+  });
+
+  it('binds the signing service to the operation: kms requests cannot be signed for another service', async () => {
+    const { SignatureV4 } = await import('@smithy/signature-v4');
+    const { Hash } = await import('@smithy/hash-node');
+    const url = new URL(server.url);
+    const signer = new SignatureV4({ service: 'trustplane', region: server.region, sha256: Hash.bind(null, 'sha256'),
+      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
+    const body = encryptBody();
+    const signed = await signer.sign({ method: 'POST', protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: '/',
+      headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.Encrypt' }, body });
+    const response = await postRaw(server.url, signed.headers as Record<string, string>, Buffer.from(body));
+    assert.equal(response.json.__type, 'InvalidSignatureException');
+  });
+
   it('rejects clocks skewed by more than five minutes, in both directions', async () => {
     for (const offsetMinutes of [-6, 6, -60 * 24]) {
       const response = await rawKmsRequest(server, { target: 'TrentService.Encrypt', body: encryptBody(),
@@ -99,6 +130,25 @@ describe('AWS JSON protocol and SigV4', () => {
       assert.equal(typeof response.json.message, 'string');
       assert.doesNotMatch(String(response.json.message), /at .*\.ts:\d+/, 'no stack traces');
     }
+  });
+
+  it('keeps "__proto__" an ordinary encryption-context key and refuses ill-formed Unicode', async () => {
+    const encrypted = await rawKmsRequest(server, { target: 'TrentService.Encrypt',
+      body: `{"KeyId":"${keyId}","Plaintext":"aGk=","EncryptionContext":{"__proto__":"x"}}` });
+    assert.equal(encrypted.status, 200, JSON.stringify(encrypted.json));
+    const blob = String(encrypted.json.CiphertextBlob);
+    for (const context of ['{}', '{"__proto__":"other"}']) {
+      const wrong = await rawKmsRequest(server, { target: 'TrentService.Decrypt', body: `{"CiphertextBlob":"${blob}","EncryptionContext":${context}}` });
+      assert.equal(wrong.json.__type, 'InvalidCiphertextException', context);
+    }
+    const right = await rawKmsRequest(server, { target: 'TrentService.Decrypt', body: `{"CiphertextBlob":"${blob}","EncryptionContext":{"__proto__":"x"}}` });
+    assert.equal(right.json.Plaintext, 'aGk=');
+    const illFormed = await rawKmsRequest(server, { target: 'TrentService.Encrypt',
+      body: `{"KeyId":"${keyId}","Plaintext":"aGk=","EncryptionContext":{"tenant":"\\ud800"}}` });
+    assert.equal(illFormed.json.__type, 'ValidationException');
+    const huge = await rawKmsRequest(server, { target: 'TrentService.Encrypt',
+      body: JSON.stringify({ KeyId: keyId, Plaintext: 'aGk=', EncryptionContext: { big: 'x'.repeat(9000) } }) });
+    assert.equal(huge.json.__type, 'ValidationException');
   });
 
   it('answers missing required members with ValidationException naming the member', async () => {

@@ -8,7 +8,8 @@ import { Keyring, randomBytes, SoftwareCryptoModule } from '../../../src/shared/
 import { SqliteStore } from '../../../src/shared/store/index.ts';
 import { createLogger } from '../../../src/shared/log.ts';
 import { KeyService } from '../../../src/services/kms/index.ts';
-import type { Caller } from '../../../src/shared/auth/index.ts';
+import { Authorizer, type Caller } from '../../../src/shared/auth/index.ts';
+import { policyEngine } from '../../../src/shared/auth/policy-engine.ts';
 import { makeTempDir } from '../../helpers/server.ts';
 
 const DAY = 86_400_000;
@@ -18,7 +19,8 @@ describe('scheduled key work', () => {
   let store: SqliteStore;
   let service: KeyService;
   let now = new Date('2026-01-01T00:00:00Z');
-  const caller: Caller = { principalArn: 'arn:aws:iam::111122223333:root', accountId: '111122223333', kind: 'root', accessKeyId: 'AKTPTEST' };
+  const caller: Caller = { principalArn: 'arn:aws:iam::111122223333:root', identityArn: 'arn:aws:iam::111122223333:root',
+    accountId: '111122223333', kind: 'root', accessKeyId: 'AKTPTEST', tags: {}, signingService: 'kms' };
 
   before(async () => {
     home = makeTempDir();
@@ -26,7 +28,7 @@ describe('scheduled key work', () => {
     const module = new SoftwareCryptoModule(store);
     await module.load();
     await module.initialize(randomBytes(32));
-    service = new KeyService({ store, keyring: new Keyring(module), region: 'us-east-1',
+    service = new KeyService({ store, keyring: new Keyring(module), region: 'us-east-1', authorizer: new Authorizer(store, policyEngine),
       logger: createLogger({ level: 'silent' }), now: () => now });
   });
   after(async () => {
@@ -76,5 +78,16 @@ describe('scheduled key work', () => {
     await assert.rejects(service.describeKey(caller, key.keyId), { code: 'NotFoundException' });
     await assert.rejects(service.describeKey(caller, 'alias/doomed'), { code: 'NotFoundException' });
     assert.equal(await store.getKeyVersion(key.keyId, 1), undefined);
+  });
+
+  it('never deletes a key whose deletion was cancelled after the due list was read', async () => {
+    const key = await service.createKey(caller, {});
+    await service.scheduleKeyDeletion(caller, key.keyId, 7);
+    now = new Date(now.getTime() + 8 * DAY);
+    const due = await store.listKeysDueForDeletion(now);
+    assert.ok(due.some((entry) => entry.keyId === key.keyId));
+    await service.cancelKeyDeletion(caller, key.keyId);
+    assert.equal(await store.deleteKeyIfDue(key.keyId, now), false);
+    assert.equal((await service.describeKey(caller, key.keyId)).keyState, 'Disabled');
   });
 });

@@ -254,6 +254,11 @@ describe('key service over the AWS SDK', () => {
     const viaKms = await kms.send(new EncryptCommand({ KeyId: key.KeyId, Plaintext: text('sha1'), EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }));
     const back = await kms.send(new DecryptCommand({ CiphertextBlob: viaKms.CiphertextBlob, KeyId: key.KeyId, EncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }));
     assert.equal(Buffer.from(back.Plaintext!).toString(), 'sha1');
+    const tooLong = await failure(kms.send(new EncryptCommand({ KeyId: key.KeyId, Plaintext: Buffer.alloc(191, 1), EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' })));
+    assert.equal(tooLong.name, 'ValidationException');
+    assert.equal(tooLong.status, 400);
+    const longest = await kms.send(new EncryptCommand({ KeyId: key.KeyId, Plaintext: Buffer.alloc(190, 1), EncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }));
+    assert.equal(longest.CiphertextBlob!.length, 256);
     const symmetricAlgorithm = await failure(kms.send(new EncryptCommand({ KeyId: key.KeyId, Plaintext: text('x') })));
     assert.equal(symmetricAlgorithm.name, 'InvalidKeyUsageException');
   });

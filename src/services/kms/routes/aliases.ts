@@ -1,9 +1,9 @@
 // Alias operations: create, update, delete, list.
 // Routes parse and delegate; they never touch the store.
 import { z } from 'zod';
-import { defineOperation } from '../../../shared/http/index.ts';
+import { defineOperation, fields } from '../../../shared/http/index.ts';
 import type { KeyService } from '../service.ts';
-import { aliasName, keyId, limit, listPage, marker, TRENT } from './common.ts';
+import { aliasName, keyId, listPage, marker, TRENT } from './common.ts';
 
 export function aliasOperations(service: KeyService) {
   return [
@@ -24,9 +24,9 @@ export function aliasOperations(service: KeyService) {
     }),
     defineOperation({
       target: `${TRENT}.ListAliases`, action: 'kms:ListAliases',
-      input: z.object({ KeyId: keyId.optional(), Limit: limit, Marker: marker }),
+      input: z.object({ KeyId: keyId.optional(), Limit: fields.integer({ min: 1, max: 100 }).optional(), Marker: marker }),
       handle: async (caller, input) => {
-        const page = await service.listAliases(caller, input.KeyId, input.Limit ?? 100, input.Marker);
+        const page = await service.listAliases(caller, input.KeyId, input.Limit ?? 50, input.Marker);
         const { items, ...rest } = listPage(page.items, page.nextMarker);
         return { Aliases: items, ...rest };
       },

@@ -84,7 +84,11 @@ export type EncryptionContext = Record<string, string>;
  * UTF-8 bytes, each length-prefixed (uint32): {"ab":"c"} and {"a":"bc"} never collide.
  */
 export function encodeEncryptionContext(context: EncryptionContext | undefined): Buffer {
-  const entries = Object.entries(context ?? {}).map(([key, value]) => [Buffer.from(key, 'utf8'), Buffer.from(value, 'utf8')] as const);
+  const entries = Object.entries(context ?? {}).map(([key, value]) => {
+    // An unpaired surrogate would become U+FFFD and collide with other strings: refuse it.
+    if (!key.isWellFormed() || !value.isWellFormed()) throw new RangeError('encryption context strings must be well-formed Unicode');
+    return [Buffer.from(key, 'utf8'), Buffer.from(value, 'utf8')] as const;
+  });
   entries.sort((a, b) => Buffer.compare(a[0], b[0]));
   const parts: Buffer[] = [];
   const count = Buffer.alloc(4);
@@ -107,6 +111,7 @@ export function decodeEncryptionContext(encoded: Uint8Array): EncryptionContext 
   if (bytes.length < 4) fail();
   const count = bytes.readUInt32BE(0);
   let offset = 4;
+  // defineProperty, not assignment: a key named __proto__ stays an ordinary own key.
   const context: EncryptionContext = {};
   const readField = (): string => {
     if (offset + 4 > bytes.length) fail();
@@ -119,7 +124,7 @@ export function decodeEncryptionContext(encoded: Uint8Array): EncryptionContext 
   };
   for (let index = 0; index < count; index += 1) {
     const key = readField();
-    context[key] = readField();
+    Object.defineProperty(context, key, { value: readField(), enumerable: true });
   }
   if (offset !== bytes.length) fail();
   return context;

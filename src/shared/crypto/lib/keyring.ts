@@ -16,8 +16,9 @@ export interface NewKeyMaterial {
   publicKeyDer?: Buffer;
 }
 
-function customerKeyAad(keyId: string, version: number): Buffer {
-  return Buffer.from(`trustplane/customer-key/v1/${keyId}/${version}`);
+/** Binds id, version and spec: a stored row whose spec was edited no longer unwraps. */
+function customerKeyAad(keyId: string, version: number, spec: KeySpec): Buffer {
+  return Buffer.from(`trustplane/customer-key/v1/${keyId}/${version}/${spec}`);
 }
 
 function secretAad(purpose: string, name: string): Buffer {
@@ -45,7 +46,7 @@ export class Keyring {
   async createKeyMaterial(keyId: string, version: number, spec: KeySpec): Promise<NewKeyMaterial> {
     const generated = await generateKeyMaterial(spec);
     try {
-      const material = await this.#module.wrap(generated.secret, customerKeyAad(keyId, version));
+      const material = await this.#module.wrap(generated.secret, customerKeyAad(keyId, version, spec));
       return { material, publicKeyDer: generated.publicKeyDer };
     } finally {
       zeroize(generated.secret);
@@ -62,7 +63,7 @@ export class Keyring {
     const cacheKey = `${stored.keyId}/${stored.version}`;
     const cached = this.#cache.get(cacheKey);
     if (cached) return cached;
-    const bytes = await this.#module.unwrap(stored.material, customerKeyAad(stored.keyId, stored.version));
+    const bytes = await this.#module.unwrap(stored.material, customerKeyAad(stored.keyId, stored.version, stored.spec));
     const key = new CustomerKey(stored.keyId, stored.version, stored.spec, bytes);
     if (this.#module.status().sealed) throw new Error('sealed while unwrapping');
     if (this.#cache.size >= this.#maxEntries) {

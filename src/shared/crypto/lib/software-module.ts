@@ -63,10 +63,9 @@ export class SoftwareCryptoModule implements CryptoModule {
     const domainKeyBytes = randomBytes(32);
     try {
       const id = randomUuid();
-      await this.#store.insertDomainKey({ id, wrapped: sealUnder(rootKey, domainKeyBytes, domainKeyAad(id)),
-        createdAt: new Date(), state: 'active' });
-      // The check value is written last: a crash before it leaves the module uninitialised.
-      await this.#store.setModuleValue(ROOT_CHECK_NAME, sealUnder(rootKey, ROOT_CHECK_PLAINTEXT, Buffer.alloc(0)));
+      // One transaction: a crash leaves either nothing or a complete, unsealable module.
+      await this.#store.initializeModule({ id, wrapped: sealUnder(rootKey, domainKeyBytes, domainKeyAad(id)),
+        createdAt: new Date(), state: 'active' }, { [ROOT_CHECK_NAME]: sealUnder(rootKey, ROOT_CHECK_PLAINTEXT, Buffer.alloc(0)) });
       this.#initialized = true;
     } finally {
       zeroize(domainKeyBytes);

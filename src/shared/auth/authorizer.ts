@@ -1,0 +1,94 @@
+// Authorisation for every service: resource policies (key policies, role trust policies),
+// identity policies of the caller, and grants, evaluated as AWS documents it.
+// Must never allow by default: no matching Allow is a deny, and an explicit Deny always wins.
+import { UserError } from '../errors.ts';
+import type { Store } from '../store/index.ts';
+import type { Caller } from './credentials.ts';
+
+export type ConditionValue = string | string[] | number | boolean | undefined;
+
+export interface AccessRequest {
+  action: string;
+  resource: string;
+  resourceAccountId: string;
+  /** A resource policy document (key policy, trust policy); absent for resources without one. */
+  resourcePolicy?: string;
+  /** Service-specific condition keys (kms:EncryptionContext:…, kms:KeySpec …). */
+  conditionKeys?: Record<string, ConditionValue>;
+  /** A grant on the resource allows this request. */
+  grantAllows?: boolean;
+}
+
+export type DecisionKind = 'Allow' | 'ExplicitDeny' | 'ImplicitDeny';
+
+export interface AccessDecision {
+  allowed: boolean;
+  decision: DecisionKind;
+  /** What decided, e.g. "resource-policy#AllowUse" or "identity-policy:app#0" or "grant:ID". */
+  decidedBy?: string;
+  reason: string;
+}
+
+/** Where an authorisation decision is recorded for the audit log of the request. */
+export interface DecisionSink {
+  record(decision: AccessDecision, request: AccessRequest): void;
+}
+
+export interface PolicyEngine {
+  /** Throws a MalformedPolicyDocumentException UserError with the reason when a document is invalid. */
+  validate(document: string, kind: 'resource' | 'identity'): void;
+  decide(input: { caller: Caller; request: AccessRequest; identityPolicies: Array<{ name: string; document: string }>;
+    now: Date }): AccessDecision;
+}
+
+export class Authorizer {
+  readonly #store: Store;
+  readonly #engine: PolicyEngine;
+  readonly #identityPolicies = new Map<string, Array<{ name: string; document: string }>>();
+  readonly #now: () => Date;
+
+  constructor(store: Store, engine: PolicyEngine, options: { now?: () => Date } = {}) {
+    this.#store = store;
+    this.#engine = engine;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  get engine(): PolicyEngine {
+    return this.#engine;
+  }
+
+  async #policiesOf(identityArn: string) {
+    let policies = this.#identityPolicies.get(identityArn);
+    if (!policies) {
+      policies = (await this.#store.listPrincipalPolicies(identityArn)).map((policy) => ({ name: policy.policyName, document: policy.document }));
+      if (this.#identityPolicies.size > 10_000) this.#identityPolicies.clear();
+      this.#identityPolicies.set(identityArn, policies);
+    }
+    return policies;
+  }
+
+  /** Identity policies changed (or the principal went away): forget what was cached. */
+  forgetIdentity(identityArn: string): void {
+    this.#identityPolicies.delete(identityArn);
+  }
+
+  async decide(caller: Caller, request: AccessRequest): Promise<AccessDecision> {
+    const identityPolicies = caller.kind === 'root' ? [] : await this.#policiesOf(caller.identityArn);
+    const decision = this.#engine.decide({ caller, request, identityPolicies, now: this.#now() });
+    caller.decisions?.push({ ...decision, action: request.action, resource: request.resource });
+    return decision;
+  }
+
+  /** Decides and throws AccessDeniedException (AWS wording) unless allowed. */
+  async require(caller: Caller, request: AccessRequest): Promise<AccessDecision> {
+    const decision = await this.decide(caller, request);
+    if (!decision.allowed) {
+      const why = decision.decision === 'ExplicitDeny'
+        ? `with an explicit deny in ${decision.decidedBy ?? 'a policy'}`
+        : request.resourcePolicy !== undefined ? `because no resource-based policy allows the ${request.action} action`
+          : `because no identity-based policy allows the ${request.action} action`;
+      throw new UserError('AccessDeniedException', `User: ${caller.principalArn} is not authorized to perform: ${request.action} on resource: ${request.resource} ${why}`);
+    }
+    return decision;
+  }
+}
