@@ -47,4 +47,65 @@ export const sqliteMigrations: Migration[] = [
         tag_value TEXT NOT NULL, PRIMARY KEY (key_id, tag_key));
     `,
   },
+  {
+    version: 2,
+    name: 'audit log',
+    // Each record is stored as the canonical JSON that is hashed, so what is verified is exactly
+    // what is stored; the query columns are derived from it and cannot disagree with it.
+    // audit_head moves in the same transaction as every append and checkpoint: it is how
+    // verification notices records removed after the last signed checkpoint.
+    sql: `
+      CREATE TABLE audit_records (
+        seq INTEGER PRIMARY KEY, record TEXT NOT NULL, hash BLOB NOT NULL,
+        time INTEGER GENERATED ALWAYS AS (json_extract(record, '$.time')) VIRTUAL,
+        principal_arn TEXT GENERATED ALWAYS AS (json_extract(record, '$.principalArn')) VIRTUAL,
+        resource TEXT GENERATED ALWAYS AS (json_extract(record, '$.resource')) VIRTUAL,
+        operation TEXT GENERATED ALWAYS AS (json_extract(record, '$.operation')) VIRTUAL,
+        outcome TEXT GENERATED ALWAYS AS (json_extract(record, '$.outcome')) VIRTUAL);
+      CREATE INDEX audit_records_by_time ON audit_records(time);
+      CREATE INDEX audit_records_by_principal ON audit_records(principal_arn, seq) WHERE principal_arn IS NOT NULL;
+      CREATE INDEX audit_records_by_resource ON audit_records(resource, seq) WHERE resource IS NOT NULL;
+      CREATE TABLE audit_checkpoints (
+        number INTEGER PRIMARY KEY, seq INTEGER NOT NULL UNIQUE, chain_head BLOB NOT NULL, time INTEGER NOT NULL,
+        key_id TEXT NOT NULL, format_version INTEGER NOT NULL, signature BLOB NOT NULL);
+      CREATE TABLE audit_signing_keys (
+        key_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, domain_key_id TEXT NOT NULL,
+        wrapped_private_key BLOB NOT NULL, created_at INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('active', 'retired')));
+      CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash BLOB NOT NULL,
+        checkpoint_number INTEGER NOT NULL, checkpoint_seq INTEGER NOT NULL);
+      INSERT INTO audit_head (id, seq, hash, checkpoint_number, checkpoint_seq) VALUES (1, 0, zeroblob(32), 0, 0);
+    `,
+  },
+  {
+    version: 3,
+    name: 'identity: accounts, principals, policies, sessions, grants',
+    sql: `
+      CREATE TABLE accounts (
+        account_id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at INTEGER NOT NULL,
+        management INTEGER NOT NULL DEFAULT 0);
+      INSERT INTO accounts (account_id, name, created_at, management)
+        SELECT value, 'default', CAST(strftime('%s','now') AS INTEGER) * 1000, 1 FROM meta WHERE name = 'account-id';
+      ALTER TABLE principals ADD COLUMN tags TEXT NOT NULL DEFAULT '{}';
+      ALTER TABLE principals ADD COLUMN trust_policy TEXT;
+      ALTER TABLE principals ADD COLUMN max_session_seconds INTEGER;
+      CREATE INDEX principals_by_account ON principals(account_id, kind, name);
+      CREATE TABLE principal_policies (
+        principal_arn TEXT NOT NULL REFERENCES principals(arn) ON DELETE CASCADE, policy_name TEXT NOT NULL,
+        document TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (principal_arn, policy_name));
+      ALTER TABLE access_keys ADD COLUMN session_token_hash BLOB;
+      ALTER TABLE access_keys ADD COLUMN session_name TEXT;
+      ALTER TABLE access_keys ADD COLUMN expires_at INTEGER;
+      CREATE INDEX access_keys_by_expiry ON access_keys(expires_at) WHERE expires_at IS NOT NULL;
+      CREATE TABLE grants (
+        grant_id TEXT PRIMARY KEY, key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+        account_id TEXT NOT NULL, name TEXT, grantee_principal TEXT NOT NULL, retiring_principal TEXT,
+        operations TEXT NOT NULL, constraints TEXT, issuing_account TEXT NOT NULL, created_at INTEGER NOT NULL,
+        token_hash BLOB NOT NULL UNIQUE);
+      CREATE INDEX grants_by_key ON grants(key_id, grantee_principal);
+      CREATE INDEX grants_by_grantee ON grants(grantee_principal);
+      CREATE INDEX grants_by_retiring ON grants(retiring_principal);
+    `,
+  },
 ];
