@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { registerServerCommand } from './commands/server.ts';
 import { registerKeyCommands } from './commands/key.ts';
 import { registerFileCryptoCommands } from './commands/file-crypto.ts';
+import { registerIdentityCommands } from './commands/identity.ts';
 import { failWith } from './output.ts';
 
 const program = new Command();
@@ -13,5 +14,6 @@ program.name('trustplane').description('trustplane: a self-hosted trust plane fo
 registerServerCommand(program);
 registerKeyCommands(program);
 registerFileCryptoCommands(program);
+registerIdentityCommands(program);
 
 program.parseAsync(process.argv).catch(failWith);

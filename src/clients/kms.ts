@@ -76,14 +76,24 @@ export class KeyServiceClient {
     this.kms = new KMSClient({ endpoint: this.endpoint, region: region(), credentials: this.#credentials, maxAttempts: 3 });
   }
 
-  /** Calls a trustplane extension operation (TrustPlaneKms.*) with a SigV4-signed JSON 1.1 request. */
+  /** Calls a trustplane extension operation (TrustPlaneKms.*). */
   async extension<T>(operation: string, input: Record<string, unknown>): Promise<T> {
+    return this.call<T>(`TrustPlaneKms.${operation}`, 'kms', input);
+  }
+
+  /** Calls an identity operation (TrustPlaneIam.*), signed for the service "trustplane". */
+  async iam<T>(operation: string, input: Record<string, unknown>): Promise<T> {
+    return this.call<T>(`TrustPlaneIam.${operation}`, 'trustplane', input);
+  }
+
+  /** A SigV4-signed JSON 1.1 request to any target; AWS-shaped errors become UserErrors with their code. */
+  async call<T>(target: string, service: string, input: Record<string, unknown>): Promise<T> {
     const url = new URL(this.endpoint);
     const body = JSON.stringify(input);
-    const signer = new SignatureV4({ service: 'kms', region: region(), credentials: this.#credentials, sha256: Hash.bind(null, 'sha256') });
+    const signer = new SignatureV4({ service, region: region(), credentials: this.#credentials, sha256: Hash.bind(null, 'sha256') });
     const signed = await signer.sign({ method: 'POST', protocol: url.protocol, hostname: url.hostname,
       port: url.port ? Number(url.port) : undefined, path: '/', body,
-      headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': `TrustPlaneKms.${operation}` } });
+      headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': target } });
     const transport = url.protocol === 'https:' ? https : http;
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const request = transport.request({ hostname: url.hostname, port: url.port, method: 'POST', path: '/',

@@ -6,13 +6,9 @@ import {
   ListAliasesCommand, ListKeysCommand, RotateKeyOnDemandCommand, ScheduleKeyDeletionCommand, UpdateAliasCommand,
   type AliasListEntry, type KeyMetadata, type KeySpec, type KeyUsageType,
 } from '@aws-sdk/client-kms';
-import { explainConnectionError, KeyServiceClient } from '../../clients/kms.ts';
+import type { KeyServiceClient } from '../../clients/kms.ts';
+import { collect, withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { printResult } from '../output.ts';
-
-interface ClientFlags {
-  endpoint?: string;
-  json?: boolean;
-}
 
 interface KeyVersionsResult {
   KeyId: string;
@@ -20,22 +16,6 @@ interface KeyVersionsResult {
   MinimumDecryptionVersion: number;
   Versions: Array<{ Version: number; CreationDate: number; RotationType?: string; Default: boolean; DecryptionAllowed: boolean }>;
   NextMarker?: string;
-}
-
-function withClientFlags(command: Command): Command {
-  return command.option('--endpoint <url>', 'key service URL (default $TRUSTPLANE_ENDPOINT or http://127.0.0.1:8200)')
-    .option('--json', 'machine-readable output');
-}
-
-async function withClient<T>(flags: ClientFlags, work: (client: KeyServiceClient) => Promise<T>): Promise<T> {
-  const client = new KeyServiceClient({ endpoint: flags.endpoint });
-  try {
-    return await work(client);
-  } catch (error) {
-    throw explainConnectionError(error, client.endpoint);
-  } finally {
-    client.destroy();
-  }
 }
 
 function parseTags(values: string[] | undefined) {
@@ -62,7 +42,6 @@ async function allAliases(client: KeyServiceClient, keyId?: string): Promise<Ali
   return aliases;
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function registerKeyCommands(program: Command): void {
   const key = program.command('key').description('manage keys of the key service');

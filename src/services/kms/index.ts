@@ -9,15 +9,28 @@ import { signingOperations } from './routes/signing.ts';
 import { rotationOperations } from './routes/rotation.ts';
 import { policyAndTagOperations } from './routes/policies-and-tags.ts';
 import { extensionOperations } from './routes/extensions.ts';
+import { grantOperations } from './routes/grants.ts';
 
 export { KeyService, type KeyServiceOptions, type KeyMetadata } from './service.ts';
 export { EXTENSIONS as KMS_EXTENSION_PREFIX } from './routes/common.ts';
 
 /** Every operation the key service answers on the AWS JSON 1.1 protocol. */
 export function kmsOperations(service: KeyService): AwsJsonOperation[] {
-  return [
+  return withGrantTokens(service, [
     ...keyLifecycleOperations(service), ...aliasOperations(service), ...encryptionOperations(service),
     ...signingOperations(service), ...rotationOperations(service), ...policyAndTagOperations(service),
-    ...extensionOperations(service),
-  ] as AwsJsonOperation[];
+    ...grantOperations(service), ...extensionOperations(service),
+  ] as AwsJsonOperation[]);
+}
+
+/** Grant tokens, where an operation takes them, must name existing grants (checked before the handler). */
+function withGrantTokens(service: KeyService, operations: AwsJsonOperation[]): AwsJsonOperation[] {
+  return operations.map((operation) => ({
+    ...operation,
+    async handle(caller, input) {
+      const tokens = (input as { GrantTokens?: string[] } | undefined)?.GrantTokens;
+      if (tokens?.length) await service.checkGrantTokens(tokens);
+      return operation.handle(caller, input);
+    },
+  }));
 }

@@ -3,14 +3,14 @@
 import type { Authorizer, Caller, ConditionValue } from '../../shared/auth/index.ts';
 import {
   CustomerKey, DATA_KEY_PAIR_SPECS, generateAsymmetricPair, hashLength, isAsymmetricSpec, Keyring,
-  parseCiphertextBlob, randomBytes, randomUuid, UnsupportedDigestSigningError, zeroize,
+  parseCiphertextBlob, randomBytes, randomUuid, sha256, UnsupportedDigestSigningError, zeroize,
   type DataKeyPairSpec, type EncryptionContext, type KeySpec, type MacAlgorithm, type ParsedCiphertext,
 } from '../../shared/crypto/index.ts';
 import { CiphertextError, UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
   InvalidMarkerError, StoreConflictError, StoreDuplicateError, type KeyPatch, type KeyRecord, type KeyUsage,
-  type GrantConstraints, type KeyVersionRecord, type Page, type Store, type TagRecord,
+  type GrantConstraints, type GrantRecord, type KeyVersionRecord, type Page, type Store, type TagRecord,
 } from '../../shared/store/index.ts';
 import { kmsErrors } from './domain/errors.ts';
 import {
@@ -771,6 +771,91 @@ export class KeyService {
   async listResourceTags(caller: Caller, raw: string, limit: number, marker?: string): Promise<Page<TagRecord>> {
     const key = await this.#resolveAuthorized(caller, raw, 'kms:ListResourceTags');
     return withStoreErrors(this.#store.listTags(key.keyId, limit, marker));
+  }
+
+  // ---- grants -------------------------------------------------------------------------------
+
+  /** Grant tokens must name grants that exist; an unknown or garbled token is refused. */
+  async checkGrantTokens(tokens: string[] | undefined): Promise<void> {
+    for (const token of tokens ?? []) {
+      if (!token.startsWith('TPGT') || !(await this.#store.findGrantByTokenHash(sha256(token)))) {
+        throw new UserError('InvalidGrantTokenException', 'The grant token is not valid.');
+      }
+    }
+  }
+
+  async createGrant(caller: Caller, input: { keyId: string; granteePrincipal: string; retiringPrincipal?: string;
+    operations: string[]; constraints?: GrantConstraints; name?: string; dryRun?: boolean }) {
+    const reference = parseKeyReference(input.keyId);
+    if (reference.kind !== 'key') throw kmsErrors.validation('CreateGrant needs a key ID or key ARN, not an alias.');
+    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:CreateGrant');
+    if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+    if (input.constraints?.encryptionContextEquals && input.constraints.encryptionContextSubset) {
+      throw kmsErrors.validation('Specify EncryptionContextEquals or EncryptionContextSubset, not both.');
+    }
+    if (input.dryRun) throw kmsErrors.dryRun();
+    const grantToken = `TPGT${randomBytes(48).toString('base64url')}`;
+    const grant: GrantRecord = {
+      grantId: randomBytes(32).toString('hex'), keyId: key.keyId, accountId: key.accountId, name: input.name,
+      granteePrincipal: input.granteePrincipal, retiringPrincipal: input.retiringPrincipal,
+      operations: [...new Set(input.operations)], constraints: input.constraints, issuingAccount: `arn:aws:iam::${caller.accountId}:root`,
+      createdAt: this.#now(), tokenHash: sha256(grantToken),
+    };
+    await this.#store.createGrant(grant);
+    return { GrantToken: grantToken, GrantId: grant.grantId };
+  }
+
+  describeGrant(grant: GrantRecord) {
+    const constraints = grant.constraints ? { EncryptionContextEquals: grant.constraints.encryptionContextEquals,
+      EncryptionContextSubset: grant.constraints.encryptionContextSubset } : undefined;
+    return { KeyId: keyArn(this.#region, grant.accountId, grant.keyId), GrantId: grant.grantId, Name: grant.name,
+      CreationDate: grant.createdAt, GranteePrincipal: grant.granteePrincipal, RetiringPrincipal: grant.retiringPrincipal,
+      IssuingAccount: grant.issuingAccount, Operations: grant.operations, Constraints: constraints };
+  }
+
+  async listGrants(caller: Caller, input: { keyId: string; grantId?: string; granteePrincipal?: string; limit: number; marker?: string }) {
+    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:ListGrants');
+    return withStoreErrors(this.#store.listGrants({ keyId: key.keyId, grantId: input.grantId, grantee: input.granteePrincipal },
+      input.limit, input.marker));
+  }
+
+  async listRetirableGrants(caller: Caller, retiringPrincipal: string, limit: number, marker?: string) {
+    const account = /^arn:aws:(?:iam|sts)::(\d{12}):/.exec(retiringPrincipal)?.[1];
+    await this.#authorizer.require(caller, { action: 'kms:ListRetirableGrants', resource: retiringPrincipal,
+      resourceAccountId: account ?? caller.accountId });
+    return withStoreErrors(this.#store.listGrants({ retiringPrincipal }, limit, marker));
+  }
+
+  /** Retiring is for the retiring principal, a grantee allowed RetireGrant, or the key's account root. */
+  async retireGrant(caller: Caller, input: { grantToken?: string; keyId?: string; grantId?: string }) {
+    let grant: GrantRecord | undefined;
+    if (input.grantToken) grant = input.grantToken.startsWith('TPGT') ? await this.#store.findGrantByTokenHash(sha256(input.grantToken)) : undefined;
+    else if (input.keyId && input.grantId) {
+      const key = await this.#resolve(caller, input.keyId);
+      grant = await this.#store.getGrant(input.grantId);
+      if (grant && grant.keyId !== key.keyId) grant = undefined;
+    } else {
+      throw kmsErrors.validation('Specify GrantToken, or KeyId and GrantId.');
+    }
+    if (!grant) {
+      if (input.grantToken) throw new UserError('InvalidGrantTokenException', 'The grant token is not valid.');
+      throw new UserError('NotFoundException', `Grant ID ${input.grantId} not found.`);
+    }
+    const callers = [caller.principalArn, caller.identityArn];
+    const allowed = (grant.retiringPrincipal !== undefined && callers.includes(grant.retiringPrincipal))
+      || (callers.includes(grant.granteePrincipal) && grant.operations.includes('RetireGrant'))
+      || (caller.kind === 'root' && caller.accountId === grant.accountId);
+    if (!allowed) {
+      throw new UserError('AccessDeniedException', `User: ${caller.principalArn} is not authorized to perform: kms:RetireGrant on grant ${grant.grantId}`);
+    }
+    await this.#store.deleteGrant(grant.grantId);
+  }
+
+  async revokeGrant(caller: Caller, keyId: string, grantId: string): Promise<void> {
+    const key = await this.#resolveAuthorized(caller, keyId, 'kms:RevokeGrant');
+    const grant = await this.#store.getGrant(grantId);
+    if (!grant || grant.keyId !== key.keyId) throw new UserError('NotFoundException', `Grant ID ${grantId} not found.`);
+    await this.#store.deleteGrant(grantId);
   }
 
   // ---- scheduled work --------------------------------------------------------------------------

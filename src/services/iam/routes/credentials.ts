@@ -41,6 +41,13 @@ export function credentialOperations(service: IdentityService) {
       handle: async (caller, input) => { await service.deleteAccessKey(caller, input.AccessKeyId, input.UserName); return {}; },
     }),
     defineOperation({
+      // Like STS GetCallerIdentity: needs no permission, tells a caller who it is.
+      target: `${IAM}.GetCallerIdentity`, action: 'sts:GetCallerIdentity',
+      input: z.object({}),
+      handle: async (caller) => ({ Account: caller.accountId, Arn: caller.principalArn, UserId: caller.accessKeyId,
+        Type: caller.kind, SessionExpiration: caller.sessionExpiresAt }),
+    }),
+    defineOperation({
       target: `${IAM}.AssumeRole`, action: 'sts:AssumeRole',
       input: z.object({ RoleArn: fields.text({ min: 20, max: 2048 }), RoleSessionName: fields.text({ min: 2, max: 64 }),
         DurationSeconds: fields.integer({ min: 900, max: 43200 }).optional() }),
