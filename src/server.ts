@@ -8,7 +8,7 @@ import { policyEngine } from './shared/auth/policy-engine.ts';
 import { Keyring, randomBytes, SoftwareCryptoModule, zeroize } from './shared/crypto/index.ts';
 import type { ServerConfig } from './shared/config.ts';
 import { writeFileDurably } from './shared/fs.ts';
-import { createAwsJsonEndpoint, startHttpServer, type RunningHttpServer } from './shared/http/index.ts';
+import { createAwsJsonEndpoint, RateLimiter, ReplayGuard, startHttpServer, type RunningHttpServer } from './shared/http/index.ts';
 import type { Logger } from './shared/log.ts';
 import { SqliteStore } from './shared/store/index.ts';
 import { KeyService, kmsOperations } from './services/kms/index.ts';
@@ -90,7 +90,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const handleApi = createAwsJsonEndpoint({
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane' },
     operations: [...kmsOperations(keyService), ...iamOperations(identityService)], credentials, logger,
-    maxBodyBytes: config.maxBodyBytes,
+    maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(),
   });
 
   const handler = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {

@@ -2,6 +2,7 @@
 // Must never carry secrets: credentials and unseal material live in files under the home.
 import { resolve } from 'node:path';
 import { UserError } from './errors.ts';
+import { parseRateLimits, type RateLimits } from './http/rate-limit.ts';
 
 export interface ServerConfig {
   home: string;
@@ -12,6 +13,7 @@ export interface ServerConfig {
   /** How often due rotations and deletions run. */
   scheduleIntervalMs: number;
   maxBodyBytes: number;
+  rateLimits: RateLimits;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:8200';
@@ -29,12 +31,13 @@ export function resolveHome(flag: string | undefined): string {
 }
 
 export function serverConfig(options: { home?: string; listen?: string; dev?: boolean; region?: string;
-  scheduleIntervalSeconds?: string }): ServerConfig {
+  scheduleIntervalSeconds?: string; rateLimit?: string }): ServerConfig {
   const { host, port } = parseListen(options.listen ?? process.env.TRUSTPLANE_LISTEN ?? DEFAULT_LISTEN);
   const region = options.region ?? process.env.TRUSTPLANE_REGION ?? DEFAULT_REGION;
   if (!/^[a-z0-9-]{1,32}$/.test(region)) throw new UserError('InvalidConfiguration', `--region must look like us-east-1, got '${region}'.`);
   const interval = Number(options.scheduleIntervalSeconds ?? process.env.TRUSTPLANE_SCHEDULE_INTERVAL_SECONDS ?? 60);
   if (!Number.isFinite(interval) || interval <= 0) throw new UserError('InvalidConfiguration', 'The schedule interval must be a positive number of seconds.');
   return { home: resolveHome(options.home), host, port, dev: Boolean(options.dev), region,
-    scheduleIntervalMs: interval * 1000, maxBodyBytes: 1024 * 1024 };
+    scheduleIntervalMs: interval * 1000, maxBodyBytes: 1024 * 1024,
+    rateLimits: parseRateLimits(options.rateLimit ?? process.env.TRUSTPLANE_RATE_LIMIT) };
 }

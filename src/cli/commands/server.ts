@@ -24,7 +24,8 @@ export function registerServerCommand(program: Command): void {
     .option('--dev', 'development mode: auto-unseal from a file in the home, print root credentials')
     .option('--region <name>', 'region named in ARNs, fixed when the home is created (default us-east-1)')
     .option('--schedule-interval <seconds>', 'how often due rotations and deletions run (default 60)')
-    .action(async (options: { home?: string; listen?: string; dev?: boolean; region?: string; scheduleInterval?: string }) => {
+    .option('--rate-limit <limits>', 'requests/s per principal: cryptographic=N,management=N (default 50000 and 500)')
+    .action(async (options: { home?: string; listen?: string; dev?: boolean; region?: string; scheduleInterval?: string; rateLimit?: string }) => {
       const config = serverConfig({ ...options, scheduleIntervalSeconds: options.scheduleInterval });
       const logger = createLogger();
       const server = await startServer(config, logger);

@@ -23,10 +23,14 @@ export function kmsOperations(service: KeyService): AwsJsonOperation[] {
   ] as AwsJsonOperation[]);
 }
 
+const CRYPTOGRAPHIC = /^kms:(Encrypt|Decrypt|ReEncrypt|Generate|Sign|Verify)/;
+
 /** Grant tokens, where an operation takes them, must name existing grants (checked before the handler). */
 function withGrantTokens(service: KeyService, operations: AwsJsonOperation[]): AwsJsonOperation[] {
   return operations.map((operation) => ({
     ...operation,
+    // Cryptographic operations share AWS's higher request quota; the rest count as management.
+    rateClass: CRYPTOGRAPHIC.test(operation.action) ? 'cryptographic' as const : 'management' as const,
     async handle(caller, input) {
       const tokens = (input as { GrantTokens?: string[] } | undefined)?.GrantTokens;
       if (tokens?.length) await service.checkGrantTokens(tokens);

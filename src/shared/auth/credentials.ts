@@ -121,7 +121,7 @@ export class CredentialDirectory {
 
   /** Authenticates a SigV4-signed request and returns the caller. */
   async authenticate(request: SignedHttpRequest, services: readonly string[],
-    options: { requiredSignedHeaders?: readonly string[]; now?: Date } = {}): Promise<Caller> {
+    options: { requiredSignedHeaders?: readonly string[]; now?: Date; onVerified?: (signature: string) => void } = {}): Promise<Caller> {
     const now = options.now ?? new Date();
     let entry: CachedSigningKey | undefined;
     const verified = await verifySigV4(request, {
@@ -132,6 +132,7 @@ export class CredentialDirectory {
       },
     });
     if (!entry) throw invalidToken();
+    options.onVerified?.(verified.signature);
     const { accessKey, principal } = entry;
     const base = { accountId: principal.accountId, accessKeyId: accessKey.accessKeyId, tags: principal.tags ?? {},
       signingService: verified.scope.service };

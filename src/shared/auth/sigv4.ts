@@ -36,6 +36,8 @@ export interface SigV4Options {
 
 export interface VerifiedSignature {
   scope: SigV4Scope;
+  /** The signature (hex), for replay detection only: never log it. */
+  signature: string;
   securityToken?: string;
   signedHeaders: string[];
 }
@@ -191,5 +193,5 @@ export async function verifySigV4(request: SignedHttpRequest, options: SigV4Opti
   if (!constantTimeEqual(expected, provided)) {
     throw invalidSignature('The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.');
   }
-  return { scope, securityToken: headers.get('x-amz-security-token')?.[0], signedHeaders: parsed.signedHeaders };
+  return { scope, signature: parsed.signature, securityToken: headers.get('x-amz-security-token')?.[0], signedHeaders: parsed.signedHeaders };
 }

@@ -8,18 +8,21 @@ import { CiphertextError, InternalError, SealedError, UserError } from '../error
 import type { Logger } from '../log.ts';
 import { readBody } from './body.ts';
 import { parseInput } from './validation.ts';
+import type { RateClass, RateLimiter, ReplayGuard } from './rate-limit.ts';
 
 /** One protocol operation, declared as data: target, action for authorisation, input, handler. */
 export interface AwsJsonOperation<Input = unknown, Output = unknown> {
   target: string;
   action: string;
+  /** Which rate limit applies (default management). */
+  rateClass?: RateClass;
   input: z.ZodType<Input, z.ZodTypeDef, unknown>;
   handle(caller: Caller, input: Input): Promise<Output>;
 }
 
 /** Builds an operation with its input type inferred from the schema. */
 export function defineOperation<Schema extends z.ZodTypeAny, Output>(operation: {
-  target: string; action: string; input: Schema; handle(caller: Caller, input: z.output<Schema>): Promise<Output>;
+  target: string; action: string; rateClass?: RateClass; input: Schema; handle(caller: Caller, input: z.output<Schema>): Promise<Output>;
 }): AwsJsonOperation<z.output<Schema>, Output> {
   return operation;
 }
@@ -31,7 +34,12 @@ export interface AwsJsonEndpointOptions {
   credentials: CredentialDirectory;
   logger: Logger;
   maxBodyBytes: number;
+  rateLimiter?: RateLimiter;
+  replayGuard?: ReplayGuard;
 }
+
+/** Operations that only read or compute: a replay of one is harmless, so it is not tracked. */
+const HARMLESS_TO_REPLAY = /^(Describe|List|Get|Encrypt|Decrypt|ReEncrypt|Generate|Sign|Verify|Batch|Simulate)/;
 
 /** Turns handler output into JSON: bytes as base64, dates as epoch seconds, undefined dropped. */
 export function toWireJson(value: unknown): unknown {
@@ -86,9 +94,10 @@ export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
         throw new UserError('UnknownOperationException', `The ${request.method} method is not supported; use POST.`);
       }
       const body = await readBody(request, options.maxBodyBytes);
+      let signature = '';
       const caller = await options.credentials.authenticate({
         method: request.method, url: request.url ?? '/', rawHeaders: request.rawHeaders, body }, services,
-      { requiredSignedHeaders: SIGNED_HEADERS });
+      { requiredSignedHeaders: SIGNED_HEADERS, onVerified: (value) => { signature = value; } });
       caller.sourceIp = request.socket.remoteAddress;
       const target = request.headers['x-amz-target'];
       const operation = typeof target === 'string' ? operations.get(target) : undefined;
@@ -97,6 +106,9 @@ export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
       if (caller.signingService !== expectedService) {
         throw new UserError('InvalidSignatureException', `Credential should be scoped to correct service: '${expectedService}'. `);
       }
+      options.rateLimiter?.take(caller.principalArn, operation.rateClass ?? 'management');
+      const operationName = operation.target.slice(operation.target.indexOf('.') + 1);
+      if (!HARMLESS_TO_REPLAY.test(operationName)) options.replayGuard?.check(signature);
       let parsedBody: unknown;
       try {
         parsedBody = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));

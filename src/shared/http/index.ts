@@ -5,3 +5,4 @@ export { readBody } from './body.ts';
 export { createAwsJsonEndpoint, defineOperation, toWireJson, errorReply, sendJson, type AwsJsonOperation } from './aws-json.ts';
 export * as fields from './validation.ts';
 export { parseInput } from './validation.ts';
+export { RateLimiter, ReplayGuard, parseRateLimits, DEFAULT_RATE_LIMITS, type RateClass, type RateLimits } from './rate-limit.ts';

@@ -1,0 +1,230 @@
+// The audit log in the SQLite store: appends (seq and chain hash from the head row, in the caller's
+// transaction), signed checkpoints, the audit signing key, paged reads. Must never update or delete a record.
+import Database from 'better-sqlite3';
+import type { AuditQuery, AuditSigningKeyRecord, AuditStore } from '../audit/audit-store.ts';
+import {
+  chainHash, encodeAuditRecord, sameHash, toAuditRecord, type AuditCheckpoint, type AuditHead, type AuditRecord,
+  type AuditRecordDraft, type AuditSigningPublicKey, type StoredAuditRecord,
+} from '../audit/domain/index.ts';
+import { StoreConflictError } from './types.ts';
+
+type Row = Record<string, unknown>;
+
+const DEFAULT_PAGE_SIZE = 1000;
+
+function checkpointFromRow(row: Row): AuditCheckpoint {
+  return { number: Number(row.number), seq: Number(row.seq), chainHead: row.chain_head as Buffer, time: Number(row.time),
+    keyId: String(row.key_id), formatVersion: Number(row.format_version), signature: row.signature as Buffer };
+}
+
+function signingKeyFromRow(row: Row): AuditSigningKeyRecord {
+  return { keyId: String(row.key_id), publicKeyDer: row.public_key as Buffer,
+    privateKey: { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped_private_key as Buffer },
+    createdAt: new Date(Number(row.created_at)), state: row.state as AuditSigningKeyRecord['state'] };
+}
+
+function storedRecordFromRow(row: Row): StoredAuditRecord {
+  return { seq: Number(row.seq), text: String(row.record), hash: row.hash as Buffer };
+}
+
+function escapeLike(value: string): string {
+  return value.replace(/[\\%_]/g, (character) => `\\${character}`);
+}
+
+/** Thrown by the read-only opener when the file has no audit tables (a home from before the audit log). */
+export class NoAuditLogError extends Error {
+  constructor(path: string) { super(`${path} has no audit log (its schema predates it)`); this.name = 'NoAuditLogError'; }
+}
+
+export class SqliteAuditStore implements AuditStore {
+  readonly #db: Database.Database;
+  readonly #ownsConnection: boolean;
+  readonly #statements = new Map<string, Database.Statement>();
+  #appendBatch: ((drafts: readonly AuditRecordDraft[], now: number) => AuditRecord[]) | undefined;
+
+  /** Uses a connection to a database the migrations have brought to version 2 or later. */
+  constructor(db: Database.Database, options: { ownsConnection?: boolean } = {}) {
+    this.#db = db;
+    this.#ownsConnection = options.ownsConnection ?? false;
+  }
+
+  /** Opens a database file read-only (a stopped server's home, or beside a running one). */
+  static openReadOnly(path: string): SqliteAuditStore {
+    const db = new Database(path, { readonly: true, fileMustExist: true });
+    try {
+      db.pragma('busy_timeout = 5000');
+      const table = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'audit_head'").get();
+      if (!table) throw new NoAuditLogError(path);
+    } catch (error) {
+      db.close();
+      throw error;
+    }
+    return new SqliteAuditStore(db, { ownsConnection: true });
+  }
+
+  /** Closes the connection if this store opened it (openReadOnly); otherwise its owner closes it. */
+  close(): void {
+    if (this.#ownsConnection) this.#db.close();
+  }
+
+  #statement(sql: string): Database.Statement {
+    let statement = this.#statements.get(sql);
+    if (!statement) {
+      statement = this.#db.prepare(sql);
+      this.#statements.set(sql, statement);
+    }
+    return statement;
+  }
+
+  readHead(): AuditHead {
+    const row = this.#statement('SELECT seq, hash, checkpoint_number, checkpoint_seq FROM audit_head WHERE id = 1').get() as Row | undefined;
+    if (!row) throw new Error('the audit head row is missing');
+    return { seq: Number(row.seq), hash: row.hash as Buffer, checkpointNumber: Number(row.checkpoint_number),
+      checkpointSeq: Number(row.checkpoint_seq) };
+  }
+
+  appendInTransaction(drafts: readonly AuditRecordDraft[], now: number = Date.now()): AuditRecord[] {
+    if (!this.#db.inTransaction) throw new Error('appendInTransaction must run inside a transaction on the same connection');
+    if (drafts.length === 0) return [];
+    const head = this.#statement('SELECT seq, hash FROM audit_head WHERE id = 1').get() as Row;
+    let seq = Number(head.seq);
+    let hash = head.hash as Buffer;
+    const insert = this.#statement('INSERT INTO audit_records (seq, record, hash) VALUES (?, ?, ?)');
+    const records: AuditRecord[] = [];
+    for (const draft of drafts) {
+      seq += 1;
+      const record = toAuditRecord(draft, seq, now);
+      const text = encodeAuditRecord(record);
+      hash = chainHash(hash, text);
+      insert.run(seq, text, hash);
+      records.push(record);
+    }
+    this.#statement('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1').run(seq, hash);
+    return records;
+  }
+
+  appendBatch(drafts: readonly AuditRecordDraft[], now: number = Date.now()): AuditRecord[] {
+    // Inside someone else's transaction the batch would commit (or vanish) with theirs, and a
+    // caller told "durable" could be wrong: that case is appendInTransaction's.
+    if (this.#db.inTransaction) throw new Error('appendBatch must not run inside another transaction; use appendInTransaction');
+    this.#appendBatch ??= this.#db.transaction((batch: readonly AuditRecordDraft[], at: number) => this.appendInTransaction(batch, at)).immediate;
+    return this.#appendBatch(drafts, now);
+  }
+
+  writeCheckpoint(checkpoint: AuditCheckpoint): void {
+    this.#db.transaction(() => {
+      const head = this.readHead();
+      if (checkpoint.number !== head.checkpointNumber + 1) {
+        throw new StoreConflictError(`audit checkpoint ${checkpoint.number} is not the next one (${head.checkpointNumber + 1})`);
+      }
+      if (checkpoint.seq <= head.checkpointSeq || checkpoint.seq > head.seq) {
+        throw new StoreConflictError(`audit checkpoint at record ${checkpoint.seq} is outside ${head.checkpointSeq + 1}..${head.seq}`);
+      }
+      const row = this.#statement('SELECT hash FROM audit_records WHERE seq = ?').get(checkpoint.seq) as Row | undefined;
+      if (!row || !sameHash(row.hash as Buffer, checkpoint.chainHead)) {
+        throw new StoreConflictError(`audit checkpoint at record ${checkpoint.seq} names a chain head the log does not have`);
+      }
+      this.#statement(`INSERT INTO audit_checkpoints (number, seq, chain_head, time, key_id, format_version, signature)
+        VALUES (?, ?, ?, ?, ?, ?, ?)`).run(checkpoint.number, checkpoint.seq, checkpoint.chainHead, checkpoint.time,
+        checkpoint.keyId, checkpoint.formatVersion, checkpoint.signature);
+      this.#statement('UPDATE audit_head SET checkpoint_number = ?, checkpoint_seq = ? WHERE id = 1').run(checkpoint.number, checkpoint.seq);
+    }).immediate();
+  }
+
+  lastCheckpoint(): AuditCheckpoint | undefined {
+    const row = this.#statement('SELECT * FROM audit_checkpoints ORDER BY number DESC LIMIT 1').get() as Row | undefined;
+    return row ? checkpointFromRow(row) : undefined;
+  }
+
+  activeSigningKey(): AuditSigningKeyRecord | undefined {
+    const row = this.#statement("SELECT * FROM audit_signing_keys WHERE state = 'active' ORDER BY created_at DESC LIMIT 1").get() as Row | undefined;
+    return row ? signingKeyFromRow(row) : undefined;
+  }
+
+  insertSigningKey(key: AuditSigningKeyRecord): void {
+    this.#db.transaction(() => {
+      this.#statement("UPDATE audit_signing_keys SET state = 'retired' WHERE state = 'active'").run();
+      this.#statement(`INSERT INTO audit_signing_keys (key_id, public_key, domain_key_id, wrapped_private_key, created_at, state)
+        VALUES (?, ?, ?, ?, ?, 'active')`).run(key.keyId, key.publicKeyDer, key.privateKey.domainKeyId, key.privateKey.wrapped,
+        key.createdAt.getTime());
+    }).immediate();
+  }
+
+  publicKeys(): AuditSigningPublicKey[] {
+    return (this.#statement('SELECT key_id, public_key FROM audit_signing_keys ORDER BY created_at').all() as Row[])
+      .map((row) => ({ keyId: String(row.key_id), publicKeyDer: row.public_key as Buffer }));
+  }
+
+  // Paged rather than one open cursor: better-sqlite3 refuses writes on a connection while a
+  // cursor is open, and a reader must not stall the writer sharing its connection.
+  *records(options: { afterSeq?: number; pageSize?: number } = {}): Generator<StoredAuditRecord> {
+    const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+    const page = this.#statement('SELECT seq, record, hash FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?');
+    let after = options.afterSeq ?? 0;
+    for (;;) {
+      const rows = page.all(after, pageSize) as Row[];
+      for (const row of rows) yield storedRecordFromRow(row);
+      if (rows.length < pageSize) return;
+      after = Number(rows[rows.length - 1].seq);
+    }
+  }
+
+  *checkpoints(options: { pageSize?: number } = {}): Generator<AuditCheckpoint> {
+    const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
+    const page = this.#statement('SELECT * FROM audit_checkpoints WHERE number > ? ORDER BY number LIMIT ?');
+    let after = 0;
+    for (;;) {
+      const rows = page.all(after, pageSize) as Row[];
+      for (const row of rows) yield checkpointFromRow(row);
+      if (rows.length < pageSize) return;
+      after = Number(rows[rows.length - 1].number);
+    }
+  }
+
+  *query(filter: AuditQuery): Generator<StoredAuditRecord> {
+    const conditions: string[] = [];
+    const params: unknown[] = [];
+    if (filter.principalArn !== undefined) { conditions.push('principal_arn = ?'); params.push(filter.principalArn); }
+    if (filter.resource !== undefined) {
+      const resources = this.#matchingResources(filter.resource);
+      if (resources.length === 0) return;
+      conditions.push(`resource IN (${resources.map(() => '?').join(', ')})`);
+      params.push(...resources);
+    }
+    if (filter.operation !== undefined) { conditions.push('operation = ?'); params.push(filter.operation); }
+    if (filter.outcome !== undefined) { conditions.push('outcome = ?'); params.push(filter.outcome); }
+    if (filter.since !== undefined) { conditions.push('time >= ?'); params.push(filter.since); }
+    if (filter.until !== undefined) { conditions.push('time < ?'); params.push(filter.until); }
+    const newestFirst = filter.newestFirst ?? false;
+    let cursor = newestFirst ? (filter.beforeSeq ?? Number.MAX_SAFE_INTEGER) : (filter.afterSeq ?? 0);
+    if (newestFirst && filter.afterSeq !== undefined) { conditions.push('seq > ?'); params.push(filter.afterSeq); }
+    if (!newestFirst && filter.beforeSeq !== undefined) { conditions.push('seq < ?'); params.push(filter.beforeSeq); }
+    conditions.push(newestFirst ? 'seq < ?' : 'seq > ?');
+    const sql = `SELECT seq, record, hash FROM audit_records WHERE ${conditions.join(' AND ')}
+      ORDER BY seq ${newestFirst ? 'DESC' : 'ASC'} LIMIT ?`;
+    const page = this.#db.prepare(sql);
+    let remaining = filter.limit ?? Number.POSITIVE_INFINITY;
+    while (remaining > 0) {
+      const size = Math.min(DEFAULT_PAGE_SIZE, remaining);
+      const rows = page.all(...params, cursor, size) as Row[];
+      for (const row of rows) yield storedRecordFromRow(row);
+      remaining -= rows.length;
+      if (rows.length < size) return;
+      cursor = Number(rows[rows.length - 1].seq);
+    }
+  }
+
+  /** A bare key id or alias name stands for every resource ARN ending in it. */
+  #matchingResources(resource: string): string[] {
+    if (resource.startsWith('arn:')) return [resource];
+    const rows = this.#statement(`SELECT DISTINCT resource FROM audit_records
+      WHERE resource LIKE ? ESCAPE '\\' OR resource LIKE ? ESCAPE '\\'`).all(`%/${escapeLike(resource)}`, `%:${escapeLike(resource)}`) as Row[];
+    // LIKE ignores ASCII case; resource names do not.
+    return rows.map((row) => String(row.resource)).filter((arn) => arn.endsWith(`/${resource}`) || arn.endsWith(`:${resource}`));
+  }
+
+  readSnapshot<T>(work: () => T): T {
+    if (this.#db.inTransaction) return work();
+    return this.#db.transaction(work)();
+  }
+}
