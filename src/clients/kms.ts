@@ -1,6 +1,7 @@
 // Typed client for the key service: the AWS SDK for AWS operations, SigV4-signed calls for
 // trustplane's extensions. Reads the credentials the AWS tools read. Never prints secrets.
 import http from 'node:http';
+import { randomUUID } from 'node:crypto';
 import https from 'node:https';
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
@@ -93,7 +94,10 @@ export class KeyServiceClient {
     const signer = new SignatureV4({ service, region: region(), credentials: this.#credentials, sha256: Hash.bind(null, 'sha256') });
     const signed = await signer.sign({ method: 'POST', protocol: url.protocol, hostname: url.hostname,
       port: url.port ? Number(url.port) : undefined, path: '/', body,
-      headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': target } });
+      // A fresh invocation id makes every request's signature unique, as the AWS SDKs do: the server
+      // refuses a repeated signature on state-changing operations as a replay.
+      headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': target,
+        'amz-sdk-invocation-id': randomUUID() } });
     const transport = url.protocol === 'https:' ? https : http;
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
       const request = transport.request({ hostname: url.hostname, port: url.port, method: 'POST', path: '/',

@@ -47,7 +47,11 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stderr?.on('data', (chunk: Buffer) => { output += chunk.toString(); });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    // TRUSTPLANE_TEST_SERVER_LOG=1 shows the servers' logs while debugging a test.
+    if (process.env.TRUSTPLANE_TEST_SERVER_LOG === '1') process.stderr.write(chunk);
+  });
   const exited = new Promise<number | null>((resolveExit) => child.once('exit', (code) => resolveExit(code)));
 
   const fields = await new Promise<Record<string, string>>((resolveFields, reject) => {

@@ -22,6 +22,9 @@ export interface IdentityServiceOptions {
   now?: () => Date;
 }
 
+/** A trust policy that trusts nobody, for a role that does not exist (same answer as an untrusted caller). */
+const NO_TRUST = '{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"sts:AssumeRole"}]}';
+
 const noSuchEntity = (message: string) => new UserError('NoSuchEntityException', message, 404);
 const entityExists = (message: string) => new UserError('EntityAlreadyExistsException', message, 409);
 
@@ -146,7 +149,7 @@ export class IdentityService {
   async createRole(caller: Caller, input: { name: string; trustPolicy: string; maxSessionSeconds?: number; tags?: Record<string, string> }) {
     checkName(input.name, PRINCIPAL_NAME, 'roleName');
     this.#checkTags(input.tags);
-    this.#authorizer.engine.validate(input.trustPolicy, 'resource');
+    this.#authorizer.engine.validate(input.trustPolicy, 'trust');
     const maxSessionSeconds = input.maxSessionSeconds ?? DEFAULT_ROLE_MAX_SESSION_SECONDS;
     const arn = roleArn(caller.accountId, input.name);
     await this.#authorizer.require(caller, { action: 'iam:CreateRole', resource: arn, resourceAccountId: caller.accountId });
@@ -219,7 +222,7 @@ export class IdentityService {
   }
 
   async updateTrustPolicy(caller: Caller, roleName: string, document: string): Promise<void> {
-    this.#authorizer.engine.validate(document, 'resource');
+    this.#authorizer.engine.validate(document, 'trust');
     const role = await this.#principal(caller, 'role', roleName, 'iam:UpdateAssumeRolePolicy');
     await this.#store.setTrustPolicy(role.arn, document);
   }
@@ -295,7 +298,7 @@ export class IdentityService {
     const role = await this.#store.getPrincipal(input.roleArn);
     // The trust policy is the role's resource policy: it decides, with the caller's identity policy.
     const decision = await this.#authorizer.decide(caller, { action: 'sts:AssumeRole', resource: input.roleArn,
-      resourceAccountId: target.accountId, resourcePolicy: role?.trustPolicy ?? '{"Statement":[]}' });
+      resourceAccountId: target.accountId, resourcePolicy: role?.trustPolicy ?? NO_TRUST, resourcePolicyKind: 'trust' });
     if (!role || role.kind !== 'role' || !decision.allowed) {
       throw new UserError('AccessDeniedException',
         `User: ${caller.principalArn} is not authorized to perform: sts:AssumeRole on resource: ${input.roleArn}`);

@@ -16,7 +16,7 @@ import { kmsErrors } from './domain/errors.ts';
 import {
   aliasArn, ALIAS_NAME_PATTERN, keyArn, parseKeyReference, RESERVED_ALIAS_PREFIX,
 } from './domain/identifiers.ts';
-import { DEFAULT_POLICY_NAME, defaultKeyPolicy, policyDocumentProblem } from './domain/key-policy.ts';
+import { DEFAULT_POLICY_NAME, defaultKeyPolicy } from './domain/key-policy.ts';
 import {
   allowedUsages, defaultUsage, encryptionAlgorithmsFor, macAlgorithmsFor, oaepHash, signatureSchemeFor,
   signingAlgorithmsFor, signingHash, type EncryptionAlgorithm, type SigningAlgorithm,
@@ -66,6 +66,7 @@ export interface CreateKeyInput {
   tags?: TagRecord[];
   origin?: string;
   multiRegion?: boolean;
+  bypassLockoutCheck?: boolean;
 }
 
 interface AuthorizationExtras {
@@ -141,13 +142,16 @@ export class KeyService {
    * and the key's grants decide, with the KMS condition keys of this request.
    */
   async #authorize(caller: Caller, action: string, key: KeyRecord, request: AuthorizationExtras = {}): Promise<void> {
-    const context = request.context ?? {};
-    const contextKeys = Object.keys(context);
     const conditionKeys: Record<string, ConditionValue> = {
       'kms:CallerAccount': caller.accountId, 'kms:KeySpec': key.keySpec, 'kms:KeyUsage': key.keyUsage,
-      'kms:EncryptionContextKeys': contextKeys, 'kms:RequestAlias': request.requestAlias,
+      'kms:RequestAlias': request.requestAlias,
     };
-    for (const contextKey of contextKeys) conditionKeys[`kms:EncryptionContext:${contextKey}`] = context[contextKey];
+    // As in AWS, a request without an encryption context has no kms:EncryptionContext* keys at all.
+    if (request.context !== undefined) {
+      const contextKeys = Object.keys(request.context);
+      conditionKeys['kms:EncryptionContextKeys'] = contextKeys;
+      for (const contextKey of contextKeys) conditionKeys[`kms:EncryptionContext:${contextKey}`] = request.context[contextKey];
+    }
     const grantAllows = await this.#grantAllows(caller, action, key, request.context);
     await this.#authorizer.require(caller, { action, resource: key.arn, resourceAccountId: key.accountId,
       resourcePolicy: key.policy, conditionKeys, grantAllows });
@@ -257,10 +261,7 @@ export class KeyService {
       throw kmsErrors.unsupported(`Origin ${input.origin} is not supported by trustplane; use AWS_KMS.`);
     }
     if (input.multiRegion) throw kmsErrors.unsupported('Multi-Region keys are not supported by trustplane.');
-    if (input.policy !== undefined) {
-      const problem = policyDocumentProblem(input.policy);
-      if (problem) throw kmsErrors.malformedPolicy(problem);
-    }
+    if (input.policy !== undefined) this.#authorizer.engine.validate(input.policy, 'resource');
     const tags = input.tags ?? [];
     this.#checkTags(tags);
     if (new Set(tags.map((tag) => tag.tagKey)).size > MAX_TAGS_PER_KEY) {
@@ -268,6 +269,13 @@ export class KeyService {
     }
     const keyId = randomUuid();
     const now = this.#now();
+    if (input.policy !== undefined && !input.bypassLockoutCheck) {
+      const after = await this.#authorizer.evaluate(caller, { action: 'kms:PutKeyPolicy', resource: keyArn(this.#region, caller.accountId, keyId),
+        resourceAccountId: caller.accountId, resourcePolicy: input.policy });
+      if (!after.allowed) {
+        throw kmsErrors.malformedPolicy('The new key policy will not allow you to update the key policy in the future (kms:PutKeyPolicy). Set BypassPolicyLockoutSafetyCheck to apply it anyway.');
+      }
+    }
     const material = await this.#keyring.createKeyMaterial(keyId, 1, spec);
     const key: KeyRecord = {
       keyId, accountId: caller.accountId, arn: keyArn(this.#region, caller.accountId, keyId),
@@ -731,12 +739,19 @@ export class KeyService {
     return { Policy: key.policy, PolicyName: DEFAULT_POLICY_NAME };
   }
 
-  async putKeyPolicy(caller: Caller, raw: string, policy: string, policyName?: string): Promise<void> {
-    this.#checkPolicyName(policyName);
-    const problem = policyDocumentProblem(policy);
-    if (problem) throw kmsErrors.malformedPolicy(problem);
-    await this.#mutateKey(caller, raw, 'kms:PutKeyPolicy', (key) => {
+  async putKeyPolicy(caller: Caller, raw: string, policy: string, options: { policyName?: string; bypassLockoutCheck?: boolean } = {}): Promise<void> {
+    this.#checkPolicyName(options.policyName);
+    this.#authorizer.engine.validate(policy, 'resource');
+    await this.#mutateKey(caller, raw, 'kms:PutKeyPolicy', async (key) => {
       if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+      if (!options.bypassLockoutCheck) {
+        // AWS's lockout safety check: the caller must still be allowed to change the policy afterwards.
+        const after = await this.#authorizer.evaluate(caller, { action: 'kms:PutKeyPolicy', resource: key.arn,
+          resourceAccountId: key.accountId, resourcePolicy: policy });
+        if (!after.allowed) {
+          throw kmsErrors.malformedPolicy('The new key policy will not allow you to update the key policy in the future (kms:PutKeyPolicy). Set BypassPolicyLockoutSafetyCheck to apply it anyway.');
+        }
+      }
       return { policy };
     });
   }

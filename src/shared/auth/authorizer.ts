@@ -13,6 +13,8 @@ export interface AccessRequest {
   resourceAccountId: string;
   /** A resource policy document (key policy, trust policy); absent for resources without one. */
   resourcePolicy?: string;
+  /** 'trust' for a role's trust policy (no Resource element); default 'resource'. */
+  resourcePolicyKind?: 'resource' | 'trust';
   /** Service-specific condition keys (kms:EncryptionContext:…, kms:KeySpec …). */
   conditionKeys?: Record<string, ConditionValue>;
   /** A grant on the resource allows this request. */
@@ -34,9 +36,12 @@ export interface DecisionSink {
   record(decision: AccessDecision, request: AccessRequest): void;
 }
 
+/** resource: key policies; trust: role trust policies (no Resource); identity: attached to principals. */
+export type PolicyDocumentKind = 'resource' | 'trust' | 'identity';
+
 export interface PolicyEngine {
   /** Throws a MalformedPolicyDocumentException UserError with the reason when a document is invalid. */
-  validate(document: string, kind: 'resource' | 'identity'): void;
+  validate(document: string, kind: PolicyDocumentKind): void;
   decide(input: { caller: Caller; request: AccessRequest; identityPolicies: Array<{ name: string; document: string }>;
     now: Date }): AccessDecision;
 }
@@ -73,10 +78,20 @@ export class Authorizer {
   }
 
   async decide(caller: Caller, request: AccessRequest): Promise<AccessDecision> {
-    const identityPolicies = caller.kind === 'root' ? [] : await this.#policiesOf(caller.identityArn);
-    const decision = this.#engine.decide({ caller, request, identityPolicies, now: this.#now() });
-    caller.decisions?.push({ ...decision, action: request.action, resource: request.resource });
+    const decision = await this.evaluate(caller, request);
+    caller.decisions?.push({ decision: decision.decision, decidedBy: decision.decidedBy, action: request.action, resource: request.resource });
     return decision;
+  }
+
+  /** Decides without recording the decision for the request (what-if checks: lockout, simulation). */
+  async evaluate(caller: Caller, request: AccessRequest): Promise<AccessDecision> {
+    const identityPolicies = caller.kind === 'root' ? [] : await this.#policiesOf(caller.identityArn);
+    return this.#engine.decide({ caller, request, identityPolicies, now: this.#now() });
+  }
+
+  /** The identity policies that apply to a principal (for simulation). */
+  async identityPoliciesOf(identityArn: string): Promise<Array<{ name: string; document: string }>> {
+    return this.#policiesOf(identityArn);
   }
 
   /** Decides and throws AccessDeniedException (AWS wording) unless allowed. */

@@ -1,26 +1,66 @@
-// The policy engine trustplane authorises with, behind the Authorizer's PolicyEngine interface.
-// Must never allow what no policy allows.
-import { UserError } from '../errors.ts';
-import type { AccessDecision, PolicyEngine } from './authorizer.ts';
+// The policy engine trustplane authorises with: the IAM policy evaluator in ./policy behind the
+// Authorizer's PolicyEngine interface, with compiled policies cached by document.
+// Must never allow what no policy allows, nor evaluate a document it has not validated.
+import {
+  compilePolicyDocument, decideAccess, kmsConditionKeys, simulate, type CompiledPolicy, type ConditionKeyValue,
+  type DecideAccessInput, type DecisionRef, type SimulationResult,
+} from './policy/index.ts';
+import type { AccessDecision, AccessRequest, PolicyDocumentKind, PolicyEngine } from './authorizer.ts';
+import type { Caller } from './credentials.ts';
 
-/** Provisional engine until the IAM policy evaluator lands: account roots own their account. */
-export const policyEngine: PolicyEngine = {
-  validate(document: string): void {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(document);
-    } catch {
-      throw new UserError('MalformedPolicyDocumentException', 'The policy is not valid JSON.');
-    }
-    if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
-      throw new UserError('MalformedPolicyDocumentException', 'The policy must be a JSON object.');
-    }
+const MAX_CACHED_POLICIES = 5_000;
+const compiled = new Map<string, CompiledPolicy>();
+
+/** Compiles (or takes from cache) a policy document; throws PolicyDocumentError when malformed. */
+function compile(document: string, kind: PolicyDocumentKind, policyId: string): CompiledPolicy {
+  const cacheKey = `${kind}\u0000${policyId}\u0000${document}`;
+  let policy = compiled.get(cacheKey);
+  if (!policy) {
+    // A role's trust policy is a resource policy whose resource is the role itself: AWS refuses a Resource there.
+    policy = compilePolicyDocument(document, kind === 'trust' ? { kind: 'resource', resource: 'forbidden', policyId } : { kind, policyId });
+    if (compiled.size >= MAX_CACHED_POLICIES) compiled.delete(compiled.keys().next().value as string);
+    compiled.set(cacheKey, policy);
+  }
+  return policy;
+}
+
+export function describeDecisionRef(ref: DecisionRef | undefined): string | undefined {
+  if (!ref) return undefined;
+  if (ref.source === 'grant') return ref.grantId ? `grant:${ref.grantId}` : 'grant';
+  return `${ref.source}${ref.policyId ? `:${ref.policyId}` : ''}#${ref.sid ?? ref.index}`;
+}
+
+function decideInput(input: { caller: Caller; request: AccessRequest; identityPolicies: Array<{ name: string; document: string }>;
+  now: Date }): DecideAccessInput {
+  const { caller, request } = input;
+  const principal = { arn: caller.principalArn, accountId: caller.accountId, kind: caller.kind, tags: caller.tags };
+  const conditionKeys: Record<string, ConditionKeyValue> = {
+    ...kmsConditionKeys({ principal, now: input.now, sourceIp: caller.sourceIp,
+      roleArn: caller.kind === 'assumed-role' ? caller.identityArn : undefined }),
+    ...(request.conditionKeys as Record<string, ConditionKeyValue> | undefined),
+  };
+  return {
+    resourcePolicy: request.resourcePolicy === undefined ? undefined
+      : compile(request.resourcePolicy, request.resourcePolicyKind ?? 'resource', request.resourcePolicyKind === 'trust' ? 'trust-policy' : 'key-policy'),
+    identityPolicies: input.identityPolicies.map((policy) => compile(policy.document, 'identity', policy.name)),
+    grantsAllow: request.grantAllows ?? false,
+    resourceAccountId: request.resourceAccountId,
+    context: { principal, action: request.action, resource: request.resource, conditionKeys },
+  };
+}
+
+export const policyEngine: PolicyEngine & {
+  simulate(input: Parameters<PolicyEngine['decide']>[0]): SimulationResult;
+} = {
+  validate(document: string, kind: PolicyDocumentKind): void {
+    compile(document, kind, 'validation');
   },
-  decide({ caller, request }): AccessDecision {
-    if (caller.kind === 'root' && caller.accountId === request.resourceAccountId) {
-      return { allowed: true, decision: 'Allow', decidedBy: 'account-root', reason: 'the account root' };
-    }
-    if (request.grantAllows) return { allowed: true, decision: 'Allow', decidedBy: 'grant', reason: 'a grant allows it' };
-    return { allowed: false, decision: 'ImplicitDeny', reason: 'no policy allows it' };
+  decide(input): AccessDecision {
+    const decision = decideAccess(decideInput(input));
+    return { allowed: decision.decision === 'Allow', decision: decision.decision,
+      decidedBy: describeDecisionRef(decision.decidedBy), reason: decision.reason };
+  },
+  simulate(input): SimulationResult {
+    return simulate(decideInput(input));
   },
 };

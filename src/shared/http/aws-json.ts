@@ -16,13 +16,20 @@ export interface AwsJsonOperation<Input = unknown, Output = unknown> {
   action: string;
   /** Which rate limit applies (default management). */
   rateClass?: RateClass;
+  /**
+   * Refuse a second request with the same signature. For operations whose replay would hand new
+   * credentials to whoever replays them; every other operation is harmless to replay (idempotent,
+   * failing on repeat, or adding only a redundant version or key that exposes nothing), and AWS
+   * clients may legitimately send byte-identical requests within one second.
+   */
+  refuseReplays?: boolean;
   input: z.ZodType<Input, z.ZodTypeDef, unknown>;
   handle(caller: Caller, input: Input): Promise<Output>;
 }
 
 /** Builds an operation with its input type inferred from the schema. */
 export function defineOperation<Schema extends z.ZodTypeAny, Output>(operation: {
-  target: string; action: string; rateClass?: RateClass; input: Schema; handle(caller: Caller, input: z.output<Schema>): Promise<Output>;
+  target: string; action: string; rateClass?: RateClass; refuseReplays?: boolean; input: Schema; handle(caller: Caller, input: z.output<Schema>): Promise<Output>;
 }): AwsJsonOperation<z.output<Schema>, Output> {
   return operation;
 }
@@ -38,8 +45,7 @@ export interface AwsJsonEndpointOptions {
   replayGuard?: ReplayGuard;
 }
 
-/** Operations that only read or compute: a replay of one is harmless, so it is not tracked. */
-const HARMLESS_TO_REPLAY = /^(Describe|List|Get|Encrypt|Decrypt|ReEncrypt|Generate|Sign|Verify|Batch|Simulate)/;
+
 
 /** Turns handler output into JSON: bytes as base64, dates as epoch seconds, undefined dropped. */
 export function toWireJson(value: unknown): unknown {
@@ -107,8 +113,7 @@ export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
         throw new UserError('InvalidSignatureException', `Credential should be scoped to correct service: '${expectedService}'. `);
       }
       options.rateLimiter?.take(caller.principalArn, operation.rateClass ?? 'management');
-      const operationName = operation.target.slice(operation.target.indexOf('.') + 1);
-      if (!HARMLESS_TO_REPLAY.test(operationName)) options.replayGuard?.check(signature);
+      if (operation.refuseReplays) options.replayGuard?.check(signature);
       let parsedBody: unknown;
       try {
         parsedBody = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));

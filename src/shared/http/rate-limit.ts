@@ -1,5 +1,5 @@
 // Per-principal request rate limits (token buckets per operation class) and a guard against
-// replayed signed requests. Must never grow without bound: idle entries are swept.
+// replayed credential-issuing requests. Must never grow without bound: idle entries are swept.
 import { UserError } from '../errors.ts';
 
 export type RateClass = 'cryptographic' | 'management';
@@ -67,8 +67,8 @@ export class RateLimiter {
 }
 
 /**
- * Remembers signatures of state-changing requests for as long as SigV4 would accept them, so a
- * captured request replayed within the clock-skew window is refused instead of repeated.
+ * Remembers signatures of credential-issuing requests for as long as SigV4 would accept them, so a
+ * captured request replayed within the clock-skew window is refused instead of answered again.
  */
 export class ReplayGuard {
   readonly #seen = new Map<string, number>();
@@ -84,7 +84,7 @@ export class ReplayGuard {
     }
     const expires = this.#seen.get(signature);
     if (expires !== undefined && expires > now) {
-      throw new UserError('InvalidSignatureException', 'This signed request was already received; a replayed state-changing request is refused. Sign a new request.');
+      throw new UserError('InvalidSignatureException', 'This signed request was already received; a replayed credential-issuing request is refused. Sign a new request (add a unique amz-sdk-invocation-id header to repeat one within a second).');
     }
     this.#seen.set(signature, now + this.#windowMs);
   }

@@ -357,9 +357,11 @@ export class SqliteStore implements Store {
   async listGrants(filter: { keyId?: string; grantee?: string; retiringPrincipal?: string; grantId?: string },
     limit: number, marker?: string): Promise<Page<GrantRecord>> {
     const after = decodeMarker(marker) ?? '';
-    const rows = (this.#statement(`SELECT * FROM grants WHERE (?1 IS NULL OR key_id = ?1) AND (?2 IS NULL OR grantee_principal = ?2)
-      AND (?3 IS NULL OR retiring_principal = ?3) AND (?4 IS NULL OR grant_id = ?4) AND grant_id > ?5 ORDER BY grant_id LIMIT ?6`)
-      .all(filter.keyId ?? null, filter.grantee ?? null, filter.retiringPrincipal ?? null, filter.grantId ?? null, after, limit + 1) as Row[])
+    const rows = (this.#statement(`SELECT * FROM grants WHERE (@keyId IS NULL OR key_id = @keyId)
+      AND (@grantee IS NULL OR grantee_principal = @grantee) AND (@retiring IS NULL OR retiring_principal = @retiring)
+      AND (@grantId IS NULL OR grant_id = @grantId) AND grant_id > @after ORDER BY grant_id LIMIT @limit`)
+      .all({ keyId: filter.keyId ?? null, grantee: filter.grantee ?? null, retiring: filter.retiringPrincipal ?? null,
+        grantId: filter.grantId ?? null, after, limit: limit + 1 }) as Row[])
       .map(grantFromRow);
     return page(rows, limit, (grant) => grant.grantId);
   }

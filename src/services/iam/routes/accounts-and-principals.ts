@@ -10,7 +10,7 @@ export function principalOperations(service: IdentityService) {
   const principalArn = fields.text({ min: 20, max: 2048 });
   return [
     defineOperation({
-      target: `${IAM}.CreateAccount`, action: 'tp:CreateAccount',
+      target: `${IAM}.CreateAccount`, refuseReplays: true, action: 'tp:CreateAccount',
       input: z.object({ AccountName: name }),
       handle: (caller, input) => service.createAccount(caller, input.AccountName),
     }),

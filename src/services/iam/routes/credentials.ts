@@ -15,7 +15,7 @@ export function credentialOperations(service: IdentityService) {
   const accessKeyId = fields.text({ min: 16, max: 128, pattern: /^[\w]+$/ });
   return [
     defineOperation({
-      target: `${IAM}.CreateAccessKey`, action: 'iam:CreateAccessKey',
+      target: `${IAM}.CreateAccessKey`, refuseReplays: true, action: 'iam:CreateAccessKey',
       input: z.object({ UserName: name.optional() }),
       handle: async (caller, input) => {
         const { owner, record, issued } = await service.createAccessKey(caller, input.UserName);
@@ -48,7 +48,7 @@ export function credentialOperations(service: IdentityService) {
         Type: caller.kind, SessionExpiration: caller.sessionExpiresAt }),
     }),
     defineOperation({
-      target: `${IAM}.AssumeRole`, action: 'sts:AssumeRole',
+      target: `${IAM}.AssumeRole`, refuseReplays: true, action: 'sts:AssumeRole',
       input: z.object({ RoleArn: fields.text({ min: 20, max: 2048 }), RoleSessionName: fields.text({ min: 2, max: 64 }),
         DurationSeconds: fields.integer({ min: 900, max: 43200 }).optional() }),
       handle: async (caller, input) => {

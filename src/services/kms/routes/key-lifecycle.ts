@@ -24,6 +24,7 @@ export function keyLifecycleOperations(service: KeyService) {
         const key = await service.createKey(caller, {
           description: input.Description, keySpec: input.KeySpec ?? input.CustomerMasterKeySpec, keyUsage: input.KeyUsage,
           policy: input.Policy, tags: toTagRecords(input.Tags), origin: input.Origin, multiRegion: input.MultiRegion,
+          bypassLockoutCheck: input.BypassPolicyLockoutSafetyCheck,
         });
         return { KeyMetadata: service.metadata(key) };
       },

@@ -18,7 +18,11 @@ export function policyAndTagOperations(service: KeyService) {
       target: `${TRENT}.PutKeyPolicy`, action: 'kms:PutKeyPolicy',
       input: z.object({ KeyId: keyId, PolicyName: policyName, Policy: fields.text({ min: 1, max: 32768 }),
         BypassPolicyLockoutSafetyCheck: z.boolean().optional() }),
-      handle: async (caller, input) => { await service.putKeyPolicy(caller, input.KeyId, input.Policy, input.PolicyName); return {}; },
+      handle: async (caller, input) => {
+        await service.putKeyPolicy(caller, input.KeyId, input.Policy, { policyName: input.PolicyName,
+          bypassLockoutCheck: input.BypassPolicyLockoutSafetyCheck });
+        return {};
+      },
     }),
     defineOperation({
       target: `${TRENT}.ListKeyPolicies`, action: 'kms:ListKeyPolicies',

@@ -1,7 +1,7 @@
 // Condition operators: their catalogue, validation of policy values, and compiled tests over a request.
 // Must never treat a missing key, an empty multi-valued key or an unparseable value other than as AWS documents.
-import { BlockList, isIP } from 'node:net';
 import { AmbiguousValues, type KeyValue, type KeyView } from './context.ts';
+import { cidrContains, parseCidr, parseIp } from './ip.ts';
 import type { BaseOperator, Effect, ParsedCondition, SetQualifier } from './types.ts';
 import { arnGlobFromGlob, arnGlobMatch, globFromPattern, globMatch, splitArn, type ArnGlob, type Glob } from './wildcard.ts';
 import { hasVariables, parseTemplate, resolveGlob, resolveText, type Template } from './variables.ts';
@@ -92,9 +92,21 @@ export function parseNumber(value: string | number): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
+// One request carries one aws:CurrentTime, read by every date condition of every policy: remember the last one.
+let lastDateText: string | undefined;
+let lastDateValue: number | undefined;
+
 /** Milliseconds since the epoch from ISO 8601 (a missing zone means UTC) or from epoch seconds. */
 export function parseDate(value: string | number): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value * 1000 : undefined;
+  if (value === lastDateText) return lastDateValue;
+  const parsed = parseDateText(value);
+  lastDateText = value;
+  lastDateValue = parsed;
+  return parsed;
+}
+
+function parseDateText(value: string): number | undefined {
   if (EPOCH.test(value)) return Number(value) * 1000;
   const m = ISO_DATE.exec(value);
   if (m === null) return undefined;
@@ -112,11 +124,17 @@ export function parseDate(value: string | number): number | undefined {
     if (zh > 23 || zm > 59) return undefined;
     offsetMinutes = (zone[0] === '-' ? -1 : 1) * (zh * 60 + zm);
   }
-  return Date.UTC(year, month - 1, day, hour, minute, second) + millis - offsetMinutes * 60_000;
+  // Date.UTC reads years 0–99 as 1900–1999; setting the full year afterwards keeps "0050" as year 50.
+  const utc = new Date(Date.UTC(2000, month - 1, day, hour, minute, second));
+  utc.setUTCFullYear(year);
+  return utc.getTime() + millis - offsetMinutes * 60_000;
 }
 
+const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
 function daysInMonth(year: number, month: number): number {
-  return new Date(Date.UTC(year, month, 0)).getUTCDate();
+  const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+  return month === 2 && leap ? 29 : DAYS[month - 1]!;
 }
 
 function parseBool(value: string | number | boolean): boolean | undefined {
@@ -124,38 +142,6 @@ function parseBool(value: string | number | boolean): boolean | undefined {
   if (typeof value !== 'string') return undefined;
   const lower = value.toLowerCase();
   return lower === 'true' ? true : lower === 'false' ? false : undefined;
-}
-
-interface Cidr {
-  readonly address: string;
-  readonly prefix: number;
-  readonly family: 'ipv4' | 'ipv6';
-}
-
-function parseCidr(value: string): Cidr | undefined {
-  const slash = value.indexOf('/');
-  const address = slash < 0 ? value : value.slice(0, slash);
-  const version = isIP(address);
-  if (version === 0) return undefined;
-  const max = version === 4 ? 32 : 128;
-  let prefix = max;
-  if (slash >= 0) {
-    const text = value.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(text)) return undefined;
-    prefix = Number(text);
-    if (prefix > max) return undefined;
-  }
-  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' };
-}
-
-/** Node reports IPv4 peers on dual-stack sockets as ::ffff:a.b.c.d; policies name them as a.b.c.d. */
-function normaliseIp(value: string): { address: string; family: 'ipv4' | 'ipv6' } | undefined {
-  let address = value;
-  if (address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:' && isIP(address.slice(7)) === 4) {
-    address = address.slice(7);
-  }
-  const version = isIP(address);
-  return version === 0 ? undefined : { address, family: version === 4 ? 'ipv4' : 'ipv6' };
 }
 
 function isArnPattern(value: string): boolean {
@@ -299,15 +285,13 @@ function numericMatcher(values: readonly string[], parse: (v: string | number) =
 }
 
 function ipMatcher(values: readonly string[]): ValueMatcher {
-  const blocks = new BlockList();
-  for (const value of values) {
-    const cidr = parseCidr(value)!;
-    blocks.addSubnet(cidr.address, cidr.prefix, cidr.family);
-  }
+  const blocks = values.map((value) => parseCidr(value)!);
   return (value) => {
     if (typeof value !== 'string') return false;
-    const ip = normaliseIp(value);
-    return ip !== undefined && blocks.check(ip.address, ip.family);
+    const ip = parseIp(value);
+    if (ip === undefined) return false;
+    for (const block of blocks) if (cidrContains(block, ip)) return true;
+    return false;
   };
 }
 

@@ -17,17 +17,13 @@ export type KeyValue = string | number | boolean | readonly string[] | Ambiguous
 /** Condition keys by lower-cased name, as every condition and policy variable looks them up. */
 export type KeyView = ReadonlyMap<string, KeyValue>;
 
-const views = new WeakMap<object, KeyView>();
-
 /**
- * Lower-cases key names once per conditionKeys object (cached, so a decision over several policies pays once).
+ * Lower-cases key names once per decision (every policy of it then shares the view). Not cached per object:
+ * a WeakMap entry per request costs more than building the view again.
  * Missing, undefined and empty-array values are all "absent", which is how AWS treats an empty multi-valued key.
  * Two names that differ only in case become one AmbiguousValues, so neither spelling can hide the other.
- * The view is cached per object: a context must not be changed once evaluated.
  */
 export function keyView(conditionKeys: RequestContext['conditionKeys']): KeyView {
-  const cached = views.get(conditionKeys);
-  if (cached !== undefined) return cached;
   const view = new Map<string, KeyValue>();
   for (const name of Object.keys(conditionKeys)) {
     const value = normalise(conditionKeys[name]);
@@ -36,7 +32,6 @@ export function keyView(conditionKeys: RequestContext['conditionKeys']): KeyView
     const existing = view.get(lower);
     view.set(lower, existing === undefined ? value : merge(existing, value));
   }
-  views.set(conditionKeys, view);
   return view;
 }
 

@@ -15,12 +15,19 @@ export const MAX_STATEMENTS = 256;
 export interface ParsePolicyOptions {
   /** `resource`: a key policy (Principal required); `identity`: attached to a principal (no Principal). */
   readonly kind: PolicyKind;
+  /**
+   * The Resource/NotResource element: `required` (the default; AWS KMS key policies and identity policies need it),
+   * or `forbidden` for policies whose resource is implicit, such as a role's trust policy (AWS refuses a Resource
+   * there). A statement without one applies to any resource.
+   */
+  readonly resource?: 'required' | 'forbidden';
 }
 
 const TOP_LEVEL_FIELDS = ['Version', 'Id', 'Statement'] as const;
 const STATEMENT_FIELDS = ['Sid', 'Effect', 'Principal', 'NotPrincipal', 'Action', 'NotAction', 'Resource', 'NotResource', 'Condition'] as const;
 const ACTION = /^[A-Za-z0-9-]+:[A-Za-z0-9_*?-]+$/;
-const CONDITION_KEY = /^[A-Za-z0-9-]+:[^\u0000-\u001f]+$/;
+const CONDITION_KEY = /^[A-Za-z0-9-]+:[^\u0000-\u001f\u007f]+$/;
+const CONTROL = /[\u0000-\u001f\u007f]/;
 
 type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
 type JsonObject = { [key: string]: Json };
@@ -73,6 +80,7 @@ export function parsePolicy(document: string, options: ParsePolicyOptions): Pars
   let id: string | undefined;
   if (root.Id !== undefined) {
     if (typeof root.Id !== 'string' || root.Id.length === 0) fail('Id must be a non-empty string');
+    if (CONTROL.test(root.Id as string)) fail('Id must not contain control characters');
     id = root.Id as string;
   }
   const rawStatements = root.Statement;
@@ -85,7 +93,7 @@ export function parsePolicy(document: string, options: ParsePolicyOptions): Pars
   const statements: ParsedStatement[] = [];
   const sids = new Map<string, number>();
   list.forEach((raw, index) => {
-    const statement = parseStatement(raw, index, options.kind, variables);
+    const statement = parseStatement(raw, index, options.kind, options.resource ?? 'required', variables);
     if (statement.sid !== undefined) {
       const first = sids.get(statement.sid);
       if (first !== undefined) fail(`${label(index, statement.sid)}: duplicate Sid (statement ${first + 1} has it too)`);
@@ -97,10 +105,11 @@ export function parsePolicy(document: string, options: ParsePolicyOptions): Pars
 }
 
 function label(index: number, sid: unknown): string {
-  return `Statement ${index + 1}${typeof sid === 'string' && sid.length > 0 ? ` (Sid ${sid})` : ''}`;
+  const printable = typeof sid === 'string' && sid.length > 0 && !CONTROL.test(sid);
+  return `Statement ${index + 1}${printable ? ` (Sid ${sid})` : ''}`;
 }
 
-function parseStatement(raw: Json, index: number, kind: PolicyKind, variables: boolean): ParsedStatement {
+function parseStatement(raw: Json, index: number, kind: PolicyKind, resourceRule: 'required' | 'forbidden', variables: boolean): ParsedStatement {
   if (!isObject(raw)) return fail(`Statement ${index + 1}: must be an object`);
   const where = label(index, raw.Sid);
   const bad = (reason: string): never => fail(`${where}: ${reason}`);
@@ -111,6 +120,8 @@ function parseStatement(raw: Json, index: number, kind: PolicyKind, variables: b
   let sid: string | undefined;
   if (raw.Sid !== undefined) {
     if (typeof raw.Sid !== 'string' || raw.Sid.length === 0) bad('Sid must be a non-empty string');
+    // Sids end up in decisions, audit records and terminals; a newline in one could forge a line of output.
+    if (CONTROL.test(raw.Sid as string)) bad('Sid must not contain control characters');
     sid = raw.Sid as string;
   }
   if (raw.Effect === undefined) bad('Effect is required');
@@ -138,7 +149,10 @@ function parseStatement(raw: Json, index: number, kind: PolicyKind, variables: b
   for (const action of actions) {
     if (action !== '*' && !ACTION.test(action)) bad(`${actionField} entry ${quote(action)} is not "*" or service:action (e.g. "kms:Decrypt", "kms:Get*")`);
   }
-  const [resourceField, resources] = exactlyOne(raw, 'Resource', 'NotResource', bad);
+  if (resourceRule === 'forbidden' && (raw.Resource !== undefined || raw.NotResource !== undefined)) {
+    bad(`${raw.Resource !== undefined ? 'Resource' : 'NotResource'} is not allowed in this kind of policy (its resource is the one it is attached to)`);
+  }
+  const [resourceField, resources] = resourceRule === 'forbidden' ? ['Resource', ['*']] as const : exactlyOne(raw, 'Resource', 'NotResource', bad);
   for (const resource of resources) {
     if (resource !== '*' && !resource.startsWith('arn:')) bad(`${resourceField} entry ${quote(resource)} is not "*" or an ARN`);
     if (variables && resource.includes('${')) {

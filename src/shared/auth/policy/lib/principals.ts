@@ -75,13 +75,18 @@ export interface Caller {
   readonly chain: readonly CallerIdentity[];
 }
 
-const callers = new WeakMap<RequestPrincipal, Caller>();
+// Callers recur far more often than they change, and each needs a regex over its ARN: remember recent ones.
+// Keyed by value (not by object, as each request brings a new principal object); bounded, then simply reset.
+const callers = new Map<string, Caller>();
+const MAX_CACHED_CALLERS = 10_000;
 
 export function describeCaller(principal: RequestPrincipal): Caller {
-  const cached = callers.get(principal);
+  const key = `${principal.kind} ${principal.accountId} ${principal.arn}`;
+  const cached = callers.get(key);
   if (cached !== undefined) return cached;
   const caller = buildCaller(principal);
-  callers.set(principal, caller);
+  if (callers.size >= MAX_CACHED_CALLERS) callers.clear();
+  callers.set(key, caller);
   return caller;
 }
 
