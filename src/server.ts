@@ -11,7 +11,7 @@ import { writeFileDurably } from './shared/fs.ts';
 import { createAwsJsonEndpoint, RateLimiter, ReplayGuard, startHttpServer, type RunningHttpServer } from './shared/http/index.ts';
 import type { Logger } from './shared/log.ts';
 import { SqliteStore } from './shared/store/index.ts';
-import { KeyService, kmsOperations } from './services/kms/index.ts';
+import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations } from './services/iam/index.ts';
 
 export interface RunningServer {
@@ -83,10 +83,10 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   if (config.dev) await devUnseal(module, config.home, logger);
   else logger.warn('crypto module is sealed: key operations fail until it is unsealed (run with --dev for development)');
 
-  const identityService = new IdentityService({ store, credentials, authorizer, logger });
+  const keyService = new KeyService({ store, keyring, authorizer, region, logger });
+  const identityService = new IdentityService({ store, credentials, authorizer, logger, resourceQuestions: [keyResourceQuestion(keyService)] });
   const rootCredentials = module.status().sealed ? undefined
     : await identityService.ensureManagementAccount(accountId, (issued) => writeSharedCredentials(config.home, issued));
-  const keyService = new KeyService({ store, keyring, authorizer, region, logger });
   const handleApi = createAwsJsonEndpoint({
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane' },
     operations: [...kmsOperations(keyService), ...iamOperations(identityService)], credentials, logger,

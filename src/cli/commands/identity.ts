@@ -163,6 +163,29 @@ export function registerIdentityCommands(program: Command): void {
       });
     });
 
+  const policy = program.command('policy').description('policy questions');
+  withClientFlags(policy.command('simulate').description('may PRINCIPAL do ACTION on RESOURCE, and which statement decides?')
+    .requiredOption('--principal <arn>', 'a user, role or root ARN of your account')
+    .requiredOption('--action <action>', 'e.g. kms:Decrypt')
+    .requiredOption('--resource <arn>', 'e.g. a key ARN, key id or alias/NAME')
+    .option('--context <key=value>', 'encryption context of the request (repeatable)', collect)
+    .option('--source-ip <address>', 'the request\'s source address'))
+    .action(async (flags: ClientFlags & { principal: string; action: string; resource: string; context?: string[]; sourceIp?: string }) => {
+      await withClient(flags, async (client) => {
+        const context = flags.context ? Object.fromEntries(flags.context.map((pair) => {
+          const equals = pair.indexOf('=');
+          if (equals <= 0) throw new UserError('InvalidArgument', `--context expects KEY=VALUE, got '${pair}'.`);
+          return [pair.slice(0, equals), pair.slice(equals + 1)];
+        })) : undefined;
+        const result = await client.iam<{ Decision: string; DecidedBy?: string; EnabledBy?: string; Reason: string;
+          MatchedStatements: Array<{ Source: string; PolicyId?: string; Sid?: string; Index: number; Effect: string }> }>('SimulatePrincipalPolicy', {
+          PrincipalArn: flags.principal, Action: flags.action, Resource: flags.resource, EncryptionContext: context, SourceIp: flags.sourceIp });
+        printResult(flags, result, () => [`${result.Decision}: ${result.Reason}`,
+          ...(result.DecidedBy ? [`decided by: ${result.DecidedBy}`] : []), ...(result.EnabledBy ? [`enabled by: ${result.EnabledBy}`] : []),
+          ...result.MatchedStatements.map((entry) => `matched: ${entry.Effect} ${entry.Source}${entry.PolicyId ? `:${entry.PolicyId}` : ''}#${entry.Sid ?? entry.Index}`)].join('\n'));
+      });
+    });
+
   const accessKey = program.command('access-key').description('long-term access keys (at most two active per principal)');
   withClientFlags(accessKey.command('create').description('create an access key; prints the secret once')
     .option('--user <name>', 'for this user (default: yourself)'))

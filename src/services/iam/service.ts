@@ -1,6 +1,6 @@
 // Identity use cases: accounts, users, roles, their policies and access keys, and role sessions.
 // Must never return a stored secret: secrets are shown once, when issued.
-import type { Authorizer, Caller, CredentialDirectory, IssuedAccessKey } from '../../shared/auth/index.ts';
+import type { AccessRequest, Authorizer, Caller, CredentialDirectory, IssuedAccessKey } from '../../shared/auth/index.ts';
 import { MAX_ACTIVE_ACCESS_KEYS } from '../../shared/auth/index.ts';
 import { randomBytes } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
@@ -14,8 +14,14 @@ import {
   parseRoleArn, POLICY_NAME, PRINCIPAL_NAME, roleArn, rootArn, SESSION_NAME, userArn,
 } from './domain/names.ts';
 
+/** Builds the authorisation question for a resource another service owns (a key, say). */
+export type ResourceQuestion = (principal: Caller, action: string, resource: string,
+  context?: Record<string, string>) => Promise<AccessRequest | undefined>;
+
 export interface IdentityServiceOptions {
   store: Store;
+  /** Services that own resources with policies (the key service) answer for their ARNs. */
+  resourceQuestions?: ResourceQuestion[];
   credentials: CredentialDirectory;
   authorizer: Authorizer;
   logger: Logger;
@@ -45,8 +51,10 @@ export class IdentityService {
   readonly #authorizer: Authorizer;
   readonly #logger: Logger;
   readonly #now: () => Date;
+  readonly #resourceQuestions: ResourceQuestion[];
 
   constructor(options: IdentityServiceOptions) {
+    this.#resourceQuestions = options.resourceQuestions ?? [];
     this.#store = options.store;
     this.#credentials = options.credentials;
     this.#authorizer = options.authorizer;
@@ -288,6 +296,26 @@ export class IdentityService {
     await this.#ownedKey(caller, accessKeyId, userName, 'iam:DeleteAccessKey');
     await this.#store.deleteAccessKey(accessKeyId);
     this.#credentials.forgetAccessKey(accessKeyId);
+  }
+
+  // ---- simulation ---------------------------------------------------------------------------
+
+  /** May this principal (of the caller's account) do this action on this resource, and what decided it? */
+  async simulate(caller: Caller, input: { principalArn: string; action: string; resource: string;
+    encryptionContext?: Record<string, string>; sourceIp?: string }) {
+    await this.#authorizer.require(caller, { action: 'iam:SimulatePrincipalPolicy', resource: input.principalArn,
+      resourceAccountId: caller.accountId });
+    const principal = await this.#store.getPrincipal(input.principalArn);
+    if (!principal || principal.accountId !== caller.accountId) throw noSuchEntity(`The principal ${input.principalArn} cannot be found.`);
+    const subject: Caller = { principalArn: principal.arn, identityArn: principal.arn, accountId: principal.accountId, kind: principal.kind,
+      accessKeyId: 'SIMULATION', tags: principal.tags ?? {}, sourceIp: input.sourceIp, signingService: 'simulation' };
+    let request: AccessRequest | undefined;
+    for (const question of this.#resourceQuestions) {
+      request = await question(subject, input.action, input.resource, input.encryptionContext);
+      if (request) break;
+    }
+    const resourceAccountId = /^arn:aws:[a-z0-9-]+:[a-z0-9-]*:(\d{12}):/.exec(input.resource)?.[1] ?? caller.accountId;
+    return this.#authorizer.simulate(subject, request ?? { action: input.action, resource: input.resource, resourceAccountId });
   }
 
   // ---- role sessions ------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 // The key service's public interface for the server and other services.
 // Must never expose the store or unwrapped keys.
 import type { AwsJsonOperation } from '../../shared/http/index.ts';
+import type { Caller } from '../../shared/auth/index.ts';
 import { KeyService } from './service.ts';
 import { keyLifecycleOperations } from './routes/key-lifecycle.ts';
 import { aliasOperations } from './routes/aliases.ts';
@@ -37,4 +38,12 @@ function withGrantTokens(service: KeyService, operations: AwsJsonOperation[]): A
       return operation.handle(caller, input);
     },
   }));
+}
+
+/** Lets the identity service simulate access to keys: answers for key ARNs (and aliases) only. */
+export function keyResourceQuestion(service: KeyService) {
+  return async (principal: Caller, action: string, resource: string, context?: Record<string, string>) => {
+    if (!action.toLowerCase().startsWith('kms:') || !/^(arn:aws:kms:|alias\/|[0-9a-f]{8}-)/.test(resource)) return undefined;
+    return service.simulationRequest(principal, action, resource, context);
+  };
 }

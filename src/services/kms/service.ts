@@ -1,6 +1,6 @@
 // Key service use cases: resolve and authorise keys, run key operations, keep versions and
 // rotation. Must never return key material other than data keys the API defines as returned.
-import type { Authorizer, Caller, ConditionValue } from '../../shared/auth/index.ts';
+import type { AccessRequest, Authorizer, Caller, ConditionValue } from '../../shared/auth/index.ts';
 import {
   CustomerKey, DATA_KEY_PAIR_SPECS, generateAsymmetricPair, hashLength, isAsymmetricSpec, Keyring,
   parseCiphertextBlob, randomBytes, randomUuid, sha256, UnsupportedDigestSigningError, zeroize,
@@ -142,6 +142,11 @@ export class KeyService {
    * and the key's grants decide, with the KMS condition keys of this request.
    */
   async #authorize(caller: Caller, action: string, key: KeyRecord, request: AuthorizationExtras = {}): Promise<void> {
+    await this.#authorizer.require(caller, await this.#accessRequest(caller, action, key, request));
+  }
+
+  /** The authorisation question for an action on a key: its policy, condition keys and grants. */
+  async #accessRequest(caller: Caller, action: string, key: KeyRecord, request: AuthorizationExtras): Promise<AccessRequest> {
     const conditionKeys: Record<string, ConditionValue> = {
       'kms:CallerAccount': caller.accountId, 'kms:KeySpec': key.keySpec, 'kms:KeyUsage': key.keyUsage,
       'kms:RequestAlias': request.requestAlias,
@@ -153,8 +158,17 @@ export class KeyService {
       for (const contextKey of contextKeys) conditionKeys[`kms:EncryptionContext:${contextKey}`] = request.context[contextKey];
     }
     const grantAllows = await this.#grantAllows(caller, action, key, request.context);
-    await this.#authorizer.require(caller, { action, resource: key.arn, resourceAccountId: key.accountId,
-      resourcePolicy: key.policy, conditionKeys, grantAllows });
+    return { action, resource: key.arn, resourceAccountId: key.accountId, resourcePolicy: key.policy, conditionKeys, grantAllows };
+  }
+
+  /**
+   * For simulation: the authorisation question a principal would face for an action on a key,
+   * without asking it. The caller of the simulation must already be allowed to simulate.
+   */
+  async simulationRequest(principal: Caller, action: string, keyId: string, context?: EncryptionContext): Promise<AccessRequest> {
+    const key = await this.#resolve(principal, keyId);
+    const reference = parseKeyReference(keyId);
+    return this.#accessRequest(principal, action, key, { context, requestAlias: reference.kind === 'alias' ? reference.aliasName : undefined });
   }
 
   /** A grant on the key for the caller (or the role behind its session) covering this operation and context. */

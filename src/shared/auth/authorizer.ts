@@ -39,11 +39,25 @@ export interface DecisionSink {
 /** resource: key policies; trust: role trust policies (no Resource); identity: attached to principals. */
 export type PolicyDocumentKind = 'resource' | 'trust' | 'identity';
 
+export interface PolicyEngineInput {
+  caller: Caller;
+  request: AccessRequest;
+  identityPolicies: Array<{ name: string; document: string }>;
+  now: Date;
+}
+
+/** A decision with every statement that matched, for "which statement decided it" questions. */
+export interface SimulatedDecision extends AccessDecision {
+  enabledBy?: string;
+  matchedStatements: Array<{ source: string; policyId?: string; sid?: string; index: number; effect: string }>;
+  evaluatedStatements: number;
+}
+
 export interface PolicyEngine {
   /** Throws a MalformedPolicyDocumentException UserError with the reason when a document is invalid. */
   validate(document: string, kind: PolicyDocumentKind): void;
-  decide(input: { caller: Caller; request: AccessRequest; identityPolicies: Array<{ name: string; document: string }>;
-    now: Date }): AccessDecision;
+  decide(input: PolicyEngineInput): AccessDecision;
+  simulate(input: PolicyEngineInput): SimulatedDecision;
 }
 
 export class Authorizer {
@@ -89,9 +103,10 @@ export class Authorizer {
     return this.#engine.decide({ caller, request, identityPolicies, now: this.#now() });
   }
 
-  /** The identity policies that apply to a principal (for simulation). */
-  async identityPoliciesOf(identityArn: string): Promise<Array<{ name: string; document: string }>> {
-    return this.#policiesOf(identityArn);
+  /** Answers "may this principal do this", with the statements that matched; records nothing. */
+  async simulate(principal: Caller, request: AccessRequest): Promise<SimulatedDecision> {
+    const identityPolicies = principal.kind === 'root' ? [] : await this.#policiesOf(principal.identityArn);
+    return this.#engine.simulate({ caller: principal, request, identityPolicies, now: this.#now() });
   }
 
   /** Decides and throws AccessDeniedException (AWS wording) unless allowed. */

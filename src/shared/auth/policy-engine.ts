@@ -5,7 +5,7 @@ import {
   compilePolicyDocument, decideAccess, kmsConditionKeys, simulate, type CompiledPolicy, type ConditionKeyValue,
   type DecideAccessInput, type DecisionRef, type SimulationResult,
 } from './policy/index.ts';
-import type { AccessDecision, AccessRequest, PolicyDocumentKind, PolicyEngine } from './authorizer.ts';
+import type { AccessDecision, AccessRequest, PolicyDocumentKind, PolicyEngine, SimulatedDecision } from './authorizer.ts';
 import type { Caller } from './credentials.ts';
 
 const MAX_CACHED_POLICIES = 5_000;
@@ -49,9 +49,7 @@ function decideInput(input: { caller: Caller; request: AccessRequest; identityPo
   };
 }
 
-export const policyEngine: PolicyEngine & {
-  simulate(input: Parameters<PolicyEngine['decide']>[0]): SimulationResult;
-} = {
+export const policyEngine: PolicyEngine = {
   validate(document: string, kind: PolicyDocumentKind): void {
     compile(document, kind, 'validation');
   },
@@ -60,7 +58,11 @@ export const policyEngine: PolicyEngine & {
     return { allowed: decision.decision === 'Allow', decision: decision.decision,
       decidedBy: describeDecisionRef(decision.decidedBy), reason: decision.reason };
   },
-  simulate(input): SimulationResult {
-    return simulate(decideInput(input));
+  simulate(input): SimulatedDecision {
+    const result: SimulationResult = simulate(decideInput(input));
+    return { allowed: result.decision === 'Allow', decision: result.decision, decidedBy: describeDecisionRef(result.decidedBy),
+      enabledBy: describeDecisionRef(result.enabledBy), reason: result.reason, evaluatedStatements: result.statements.length,
+      matchedStatements: result.matchedStatements.map((trace) => ({ source: trace.source, policyId: trace.policyId, sid: trace.sid,
+        index: trace.index, effect: trace.effect })) };
   },
 };

@@ -1,5 +1,11 @@
 // The audit log in the SQLite store: appends (seq and chain hash from the head row, in the caller's
 // transaction), signed checkpoints, the audit signing key, paged reads. Must never update or delete a record.
+//
+// Group-commit durability without blocking the event loop: a batch commits with synchronous=NORMAL
+// (the WAL write reaches the OS, no fsync), then the WAL file is fsynced on libuv's thread pool and
+// only then is the batch reported durable. That is what synchronous=FULL would have done inside the
+// commit, on the event loop; checkpoints of the WAL still sync as usual under NORMAL.
+import { close as closeFile, closeSync, fsync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { AuditQuery, AuditSigningKeyRecord, AuditStore } from '../audit/audit-store.ts';
 import {
@@ -41,11 +47,25 @@ export class SqliteAuditStore implements AuditStore {
   readonly #ownsConnection: boolean;
   readonly #statements = new Map<string, Database.Statement>();
   #appendBatch: ((drafts: readonly AuditRecordDraft[], now: number) => AuditRecord[]) | undefined;
+  /** The connection's own synchronous level, restored after every deferred-sync batch. */
+  readonly #synchronous: number;
+  #walPath: string | undefined;
+  #walFd: number | undefined;
+  #syncing: Promise<void> | undefined;
+  #nextSync: Promise<void> | undefined;
 
   /** Uses a connection to a database the migrations have brought to version 2 or later. */
   constructor(db: Database.Database, options: { ownsConnection?: boolean } = {}) {
     this.#db = db;
     this.#ownsConnection = options.ownsConnection ?? false;
+    this.#synchronous = Number(db.pragma('synchronous', { simple: true }));
+    const fileBacked = !db.memory && !db.readonly && db.name !== '' && db.name !== ':memory:';
+    if (fileBacked && String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal') this.#walPath = `${db.name}-wal`;
+  }
+
+  /** True when batches commit without an fsync on the event loop (file-backed WAL database). */
+  get defersSync(): boolean {
+    return this.#walPath !== undefined;
   }
 
   /** Opens a database file read-only (a stopped server's home, or beside a running one). */
@@ -62,8 +82,11 @@ export class SqliteAuditStore implements AuditStore {
     return new SqliteAuditStore(db, { ownsConnection: true });
   }
 
-  /** Closes the connection if this store opened it (openReadOnly); otherwise its owner closes it. */
+  /** Releases the WAL file handle, and closes the connection if this store opened it (openReadOnly). */
   close(): void {
+    if (this.#walFd !== undefined) closeSync(this.#walFd);
+    this.#walFd = undefined;
+    this.#walPath = undefined;
     if (this.#ownsConnection) this.#db.close();
   }
 
@@ -109,6 +132,61 @@ export class SqliteAuditStore implements AuditStore {
     if (this.#db.inTransaction) throw new Error('appendBatch must not run inside another transaction; use appendInTransaction');
     this.#appendBatch ??= this.#db.transaction((batch: readonly AuditRecordDraft[], at: number) => this.appendInTransaction(batch, at)).immediate;
     return this.#appendBatch(drafts, now);
+  }
+
+  appendBatchDurably(drafts: readonly AuditRecordDraft[], now: number = Date.now()): { records: AuditRecord[]; durable: Promise<void> } {
+    if (this.#walPath === undefined) return { records: this.appendBatch(drafts, now), durable: Promise.resolve() };
+    if (this.#db.inTransaction) throw new Error('appendBatchDurably must not run inside another transaction; use appendInTransaction');
+    this.#statement('PRAGMA synchronous = NORMAL').run();
+    let records: AuditRecord[];
+    try {
+      records = this.appendBatch(drafts, now);
+    } finally {
+      this.#statement(`PRAGMA synchronous = ${this.#synchronous}`).run();
+    }
+    return { records, durable: this.#syncWal() };
+  }
+
+  /** Resolves once the WAL, as it stands now, is on disk. One fsync runs at a time; waiters share the next. */
+  #syncWal(): Promise<void> {
+    if (!this.#syncing) {
+      const running = this.#fsyncWal().finally(() => { if (this.#syncing === running) this.#syncing = undefined; });
+      this.#syncing = running;
+      return running;
+    }
+    // This commit may have reached the WAL after the running fsync began: only the next one covers it.
+    const running = this.#syncing;
+    this.#nextSync ??= running.catch(() => undefined).then(() => {
+      this.#nextSync = undefined;
+      return this.#syncWal();
+    });
+    return this.#nextSync;
+  }
+
+  #fsyncWal(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      try {
+        // The WAL exists once a batch has committed; it keeps its inode while any connection is open.
+        if (this.#walPath === undefined) throw new Error('the audit store is closed');
+        this.#walFd ??= openSync(this.#walPath, 'r');
+      } catch (error) {
+        reject(error);
+        return;
+      }
+      fsync(this.#walFd, (error) => {
+        if (!error) {
+          resolve();
+          return;
+        }
+        // After a failed fsync the page cache may have dropped the data: never trust a later fsync
+        // of this file; commit with the connection's own synchronous level from now on.
+        const fd = this.#walFd;
+        this.#walFd = undefined;
+        this.#walPath = undefined;
+        if (fd !== undefined) closeFile(fd, () => undefined);
+        reject(error);
+      });
+    });
   }
 
   writeCheckpoint(checkpoint: AuditCheckpoint): void {

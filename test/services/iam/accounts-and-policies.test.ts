@@ -129,6 +129,32 @@ describe('accounts, principals and policies', () => {
     assert.equal(blocked.name, 'AccessDeniedException');
   });
 
+  it('simulates access and names the statement that decides', async () => {
+    const key = (await rootA.send(new CreateKeyCommand({}))).KeyMetadata!;
+    await rootA.send(new PutKeyPolicyCommand({ KeyId: key.KeyId, Policy: JSON.stringify({ Version: '2012-10-17', Statement: [
+      { Sid: 'Owner', Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${accountA}:root` }, Action: 'kms:*', Resource: '*' },
+      { Sid: 'NoSecrets', Effect: 'Deny', Principal: '*', Action: 'kms:Decrypt', Resource: '*',
+        Condition: { StringEquals: { 'kms:EncryptionContext:level': 'secret' } } },
+    ] }) }));
+    const analyst = await newUser('analyst', { Version: '2012-10-17', Statement: [{ Sid: 'UseKeys', Effect: 'Allow', Action: 'kms:Decrypt', Resource: '*' }] });
+    type Simulation = { Decision: string; DecidedBy?: string; EnabledBy?: string; Reason: string; MatchedStatements: Array<{ Sid?: string }> };
+    const allowed = await iam<Simulation>(server, rootCredentials(server), 'SimulatePrincipalPolicy', { PrincipalArn: analyst.arn,
+      Action: 'kms:Decrypt', Resource: key.Arn, EncryptionContext: { level: 'open' } });
+    assert.equal(allowed.Decision, 'Allow');
+    assert.equal(allowed.DecidedBy, 'identity-policy:main#UseKeys');
+    assert.equal(allowed.EnabledBy, 'resource-policy:key-policy#Owner');
+    const denied = await iam<Simulation>(server, rootCredentials(server), 'SimulatePrincipalPolicy', { PrincipalArn: analyst.arn,
+      Action: 'kms:Decrypt', Resource: key.Arn, EncryptionContext: { level: 'secret' } });
+    assert.equal(denied.Decision, 'ExplicitDeny');
+    assert.equal(denied.DecidedBy, 'resource-policy:key-policy#NoSecrets');
+    const other = await iam<Simulation>(server, rootCredentials(server), 'SimulatePrincipalPolicy', { PrincipalArn: analyst.arn,
+      Action: 'kms:Encrypt', Resource: key.Arn });
+    assert.equal(other.Decision, 'ImplicitDeny');
+    const notAllowed = await failure(iam(server, analyst.credentials, 'SimulatePrincipalPolicy', { PrincipalArn: analyst.arn,
+      Action: 'kms:Decrypt', Resource: key.Arn }));
+    assert.equal(notAllowed.name, 'AccessDeniedException', 'simulating needs iam:SimulatePrincipalPolicy');
+  });
+
   it('evaluates conditions on source address, tags and key spec', async () => {
     const key = (await rootA.send(new CreateKeyCommand({}))).KeyMetadata!;
     const local = await newUser('local', { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'kms:Encrypt', Resource: '*',

@@ -86,6 +86,19 @@ export function principalOperations(service: IdentityService) {
       handle: async (caller, input) => ({ PolicyNames: (await service.listPrincipalPolicies(caller, input.PrincipalArn)).map((policy) => policy.policyName) }),
     }),
     defineOperation({
+      target: `${IAM}.SimulatePrincipalPolicy`, action: 'iam:SimulatePrincipalPolicy',
+      input: z.object({ PrincipalArn: principalArn, Action: fields.text({ min: 3, max: 128 }), Resource: fields.text({ min: 1, max: 2048 }),
+        EncryptionContext: fields.encryptionContextField, SourceIp: fields.text({ min: 2, max: 64 }).optional() }),
+      handle: async (caller, input) => {
+        const result = await service.simulate(caller, { principalArn: input.PrincipalArn, action: input.Action, resource: input.Resource,
+          encryptionContext: input.EncryptionContext, sourceIp: input.SourceIp });
+        return { Decision: result.decision, Allowed: result.allowed, DecidedBy: result.decidedBy, EnabledBy: result.enabledBy,
+          Reason: result.reason, EvaluatedStatements: result.evaluatedStatements,
+          MatchedStatements: result.matchedStatements.map((entry) => ({ Source: entry.source, PolicyId: entry.policyId, Sid: entry.sid,
+            Index: entry.index, Effect: entry.effect })) };
+      },
+    }),
+    defineOperation({
       target: `${IAM}.DeletePrincipalPolicy`, action: 'iam:DeletePrincipalPolicy',
       input: z.object({ PrincipalArn: principalArn, PolicyName: name }),
       handle: async (caller, input) => { await service.deletePrincipalPolicy(caller, input.PrincipalArn, input.PolicyName); return {}; },
