@@ -157,8 +157,8 @@ export class KeyService {
       conditionKeys['kms:EncryptionContextKeys'] = contextKeys;
       for (const contextKey of contextKeys) conditionKeys[`kms:EncryptionContext:${contextKey}`] = request.context[contextKey];
     }
-    const grantAllows = await this.#grantAllows(caller, action, key, request.context);
-    return { action, resource: key.arn, resourceAccountId: key.accountId, resourcePolicy: key.policy, conditionKeys, grantAllows };
+    return { action, resource: key.arn, resourceAccountId: key.accountId, resourcePolicy: key.policy, conditionKeys,
+      grantAllows: () => this.#grantAllows(caller, action, key, request.context) };
   }
 
   /**

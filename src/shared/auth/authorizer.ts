@@ -17,8 +17,8 @@ export interface AccessRequest {
   resourcePolicyKind?: 'resource' | 'trust';
   /** Service-specific condition keys (kms:EncryptionContext:…, kms:KeySpec …). */
   conditionKeys?: Record<string, ConditionValue>;
-  /** A grant on the resource allows this request. */
-  grantAllows?: boolean;
+  /** Whether a grant on the resource allows this request; asked only when no policy allows. */
+  grantAllows?: boolean | (() => Promise<boolean>);
 }
 
 export type DecisionKind = 'Allow' | 'ExplicitDeny' | 'ImplicitDeny';
@@ -100,13 +100,18 @@ export class Authorizer {
   /** Decides without recording the decision for the request (what-if checks: lockout, simulation). */
   async evaluate(caller: Caller, request: AccessRequest): Promise<AccessDecision> {
     const identityPolicies = caller.kind === 'root' ? [] : await this.#policiesOf(caller.identityArn);
-    return this.#engine.decide({ caller, request, identityPolicies, now: this.#now() });
+    const { grantAllows } = request;
+    const first = this.#engine.decide({ caller, request: { ...request, grantAllows: grantAllows === true }, identityPolicies, now: this.#now() });
+    // Grants are looked up only when no policy allows: most requests never touch them.
+    if (first.decision !== 'ImplicitDeny' || typeof grantAllows !== 'function' || !(await grantAllows())) return first;
+    return this.#engine.decide({ caller, request: { ...request, grantAllows: true }, identityPolicies, now: this.#now() });
   }
 
   /** Answers "may this principal do this", with the statements that matched; records nothing. */
   async simulate(principal: Caller, request: AccessRequest): Promise<SimulatedDecision> {
     const identityPolicies = principal.kind === 'root' ? [] : await this.#policiesOf(principal.identityArn);
-    return this.#engine.simulate({ caller: principal, request, identityPolicies, now: this.#now() });
+    const grantAllows = typeof request.grantAllows === 'function' ? await request.grantAllows() : request.grantAllows;
+    return this.#engine.simulate({ caller: principal, request: { ...request, grantAllows }, identityPolicies, now: this.#now() });
   }
 
   /** Decides and throws AccessDeniedException (AWS wording) unless allowed. */

@@ -43,7 +43,7 @@ function decideInput(input: { caller: Caller; request: AccessRequest; identityPo
     resourcePolicy: request.resourcePolicy === undefined ? undefined
       : compile(request.resourcePolicy, request.resourcePolicyKind ?? 'resource', request.resourcePolicyKind === 'trust' ? 'trust-policy' : 'key-policy'),
     identityPolicies: input.identityPolicies.map((policy) => compile(policy.document, 'identity', policy.name)),
-    grantsAllow: request.grantAllows ?? false,
+    grantsAllow: request.grantAllows === true,
     resourceAccountId: request.resourceAccountId,
     context: { principal, action: request.action, resource: request.resource, conditionKeys },
   };
