@@ -11,6 +11,8 @@ import { writeFileDurably } from './shared/fs.ts';
 import { createAwsJsonEndpoint, RateLimiter, ReplayGuard, startHttpServer, type RunningHttpServer } from './shared/http/index.ts';
 import type { Logger } from './shared/log.ts';
 import { SqliteStore } from './shared/store/index.ts';
+import { SqliteAuditStore } from './shared/store/sqlite-audit.ts';
+import { AuditLog, HOME_DATABASE_FILE, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations } from './services/iam/index.ts';
 
@@ -70,7 +72,7 @@ function writeSharedConfig(home: string, region: string, url: string): void {
 
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
   mkdirSync(config.home, { recursive: true, mode: 0o700 });
-  const store = SqliteStore.open(join(config.home, 'trustplane.db'));
+  const store = SqliteStore.open(join(config.home, HOME_DATABASE_FILE));
   const region = await store.initMeta('region', config.region);
   if (region !== config.region) logger.warn({ region, requested: config.region }, 'keeping the region this home was created with');
   const accountId = await store.initMeta('account-id', newAccountId());
@@ -83,6 +85,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   if (config.dev) await devUnseal(module, config.home, logger);
   else logger.warn('crypto module is sealed: key operations fail until it is unsealed (run with --dev for development)');
 
+  // The audit log shares the store's connection, so a state change and its record commit together.
+  const auditStore = new SqliteAuditStore(store.database);
+  const audit = await AuditLog.open({ store: auditStore, keyring, logger });
+  store.setAfterWriteHook(() => recordCurrentRequestInTransaction((draft) => audit.recordInTransaction(draft)));
+
   const keyService = new KeyService({ store, keyring, authorizer, region, logger });
   const identityService = new IdentityService({ store, credentials, authorizer, logger, resourceQuestions: [keyResourceQuestion(keyService)] });
   const rootCredentials = module.status().sealed ? undefined
@@ -90,7 +97,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const handleApi = createAwsJsonEndpoint({
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane' },
     operations: [...kmsOperations(keyService), ...iamOperations(identityService)], credentials, logger,
-    maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(),
+    maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit,
   });
 
   const handler = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
@@ -127,8 +134,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     url: http.url, home: config.home, accountId, region, rootCredentials, keyService, module,
     async stop() {
       clearInterval(timer);
-      module.seal();
       await http.close();
+      // In-flight requests have recorded; flush, fsync and sign a final checkpoint before sealing.
+      await audit.close();
+      store.setAfterWriteHook(undefined);
+      module.seal();
       await store.close();
     },
   };

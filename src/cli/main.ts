@@ -5,6 +5,7 @@ import { registerServerCommand } from './commands/server.ts';
 import { registerKeyCommands } from './commands/key.ts';
 import { registerFileCryptoCommands } from './commands/file-crypto.ts';
 import { registerIdentityCommands } from './commands/identity.ts';
+import { registerAuditCommands } from './commands/audit.ts';
 import { failWith } from './output.ts';
 
 const program = new Command();
@@ -15,5 +16,6 @@ registerServerCommand(program);
 registerKeyCommands(program);
 registerFileCryptoCommands(program);
 registerIdentityCommands(program);
+registerAuditCommands(program);
 
 program.parseAsync(process.argv).catch(failWith);

@@ -1,5 +1,6 @@
 // `trustplane audit verify|query|tail`: reads a home's audit log directly, read-only, so it works
 // on a stopped server. Must never write to the database or print anything a record does not hold.
+import { once } from 'node:events';
 import type { Command } from 'commander';
 import {
   auditErrors, openAuditLogReadOnly, readAuditRecord, verifyAuditLog, type AuditQuery, type StoredAuditRecord,
@@ -32,10 +33,10 @@ function withHome(command: Command): Command {
   return command.option('--home <dir>', 'server home (default $TRUSTPLANE_HOME or ./.trustplane)');
 }
 
-function withStore<T>(flags: HomeFlags, work: (store: SqliteAuditStore) => T): T {
+async function withStore<T>(flags: HomeFlags, work: (store: SqliteAuditStore) => T | Promise<T>): Promise<T> {
   const store = openAuditLogReadOnly(resolveHome(flags.home));
   try {
-    return work(store);
+    return await work(store);
   } finally {
     store.close();
   }
@@ -65,8 +66,9 @@ export function describeRecord(text: string): string {
 }
 
 // --json prints the stored canonical text: exactly the bytes the chain hashes, one record per line.
-function printRecord(flags: HomeFlags, row: StoredAuditRecord): void {
-  process.stdout.write(`${flags.json ? row.text : describeRecord(row.text)}\n`);
+// Waits when stdout is full, so exporting a long log to a slow reader stays in constant memory.
+async function printRecord(flags: HomeFlags, row: StoredAuditRecord): Promise<void> {
+  if (!process.stdout.write(`${flags.json ? row.text : describeRecord(row.text)}\n`)) await once(process.stdout, 'drain');
 }
 
 export function registerAuditCommands(program: Command): void {
@@ -75,8 +77,8 @@ export function registerAuditCommands(program: Command): void {
   withHome(audit.command('verify').description('check every record, the hash chain and the signed checkpoints; exit 1 naming the first bad record'))
     .option('--key-fingerprint <sha256-hex>', 'require checkpoints signed by this audit signing key (from an earlier verify)')
     .option('--json', 'machine-readable output')
-    .action((flags: HomeFlags & { keyFingerprint?: string }) => {
-      const report = withStore(flags, (store) => verifyAuditLog(store, { expectedKeyFingerprint: flags.keyFingerprint }));
+    .action(async (flags: HomeFlags & { keyFingerprint?: string }) => {
+      const report = await withStore(flags, (store) => verifyAuditLog(store, { expectedKeyFingerprint: flags.keyFingerprint }));
       if (flags.json) {
         process.stdout.write(`${JSON.stringify({
           Intact: report.intact, Records: report.records, LastSequence: report.lastSequence, Checkpoints: report.checkpoints,
@@ -105,13 +107,14 @@ export function registerAuditCommands(program: Command): void {
     .option('--until <iso-time>', 'records before this time')
     .option('--limit <n>', 'at most this many records')
     .option('--json', 'JSON lines: one record per line, exactly as hashed')
-    .action((flags: QueryFlags) => {
+    .action(async (flags: QueryFlags) => {
       const filter: AuditQuery = { principalArn: flags.principal, resource: flags.resource, operation: flags.operation,
         outcome: flags.outcome, since: parseInstant('--since', flags.since), until: parseInstant('--until', flags.until),
         limit: parseCount('--limit', flags.limit) };
-      withStore(flags, (store) => store.readSnapshot(() => {
-        for (const row of store.query(filter)) printRecord(flags, row);
-      }));
+      // Pages are read between writes (no cursor stays open); the log only grows, so no snapshot is needed.
+      await withStore(flags, async (store) => {
+        for (const row of store.query(filter)) await printRecord(flags, row);
+      });
     });
 
   withHome(audit.command('tail').description('the newest records; --follow keeps printing new ones'))
@@ -122,10 +125,9 @@ export function registerAuditCommands(program: Command): void {
     .action(async (flags: TailFlags) => {
       const lines = parseCount('-n', flags.lines) ?? 20;
       const interval = parseCount('--interval', flags.interval) ?? 1000;
-      const store = openAuditLogReadOnly(resolveHome(flags.home));
-      try {
+      await withStore(flags, async (store) => {
         const newest = [...store.query({ newestFirst: true, limit: lines })].reverse();
-        for (const row of newest) printRecord(flags, row);
+        for (const row of newest) await printRecord(flags, row);
         if (!flags.follow) return;
         let after = newest.length > 0 ? newest[newest.length - 1].seq : store.readHead().seq;
         const stopped = new Promise<'stop'>((resolve) => {
@@ -135,12 +137,10 @@ export function registerAuditCommands(program: Command): void {
         const pause = () => new Promise<'poll'>((resolve) => { setTimeout(() => resolve('poll'), interval); });
         while (await Promise.race([stopped, pause()]) === 'poll') {
           for (const row of store.query({ afterSeq: after })) {
-            printRecord(flags, row);
+            await printRecord(flags, row);
             after = row.seq;
           }
         }
-      } finally {
-        store.close();
-      }
+      });
     });
 }

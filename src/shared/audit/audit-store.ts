@@ -45,6 +45,11 @@ export interface AuditStore {
   appendInTransaction(drafts: readonly AuditRecordDraft[], now?: number): AuditRecord[];
   /** appendInTransaction in a transaction of its own: one commit (one fsync) for the whole batch. */
   appendBatch(drafts: readonly AuditRecordDraft[], now?: number): AuditRecord[];
+  /**
+   * Like appendBatch, but the fsync may happen off the event loop: the records are committed (and
+   * visible) on return, and on disk once `durable` resolves. Group commit is built on this.
+   */
+  appendBatchDurably(drafts: readonly AuditRecordDraft[], now?: number): { records: AuditRecord[]; durable: Promise<void> };
   /** Stores a signed checkpoint if it is the next one and names a stored record's hash. */
   writeCheckpoint(checkpoint: AuditCheckpoint): void;
   lastCheckpoint(): AuditCheckpoint | undefined;
@@ -59,4 +64,6 @@ export interface AuditStore {
   query(filter: AuditQuery): Iterable<StoredAuditRecord>;
   /** Runs `work` in one read transaction, so paged reads see one consistent state. */
   readSnapshot<T>(work: () => T): T;
+  /** Releases what the store holds (file handles); closes the connection only if the store opened it. */
+  close(): void;
 }

@@ -13,3 +13,4 @@ export { AUDIT_SIGNING_KEY_PURPOSE, auditKeyFingerprint } from './signing-key.ts
 export { verifyAuditLog, type AuditLogReport, type VerifyAuditLogOptions } from './verify-log.ts';
 export { openAuditLogReadOnly, HOME_DATABASE_FILE } from './home.ts';
 export { auditErrors, AuditLogClosedError, AuditSigningKeyMismatchError } from './errors.ts';
+export { auditRequestScope, recordCurrentRequestInTransaction, type RequestAuditScope } from './request-scope.ts';

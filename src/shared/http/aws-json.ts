@@ -9,6 +9,9 @@ import type { Logger } from '../log.ts';
 import { readBody } from './body.ts';
 import { parseInput } from './validation.ts';
 import type { RateClass, RateLimiter, ReplayGuard } from './rate-limit.ts';
+import {
+  AUDIT_SUCCESS, auditRequestScope, type AuditDecision, type AuditLog, type AuditRecordDraft, type RequestAuditScope,
+} from '../audit/index.ts';
 
 /** One protocol operation, declared as data: target, action for authorisation, input, handler. */
 export interface AwsJsonOperation<Input = unknown, Output = unknown> {
@@ -43,6 +46,8 @@ export interface AwsJsonEndpointOptions {
   maxBodyBytes: number;
   rateLimiter?: RateLimiter;
   replayGuard?: ReplayGuard;
+  /** Every request, authenticated or not, is recorded before it is answered. */
+  audit?: AuditLog;
 }
 
 
@@ -95,46 +100,84 @@ export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
 
   return async function handleAwsJson(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const requestId = randomUUID();
-    try {
-      if (request.method !== 'POST') {
-        throw new UserError('UnknownOperationException', `The ${request.method} method is not supported; use POST.`);
-      }
-      const body = await readBody(request, options.maxBodyBytes);
-      let signature = '';
-      const caller = await options.credentials.authenticate({
-        method: request.method, url: request.url ?? '/', rawHeaders: request.rawHeaders, body }, services,
-      { requiredSignedHeaders: SIGNED_HEADERS, onVerified: (value) => { signature = value; } });
-      caller.sourceIp = request.socket.remoteAddress;
-      const target = request.headers['x-amz-target'];
-      const operation = typeof target === 'string' ? operations.get(target) : undefined;
-      if (!operation) throw new UserError('UnknownOperationException', `Unknown operation ${String(target ?? '(no X-Amz-Target)')}.`);
-      const expectedService = options.signingServices[operation.target.slice(0, operation.target.indexOf('.'))];
-      if (caller.signingService !== expectedService) {
-        throw new UserError('InvalidSignatureException', `Credential should be scoped to correct service: '${expectedService}'. `);
-      }
-      options.rateLimiter?.take(caller.principalArn, operation.rateClass ?? 'management');
-      if (operation.refuseReplays) options.replayGuard?.check(signature);
-      let parsedBody: unknown;
+    const startedAt = Date.now();
+    const started = performance.now();
+    let caller: Caller | undefined;
+    let operation: AwsJsonOperation | undefined;
+    const draft = (outcome: string): AuditRecordDraft => {
+      const decisions = caller?.decisions ?? [];
+      const deciding = decisions.find((entry) => entry.decision === 'ExplicitDeny')
+        ?? decisions.find((entry) => entry.decision === 'ImplicitDeny') ?? decisions.at(-1);
+      const target = operation?.target ?? String(request.headers['x-amz-target'] ?? 'UnknownOperation');
+      return {
+        time: startedAt, requestId, accountId: caller?.accountId, principalArn: caller?.principalArn,
+        sourceIp: request.socket.remoteAddress, service: operation ? options.signingServices[target.slice(0, target.indexOf('.'))] ?? 'unknown' : 'unknown',
+        operation: target.slice(target.indexOf('.') + 1).slice(0, 128) || 'UnknownOperation', resource: deciding?.resource,
+        decision: (caller ? deciding?.decision ?? 'Allow' : 'Unauthenticated') as AuditDecision,
+        decidingStatement: deciding?.decidedBy, outcome, latencyMs: performance.now() - started,
+      };
+    };
+    const scope: RequestAuditScope = { draft, recordedInTransaction: false };
+    await auditRequestScope.run(scope, async () => {
+      let status = 200;
+      let body: unknown;
+      let headers: Record<string, string> = { 'x-amzn-requestid': requestId };
+      let outcome = AUDIT_SUCCESS;
       try {
-        parsedBody = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
-      } catch {
-        throw new UserError('SerializationException', 'The request body is not valid JSON.');
+        if (request.method !== 'POST') {
+          throw new UserError('UnknownOperationException', `The ${request.method} method is not supported; use POST.`);
+        }
+        const payload = await readBody(request, options.maxBodyBytes);
+        let signature = '';
+        caller = await options.credentials.authenticate({
+          method: request.method, url: request.url ?? '/', rawHeaders: request.rawHeaders, body: payload }, services,
+        { requiredSignedHeaders: SIGNED_HEADERS, onVerified: (value) => { signature = value; } });
+        caller.sourceIp = request.socket.remoteAddress;
+        caller.decisions = [];
+        const target = request.headers['x-amz-target'];
+        operation = typeof target === 'string' ? operations.get(target) : undefined;
+        if (!operation) throw new UserError('UnknownOperationException', `Unknown operation ${String(target ?? '(no X-Amz-Target)')}.`);
+        const expectedService = options.signingServices[operation.target.slice(0, operation.target.indexOf('.'))];
+        if (caller.signingService !== expectedService) {
+          throw new UserError('InvalidSignatureException', `Credential should be scoped to correct service: '${expectedService}'. `);
+        }
+        options.rateLimiter?.take(caller.principalArn, operation.rateClass ?? 'management');
+        if (operation.refuseReplays) options.replayGuard?.check(signature);
+        let parsedBody: unknown;
+        try {
+          parsedBody = payload.length === 0 ? {} : JSON.parse(payload.toString('utf8'));
+        } catch {
+          throw new UserError('SerializationException', 'The request body is not valid JSON.');
+        }
+        if (parsedBody === null || typeof parsedBody !== 'object' || Array.isArray(parsedBody)) {
+          throw new UserError('SerializationException', 'The request body must be a JSON object.');
+        }
+        const input = parseInput(operation.input, parsedBody);
+        body = toWireJson(await operation.handle(caller, input)) ?? {};
+      } catch (error) {
+        const reply = errorReply(error, requestId, logger);
+        logger.debug({ requestId, type: reply.type }, 'request failed');
+        status = reply.status;
+        outcome = reply.type;
+        body = { __type: reply.type, message: reply.message };
+        headers = { ...headers, 'x-amzn-errortype': reply.type };
       }
-      if (parsedBody === null || typeof parsedBody !== 'object' || Array.isArray(parsedBody)) {
-        throw new UserError('SerializationException', 'The request body must be a JSON object.');
+      if (options.audit && !(scope.recordedInTransaction && outcome === AUDIT_SUCCESS)) {
+        try {
+          // The answer waits until its audit record is durable: nothing is answered unaudited.
+          await options.audit.record(draft(outcome));
+        } catch (error) {
+          logger.error({ err: error, requestId }, 'audit record could not be written; refusing to answer');
+          status = 500;
+          body = { __type: 'KMSInternalException', message: `An internal error occurred. Request id: ${requestId}` };
+          headers = { 'x-amzn-requestid': requestId, 'x-amzn-errortype': 'KMSInternalException' };
+        }
       }
-      const input = parseInput(operation.input, parsedBody);
-      const output = await operation.handle(caller, input);
-      sendJson(response, 200, toWireJson(output) ?? {}, { 'x-amzn-requestid': requestId });
-    } catch (error) {
-      const reply = errorReply(error, requestId, logger);
-      logger.debug({ requestId, type: reply.type }, 'request failed');
       if (response.headersSent) {
         response.destroy();
         return;
       }
-      sendJson(response, reply.status, { __type: reply.type, message: reply.message },
-        { 'x-amzn-requestid': requestId, 'x-amzn-errortype': reply.type });
-    }
+      sendJson(response, status, body, headers);
+    });
   };
 }

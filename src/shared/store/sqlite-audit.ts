@@ -5,7 +5,8 @@
 // (the WAL write reaches the OS, no fsync), then the WAL file is fsynced on libuv's thread pool and
 // only then is the batch reported durable. That is what synchronous=FULL would have done inside the
 // commit, on the event loop; checkpoints of the WAL still sync as usual under NORMAL.
-import { close as closeFile, closeSync, fsync, openSync } from 'node:fs';
+import { close as closeFile, closeSync, fsync, open as openFile, openSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { AuditQuery, AuditSigningKeyRecord, AuditStore } from '../audit/audit-store.ts';
 import {
@@ -33,6 +34,17 @@ function storedRecordFromRow(row: Row): StoredAuditRecord {
   return { seq: Number(row.seq), text: String(row.record), hash: row.hash as Buffer };
 }
 
+/** fsync of a directory, so a file created in it stays after a power loss (not possible on Windows). */
+function syncDirectory(path: string): Promise<void> {
+  return new Promise((done, fail) => {
+    if (process.platform === 'win32') { done(); return; }
+    openFile(path, 'r', (openError, fd) => {
+      if (openError) { fail(openError); return; }
+      fsync(fd, (syncError) => closeFile(fd, () => (syncError ? fail(syncError) : done())));
+    });
+  });
+}
+
 function escapeLike(value: string): string {
   return value.replace(/[\\%_]/g, (character) => `\\${character}`);
 }
@@ -54,13 +66,18 @@ export class SqliteAuditStore implements AuditStore {
   #syncing: Promise<void> | undefined;
   #nextSync: Promise<void> | undefined;
 
-  /** Uses a connection to a database the migrations have brought to version 2 or later. */
-  constructor(db: Database.Database, options: { ownsConnection?: boolean } = {}) {
+  /**
+   * Uses a connection to a database the migrations have brought to version 2 or later.
+   * `deferSync: false` makes appendBatchDurably commit with the connection's own synchronous
+   * level, fsync included, on the event loop (no difference in what is durable when).
+   */
+  constructor(db: Database.Database, options: { ownsConnection?: boolean; deferSync?: boolean } = {}) {
     this.#db = db;
     this.#ownsConnection = options.ownsConnection ?? false;
     this.#synchronous = Number(db.pragma('synchronous', { simple: true }));
     const fileBacked = !db.memory && !db.readonly && db.name !== '' && db.name !== ':memory:';
-    if (fileBacked && String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal') this.#walPath = `${db.name}-wal`;
+    const wal = fileBacked && String(db.pragma('journal_mode', { simple: true })).toLowerCase() === 'wal';
+    if (wal && (options.deferSync ?? true)) this.#walPath = `${resolve(db.name)}-wal`;
   }
 
   /** True when batches commit without an fsync on the event loop (file-backed WAL database). */
@@ -164,18 +181,25 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   #fsyncWal(): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<void>((done, fail) => {
+      const walPath = this.#walPath;
+      let opened = false;
       try {
         // The WAL exists once a batch has committed; it keeps its inode while any connection is open.
-        if (this.#walPath === undefined) throw new Error('the audit store is closed');
-        this.#walFd ??= openSync(this.#walPath, 'r');
+        if (walPath === undefined) throw new Error('the audit WAL can no longer be synced (store closed, or an earlier fsync failed)');
+        if (this.#walFd === undefined) {
+          this.#walFd = openSync(walPath, 'r');
+          opened = true;
+        }
       } catch (error) {
-        reject(error);
+        fail(error);
         return;
       }
       fsync(this.#walFd, (error) => {
         if (!error) {
-          resolve();
+          // SQLite syncs the directory of a WAL it creates only when it syncs the WAL itself; do it once here too.
+          if (opened && walPath !== undefined) syncDirectory(dirname(walPath)).then(done, fail);
+          else done();
           return;
         }
         // After a failed fsync the page cache may have dropped the data: never trust a later fsync
@@ -184,7 +208,7 @@ export class SqliteAuditStore implements AuditStore {
         this.#walFd = undefined;
         this.#walPath = undefined;
         if (fd !== undefined) closeFile(fd, () => undefined);
-        reject(error);
+        fail(error);
       });
     });
   }
@@ -259,46 +283,53 @@ export class SqliteAuditStore implements AuditStore {
     }
   }
 
+  // Only time is indexed (see migration 2): a time range becomes a seq range through that index;
+  // the other filters are checked on each record of the range, a page at a time.
   *query(filter: AuditQuery): Generator<StoredAuditRecord> {
+    let low = filter.afterSeq ?? 0;
+    let high = filter.beforeSeq ?? Number.MAX_SAFE_INTEGER;
     const conditions: string[] = [];
     const params: unknown[] = [];
-    if (filter.principalArn !== undefined) { conditions.push('principal_arn = ?'); params.push(filter.principalArn); }
-    if (filter.resource !== undefined) {
-      const resources = this.#matchingResources(filter.resource);
-      if (resources.length === 0) return;
-      conditions.push(`resource IN (${resources.map(() => '?').join(', ')})`);
-      params.push(...resources);
+    if (filter.since !== undefined || filter.until !== undefined) {
+      const since = filter.since ?? Number.MIN_SAFE_INTEGER;
+      const until = filter.until ?? Number.MAX_SAFE_INTEGER;
+      const span = this.#statement('SELECT min(seq) AS low, max(seq) AS high FROM audit_records WHERE time >= ? AND time < ?')
+        .get(since, until) as Row;
+      if (span.low === null) return;
+      low = Math.max(low, Number(span.low) - 1);
+      high = Math.min(high, Number(span.high) + 1);
+      conditions.push('time >= ? AND time < ?');
+      params.push(since, until);
     }
+    if (filter.principalArn !== undefined) { conditions.push('principal_arn = ?'); params.push(filter.principalArn); }
     if (filter.operation !== undefined) { conditions.push('operation = ?'); params.push(filter.operation); }
     if (filter.outcome !== undefined) { conditions.push('outcome = ?'); params.push(filter.outcome); }
-    if (filter.since !== undefined) { conditions.push('time >= ?'); params.push(filter.since); }
-    if (filter.until !== undefined) { conditions.push('time < ?'); params.push(filter.until); }
-    const newestFirst = filter.newestFirst ?? false;
-    let cursor = newestFirst ? (filter.beforeSeq ?? Number.MAX_SAFE_INTEGER) : (filter.afterSeq ?? 0);
-    if (newestFirst && filter.afterSeq !== undefined) { conditions.push('seq > ?'); params.push(filter.afterSeq); }
-    if (!newestFirst && filter.beforeSeq !== undefined) { conditions.push('seq < ?'); params.push(filter.beforeSeq); }
-    conditions.push(newestFirst ? 'seq < ?' : 'seq > ?');
-    const sql = `SELECT seq, record, hash FROM audit_records WHERE ${conditions.join(' AND ')}
-      ORDER BY seq ${newestFirst ? 'DESC' : 'ASC'} LIMIT ?`;
-    const page = this.#db.prepare(sql);
-    let remaining = filter.limit ?? Number.POSITIVE_INFINITY;
-    while (remaining > 0) {
-      const size = Math.min(DEFAULT_PAGE_SIZE, remaining);
-      const rows = page.all(...params, cursor, size) as Row[];
-      for (const row of rows) yield storedRecordFromRow(row);
-      remaining -= rows.length;
-      if (rows.length < size) return;
-      cursor = Number(rows[rows.length - 1].seq);
+    const resource = filter.resource;
+    const bareName = resource !== undefined && !resource.startsWith('arn:');
+    if (resource !== undefined && !bareName) { conditions.push('resource = ?'); params.push(resource); }
+    if (resource !== undefined && bareName) {
+      // A key id or alias name stands for every resource ARN ending in it; LIKE narrows, endsWith decides (LIKE ignores case).
+      conditions.push("(resource LIKE ? ESCAPE '\\' OR resource LIKE ? ESCAPE '\\')");
+      params.push(`%/${escapeLike(resource)}`, `%:${escapeLike(resource)}`);
     }
-  }
-
-  /** A bare key id or alias name stands for every resource ARN ending in it. */
-  #matchingResources(resource: string): string[] {
-    if (resource.startsWith('arn:')) return [resource];
-    const rows = this.#statement(`SELECT DISTINCT resource FROM audit_records
-      WHERE resource LIKE ? ESCAPE '\\' OR resource LIKE ? ESCAPE '\\'`).all(`%/${escapeLike(resource)}`, `%:${escapeLike(resource)}`) as Row[];
-    // LIKE ignores ASCII case; resource names do not.
-    return rows.map((row) => String(row.resource)).filter((arn) => arn.endsWith(`/${resource}`) || arn.endsWith(`:${resource}`));
+    const newestFirst = filter.newestFirst ?? false;
+    conditions.push('seq > ?', 'seq < ?');
+    const page = this.#db.prepare(`SELECT seq, record, hash${bareName ? ', resource' : ''} FROM audit_records
+      WHERE ${conditions.join(' AND ')} ORDER BY seq ${newestFirst ? 'DESC' : 'ASC'} LIMIT ?`);
+    let remaining = filter.limit ?? Number.POSITIVE_INFINITY;
+    while (remaining > 0 && low < high - 1) {
+      const rows = page.all(...params, low, high, DEFAULT_PAGE_SIZE) as Row[];
+      for (const row of rows) {
+        if (bareName && !(String(row.resource).endsWith(`/${resource}`) || String(row.resource).endsWith(`:${resource}`))) continue;
+        yield storedRecordFromRow(row);
+        remaining -= 1;
+        if (remaining === 0) return;
+      }
+      if (rows.length < DEFAULT_PAGE_SIZE) return;
+      const last = Number(rows[rows.length - 1].seq);
+      if (newestFirst) high = last;
+      else low = last;
+    }
   }
 
   readSnapshot<T>(work: () => T): T {

@@ -110,6 +110,7 @@ function page<T>(rows: T[], limit: number, markerOf: (item: T) => string): Page<
 export class SqliteStore implements Store {
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Database.Statement>();
+  #afterWrite: (() => void) | undefined;
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -153,6 +154,28 @@ export class SqliteStore implements Store {
     return statement;
   }
 
+  /**
+   * Runs a write in one transaction and, inside it, the after-write hook: how the audit record of
+   * the request that caused the write commits together with the write (or not at all).
+   */
+  #write<T>(work: () => T): T {
+    return this.#db.transaction(() => {
+      const result = work();
+      this.#afterWrite?.();
+      return result;
+    })();
+  }
+
+  /** Called inside every write transaction; the server sets it to record the request's audit entry. */
+  setAfterWriteHook(hook: (() => void) | undefined): void {
+    this.#afterWrite = hook;
+  }
+
+  /** The connection, for the audit log's tables: its appends must share this store's transactions. */
+  get database(): Database.Database {
+    return this.#db;
+  }
+
   async close(): Promise<void> {
     this.#db.close();
   }
@@ -175,15 +198,15 @@ export class SqliteStore implements Store {
   }
 
   async insertDomainKey(record: DomainKeyRecord): Promise<void> {
-    this.#db.transaction(() => {
+    this.#write(() => {
       if (record.state === 'active') this.#statement("UPDATE domain_keys SET state = 'retired' WHERE state = 'active'").run();
       this.#statement('INSERT INTO domain_keys (id, wrapped, created_at, state) VALUES (?, ?, ?, ?)')
         .run(record.id, record.wrapped, record.createdAt.getTime(), record.state);
-    })();
+    });
   }
 
   async initializeModule(firstDomainKey: DomainKeyRecord, values: Record<string, Buffer>): Promise<void> {
-    this.#db.transaction(() => {
+    this.#write(() => {
       const existing = this.#statement('SELECT COUNT(*) AS n FROM module_values').get() as Row;
       if (Number(existing.n) > 0) throw new StoreDuplicateError('the crypto module is already initialised');
       this.#statement('DELETE FROM domain_keys').run();
@@ -192,7 +215,7 @@ export class SqliteStore implements Store {
       for (const [name, value] of Object.entries(values)) {
         this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?)').run(name, value);
       }
-    })();
+    });
   }
 
   async getModuleValue(name: string): Promise<Buffer | undefined> {
@@ -206,13 +229,13 @@ export class SqliteStore implements Store {
   }
 
   async createAccount(account: AccountRecord, root: PrincipalRecord, rootKey: AccessKeyRecord): Promise<void> {
-    this.#db.transaction(() => {
+    this.#write(() => {
       const inserted = this.#statement('INSERT INTO accounts (account_id, name, created_at, management) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING')
         .run(account.accountId, account.name, account.createdAt.getTime(), account.management ? 1 : 0);
       if (inserted.changes === 0) throw new StoreDuplicateError(`account ${account.name} already exists`);
       this.#insertPrincipal(root);
       this.#insertAccessKey(rootKey);
-    })();
+    });
   }
 
   async getAccount(accountId: string): Promise<AccountRecord | undefined> {
@@ -254,15 +277,15 @@ export class SqliteStore implements Store {
   }
 
   async createPrincipal(principal: PrincipalRecord, accessKey?: AccessKeyRecord): Promise<void> {
-    this.#db.transaction(() => {
+    this.#write(() => {
       this.#insertPrincipal(principal);
       if (accessKey) this.#insertAccessKey(accessKey);
-    })();
+    });
   }
 
   async deletePrincipal(arn: string): Promise<boolean> {
     // Cascades remove the principal's access keys, sessions and policies in the same transaction.
-    return this.#db.transaction(() => this.#statement('DELETE FROM principals WHERE arn = ?').run(arn).changes > 0)();
+    return this.#write(() => this.#statement('DELETE FROM principals WHERE arn = ?').run(arn).changes > 0);
   }
 
   async listPrincipals(accountId: string, kind: PrincipalKind, limit: number, marker?: string): Promise<Page<PrincipalRecord>> {
@@ -273,17 +296,21 @@ export class SqliteStore implements Store {
   }
 
   async setTrustPolicy(roleArn: string, document: string): Promise<void> {
-    this.#statement("UPDATE principals SET trust_policy = ? WHERE arn = ? AND kind = 'role'").run(document, roleArn);
+    this.#write(() => this.#statement("UPDATE principals SET trust_policy = ? WHERE arn = ? AND kind = 'role'").run(document, roleArn));
   }
 
   async putPrincipalPolicy(policy: PrincipalPolicyRecord): Promise<void> {
-    this.#statement(`INSERT INTO principal_policies (principal_arn, policy_name, document, updated_at) VALUES (?, ?, ?, ?)
-      ON CONFLICT (principal_arn, policy_name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at`)
-      .run(policy.principalArn, policy.policyName, policy.document, policy.updatedAt.getTime());
+    return this.#write(() => {
+      this.#statement(`INSERT INTO principal_policies (principal_arn, policy_name, document, updated_at) VALUES (?, ?, ?, ?)
+        ON CONFLICT (principal_arn, policy_name) DO UPDATE SET document = excluded.document, updated_at = excluded.updated_at`)
+        .run(policy.principalArn, policy.policyName, policy.document, policy.updatedAt.getTime());
+    });
   }
 
   async deletePrincipalPolicy(principalArn: string, policyName: string): Promise<boolean> {
-    return this.#statement('DELETE FROM principal_policies WHERE principal_arn = ? AND policy_name = ?').run(principalArn, policyName).changes > 0;
+    return this.#write(() => {
+      return this.#statement('DELETE FROM principal_policies WHERE principal_arn = ? AND policy_name = ?').run(principalArn, policyName).changes > 0;
+    });
   }
 
   async listPrincipalPolicies(principalArn: string): Promise<PrincipalPolicyRecord[]> {
@@ -303,12 +330,12 @@ export class SqliteStore implements Store {
   }
 
   async addAccessKey(accessKey: AccessKeyRecord, maxActive: number): Promise<void> {
-    this.#db.transaction(() => {
+    this.#write(() => {
       if (!accessKey.session && accessKey.status === 'Active' && this.#activeKeyCount(accessKey.principalArn) >= maxActive) {
         throw new StoreLimitError(`a principal may have at most ${maxActive} active access keys`);
       }
       this.#insertAccessKey(accessKey);
-    })();
+    });
   }
 
   async listAccessKeys(principalArn: string): Promise<AccessKeyRecord[]> {
@@ -317,7 +344,7 @@ export class SqliteStore implements Store {
   }
 
   async setAccessKeyStatus(accessKeyId: string, status: AccessKeyStatus, maxActive: number): Promise<boolean> {
-    return this.#db.transaction(() => {
+    return this.#write(() => {
       const current = this.#statement('SELECT * FROM access_keys WHERE access_key_id = ? AND session_token_hash IS NULL').get(accessKeyId) as Row | undefined;
       if (!current) return false;
       if (status === 'Active' && current.status !== 'Active' && this.#activeKeyCount(String(current.principal_arn)) >= maxActive) {
@@ -325,11 +352,13 @@ export class SqliteStore implements Store {
       }
       this.#statement('UPDATE access_keys SET status = ? WHERE access_key_id = ?').run(status, accessKeyId);
       return true;
-    })();
+    });
   }
 
   async deleteAccessKey(accessKeyId: string): Promise<boolean> {
-    return this.#statement('DELETE FROM access_keys WHERE access_key_id = ?').run(accessKeyId).changes > 0;
+    return this.#write(() => {
+      return this.#statement('DELETE FROM access_keys WHERE access_key_id = ?').run(accessKeyId).changes > 0;
+    });
   }
 
   async deleteExpiredSessions(now: Date): Promise<number> {
@@ -337,11 +366,13 @@ export class SqliteStore implements Store {
   }
 
   async createGrant(grant: GrantRecord): Promise<void> {
-    this.#statement(`INSERT INTO grants (grant_id, key_id, account_id, name, grantee_principal, retiring_principal, operations,
-      constraints, issuing_account, created_at, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-      .run(grant.grantId, grant.keyId, grant.accountId, grant.name ?? null, grant.granteePrincipal, grant.retiringPrincipal ?? null,
-        JSON.stringify(grant.operations), grant.constraints ? JSON.stringify(grant.constraints) : null, grant.issuingAccount,
-        grant.createdAt.getTime(), grant.tokenHash);
+    return this.#write(() => {
+      this.#statement(`INSERT INTO grants (grant_id, key_id, account_id, name, grantee_principal, retiring_principal, operations,
+        constraints, issuing_account, created_at, token_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(grant.grantId, grant.keyId, grant.accountId, grant.name ?? null, grant.granteePrincipal, grant.retiringPrincipal ?? null,
+          JSON.stringify(grant.operations), grant.constraints ? JSON.stringify(grant.constraints) : null, grant.issuingAccount,
+          grant.createdAt.getTime(), grant.tokenHash);
+    });
   }
 
   async getGrant(grantId: string): Promise<GrantRecord | undefined> {
@@ -372,7 +403,9 @@ export class SqliteStore implements Store {
   }
 
   async deleteGrant(grantId: string): Promise<boolean> {
-    return this.#statement('DELETE FROM grants WHERE grant_id = ?').run(grantId).changes > 0;
+    return this.#write(() => {
+      return this.#statement('DELETE FROM grants WHERE grant_id = ?').run(grantId).changes > 0;
+    });
   }
 
   #insertVersion(version: KeyVersionRecord): void {
@@ -388,7 +421,7 @@ export class SqliteStore implements Store {
   }
 
   async createKey(key: KeyRecord, firstVersion: KeyVersionRecord, tags: TagRecord[]): Promise<void> {
-    this.#db.transaction(() => {
+    this.#write(() => {
       this.#statement(`INSERT INTO keys (key_id, account_id, arn, description, key_spec, key_usage, key_state, origin,
         created_at, deletion_date, pending_window_days, current_version, min_decrypt_version, rotation_enabled,
         rotation_period_days, next_rotation_at, policy, revision) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
@@ -398,7 +431,7 @@ export class SqliteStore implements Store {
           fromDate(key.nextRotationAt), key.policy, key.revision);
       this.#insertVersion(firstVersion);
       this.#putTags(key.keyId, tags);
-    })();
+    });
   }
 
   async getKey(keyId: string): Promise<KeyRecord | undefined> {
@@ -424,15 +457,15 @@ export class SqliteStore implements Store {
   }
 
   async updateKey(keyId: string, expectedRevision: number, patch: KeyPatch): Promise<KeyRecord> {
-    return this.#db.transaction(() => this.#applyPatch(keyId, expectedRevision, patch))();
+    return this.#write(() => this.#applyPatch(keyId, expectedRevision, patch));
   }
 
   async addKeyVersion(keyId: string, expectedRevision: number, version: KeyVersionRecord, patch: KeyPatch): Promise<KeyRecord> {
-    return this.#db.transaction(() => {
+    return this.#write(() => {
       const updated = this.#applyPatch(keyId, expectedRevision, { ...patch, currentVersion: version.version });
       this.#insertVersion(version);
       return updated;
-    })();
+    });
   }
 
   async getKeyVersion(keyId: string, version: number): Promise<KeyVersionRecord | undefined> {
@@ -451,13 +484,15 @@ export class SqliteStore implements Store {
 
   async deleteKey(keyId: string): Promise<void> {
     // Cascades remove versions, aliases and tags in the same transaction.
-    this.#db.transaction(() => { this.#statement('DELETE FROM keys WHERE key_id = ?').run(keyId); })();
+    this.#write(() => { this.#statement('DELETE FROM keys WHERE key_id = ?').run(keyId); });
   }
 
   async deleteKeyIfDue(keyId: string, now: Date): Promise<boolean> {
-    // Conditional, so a CancelKeyDeletion acknowledged after the due list was read always wins.
-    return this.#statement("DELETE FROM keys WHERE key_id = ? AND key_state = 'PendingDeletion' AND deletion_date <= ?")
-      .run(keyId, now.getTime()).changes > 0;
+    return this.#write(() => {
+      // Conditional, so a CancelKeyDeletion acknowledged after the due list was read always wins.
+      return this.#statement("DELETE FROM keys WHERE key_id = ? AND key_state = 'PendingDeletion' AND deletion_date <= ?")
+        .run(keyId, now.getTime()).changes > 0;
+    });
   }
 
   async listKeysDueForDeletion(now: Date): Promise<KeyRecord[]> {
@@ -471,10 +506,12 @@ export class SqliteStore implements Store {
   }
 
   async createAlias(alias: AliasRecord): Promise<void> {
-    const result = this.#statement(`INSERT INTO aliases (account_id, alias_name, key_id, created_at, updated_at)
-      VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`).run(alias.accountId, alias.aliasName, alias.keyId,
-      alias.createdAt.getTime(), alias.updatedAt.getTime());
-    if (result.changes === 0) throw new StoreDuplicateError(`alias ${alias.aliasName} already exists`);
+    return this.#write(() => {
+      const result = this.#statement(`INSERT INTO aliases (account_id, alias_name, key_id, created_at, updated_at)
+        VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`).run(alias.accountId, alias.aliasName, alias.keyId,
+        alias.createdAt.getTime(), alias.updatedAt.getTime());
+      if (result.changes === 0) throw new StoreDuplicateError(`alias ${alias.aliasName} already exists`);
+    });
   }
 
   async getAlias(accountId: string, aliasName: string): Promise<AliasRecord | undefined> {
@@ -483,12 +520,16 @@ export class SqliteStore implements Store {
   }
 
   async updateAlias(accountId: string, aliasName: string, keyId: string, now: Date): Promise<void> {
-    this.#statement('UPDATE aliases SET key_id = ?, updated_at = ? WHERE account_id = ? AND alias_name = ?')
-      .run(keyId, now.getTime(), accountId, aliasName);
+    return this.#write(() => {
+      this.#statement('UPDATE aliases SET key_id = ?, updated_at = ? WHERE account_id = ? AND alias_name = ?')
+        .run(keyId, now.getTime(), accountId, aliasName);
+    });
   }
 
   async deleteAlias(accountId: string, aliasName: string): Promise<boolean> {
-    return this.#statement('DELETE FROM aliases WHERE account_id = ? AND alias_name = ?').run(accountId, aliasName).changes > 0;
+    return this.#write(() => {
+      return this.#statement('DELETE FROM aliases WHERE account_id = ? AND alias_name = ?').run(accountId, aliasName).changes > 0;
+    });
   }
 
   async listAliases(accountId: string, keyId: string | undefined, limit: number, marker?: string): Promise<Page<AliasRecord>> {
@@ -502,14 +543,14 @@ export class SqliteStore implements Store {
   }
 
   async putTags(keyId: string, tags: TagRecord[]): Promise<void> {
-    this.#db.transaction(() => this.#putTags(keyId, tags))();
+    this.#write(() => this.#putTags(keyId, tags));
   }
 
   async removeTags(keyId: string, tagKeys: string[]): Promise<void> {
-    this.#db.transaction(() => {
+    this.#write(() => {
       const remove = this.#statement('DELETE FROM key_tags WHERE key_id = ? AND tag_key = ?');
       for (const tagKey of tagKeys) remove.run(keyId, tagKey);
-    })();
+    });
   }
 
   async listTags(keyId: string, limit: number, marker?: string): Promise<Page<TagRecord>> {
