@@ -88,7 +88,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   // The audit log shares the store's connection, so a state change and its record commit together.
   const auditStore = new SqliteAuditStore(store.database);
   const audit = await AuditLog.open({ store: auditStore, keyring, logger });
-  store.setAfterWriteHook(() => recordCurrentRequestInTransaction((draft) => audit.recordInTransaction(draft)));
+  if (config.audit) store.setAfterWriteHook(() => recordCurrentRequestInTransaction((draft) => audit.recordInTransaction(draft)));
+  else logger.warn('TRUSTPLANE_AUDIT=off: requests are NOT audited (for benchmarks only)');
 
   const keyService = new KeyService({ store, keyring, authorizer, region, logger });
   const identityService = new IdentityService({ store, credentials, authorizer, logger, resourceQuestions: [keyResourceQuestion(keyService)] });
@@ -97,7 +98,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const handleApi = createAwsJsonEndpoint({
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane' },
     operations: [...kmsOperations(keyService), ...iamOperations(identityService)], credentials, logger,
-    maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit,
+    maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit: config.audit ? audit : undefined,
   });
 
   const handler = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {

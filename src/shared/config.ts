@@ -14,6 +14,8 @@ export interface ServerConfig {
   scheduleIntervalMs: number;
   maxBodyBytes: number;
   rateLimits: RateLimits;
+  /** Only for measuring what auditing costs (bench/policy): TRUSTPLANE_AUDIT=off. Never in production. */
+  audit: boolean;
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:8200';
@@ -39,5 +41,6 @@ export function serverConfig(options: { home?: string; listen?: string; dev?: bo
   if (!Number.isFinite(interval) || interval <= 0) throw new UserError('InvalidConfiguration', 'The schedule interval must be a positive number of seconds.');
   return { home: resolveHome(options.home), host, port, dev: Boolean(options.dev), region,
     scheduleIntervalMs: interval * 1000, maxBodyBytes: 1024 * 1024,
-    rateLimits: parseRateLimits(options.rateLimit ?? process.env.TRUSTPLANE_RATE_LIMIT) };
+    rateLimits: parseRateLimits(options.rateLimit ?? process.env.TRUSTPLANE_RATE_LIMIT),
+    audit: process.env.TRUSTPLANE_AUDIT !== 'off' };
 }
