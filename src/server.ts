@@ -120,7 +120,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     running = true;
     try {
       await keyService.runDueWork();
-      await store.deleteExpiredSessions(new Date());
+      // Expired sessions are kept a day so their callers hear ExpiredTokenException, not an unknown key.
+      await store.deleteExpiredSessions(new Date(Date.now() - 24 * 60 * 60 * 1000));
     } catch (error) {
       logger.error({ err: error }, 'scheduled work failed');
     } finally {

@@ -72,6 +72,10 @@ export interface CreateKeyInput {
 interface AuthorizationExtras {
   context?: EncryptionContext;
   requestAlias?: string;
+  /** Further condition keys of this request (CreateGrant's kms:GrantOperations, say). */
+  conditionKeys?: Record<string, ConditionValue>;
+  /** Whether grants may allow this request (CreateGrant checks its grants itself). */
+  grantsApply?: boolean;
 }
 
 /** Grant constraints hold when the request's context equals, or contains, the grant's pairs. */
@@ -157,8 +161,9 @@ export class KeyService {
       conditionKeys['kms:EncryptionContextKeys'] = contextKeys;
       for (const contextKey of contextKeys) conditionKeys[`kms:EncryptionContext:${contextKey}`] = request.context[contextKey];
     }
+    Object.assign(conditionKeys, request.conditionKeys);
     return { action, resource: key.arn, resourceAccountId: key.accountId, resourcePolicy: key.policy, conditionKeys,
-      grantAllows: () => this.#grantAllows(caller, action, key, request.context) };
+      grantAllows: request.grantsApply === false ? false : () => this.#grantAllows(caller, action, key, request.context) };
   }
 
   /**
@@ -167,8 +172,14 @@ export class KeyService {
    */
   async simulationRequest(principal: Caller, action: string, keyId: string, context?: EncryptionContext): Promise<AccessRequest> {
     const key = await this.#resolve(principal, keyId);
+    if (key.accountId !== principal.accountId) throw kmsErrors.keyNotFound(key.arn);
     const reference = parseKeyReference(keyId);
     return this.#accessRequest(principal, action, key, { context, requestAlias: reference.kind === 'alias' ? reference.aliasName : undefined });
+  }
+
+  /** Account-level actions (CreateKey, ListKeys, ListAliases) and aliases: identity policies decide. */
+  async #authorizeInAccount(caller: Caller, action: string, resource = '*'): Promise<void> {
+    await this.#authorizer.require(caller, { action, resource, resourceAccountId: caller.accountId });
   }
 
   /** A grant on the key for the caller (or the role behind its session) covering this operation and context. */
@@ -266,6 +277,7 @@ export class KeyService {
   // ---- key lifecycle ------------------------------------------------------------------------
 
   async createKey(caller: Caller, input: CreateKeyInput): Promise<KeyRecord> {
+    await this.#authorizeInAccount(caller, 'kms:CreateKey');
     const spec = input.keySpec ?? 'SYMMETRIC_DEFAULT';
     const usage = input.keyUsage ?? defaultUsage(spec);
     if (!allowedUsages(spec).includes(usage)) {
@@ -308,6 +320,7 @@ export class KeyService {
   }
 
   async listKeys(caller: Caller, limit: number, marker?: string): Promise<Page<KeyRecord>> {
+    await this.#authorizeInAccount(caller, 'kms:ListKeys');
     return withStoreErrors(this.#store.listKeys(caller.accountId, limit, marker));
   }
 
@@ -362,17 +375,24 @@ export class KeyService {
     }
   }
 
-  async #aliasTarget(caller: Caller, targetKeyId: string): Promise<KeyRecord> {
+  /**
+   * As AWS: an alias operation needs the action on the alias (identity policy) and on every key
+   * involved (key policy), and an alias names only keys of its own account.
+   */
+  async #aliasTarget(caller: Caller, targetKeyId: string, action: string): Promise<KeyRecord> {
     const reference = parseKeyReference(targetKeyId);
     if (reference.kind === 'alias') throw kmsErrors.validation('TargetKeyId must be a key ID or key ARN, not an alias.');
-    const key = await this.#resolveAuthorized(caller, targetKeyId, 'kms:CreateAlias');
+    const key = await this.#resolve(caller, targetKeyId);
+    if (key.accountId !== caller.accountId) throw kmsErrors.keyNotFound(key.arn);
+    await this.#authorize(caller, action, key);
     if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
     return key;
   }
 
   async createAlias(caller: Caller, aliasName: string, targetKeyId: string): Promise<void> {
     this.#checkAliasName(aliasName);
-    const key = await this.#aliasTarget(caller, targetKeyId);
+    await this.#authorizeInAccount(caller, 'kms:CreateAlias', aliasArn(this.#region, caller.accountId, aliasName));
+    const key = await this.#aliasTarget(caller, targetKeyId, 'kms:CreateAlias');
     const now = this.#now();
     try {
       await this.#store.createAlias({ accountId: caller.accountId, aliasName, keyId: key.keyId, createdAt: now, updatedAt: now });
@@ -384,10 +404,13 @@ export class KeyService {
 
   async updateAlias(caller: Caller, aliasName: string, targetKeyId: string): Promise<void> {
     this.#checkAliasName(aliasName);
+    await this.#authorizeInAccount(caller, 'kms:UpdateAlias', aliasArn(this.#region, caller.accountId, aliasName));
     const existing = await this.#store.getAlias(caller.accountId, aliasName);
     if (!existing) throw kmsErrors.aliasNotFound(aliasArn(this.#region, caller.accountId, aliasName));
     const current = await this.#store.getKey(existing.keyId);
-    const key = await this.#aliasTarget(caller, targetKeyId);
+    // Moving an alias away from a key is an action on that key too: nobody may hijack another's alias.
+    if (current) await this.#authorize(caller, 'kms:UpdateAlias', current);
+    const key = await this.#aliasTarget(caller, targetKeyId, 'kms:UpdateAlias');
     if (current && (current.keySpec !== key.keySpec || current.keyUsage !== key.keyUsage)) {
       throw kmsErrors.validation(`Alias ${aliasName} points to a ${current.keySpec} ${current.keyUsage} key; the new target must have the same key spec and key usage.`);
     }
@@ -396,12 +419,16 @@ export class KeyService {
 
   async deleteAlias(caller: Caller, aliasName: string): Promise<void> {
     this.#checkAliasName(aliasName);
+    await this.#authorizeInAccount(caller, 'kms:DeleteAlias', aliasArn(this.#region, caller.accountId, aliasName));
     const existing = await this.#store.getAlias(caller.accountId, aliasName);
     if (!existing) throw kmsErrors.aliasNotFound(aliasArn(this.#region, caller.accountId, aliasName));
+    const key = await this.#store.getKey(existing.keyId);
+    if (key) await this.#authorize(caller, 'kms:DeleteAlias', key);
     await this.#store.deleteAlias(caller.accountId, aliasName);
   }
 
   async listAliases(caller: Caller, keyIdFilter: string | undefined, limit: number, marker?: string) {
+    await this.#authorizeInAccount(caller, 'kms:ListAliases');
     const keyId = keyIdFilter ? (await this.#resolve(caller, keyIdFilter, { allowAlias: false })).keyId : undefined;
     const page = await withStoreErrors(this.#store.listAliases(caller.accountId, keyId, limit, marker));
     return { ...page, items: page.items.map((alias) => ({
@@ -817,21 +844,46 @@ export class KeyService {
     operations: string[]; constraints?: GrantConstraints; name?: string; dryRun?: boolean }) {
     const reference = parseKeyReference(input.keyId);
     if (reference.kind !== 'key') throw kmsErrors.validation('CreateGrant needs a key ID or key ARN, not an alias.');
-    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:CreateGrant');
-    if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
     if (input.constraints?.encryptionContextEquals && input.constraints.encryptionContextSubset) {
       throw kmsErrors.validation('Specify EncryptionContextEquals or EncryptionContextSubset, not both.');
     }
+    const operations = [...new Set(input.operations)];
+    const key = await this.#resolve(caller, input.keyId);
+    const conditionKeys: Record<string, ConditionValue> = { 'kms:GrantOperations': operations,
+      'kms:GranteePrincipal': input.granteePrincipal, 'kms:RetiringPrincipal': input.retiringPrincipal,
+      'kms:GrantIsForAWSResource': false };
+    const request = await this.#accessRequest(caller, 'kms:CreateGrant', key, { conditionKeys, grantsApply: false });
+    const decision = await this.#authorizer.decide(caller, request);
+    if (!decision.allowed) {
+      // A grant that includes CreateGrant may only hand on what it holds itself, no looser.
+      const parent = decision.decision === 'ImplicitDeny' ? await this.#delegatingGrant(caller, key, operations, input.constraints) : undefined;
+      if (!parent) await this.#authorizer.require(caller, request);
+      else caller.decisions?.push({ decision: 'Allow', decidedBy: `grant:${parent.grantId}`, action: 'kms:CreateGrant', resource: key.arn });
+    }
+    if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
     if (input.dryRun) throw kmsErrors.dryRun();
     const grantToken = `TPGT${randomBytes(48).toString('base64url')}`;
     const grant: GrantRecord = {
       grantId: randomBytes(32).toString('hex'), keyId: key.keyId, accountId: key.accountId, name: input.name,
       granteePrincipal: input.granteePrincipal, retiringPrincipal: input.retiringPrincipal,
-      operations: [...new Set(input.operations)], constraints: input.constraints, issuingAccount: `arn:aws:iam::${caller.accountId}:root`,
+      operations, constraints: input.constraints, issuingAccount: `arn:aws:iam::${caller.accountId}:root`,
       createdAt: this.#now(), tokenHash: sha256(grantToken),
     };
     await this.#store.createGrant(grant);
     return { GrantToken: grantToken, GrantId: grant.grantId };
+  }
+
+  /** A grant of the caller's with CreateGrant whose operations cover these and whose constraints the new ones keep. */
+  async #delegatingGrant(caller: Caller, key: KeyRecord, operations: string[], constraints: GrantConstraints | undefined) {
+    const grantees = [...new Set([caller.principalArn, caller.identityArn])];
+    for (const grantee of grantees) {
+      for (const grant of await this.#store.grantsFor(key.keyId, grantee)) {
+        if (!grant.operations.includes('CreateGrant') || !operations.every((operation) => grant.operations.includes(operation))) continue;
+        if (JSON.stringify(grant.constraints ?? null) !== JSON.stringify(constraints ?? null) && grant.constraints !== undefined) continue;
+        return grant;
+      }
+    }
+    return undefined;
   }
 
   describeGrant(grant: GrantRecord) {
@@ -850,13 +902,16 @@ export class KeyService {
 
   async listRetirableGrants(caller: Caller, retiringPrincipal: string, limit: number, marker?: string) {
     const account = /^arn:aws:(?:iam|sts)::(\d{12}):/.exec(retiringPrincipal)?.[1];
-    await this.#authorizer.require(caller, { action: 'kms:ListRetirableGrants', resource: retiringPrincipal,
-      resourceAccountId: account ?? caller.accountId });
+    if (!account) throw kmsErrors.validation('RetiringPrincipal must be the ARN of a principal in your account.');
+    if (account !== caller.accountId) {
+      throw kmsErrors.accessDenied(caller.principalArn, 'kms:ListRetirableGrants', retiringPrincipal);
+    }
+    await this.#authorizer.require(caller, { action: 'kms:ListRetirableGrants', resource: retiringPrincipal, resourceAccountId: account });
     return withStoreErrors(this.#store.listGrants({ retiringPrincipal }, limit, marker));
   }
 
   /** Retiring is for the retiring principal, a grantee allowed RetireGrant, or the key's account root. */
-  async retireGrant(caller: Caller, input: { grantToken?: string; keyId?: string; grantId?: string }) {
+  async retireGrant(caller: Caller, input: { grantToken?: string; keyId?: string; grantId?: string; dryRun?: boolean }) {
     let grant: GrantRecord | undefined;
     if (input.grantToken) grant = input.grantToken.startsWith('TPGT') ? await this.#store.findGrantByTokenHash(sha256(input.grantToken)) : undefined;
     else if (input.keyId && input.grantId) {
@@ -877,13 +932,17 @@ export class KeyService {
     if (!allowed) {
       throw new UserError('AccessDeniedException', `User: ${caller.principalArn} is not authorized to perform: kms:RetireGrant on grant ${grant.grantId}`);
     }
+    caller.decisions?.push({ decision: 'Allow', decidedBy: 'grant-retirement-rules', action: 'kms:RetireGrant',
+      resource: keyArn(this.#region, grant.accountId, grant.keyId) });
+    if (input.dryRun) throw kmsErrors.dryRun();
     await this.#store.deleteGrant(grant.grantId);
   }
 
-  async revokeGrant(caller: Caller, keyId: string, grantId: string): Promise<void> {
+  async revokeGrant(caller: Caller, keyId: string, grantId: string, dryRun?: boolean): Promise<void> {
     const key = await this.#resolveAuthorized(caller, keyId, 'kms:RevokeGrant');
     const grant = await this.#store.getGrant(grantId);
     if (!grant || grant.keyId !== key.keyId) throw new UserError('NotFoundException', `Grant ID ${grantId} not found.`);
+    if (dryRun) throw kmsErrors.dryRun();
     await this.#store.deleteGrant(grantId);
   }
 

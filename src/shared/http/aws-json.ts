@@ -106,8 +106,8 @@ export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
     let operation: AwsJsonOperation | undefined;
     const draft = (outcome: string): AuditRecordDraft => {
       const decisions = caller?.decisions ?? [];
-      const deciding = decisions.find((entry) => entry.decision === 'ExplicitDeny')
-        ?? decisions.find((entry) => entry.decision === 'ImplicitDeny') ?? decisions.at(-1);
+      // A denial ends the request, so the last decision taken is the one that decided it.
+      const deciding = decisions.at(-1);
       const target = operation?.target ?? String(request.headers['x-amz-target'] ?? 'UnknownOperation');
       return {
         time: startedAt, requestId, accountId: caller?.accountId, principalArn: caller?.principalArn,
@@ -141,7 +141,8 @@ export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
         if (caller.signingService !== expectedService) {
           throw new UserError('InvalidSignatureException', `Credential should be scoped to correct service: '${expectedService}'. `);
         }
-        options.rateLimiter?.take(caller.principalArn, operation.rateClass ?? 'management');
+        // Per identity, not per session: new role sessions must not mint fresh buckets.
+        options.rateLimiter?.take(caller.identityArn, operation.rateClass ?? 'management');
         if (operation.refuseReplays) options.replayGuard?.check(signature);
         let parsedBody: unknown;
         try {

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import {
-  CreateAliasCommand, CreateGrantCommand, CreateKeyCommand, DecryptCommand, DescribeKeyCommand, EncryptCommand, KMSClient,
+  CreateAliasCommand, CreateGrantCommand, CreateKeyCommand, DecryptCommand, DeleteAliasCommand, DescribeKeyCommand, EncryptCommand, KMSClient,
+  ListAliasesCommand, UpdateAliasCommand,
   ListGrantsCommand, ListKeysCommand, ListRetirableGrantsCommand, PutKeyPolicyCommand, RetireGrantCommand, RevokeGrantCommand,
 } from '@aws-sdk/client-kms';
 import { startTestServer, type TestServer } from '../../helpers/server.ts';
@@ -209,6 +210,52 @@ describe('accounts, principals and policies', () => {
     await rootA.send(new RevokeGrantCommand({ KeyId: key.KeyId, GrantId: second.GrantId }));
     const revoked = await failure(granteeKms.send(new EncryptCommand({ KeyId: key.KeyId, Plaintext: text('x'), EncryptionContext: { tenant: 'a' } })));
     assert.equal(revoked.name, 'AccessDeniedException');
+  });
+
+  it('needs permission for account-level key actions and aliases: no alias hijack, no grant escalation', async () => {
+    const key = (await rootA.send(new CreateKeyCommand({}))).KeyMetadata!;
+    await rootA.send(new CreateAliasCommand({ AliasName: 'alias/app', TargetKeyId: key.KeyId }));
+    const nobody = await newUser('no-permissions');
+    const nobodyKms = client(nobody.credentials);
+    for (const call of [nobodyKms.send(new CreateKeyCommand({})), nobodyKms.send(new ListKeysCommand({})),
+      nobodyKms.send(new ListAliasesCommand({})), nobodyKms.send(new DeleteAliasCommand({ AliasName: 'alias/app' }))]) {
+      assert.equal((await failure(call)).name, 'AccessDeniedException');
+    }
+    // A user who may manage aliases of its own key still cannot move someone else's alias to it.
+    const creator = await newUser('creator', { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'kms:CreateKey', Resource: '*' }] });
+    const creatorKms = client(creator.credentials);
+    const own = (await creatorKms.send(new CreateKeyCommand({ BypassPolicyLockoutSafetyCheck: true, Policy: JSON.stringify({ Version: '2012-10-17',
+      Statement: [{ Effect: 'Allow', Principal: { AWS: creator.arn }, Action: 'kms:*', Resource: '*' }] }) }))).KeyMetadata!;
+    await iam(server, rootCredentials(server), 'PutPrincipalPolicy', { PrincipalArn: creator.arn, PolicyName: 'main', PolicyDocument: JSON.stringify({
+      Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: ['kms:CreateKey', 'kms:CreateAlias', 'kms:UpdateAlias'],
+        Resource: [`arn:aws:kms:${server.region}:${accountA}:alias/*`, own.Arn] }] }) });
+    const hijack = await failure(creatorKms.send(new UpdateAliasCommand({ AliasName: 'alias/app', TargetKeyId: own.KeyId })));
+    assert.equal(hijack.name, 'AccessDeniedException');
+    const stillOurs = await rootA.send(new EncryptCommand({ KeyId: 'alias/app', Plaintext: text('x') }));
+    assert.equal(stillOurs.KeyId, key.Arn);
+
+    // A grantee holding [Encrypt, CreateGrant] cannot grant itself Decrypt.
+    const grantee = await newUser('delegator');
+    await rootA.send(new CreateGrantCommand({ KeyId: key.KeyId, GranteePrincipal: grantee.arn, Operations: ['Encrypt', 'CreateGrant'] }));
+    const granteeKms = client(grantee.credentials);
+    const escalate = await failure(granteeKms.send(new CreateGrantCommand({ KeyId: key.KeyId, GranteePrincipal: grantee.arn, Operations: ['Decrypt'] })));
+    assert.equal(escalate.name, 'AccessDeniedException');
+    const handOn = await granteeKms.send(new CreateGrantCommand({ KeyId: key.KeyId, GranteePrincipal: nobody.arn, Operations: ['Encrypt'] }));
+    assert.ok(handOn.GrantId, 'a grant may hand on what it holds');
+
+    // kms:GrantOperations limits what a policy lets a user grant.
+    const limited = await newUser('limited-granter', { Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'kms:CreateGrant', Resource: '*',
+      Condition: { 'ForAllValues:StringEquals': { 'kms:GrantOperations': ['Encrypt'] } } }] });
+    const limitedKms = client(limited.credentials);
+    await limitedKms.send(new CreateGrantCommand({ KeyId: key.KeyId, GranteePrincipal: nobody.arn, Operations: ['Encrypt'] }));
+    const tooMuch = await failure(limitedKms.send(new CreateGrantCommand({ KeyId: key.KeyId, GranteePrincipal: limited.arn, Operations: ['Decrypt'] })));
+    assert.equal(tooMuch.name, 'AccessDeniedException');
+
+    // Retirable grants of another account's principals are not listed.
+    const foreign = await failure(rootA.send(new ListRetirableGrantsCommand({ RetiringPrincipal: 'arn:aws:iam::999999999999:user/x' })));
+    assert.equal(foreign.name, 'AccessDeniedException');
+    const notArn = await failure(rootA.send(new ListRetirableGrantsCommand({ RetiringPrincipal: 'ops-team' })));
+    assert.equal(notArn.name, 'ValidationException');
   });
 
   it('issues role sessions that carry the role\'s permissions and expire', async () => {

@@ -47,14 +47,14 @@ export function grantOperations(service: KeyService) {
       target: `${TRENT}.RetireGrant`, action: 'kms:RetireGrant',
       input: z.object({ GrantToken: fields.text({ min: 1, max: 8192 }).optional(), KeyId: keyId.optional(), GrantId: grantId.optional(), DryRun: dryRun }),
       handle: async (caller, input) => {
-        await service.retireGrant(caller, { grantToken: input.GrantToken, keyId: input.KeyId, grantId: input.GrantId });
+        await service.retireGrant(caller, { grantToken: input.GrantToken, keyId: input.KeyId, grantId: input.GrantId, dryRun: input.DryRun });
         return {};
       },
     }),
     defineOperation({
       target: `${TRENT}.RevokeGrant`, action: 'kms:RevokeGrant',
       input: z.object({ KeyId: keyId, GrantId: grantId, DryRun: dryRun }),
-      handle: async (caller, input) => { await service.revokeGrant(caller, input.KeyId, input.GrantId); return {}; },
+      handle: async (caller, input) => { await service.revokeGrant(caller, input.KeyId, input.GrantId, input.DryRun); return {}; },
     }),
   ];
 }
