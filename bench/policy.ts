@@ -1,14 +1,25 @@
 // Policy-evaluation decisions per second: a realistic 20-statement key policy plus an identity policy, decided
 // through decideAccess, and the cost of parsing and compiling a policy. Pure CPU, in this process.
+// Then what auditing costs KMS Encrypt end to end: requests per second and server CPU per request of a dev
+// server with auditing against one started with TRUSTPLANE_AUDIT=off, loaded one at a time over 127.0.0.1.
 //
-//   node --import tsx bench/policy.ts [--seconds N] [--rounds R] [--json]
+//   node --import tsx bench/policy.ts [--seconds N] [--rounds R] [--concurrency C] [--warmup S] [--no-kms] [--json]
+//
+//   --seconds N     seconds per measurement (default: 1 for each policy figure, 5 for each Encrypt measurement)
+//   --rounds R      policy: best of R; Encrypt: R interleaved rounds of audited and unaudited, median kept (default 3)
+//   --concurrency C Encrypt requests in flight (default 32); --warmup S unrecorded seconds before each (default 1)
+//   --no-kms        the in-process policy figures only, no servers
 //
 // Must never measure a decision it has not first checked: each scenario asserts its expected outcome.
+// Must never leave a server or a temporary home behind, even on Ctrl-C; any failed request fails the run.
 import assert from 'node:assert/strict';
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import {
   compilePolicy, decideAccess, kmsConditionKeys, parsePolicy, type CompiledPolicy, type DecideAccessInput, type RequestPrincipal,
 } from '../src/shared/auth/policy/index.ts';
+import { measureEncryptAuditCost, type AuditCostResult, type SideRound } from './lib/audit-cost.ts';
+import { BenchLifecycle } from './lib/lifecycle.ts';
 
 const A = '111122223333';
 const B = '444455556666';
@@ -72,16 +83,40 @@ const IDENTITY_POLICY = JSON.stringify({
   ],
 });
 
-interface Settings { seconds: number; rounds: number; json: boolean }
+interface Settings {
+  /** Seconds per policy figure. */
+  seconds: number;
+  rounds: number;
+  json: boolean;
+  kms: boolean;
+  kmsSeconds: number;
+  warmupSeconds: number;
+  concurrency: number;
+}
+
+const AUDIT_COST_TARGET_PERCENT = 15;
+/** Other load above this (% of one core) during an Encrypt measurement makes its figures suspect. */
+const DISTURBED_OTHER_CPU_PERCENT = 15;
+
+function positiveNumber(name: string, text: string, integer: boolean): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
+    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, not ${text}`);
+  }
+  return value;
+}
 
 function readSettings(): Settings {
   const { values } = parseArgs({ options: {
-    seconds: { type: 'string', default: '1' }, rounds: { type: 'string', default: '3' }, json: { type: 'boolean', default: false },
+    seconds: { type: 'string' }, rounds: { type: 'string', default: '3' }, json: { type: 'boolean', default: false },
+    concurrency: { type: 'string', default: '32' }, warmup: { type: 'string', default: '1' }, 'no-kms': { type: 'boolean', default: false },
   } });
-  const seconds = Number(values.seconds);
-  const rounds = Number(values.rounds);
-  if (!(seconds > 0) || !Number.isInteger(rounds) || rounds < 1) throw new Error('--seconds must be positive and --rounds a positive integer');
-  return { seconds, rounds, json: values.json };
+  const seconds = values.seconds === undefined ? undefined : positiveNumber('seconds', values.seconds, false);
+  const rounds = positiveNumber('rounds', values.rounds, true);
+  const concurrency = positiveNumber('concurrency', values.concurrency, true);
+  if (concurrency > 1024) throw new Error('--concurrency is capped at 1024');
+  const warmupSeconds = Number(values.warmup) === 0 ? 0 : positiveNumber('warmup', values.warmup, false);
+  return { seconds: seconds ?? 1, rounds, json: values.json, kms: !values['no-kms'], kmsSeconds: seconds ?? 5, warmupSeconds, concurrency };
 }
 
 interface Figure { label: string; opsPerSecond: number; nsPerOp: number; ops: number }
@@ -108,7 +143,7 @@ function measure(label: string, settings: Settings, fn: () => void): Figure {
   return best!;
 }
 
-function main(): void {
+async function main(): Promise<number> {
   const settings = readSettings();
   const keyPolicy = compilePolicy(parsePolicy(KEY_POLICY, { kind: 'resource' }), { policyId: 'key-policy' });
   const identity = compilePolicy(parsePolicy(IDENTITY_POLICY, { kind: 'identity' }), { policyId: 'app-inline' });
@@ -156,20 +191,121 @@ function main(): void {
   const bothFigure = measure('parsePolicy + compilePolicy, 20-statement key policy', settings, () => { sink = compilePolicy(parsePolicy(KEY_POLICY, { kind: 'resource' })); });
   assert.ok(sink);
 
-  if (settings.json) {
-    console.log(JSON.stringify({ node: process.version, policyBytes: Buffer.byteLength(KEY_POLICY), decisions: figures, setup: [parseFigure, compileFigure, bothFigure] }, null, 2));
-    return;
+  const policy = { node: process.version, policyBytes: Buffer.byteLength(KEY_POLICY), decisions: figures, setup: [parseFigure, compileFigure, bothFigure] };
+  if (!settings.json) {
+    console.log(`policy bench: node ${process.version}, key policy of 20 statements (${Buffer.byteLength(KEY_POLICY)} bytes) + identity policy of 3; ` +
+      `best of ${settings.rounds} × ${settings.seconds} s`);
+    console.log('\ndecisions');
+    for (const f of figures) console.log(`  ${f.label.padEnd(76)} ${Math.round(f.opsPerSecond).toLocaleString('en-US').padStart(11)} decisions/s ${f.nsPerOp.toFixed(0).padStart(7)} ns/decision`);
+    console.log('\nsetup, per policy');
+    for (const f of [parseFigure, compileFigure, bothFigure]) {
+      console.log(`  ${f.label.padEnd(76)} ${Math.round(f.opsPerSecond).toLocaleString('en-US').padStart(11)} policies/s ${(f.nsPerOp / 1000).toFixed(1).padStart(7)} µs/policy`);
+    }
+    const evalNs = figures[0]!.nsPerOp;
+    console.log(`\nnote: compiling once costs as much as ~${Math.round(bothFigure.nsPerOp / evalNs)} decisions; compiled policies should be cached with the key.`);
   }
-  console.log(`policy bench: node ${process.version}, key policy of 20 statements (${Buffer.byteLength(KEY_POLICY)} bytes) + identity policy of 3; ` +
-    `best of ${settings.rounds} × ${settings.seconds} s`);
-  console.log('\ndecisions');
-  for (const f of figures) console.log(`  ${f.label.padEnd(76)} ${Math.round(f.opsPerSecond).toLocaleString('en-US').padStart(11)} decisions/s ${f.nsPerOp.toFixed(0).padStart(7)} ns/decision`);
-  console.log('\nsetup, per policy');
-  for (const f of [parseFigure, compileFigure, bothFigure]) {
-    console.log(`  ${f.label.padEnd(76)} ${Math.round(f.opsPerSecond).toLocaleString('en-US').padStart(11)} policies/s ${(f.nsPerOp / 1000).toFixed(1).padStart(7)} µs/policy`);
+  if (!settings.kms) {
+    if (settings.json) console.log(JSON.stringify(policy, null, 2));
+    return 0;
   }
-  const evalNs = figures[0]!.nsPerOp;
-  console.log(`\nnote: compiling once costs as much as ~${Math.round(bothFigure.nsPerOp / evalNs)} decisions; compiled policies should be cached with the key.`);
+
+  // Servers start only now, so the in-process figures above ran on a machine without them.
+  const lifecycle = new BenchLifecycle();
+  try {
+    const cost = await measureEncryptAuditCost({ concurrency: settings.concurrency, seconds: settings.kmsSeconds,
+      warmupSeconds: settings.warmupSeconds, rounds: settings.rounds, progress: (line) => process.stderr.write(`${line}\n`) }, lifecycle);
+    if (settings.json) {
+      console.log(JSON.stringify({ ...policy, encryptAuditCost: auditCostJson(cost) }, null, 2));
+      for (const problem of cost.problems) process.stderr.write(`!!! INVALID ENCRYPT MEASUREMENT: ${problem}\n`);
+    } else {
+      printAuditCost(cost);
+    }
+    return cost.problems.length > 0 ? 1 : 0;
+  } finally {
+    await lifecycle.shutdown();
+  }
 }
 
-main();
+function fixed(value: number | undefined, digits: number): string {
+  return value === undefined || !Number.isFinite(value) ? '-' : value.toFixed(digits);
+}
+
+function auditCostJson(cost: AuditCostResult) {
+  const round = (entry: SideRound) => ({
+    round: entry.round, side: entry.side, requestsPerSecond: entry.result.requestsPerSecond, completed: entry.result.completed,
+    errors: entry.result.errors + entry.warmupErrors, errorReasons: entry.result.errorReasons, p50Ms: entry.result.p50Ms, p99Ms: entry.result.p99Ms,
+    serverCpuMicrosPerRequest: entry.serverCpuMicrosPerRequest, serverCpuPercent: entry.serverCpuPercent,
+    clientCpuPercent: entry.clientCpuPercent, otherCpuPercent: entry.otherCpuPercent, auditRecords: entry.auditRecords,
+    disturbed: (entry.otherCpuPercent ?? 0) > DISTURBED_OTHER_CPU_PERCENT,
+  });
+  return {
+    operation: 'Encrypt', plaintextBytes: 32, cpus: os.cpus().length, concurrency: cost.concurrency, seconds: cost.seconds,
+    warmupSeconds: cost.warmupSeconds, rounds: cost.rounds.length / 2, kept: 'median per side',
+    audited: cost.audited, unaudited: cost.unaudited,
+    throughputRatio: cost.throughputRatio, throughputCostPercent: cost.throughputCostPercent,
+    serverCpuRatio: cost.serverCpuRatio, serverCpuCostPercent: cost.serverCpuCostPercent,
+    targetPercent: AUDIT_COST_TARGET_PERCENT, withinTarget: cost.throughputCostPercent < AUDIT_COST_TARGET_PERCENT,
+    totalErrors: cost.audited.errors + cost.unaudited.errors, problems: cost.problems, perRound: cost.rounds.map(round),
+  };
+}
+
+function printAuditCost(cost: AuditCostResult): void {
+  const cpus = os.cpus();
+  const { audited, unaudited } = cost;
+  console.log(`\nKMS Encrypt, audited vs unaudited (TRUSTPLANE_AUDIT=off): 32-byte plaintext, 2-pair encryption context, SigV4-signed, 127.0.0.1`);
+  console.log(`  concurrency ${cost.concurrency} over keep-alive sockets, ${cost.seconds} s per measurement after ${cost.warmupSeconds} s warm-up, ` +
+    `${cost.rounds.length / 2} interleaved rounds (order swapped each round), one server under load at a time; median per side kept`);
+  console.log(`  ${cpus.length} CPUs (${cpus[0]?.model.trim() ?? 'unknown'}), shared by this load generator and the server under load`);
+  const header = ['round', 'side', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'server CPU/req', 'server CPU', 'client CPU', 'other', 'audit records'];
+  const rows = cost.rounds.map((entry) => [String(entry.round), entry.side, String(Math.round(entry.result.requestsPerSecond)),
+    fixed(entry.result.p50Ms, 2), fixed(entry.result.p99Ms, 2),
+    entry.result.errors + entry.warmupErrors === 0 ? '0' : `${entry.result.errors + entry.warmupErrors} !!!`,
+    `${fixed(entry.serverCpuMicrosPerRequest, 0)} µs`, `${fixed(entry.serverCpuPercent, 0)}%`, `${fixed(entry.clientCpuPercent, 0)}%`,
+    `${fixed(entry.otherCpuPercent, 0)}%${(entry.otherCpuPercent ?? 0) > DISTURBED_OTHER_CPU_PERCENT ? ' !' : ''}`, entry.auditRecords === undefined ? '?' : String(entry.auditRecords)]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
+  const line = (cells: string[]) => `  ${cells.map((cell, column) => (column <= 1 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join('  ')}`;
+  console.log(line(header));
+  console.log(`  ${widths.map((width) => '-'.repeat(width)).join('  ')}`);
+  for (const row of rows) console.log(line(row));
+  console.log('  server CPU/req: CPU time of the server process over the measured phase / requests in it; % columns are of one core;');
+  console.log('  other: every other process on the machine (and steal); audit records: how much the server\'s log grew (warm-up included).');
+  console.log('');
+  for (const side of [audited, unaudited]) {
+    console.log(`  ${side.side.padEnd(9)}  median ${Math.round(side.requestsPerSecond).toLocaleString('en-US').padStart(6)} req/s ` +
+      `(best ${Math.round(side.bestRequestsPerSecond).toLocaleString('en-US')}), server CPU ${fixed(side.serverCpuMicrosPerRequest, 0)} µs/request, ` +
+      `p50 ${fixed(side.p50Ms, 2)} ms, p99 ${fixed(side.p99Ms, 2)} ms, ${side.errors} errors in ${side.requests} requests`);
+  }
+  const verdict = cost.throughputCostPercent < AUDIT_COST_TARGET_PERCENT ? 'within target' : 'OVER TARGET';
+  console.log(`  throughput ratio audited/unaudited: ${cost.throughputRatio.toFixed(3)} -> auditing costs ${cost.throughputCostPercent.toFixed(1)}% ` +
+    `of Encrypt throughput; target < ${AUDIT_COST_TARGET_PERCENT}% (${verdict})`);
+  if (cost.serverCpuRatio !== undefined) {
+    console.log(`  server CPU per request ratio audited/unaudited: ${cost.serverCpuRatio.toFixed(3)} -> auditing adds ` +
+      `${(100 * (cost.serverCpuRatio - 1)).toFixed(1)}% server CPU per request, i.e. it would cost ${fixed(cost.serverCpuCostPercent, 1)}% ` +
+      'of throughput on a server-bound machine');
+  } else {
+    console.log('  server CPU per request: unavailable (no /proc), so no CPU ratio');
+  }
+  console.log(`  note: on ${cpus.length} cores the load generator competes with the server for CPU, so the throughput ratio is diluted by client work;`);
+  console.log('        the server-CPU-per-request ratio is the fairer measure of what auditing costs the server.');
+  const disturbed = cost.rounds.filter((entry) => (entry.otherCpuPercent ?? 0) > DISTURBED_OTHER_CPU_PERCENT);
+  if (disturbed.length > 0) {
+    console.log(`!!! other load above ${DISTURBED_OTHER_CPU_PERCENT}% of a core during ${disturbed.length} of ${cost.rounds.length} measurements ` +
+      `(${disturbed.map((entry) => `round ${entry.round} ${entry.side}`).join(', ')}, marked !): their req/s are disturbed; rerun on a quiet machine.`);
+    console.log('    Server CPU per request is much less sensitive to outside load than req/s.');
+  }
+  if (cost.problems.length > 0) {
+    console.log('');
+    console.log('!'.repeat(100));
+    console.log('!!! THESE ENCRYPT FIGURES ARE NOT A VALID MEASUREMENT:');
+    for (const problem of cost.problems) console.log(`!!!   ${problem}`);
+    console.log('!'.repeat(100));
+  }
+}
+
+let exitCode = 1;
+try {
+  exitCode = await main();
+} catch (error) {
+  process.stderr.write(`bench failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
+}
+process.exit(exitCode);
