@@ -118,7 +118,8 @@ export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
       };
     };
     const scope: RequestAuditScope = { draft, recordedInTransaction: false };
-    await auditRequestScope.run(scope, async () => {
+    const inScope = (work: () => Promise<void>) => (options.audit ? auditRequestScope.run(scope, work) : work());
+    await inScope(async () => {
       let status = 200;
       let body: unknown;
       let headers: Record<string, string> = { 'x-amzn-requestid': requestId };
