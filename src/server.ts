@@ -14,7 +14,7 @@ import { SqliteStore } from './shared/store/index.ts';
 import { SqliteAuditStore } from './shared/store/sqlite-audit.ts';
 import { AuditLog, HOME_DATABASE_FILE, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
-import { IdentityService, iamOperations } from './services/iam/index.ts';
+import { IdentityService, iamOperations, newAccountId } from './services/iam/index.ts';
 
 export interface RunningServer {
   url: string;
@@ -29,11 +29,6 @@ export interface RunningServer {
 }
 
 const DEV_UNSEAL_FILE = 'dev-unseal.key';
-
-function newAccountId(): string {
-  const digits = Array.from(randomBytes(12), (byte) => String(byte % 10)).join('');
-  return digits.startsWith('0') ? `1${digits.slice(1)}` : digits;
-}
 
 /**
  * Dev mode keeps the root key in a 0600 file beside the data: convenient and clearly not for

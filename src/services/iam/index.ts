@@ -5,7 +5,7 @@ import type { IdentityService } from './service.ts';
 import { principalOperations } from './routes/accounts-and-principals.ts';
 import { credentialOperations } from './routes/credentials.ts';
 
-export { IdentityService, type IdentityServiceOptions } from './service.ts';
+export { IdentityService, newAccountId, type IdentityServiceOptions } from './service.ts';
 export { IAM as IAM_TARGET_PREFIX } from './routes/common.ts';
 export { rootArn, userArn, roleArn } from './domain/names.ts';
 

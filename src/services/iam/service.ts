@@ -34,7 +34,8 @@ const NO_TRUST = '{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Princip
 const noSuchEntity = (message: string) => new UserError('NoSuchEntityException', message, 404);
 const entityExists = (message: string) => new UserError('EntityAlreadyExistsException', message, 409);
 
-function newAccountId(): string {
+/** A random 12-digit account id that does not start with 0. */
+export function newAccountId(): string {
   const digits = Array.from(randomBytes(12), (byte) => String(byte % 10)).join('');
   return digits.startsWith('0') ? `1${digits.slice(1)}` : digits;
 }
