@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { DecryptCommand, GenerateDataKeyCommand } from '@aws-sdk/client-kms';
-import { explainConnectionError, KeyServiceClient } from '../../clients/kms.ts';
+import { collect, withClient } from '../client.ts';
 import { createDecryptStream, createEncryptStream, randomBytes, zeroize } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { printResult } from '../output.ts';
@@ -101,8 +101,6 @@ async function runPipeline(input: { stream: Readable; size?: number }, transform
   return { bytesIn: counterIn.bytes, bytesOut: counterOut.bytes };
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
 export function registerFileCryptoCommands(program: Command): void {
   program.command('encrypt <in> <out>')
     .description('encrypt a file of any size (IN/OUT may be - for stdin/stdout) under a data key from KEY')
@@ -115,8 +113,7 @@ export function registerFileCryptoCommands(program: Command): void {
     .action(async (inPath: string, outPath: string, flags: FileFlags & { key: string; context?: string[] }) => {
       const context = parseContext(flags.context);
       const input = openInput(inPath);
-      const client = new KeyServiceClient({ endpoint: flags.endpoint });
-      try {
+      await withClient(flags, async (client) => {
         const dataKey = await client.kms.send(new GenerateDataKeyCommand({ KeyId: flags.key, KeySpec: 'AES_256', EncryptionContext: context }));
         const plaintextKey = Buffer.from(dataKey.Plaintext!);
         const encryptor = createEncryptStream({ dataKey: plaintextKey, wrappedDataKey: dataKey.CiphertextBlob!, context });
@@ -127,11 +124,7 @@ export function registerFileCryptoCommands(program: Command): void {
           printResult(flags, { KeyId: dataKey.KeyId, EncryptionContext: context ?? {}, BytesIn: counts.bytesIn, BytesOut: counts.bytesOut },
             () => `encrypted ${counts.bytesIn} bytes under ${dataKey.KeyId} -> ${outPath}`);
         }
-      } catch (error) {
-        throw explainConnectionError(error, client.endpoint);
-      } finally {
-        client.destroy();
-      }
+      });
     });
 
   program.command('decrypt <in> <out>')
@@ -142,10 +135,9 @@ export function registerFileCryptoCommands(program: Command): void {
     .option('--json', 'machine-readable summary on stdout (not with OUT = -)')
     .action(async (inPath: string, outPath: string, flags: FileFlags) => {
       const input = openInput(inPath);
-      const client = new KeyServiceClient({ endpoint: flags.endpoint });
       let keyId: string | undefined;
       let context: Record<string, string> = {};
-      try {
+      await withClient(flags, async (client) => {
         const decryptor = createDecryptStream({
           resolveDataKey: async (header) => {
             context = header.context;
@@ -160,10 +152,6 @@ export function registerFileCryptoCommands(program: Command): void {
           printResult(flags, { KeyId: keyId, EncryptionContext: context, BytesIn: counts.bytesIn, BytesOut: counts.bytesOut },
             () => `decrypted ${counts.bytesOut} bytes (key ${keyId}) -> ${outPath}`);
         }
-      } catch (error) {
-        throw explainConnectionError(error, client.endpoint);
-      } finally {
-        client.destroy();
-      }
+      });
     });
 }

@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UserError } from '../../shared/errors.ts';
 import { printResult } from '../output.ts';
-import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
+import { collect, withClient, withClientFlags, type ClientFlags } from '../client.ts';
 
 interface PrincipalView {
   Name: string;
@@ -33,7 +33,6 @@ function parseTags(values: string[] | undefined) {
   });
 }
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 function principalArnFor(kind: 'user' | 'role', accountOrArn: string, name: string): string {
   return `arn:aws:iam::${accountOrArn}:${kind}/${name}`;

@@ -13,6 +13,7 @@ import {
   type GrantConstraints, type GrantRecord, type KeyVersionRecord, type Page, type Store, type TagRecord,
 } from '../../shared/store/index.ts';
 import { kmsErrors } from './domain/errors.ts';
+import { grantConstraintsHold } from './domain/grants.ts';
 import {
   aliasArn, ALIAS_NAME_PATTERN, keyArn, parseKeyReference, RESERVED_ALIAS_PREFIX,
 } from './domain/identifiers.ts';
@@ -76,23 +77,6 @@ interface AuthorizationExtras {
   conditionKeys?: Record<string, ConditionValue>;
   /** Whether grants may allow this request (CreateGrant checks its grants itself). */
   grantsApply?: boolean;
-}
-
-/** Grant constraints hold when the request's context equals, or contains, the grant's pairs. */
-function grantConstraintsHold(constraints: GrantConstraints | undefined, context: EncryptionContext | undefined): boolean {
-  if (!constraints) return true;
-  const actual = context ?? {};
-  if (constraints.encryptionContextEquals) {
-    const expected = constraints.encryptionContextEquals;
-    const keys = Object.keys(actual);
-    if (keys.length !== Object.keys(expected).length) return false;
-    if (!keys.every((key) => Object.hasOwn(expected, key) && expected[key] === actual[key])) return false;
-  }
-  if (constraints.encryptionContextSubset) {
-    const expected = constraints.encryptionContextSubset;
-    if (!Object.keys(expected).every((key) => Object.hasOwn(actual, key) && actual[key] === expected[key])) return false;
-  }
-  return true;
 }
 
 interface OpenedKey {
@@ -247,18 +231,24 @@ export class KeyService {
     return { record: key, key: await this.#openVersion(key, key.currentVersion) };
   }
 
-  /** Read-modify-write of a key with optimistic concurrency; retries a lost race. */
-  async #mutateKey(caller: Caller, raw: string, action: string,
-    change: (key: KeyRecord) => KeyPatch | Promise<KeyPatch>): Promise<KeyRecord> {
-    for (let attempt = 0; ; attempt += 1) {
-      const key = await this.#resolveAuthorized(caller, raw, action);
-      const patch = await change(key);
+  /** Runs a read-modify-write again when a concurrent change won the race (optimistic concurrency). */
+  async #retryOnConflict<T>(attempt: () => Promise<T>): Promise<T> {
+    for (let tries = 0; ; tries += 1) {
       try {
-        return await this.#store.updateKey(key.keyId, key.revision, patch);
+        return await attempt();
       } catch (error) {
-        if (!(error instanceof StoreConflictError) || attempt >= 5) throw error;
+        if (!(error instanceof StoreConflictError) || tries >= 5) throw error;
       }
     }
+  }
+
+  /** Read-modify-write of a key with optimistic concurrency. */
+  async #mutateKey(caller: Caller, raw: string, action: string,
+    change: (key: KeyRecord) => KeyPatch | Promise<KeyPatch>): Promise<KeyRecord> {
+    return this.#retryOnConflict(async () => {
+      const key = await this.#resolveAuthorized(caller, raw, action);
+      return this.#store.updateKey(key.keyId, key.revision, await change(key));
+    });
   }
 
   metadata(key: KeyRecord): KeyMetadata {
@@ -726,15 +716,11 @@ export class KeyService {
   }
 
   async rotateKeyOnDemand(caller: Caller, raw: string): Promise<KeyRecord> {
-    for (let attempt = 0; ; attempt += 1) {
+    return this.#retryOnConflict(async () => {
       const key = await this.#resolveAuthorized(caller, raw, 'kms:RotateKeyOnDemand');
       this.#checkRotatable(key);
-      try {
-        return await this.#rotate(key, 'ON_DEMAND');
-      } catch (error) {
-        if (!(error instanceof StoreConflictError) || attempt >= 5) throw error;
-      }
-    }
+      return this.#rotate(key, 'ON_DEMAND');
+    });
   }
 
   async listKeyRotations(caller: Caller, raw: string, limit: number, marker?: string) {

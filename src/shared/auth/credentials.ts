@@ -112,7 +112,7 @@ export class CredentialDirectory {
     try {
       const secret = await this.#keyring.wrapSecret(ACCESS_KEY_SECRET_PURPOSE, accessKeyId, secretBytes);
       await this.#store.addAccessKey({ accessKeyId, principalArn: roleArn, secret, status: 'Active', createdAt: new Date(),
-        session: { tokenHash: sha256(sessionToken), name: sessionName, expiresAt } }, Number.MAX_SAFE_INTEGER);
+        session: { tokenHash: sha256(sessionToken), name: sessionName, expiresAt } }, MAX_ACTIVE_ACCESS_KEYS);
     } finally {
       zeroize(secretBytes);
     }

@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import type { Caller, CredentialDirectory } from '../auth/index.ts';
-import { CiphertextError, InternalError, SealedError, UserError } from '../errors.ts';
+import { CiphertextError, SealedError, UserError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { readBody } from './body.ts';
 import { parseInput } from './validation.ts';
@@ -79,8 +79,7 @@ export function errorReply(error: unknown, requestId: string, logger: Logger): E
   if (error instanceof UserError) return { status: error.httpStatus, type: error.code, message: error.message };
   if (error instanceof CiphertextError) return { status: 400, type: error.code, message: error.message };
   if (error instanceof SealedError) return { status: 500, type: error.code, message: error.message };
-  const detail = error instanceof InternalError ? error : error;
-  logger.error({ err: detail, requestId }, 'internal error');
+  logger.error({ err: error, requestId }, 'internal error');
   return { status: 500, type: 'KMSInternalException', message: `An internal error occurred. Request id: ${requestId}` };
 }
 

@@ -223,10 +223,7 @@ export class SqliteStore implements Store {
     return row ? (row.value as Buffer) : undefined;
   }
 
-  async setModuleValue(name: string, value: Buffer): Promise<void> {
-    this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value')
-      .run(name, value);
-  }
+
 
   async createAccount(account: AccountRecord, root: PrincipalRecord, rootKey: AccessKeyRecord): Promise<void> {
     this.#write(() => {
@@ -482,14 +479,10 @@ export class SqliteStore implements Store {
     return page(rows, limit, (version) => String(version.version));
   }
 
-  async deleteKey(keyId: string): Promise<void> {
-    // Cascades remove versions, aliases and tags in the same transaction.
-    this.#write(() => { this.#statement('DELETE FROM keys WHERE key_id = ?').run(keyId); });
-  }
-
   async deleteKeyIfDue(keyId: string, now: Date): Promise<boolean> {
     return this.#write(() => {
-      // Conditional, so a CancelKeyDeletion acknowledged after the due list was read always wins.
+      // Cascades remove versions, aliases and tags. Conditional, so a CancelKeyDeletion
+      // acknowledged after the due list was read always wins.
       return this.#statement("DELETE FROM keys WHERE key_id = ? AND key_state = 'PendingDeletion' AND deletion_date <= ?")
         .run(keyId, now.getTime()).changes > 0;
     });

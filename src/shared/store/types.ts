@@ -202,9 +202,7 @@ export interface Store extends DomainKeyStore {
   addKeyVersion(keyId: string, expectedRevision: number, version: KeyVersionRecord, patch: KeyPatch): Promise<KeyRecord>;
   getKeyVersion(keyId: string, version: number): Promise<KeyVersionRecord | undefined>;
   listKeyVersions(keyId: string, limit: number, marker?: string, options?: { rotationsOnly?: boolean }): Promise<Page<KeyVersionRecord>>;
-  /** Removes a key with its versions, aliases and tags. */
-  deleteKey(keyId: string): Promise<void>;
-  /** Removes a key only if it is still pending deletion and due; false otherwise. */
+  /** Removes a key (with its versions, aliases and tags) only if it is still pending deletion and due. */
   deleteKeyIfDue(keyId: string, now: Date): Promise<boolean>;
   listKeysDueForDeletion(now: Date): Promise<KeyRecord[]>;
   listKeysDueForRotation(now: Date): Promise<KeyRecord[]>;
