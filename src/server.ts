@@ -81,9 +81,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   else logger.warn('crypto module is sealed: key operations fail until it is unsealed (run with --dev for development)');
 
   // The audit log shares the store's connection, so a state change and its record commit together.
-  const auditStore = new SqliteAuditStore(store.database);
-  const audit = await AuditLog.open({ store: auditStore, keyring, logger });
-  if (config.audit) store.setAfterWriteHook(() => recordCurrentRequestInTransaction((draft) => audit.recordInTransaction(draft)));
+  const audit = config.audit ? await AuditLog.open({ store: new SqliteAuditStore(store.database), keyring, logger }) : undefined;
+  if (audit) store.setAfterWriteHook(() => recordCurrentRequestInTransaction((draft) => audit.recordInTransaction(draft)));
   else logger.warn('TRUSTPLANE_AUDIT=off: requests are NOT audited (for benchmarks only)');
 
   const keyService = new KeyService({ store, keyring, authorizer, region, logger });
@@ -93,7 +92,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const handleApi = createAwsJsonEndpoint({
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane' },
     operations: [...kmsOperations(keyService), ...iamOperations(identityService)], credentials, logger,
-    maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit: config.audit ? audit : undefined,
+    maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit,
   });
 
   const handler = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
@@ -115,8 +114,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     running = true;
     try {
       await keyService.runDueWork();
-      // Expired sessions are kept a day so their callers hear ExpiredTokenException, not an unknown key.
-      await store.deleteExpiredSessions(new Date(Date.now() - 24 * 60 * 60 * 1000));
+      await identityService.runDueWork();
     } catch (error) {
       logger.error({ err: error }, 'scheduled work failed');
     } finally {
@@ -133,7 +131,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       clearInterval(timer);
       await http.close();
       // In-flight requests have recorded; flush, fsync and sign a final checkpoint before sealing.
-      await audit.close();
+      await audit?.close();
       store.setAfterWriteHook(undefined);
       module.seal();
       await store.close();

@@ -1,7 +1,7 @@
 // Identity use cases: accounts, users, roles, their policies and access keys, and role sessions.
 // Must never return a stored secret: secrets are shown once, when issued.
 import type { AccessRequest, Authorizer, Caller, CredentialDirectory, IssuedAccessKey } from '../../shared/auth/index.ts';
-import { MAX_ACTIVE_ACCESS_KEYS } from '../../shared/auth/index.ts';
+import { assumedRoleArn, MAX_ACTIVE_ACCESS_KEYS } from '../../shared/auth/index.ts';
 import { randomBytes } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
@@ -33,6 +33,18 @@ const NO_TRUST = '{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Princip
 
 const noSuchEntity = (message: string) => new UserError('NoSuchEntityException', message, 404);
 const entityExists = (message: string) => new UserError('EntityAlreadyExistsException', message, 409);
+
+/** The store's active-key limit, in IAM's words. */
+async function withKeyQuota<T>(write: Promise<T>): Promise<T> {
+  try {
+    return await write;
+  } catch (error) {
+    if (error instanceof StoreLimitError) {
+      throw new UserError('LimitExceededException', `Cannot exceed quota for AccessKeysPerUser: ${MAX_ACTIVE_ACCESS_KEYS}`);
+    }
+    throw error;
+  }
+}
 
 /** A random 12-digit account id that does not start with 0. */
 export function newAccountId(): string {
@@ -255,14 +267,7 @@ export class IdentityService {
   async createAccessKey(caller: Caller, userName?: string) {
     const owner = await this.#keyOwner(caller, userName, 'iam:CreateAccessKey');
     const { record, issued } = await this.#credentials.newAccessKey(owner.arn);
-    try {
-      await this.#store.addAccessKey(record, MAX_ACTIVE_ACCESS_KEYS);
-    } catch (error) {
-      if (error instanceof StoreLimitError) {
-        throw new UserError('LimitExceededException', `Cannot exceed quota for AccessKeysPerUser: ${MAX_ACTIVE_ACCESS_KEYS}`);
-      }
-      throw error;
-    }
+    await withKeyQuota(this.#store.addAccessKey(record, MAX_ACTIVE_ACCESS_KEYS));
     return { owner, record, issued };
   }
 
@@ -282,14 +287,7 @@ export class IdentityService {
 
   async updateAccessKey(caller: Caller, accessKeyId: string, status: 'Active' | 'Inactive', userName?: string): Promise<void> {
     await this.#ownedKey(caller, accessKeyId, userName, 'iam:UpdateAccessKey');
-    try {
-      await this.#store.setAccessKeyStatus(accessKeyId, status, MAX_ACTIVE_ACCESS_KEYS);
-    } catch (error) {
-      if (error instanceof StoreLimitError) {
-        throw new UserError('LimitExceededException', `Cannot exceed quota for AccessKeysPerUser: ${MAX_ACTIVE_ACCESS_KEYS}`);
-      }
-      throw error;
-    }
+    await withKeyQuota(this.#store.setAccessKeyStatus(accessKeyId, status, MAX_ACTIVE_ACCESS_KEYS));
     this.#credentials.forgetAccessKey(accessKeyId);
   }
 
@@ -319,6 +317,12 @@ export class IdentityService {
     return this.#authorizer.simulate(subject, request ?? { action: input.action, resource: input.resource, resourceAccountId });
   }
 
+  /** Scheduled work: forget role sessions a day after they expired. */
+  async runDueWork(): Promise<void> {
+    // Kept a day so their callers hear ExpiredTokenException, not "unknown access key".
+    await this.#store.deleteExpiredSessions(new Date(this.#now().getTime() - 24 * 60 * 60 * 1000));
+  }
+
   // ---- role sessions ------------------------------------------------------------------------
 
   async assumeRole(caller: Caller, input: { roleArn: string; sessionName: string; durationSeconds?: number }) {
@@ -342,6 +346,6 @@ export class IdentityService {
     }
     const expiresAt = new Date(this.#now().getTime() + duration * 1000);
     const session = await this.#credentials.issueSession(role.arn, input.sessionName, expiresAt);
-    return { role, session, sessionArn: `arn:aws:sts::${role.accountId}:assumed-role/${role.name}/${input.sessionName}` };
+    return { role, session, sessionArn: assumedRoleArn(role.accountId, role.name, input.sessionName) };
   }
 }

@@ -31,11 +31,6 @@ export interface AccessDecision {
   reason: string;
 }
 
-/** Where an authorisation decision is recorded for the audit log of the request. */
-export interface DecisionSink {
-  record(decision: AccessDecision, request: AccessRequest): void;
-}
-
 /** resource: key policies; trust: role trust policies (no Resource); identity: attached to principals. */
 export type PolicyDocumentKind = 'resource' | 'trust' | 'identity';
 

@@ -9,17 +9,27 @@ import type { AccessDecision, AccessRequest, PolicyDocumentKind, PolicyEngine, S
 import type { Caller } from './credentials.ts';
 
 const MAX_CACHED_POLICIES = 5_000;
-const compiled = new Map<string, CompiledPolicy>();
+/** Per kind, document → its compiled form under each name it is used with; validation warms what requests use. */
+const compiled: Record<PolicyDocumentKind, Map<string, Map<string, CompiledPolicy>>> = {
+  resource: new Map(), trust: new Map(), identity: new Map(),
+};
 
 /** Compiles (or takes from cache) a policy document; throws PolicyDocumentError when malformed. */
 function compile(document: string, kind: PolicyDocumentKind, policyId: string): CompiledPolicy {
-  const cacheKey = `${kind}\u0000${policyId}\u0000${document}`;
-  let policy = compiled.get(cacheKey);
-  if (!policy) {
+  const cache = compiled[kind];
+  let byName = cache.get(document);
+  if (!byName) {
     // A role's trust policy is a resource policy whose resource is the role itself: AWS refuses a Resource there.
-    policy = compilePolicyDocument(document, kind === 'trust' ? { kind: 'resource', resource: 'forbidden', policyId } : { kind, policyId });
-    if (compiled.size >= MAX_CACHED_POLICIES) compiled.delete(compiled.keys().next().value as string);
-    compiled.set(cacheKey, policy);
+    const policy = compilePolicyDocument(document, kind === 'trust' ? { kind: 'resource', resource: 'forbidden', policyId } : { kind, policyId });
+    if (cache.size >= MAX_CACHED_POLICIES) cache.delete(cache.keys().next().value as string);
+    byName = new Map([[policyId, policy]]);
+    cache.set(document, byName);
+  }
+  let policy = byName.get(policyId);
+  if (!policy) {
+    // Same text attached elsewhere: reuse the compiled statements, only the name decisions report differs.
+    policy = { ...(byName.values().next().value as CompiledPolicy), policyId };
+    byName.set(policyId, policy);
   }
   return policy;
 }

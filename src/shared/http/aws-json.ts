@@ -89,6 +89,11 @@ export function sendJson(response: ServerResponse, status: number, body: unknown
   response.end(payload);
 }
 
+/** AWS list responses: Truncated always, NextMarker only when there is a next page. */
+export function pageMarkers(nextMarker: string | undefined): { Truncated: boolean; NextMarker?: string } {
+  return { Truncated: nextMarker !== undefined, NextMarker: nextMarker };
+}
+
 /** Headers that decide what a JSON 1.1 request means: they must be covered by the signature. */
 const SIGNED_HEADERS = ['x-amz-target', 'content-type'];
 

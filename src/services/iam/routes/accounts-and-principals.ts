@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { defineOperation } from '../../../shared/http/index.ts';
 import { describePrincipal, type IdentityService } from '../service.ts';
 import { IAM, limit, marker, name, policyDocument, tagMap, tags } from './common.ts';
-import { fields } from '../../../shared/http/index.ts';
+import { fields, pageMarkers } from '../../../shared/http/index.ts';
 
 export function principalOperations(service: IdentityService) {
   const principalArn = fields.text({ min: 20, max: 2048 });
@@ -20,7 +20,7 @@ export function principalOperations(service: IdentityService) {
       handle: async (caller, input) => {
         const page = await service.listAccounts(caller, input.Limit ?? 100, input.Marker);
         return { Accounts: page.items.map((account) => ({ AccountId: account.accountId, AccountName: account.name,
-          CreationDate: account.createdAt, Management: account.management })), Truncated: page.nextMarker !== undefined, NextMarker: page.nextMarker };
+          CreationDate: account.createdAt, Management: account.management })), ...pageMarkers(page.nextMarker) };
       },
     }),
     ...(['user', 'role'] as const).flatMap((kind) => {
@@ -37,7 +37,7 @@ export function principalOperations(service: IdentityService) {
           input: z.object({ Limit: limit, Marker: marker }),
           handle: async (caller, input) => {
             const page = await service.listPrincipals(caller, kind, input.Limit ?? 100, input.Marker);
-            return { [`${Kind}s`]: page.items.map(describePrincipal), Truncated: page.nextMarker !== undefined, NextMarker: page.nextMarker };
+            return { [`${Kind}s`]: page.items.map(describePrincipal), ...pageMarkers(page.nextMarker) };
           },
         }),
         defineOperation({

@@ -1,9 +1,9 @@
 // Alias operations: create, update, delete, list.
 // Routes parse and delegate; they never touch the store.
 import { z } from 'zod';
-import { defineOperation, fields } from '../../../shared/http/index.ts';
+import { defineOperation, fields, pageMarkers } from '../../../shared/http/index.ts';
 import type { KeyService } from '../service.ts';
-import { aliasName, keyId, listPage, marker, TRENT } from './common.ts';
+import { aliasName, keyId, marker, TRENT } from './common.ts';
 
 export function aliasOperations(service: KeyService) {
   return [
@@ -27,8 +27,7 @@ export function aliasOperations(service: KeyService) {
       input: z.object({ KeyId: keyId.optional(), Limit: fields.integer({ min: 1, max: 100 }).optional(), Marker: marker }),
       handle: async (caller, input) => {
         const page = await service.listAliases(caller, input.KeyId, input.Limit ?? 50, input.Marker);
-        const { items, ...rest } = listPage(page.items, page.nextMarker);
-        return { Aliases: items, ...rest };
+        return { Aliases: page.items, ...pageMarkers(page.nextMarker) };
       },
     }),
   ];

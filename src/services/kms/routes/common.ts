@@ -33,8 +33,3 @@ export const tags = z.array(z.object({
 export function toTagRecords(list: Array<{ TagKey: string; TagValue: string }> | undefined) {
   return (list ?? []).map((tag) => ({ tagKey: tag.TagKey, tagValue: tag.TagValue }));
 }
-
-/** AWS list responses: Truncated always, NextMarker only when truncated. */
-export function listPage<T>(items: T[], nextMarker: string | undefined) {
-  return { items, Truncated: nextMarker !== undefined, NextMarker: nextMarker };
-}

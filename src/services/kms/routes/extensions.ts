@@ -2,7 +2,7 @@
 // minimum decryption version, batch Encrypt/Decrypt with per-item errors.
 // Routes parse and delegate; one item's failure never fails the batch.
 import { z } from 'zod';
-import { defineOperation, fields } from '../../../shared/http/index.ts';
+import { defineOperation, fields, pageMarkers } from '../../../shared/http/index.ts';
 import { CiphertextError, UserError } from '../../../shared/errors.ts';
 import type { KeyService } from '../service.ts';
 import { ciphertextBlob, context, EXTENSIONS, keyId, limit, marker, plaintext } from './common.ts';
@@ -35,7 +35,7 @@ export function extensionOperations(service: KeyService) {
             Default: version.version === result.key.currentVersion,
             DecryptionAllowed: version.version >= result.key.minDecryptVersion,
           })),
-          Truncated: result.nextMarker !== undefined, NextMarker: result.nextMarker,
+          ...pageMarkers(result.nextMarker),
         };
       },
     }),

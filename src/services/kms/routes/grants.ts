@@ -1,7 +1,7 @@
 // Grant operations: CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant.
 // Routes parse and delegate; grant tokens appear only in CreateGrant's response.
 import { z } from 'zod';
-import { defineOperation, fields } from '../../../shared/http/index.ts';
+import { defineOperation, fields, pageMarkers } from '../../../shared/http/index.ts';
 import type { KeyService } from '../service.ts';
 import { context, dryRun, grantTokens, keyId, limit, marker, TRENT } from './common.ts';
 
@@ -14,7 +14,7 @@ const grantId = fields.text({ min: 1, max: 128 });
 
 export function grantOperations(service: KeyService) {
   const listed = (page: { items: Parameters<KeyService['describeGrant']>[0][]; nextMarker?: string }) => ({
-    Grants: page.items.map((grant) => service.describeGrant(grant)), Truncated: page.nextMarker !== undefined, NextMarker: page.nextMarker,
+    Grants: page.items.map((grant) => service.describeGrant(grant)), ...pageMarkers(page.nextMarker),
   });
   return [
     defineOperation({

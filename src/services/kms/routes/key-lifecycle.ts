@@ -1,9 +1,9 @@
 // Key lifecycle operations: create, describe, list, describe/update, enable, disable, deletion.
 // Routes parse and delegate; they never touch the store or key bytes.
 import { z } from 'zod';
-import { defineOperation, fields } from '../../../shared/http/index.ts';
+import { defineOperation, fields, pageMarkers } from '../../../shared/http/index.ts';
 import type { KeyService } from '../service.ts';
-import { keyId, keySpec, keyUsage, limit, listPage, marker, tags, toTagRecords, TRENT } from './common.ts';
+import { keyId, keySpec, keyUsage, limit, marker, tags, toTagRecords, TRENT } from './common.ts';
 
 export function keyLifecycleOperations(service: KeyService) {
   return [
@@ -39,8 +39,7 @@ export function keyLifecycleOperations(service: KeyService) {
       input: z.object({ Limit: limit, Marker: marker }),
       handle: async (caller, input) => {
         const page = await service.listKeys(caller, input.Limit ?? 100, input.Marker);
-        const { items, ...rest } = listPage(page.items.map((key) => ({ KeyId: key.keyId, KeyArn: key.arn })), page.nextMarker);
-        return { Keys: items, ...rest };
+        return { Keys: page.items.map((key) => ({ KeyId: key.keyId, KeyArn: key.arn })), ...pageMarkers(page.nextMarker) };
       },
     }),
     defineOperation({

@@ -1,9 +1,9 @@
 // Key policy and tag operations.
 // Routes parse and delegate.
 import { z } from 'zod';
-import { defineOperation, fields } from '../../../shared/http/index.ts';
+import { defineOperation, fields, pageMarkers } from '../../../shared/http/index.ts';
 import type { KeyService } from '../service.ts';
-import { keyId, limit, listPage, marker, tags, toTagRecords, TRENT } from './common.ts';
+import { keyId, limit, marker, tags, toTagRecords, TRENT } from './common.ts';
 
 const policyName = fields.text({ min: 1, max: 128, pattern: /^[\w]+$/ }).optional();
 
@@ -44,8 +44,7 @@ export function policyAndTagOperations(service: KeyService) {
       input: z.object({ KeyId: keyId, Limit: fields.integer({ min: 1, max: 50 }).optional(), Marker: marker }),
       handle: async (caller, input) => {
         const page = await service.listResourceTags(caller, input.KeyId, input.Limit ?? 50, input.Marker);
-        const { items, ...rest } = listPage(page.items.map((tag) => ({ TagKey: tag.tagKey, TagValue: tag.tagValue })), page.nextMarker);
-        return { Tags: items, ...rest };
+        return { Tags: page.items.map((tag) => ({ TagKey: tag.tagKey, TagValue: tag.tagValue })), ...pageMarkers(page.nextMarker) };
       },
     }),
   ];
