@@ -6,13 +6,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Authorizer, CredentialDirectory, type IssuedAccessKey } from './shared/auth/index.ts';
 import { policyEngine } from './shared/auth/policy-engine.ts';
 import { Keyring, randomBytes, SoftwareCryptoModule, zeroize } from './shared/crypto/index.ts';
-import type { ServerConfig } from './shared/config.ts';
+import { HOME_DATABASE_FILE, type ServerConfig } from './shared/config.ts';
 import { writeFileDurably } from './shared/fs.ts';
 import { createAwsJsonEndpoint, RateLimiter, ReplayGuard, startHttpServer, type RunningHttpServer } from './shared/http/index.ts';
 import type { Logger } from './shared/log.ts';
 import { SqliteStore } from './shared/store/index.ts';
 import { SqliteAuditStore } from './shared/store/sqlite-audit.ts';
-import { AuditLog, HOME_DATABASE_FILE, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
+import { AuditLog, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations, newAccountId } from './services/iam/index.ts';
 

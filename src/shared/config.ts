@@ -19,6 +19,8 @@ export interface ServerConfig {
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:8200';
+/** The database file the server keeps in its home; the audit CLI reads the same file. */
+export const HOME_DATABASE_FILE = 'trustplane.db';
 export const DEFAULT_REGION = 'us-east-1';
 
 export function parseListen(listen: string): { host: string; port: number } {

@@ -3,10 +3,10 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { NoAuditLogError, SqliteAuditStore } from '../store/sqlite-audit.ts';
+import { HOME_DATABASE_FILE } from '../config.ts';
 import { auditErrors } from './errors.ts';
 
-/** The database file the server keeps in its home (src/server.ts). */
-export const HOME_DATABASE_FILE = 'trustplane.db';
+export { HOME_DATABASE_FILE };
 
 export function openAuditLogReadOnly(home: string): SqliteAuditStore {
   if (!existsSync(home)) throw auditErrors.homeNotFound(`${home} does not exist; pass --home DIR or set TRUSTPLANE_HOME.`);

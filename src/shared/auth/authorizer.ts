@@ -97,9 +97,10 @@ export class Authorizer {
     const identityPolicies = caller.kind === 'root' ? [] : await this.#policiesOf(caller.identityArn);
     const { grantAllows } = request;
     const first = this.#engine.decide({ caller, request: { ...request, grantAllows: grantAllows === true }, identityPolicies, now: this.#now() });
-    // Grants are looked up only when no policy allows: most requests never touch them.
+    // Grants are looked up only when no policy allows: most requests never touch them. An implicit
+    // deny holds no explicit Deny, so a grant that allows decides without evaluating again.
     if (first.decision !== 'ImplicitDeny' || typeof grantAllows !== 'function' || !(await grantAllows())) return first;
-    return this.#engine.decide({ caller, request: { ...request, grantAllows: true }, identityPolicies, now: this.#now() });
+    return { allowed: true, decision: 'Allow', decidedBy: 'grant', reason: `${caller.principalArn} is allowed ${request.action} by a grant` };
   }
 
   /** Answers "may this principal do this", with the statements that matched; records nothing. */
