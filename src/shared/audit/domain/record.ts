@@ -39,20 +39,7 @@ export interface AuditRecord {
 }
 
 /** A record before the log places it: the log assigns seq and formatVersion (and time, if absent). */
-export interface AuditRecordDraft {
-  time?: number;
-  requestId: string;
-  accountId?: string;
-  principalArn?: string;
-  sourceIp?: string;
-  service: string;
-  operation: string;
-  resource?: string;
-  decision: AuditDecision;
-  decidingStatement?: string;
-  outcome: string;
-  latencyMs: number;
-}
+export type AuditRecordDraft = Omit<AuditRecord, 'seq' | 'formatVersion' | 'time'> & { time?: number };
 
 const REQUIRED_TEXT = ['requestId', 'service', 'operation', 'outcome'] as const;
 const OPTIONAL_TEXT = ['accountId', 'principalArn', 'sourceIp', 'resource', 'decidingStatement'] as const;
