@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Authorizer, CredentialDirectory, type IssuedAccessKey } from './shared/auth/index.ts';
 import { policyEngine } from './shared/auth/policy-engine.ts';
 import { Keyring, randomBytes, SoftwareCryptoModule, zeroize } from './shared/crypto/index.ts';
-import { HOME_DATABASE_FILE, type ServerConfig } from './shared/config.ts';
+import { Pkcs11CryptoModule } from './shared/crypto/lib/pkcs11-module.ts';
+import { HOME_DATABASE_FILE, type SealConfig, type ServerConfig } from './shared/config.ts';
 import { writeFileDurably } from './shared/fs.ts';
 import { createAwsJsonEndpoint, RateLimiter, ReplayGuard, startHttpServer, type RunningHttpServer } from './shared/http/index.ts';
 import type { Logger } from './shared/log.ts';
@@ -15,6 +16,9 @@ import { SqliteAuditStore } from './shared/store/sqlite-audit.ts';
 import { AuditLog, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations, newAccountId } from './services/iam/index.ts';
+import {
+  createOperatorHttpHandler, DomainKeyRotation, OperatorService, operatorApiOperations, OPERATOR_TARGET_PREFIX, type SealBackend,
+} from './services/operator/index.ts';
 
 export interface RunningServer {
   url: string;
@@ -24,7 +28,7 @@ export interface RunningServer {
   /** Present when this start created the root principal (first start). */
   rootCredentials?: IssuedAccessKey;
   keyService: KeyService;
-  module: SoftwareCryptoModule;
+  operator: OperatorService;
   stop(): Promise<void>;
 }
 
@@ -65,6 +69,31 @@ function writeSharedConfig(home: string, region: string, url: string): void {
   writeFileDurably(join(home, 'config'), `[profile trustplane]\nregion = ${region}\nendpoint_url = ${url}\n`);
 }
 
+/** The PIN comes from the environment or a file, never a flag (flags show in `ps`). */
+function readPin(seal: Extract<SealConfig, { kind: 'pkcs11' }>): string {
+  const fromEnv = process.env.TRUSTPLANE_PKCS11_PIN;
+  if (fromEnv) return fromEnv;
+  if (!seal.pinFile) throw new Error('no PKCS#11 PIN: set TRUSTPLANE_PKCS11_PIN or --pkcs11-pin-file');
+  return readFileSync(seal.pinFile, 'utf8').trim();
+}
+
+/** A PKCS#11 module unseals itself by logging in to its token; a software module waits for shares. */
+async function openSealBackend(config: ServerConfig, store: SqliteStore, logger: Logger): Promise<SealBackend> {
+  if (config.seal.kind === 'software') {
+    const module = new SoftwareCryptoModule(store);
+    await module.load();
+    return { kind: 'software', module };
+  }
+  const module = new Pkcs11CryptoModule({ store, libraryPath: config.seal.libraryPath, tokenLabel: config.seal.tokenLabel,
+    pin: readPin(config.seal) });
+  try {
+    await module.open();
+  } catch (error) {
+    logger.error({ err: error }, 'the PKCS#11 token could not be opened: starting sealed');
+  }
+  return { kind: 'pkcs11', module };
+}
+
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
   mkdirSync(config.home, { recursive: true, mode: 0o700 });
   const store = SqliteStore.open(join(config.home, HOME_DATABASE_FILE));
@@ -72,13 +101,18 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   if (region !== config.region) logger.warn({ region, requested: config.region }, 'keeping the region this home was created with');
   const accountId = await store.initMeta('account-id', newAccountId());
 
-  const module = new SoftwareCryptoModule(store);
-  await module.load();
-  const keyring = new Keyring(module);
+    const seal = await openSealBackend(config, store, logger);
+  const { module } = seal;
+  const keyring = new Keyring(module, { maxCachedKeys: config.keyCache.maxEntries, cacheTtlMs: config.keyCache.ttlMs });
   const credentials = new CredentialDirectory(store, keyring);
   const authorizer = new Authorizer(store, policyEngine);
-  if (config.dev) await devUnseal(module, config.home, logger);
-  else logger.warn('crypto module is sealed: key operations fail until it is unsealed (run with --dev for development)');
+  if (config.dev) {
+    if (seal.kind !== 'software') throw new Error('dev mode needs the software crypto module');
+    await devUnseal(seal.module, config.home, logger);
+  } else if (module.status().sealed) {
+    logger.warn(module.status().initialized ? 'crypto module is sealed: key operations fail until it is unsealed (trustplane operator unseal)'
+      : 'crypto module is not initialised: run trustplane operator init');
+  }
 
   // The audit log shares the store's connection, so a state change and its record commit together.
   const audit = config.audit ? await AuditLog.open({ store: new SqliteAuditStore(store.database), keyring, logger }) : undefined;
@@ -87,32 +121,24 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
 
   const keyService = new KeyService({ store, keyring, authorizer, region, logger });
   const identityService = new IdentityService({ store, credentials, authorizer, logger, resourceQuestions: [keyResourceQuestion(keyService)] });
-  const rootCredentials = module.status().sealed ? undefined
-    : await identityService.ensureManagementAccount(accountId, (issued) => writeSharedCredentials(config.home, issued));
-  const handleApi = createAwsJsonEndpoint({
-    signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane' },
-    operations: [...kmsOperations(keyService), ...iamOperations(identityService)], credentials, logger,
-    maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit,
-  });
-
-  const handler = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
-    if (request.method === 'GET' && (request.url === '/health' || request.url === '/v1/health')) {
-      const status = module.status();
-      const body = JSON.stringify({ status: status.sealed ? 'sealed' : 'ok', initialized: status.initialized, sealed: status.sealed });
-      response.writeHead(status.sealed ? 503 : 200, { 'content-type': 'application/json' });
-      response.end(body);
-      return;
-    }
-    await handleApi(request, response);
-  };
-  const http: RunningHttpServer = await startHttpServer({ host: config.host, port: config.port, handler, logger });
-  writeSharedConfig(config.home, region, http.url);
+  // Only dev mode makes root credentials at start (and keeps them in a file); otherwise operator init returns them once.
+  const rootCredentials = config.dev
+    ? await identityService.ensureManagementAccount(accountId, (issued) => writeSharedCredentials(config.home, issued)) : undefined;
+  const rotation = new DomainKeyRotation({ module, store, logger, batchSize: config.rewrap.batchSize, batchPauseMs: config.rewrap.pauseMs });
 
   let running = false;
   const runDueWork = async () => {
-    if (running || module.status().sealed) return;
+    if (running) return;
     running = true;
     try {
+      if (seal.kind === 'pkcs11' && module.status().sealed && module.status().initialized && !operator.sealedByOperator) {
+        // The token went away (or was not there at start): try it again, quietly, each interval.
+        if (await seal.module.reopen()) {
+          logger.warn('PKCS#11 token reachable again: crypto module unsealed');
+          rotation.resume();
+        }
+      }
+      if (module.status().sealed) return;
       await keyService.runDueWork();
       await identityService.runDueWork();
     } catch (error) {
@@ -121,19 +147,49 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       running = false;
     }
   };
+  const operator: OperatorService = new OperatorService({ seal, store, identity: identityService, authorizer, accountId, rotation, logger,
+    onUnsealed: async () => { rotation.resume(); void runDueWork(); } });
+  const handleOperator = createOperatorHttpHandler({ service: operator, logger, audit });
+  const handleApi = createAwsJsonEndpoint({
+    signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane' },
+    operations: [...kmsOperations(keyService), ...iamOperations(identityService), ...operatorApiOperations(operator)], credentials, logger,
+    maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit,
+  });
+
+  const handler = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
+    if (request.method === 'GET' && (request.url === '/health' || request.url === '/v1/health')) {
+      const status = await operator.status();
+      const rotating = status.DomainKeyRotation.State !== 'Idle' ? status.DomainKeyRotation : undefined;
+      const body = JSON.stringify({
+        status: !status.Initialized ? 'uninitialized' : status.Sealed ? 'sealed' : 'ok', initialized: status.Initialized,
+        sealed: status.Sealed, module: status.Module, progress: status.Progress, threshold: status.Threshold,
+        sealedReason: status.SealedReason, domainKeyRotation: rotating,
+      });
+      response.writeHead(status.Sealed ? 503 : 200, { 'content-type': 'application/json' });
+      response.end(body);
+      return;
+    }
+    if (await handleOperator(request, response)) return;
+    await handleApi(request, response);
+  };
+  const http: RunningHttpServer = await startHttpServer({ host: config.host, port: config.port, handler, logger });
+  writeSharedConfig(config.home, region, http.url);
+
+  rotation.resume();
   await runDueWork();
   const timer = setInterval(() => { void runDueWork(); }, config.scheduleIntervalMs);
   timer.unref();
 
   return {
-    url: http.url, home: config.home, accountId, region, rootCredentials, keyService, module,
+    url: http.url, home: config.home, accountId, region, rootCredentials, keyService, operator,
     async stop() {
       clearInterval(timer);
       await http.close();
+      await rotation.stop();
       // In-flight requests have recorded; flush, fsync and sign a final checkpoint before sealing.
       await audit?.close();
       store.setAfterWriteHook(undefined);
-      module.seal();
+      operator.sealNow('shutdown');
       await store.close();
     },
   };

@@ -6,6 +6,7 @@ import { registerKeyCommands } from './commands/key.ts';
 import { registerFileCryptoCommands } from './commands/file-crypto.ts';
 import { registerIdentityCommands } from './commands/identity.ts';
 import { registerAuditCommands } from './commands/audit.ts';
+import { registerOperatorCommands } from './commands/operator.ts';
 import { failWith } from './output.ts';
 
 const program = new Command();
@@ -17,5 +18,6 @@ registerKeyCommands(program);
 registerFileCryptoCommands(program);
 registerIdentityCommands(program);
 registerAuditCommands(program);
+registerOperatorCommands(program);
 
 program.parseAsync(process.argv).catch(failWith);

@@ -98,10 +98,26 @@ export class KeyServiceClient {
       // refuses a repeated signature on state-changing operations as a replay.
       headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': target,
         'amz-sdk-invocation-id': randomUUID() } });
+    return this.#send<T>('POST', '/', { ...signed.headers, 'content-length': String(Buffer.byteLength(body)) }, body);
+  }
+
+  /** Calls a signed operator operation (TrustPlaneOperator.*): seal, domain key rotation. */
+  async operator<T>(operation: string, input: Record<string, unknown> = {}): Promise<T> {
+    return this.call<T>(`TrustPlaneOperator.${operation}`, 'trustplane', input);
+  }
+
+  /** The unauthenticated operator calls (init, unseal, status): a sealed server can check no credentials. */
+  async operatorUnsigned<T>(operation: 'init' | 'unseal' | 'status', input?: Record<string, unknown>): Promise<T> {
+    const body = input === undefined ? '' : JSON.stringify(input);
+    return this.#send<T>(input === undefined ? 'GET' : 'POST', `/v1/operator/${operation}`,
+      { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) }, body);
+  }
+
+  async #send<T>(method: string, path: string, headers: Record<string, string>, body: string): Promise<T> {
+    const url = new URL(this.endpoint);
     const transport = url.protocol === 'https:' ? https : http;
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {
-      const request = transport.request({ hostname: url.hostname, port: url.port, method: 'POST', path: '/',
-        headers: { ...signed.headers, 'content-length': Buffer.byteLength(body) } }, (response) => {
+      const request = transport.request({ hostname: url.hostname, port: url.port, method, path, headers }, (response) => {
         const chunks: Buffer[] = [];
         response.on('data', (chunk: Buffer) => chunks.push(chunk));
         response.on('end', () => resolve({ status: response.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));

@@ -16,6 +16,45 @@ export interface ServerConfig {
   rateLimits: RateLimits;
   /** Only for measuring what auditing costs (bench/policy): TRUSTPLANE_AUDIT=off. Never in production. */
   audit: boolean;
+  seal: SealConfig;
+  /** Unwrapped customer key versions kept in memory: how many, and for how long (0 disables the cache). */
+  keyCache: { maxEntries: number; ttlMs: number };
+  /** Background rewrap after a domain key rotation: records per transaction, pause between batches. */
+  rewrap: { batchSize: number; pauseMs: number };
+}
+
+export type SealConfig =
+  | { kind: 'software' }
+  /** The PIN is read at start-up from TRUSTPLANE_PKCS11_PIN or from pinFile, never from a flag. */
+  | { kind: 'pkcs11'; libraryPath: string; tokenLabel: string; pinFile?: string };
+
+export interface ServerFlags {
+  home?: string; listen?: string; dev?: boolean; region?: string; scheduleIntervalSeconds?: string; rateLimit?: string;
+  seal?: string; pkcs11Module?: string; pkcs11Token?: string; pkcs11PinFile?: string;
+  keyCacheSize?: string; keyCacheTtl?: string; rewrapBatchSize?: string; rewrapPause?: string;
+}
+
+function numberFlag(value: string | undefined, name: string, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed < min) throw new UserError('InvalidConfiguration', `${name} must be a number of at least ${min}, got '${value}'.`);
+  return parsed;
+}
+
+export function sealConfig(options: Pick<ServerFlags, 'seal' | 'pkcs11Module' | 'pkcs11Token' | 'pkcs11PinFile' | 'dev'>): SealConfig {
+  const kind = options.seal ?? process.env.TRUSTPLANE_SEAL ?? 'software';
+  if (kind === 'software') return { kind };
+  if (kind !== 'pkcs11') throw new UserError('InvalidConfiguration', `--seal must be software or pkcs11, got '${kind}'.`);
+  if (options.dev) throw new UserError('InvalidConfiguration', '--dev auto-unseals a software module; it cannot be combined with --seal pkcs11.');
+  const libraryPath = options.pkcs11Module ?? process.env.TRUSTPLANE_PKCS11_MODULE;
+  const tokenLabel = options.pkcs11Token ?? process.env.TRUSTPLANE_PKCS11_TOKEN;
+  if (!libraryPath) throw new UserError('InvalidConfiguration', '--seal pkcs11 needs --pkcs11-module PATH (the vendor library, e.g. /usr/lib/softhsm/libsofthsm2.so).');
+  if (!tokenLabel) throw new UserError('InvalidConfiguration', '--seal pkcs11 needs --pkcs11-token LABEL.');
+  const pinFile = options.pkcs11PinFile ?? process.env.TRUSTPLANE_PKCS11_PIN_FILE;
+  if (!pinFile && !process.env.TRUSTPLANE_PKCS11_PIN) {
+    throw new UserError('InvalidConfiguration', '--seal pkcs11 needs the token PIN in TRUSTPLANE_PKCS11_PIN or a file named by --pkcs11-pin-file.');
+  }
+  return { kind, libraryPath: resolve(libraryPath), tokenLabel, pinFile: pinFile ? resolve(pinFile) : undefined };
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:8200';
@@ -34,8 +73,7 @@ export function resolveHome(flag: string | undefined): string {
   return resolve(flag ?? process.env.TRUSTPLANE_HOME ?? '.trustplane');
 }
 
-export function serverConfig(options: { home?: string; listen?: string; dev?: boolean; region?: string;
-  scheduleIntervalSeconds?: string; rateLimit?: string }): ServerConfig {
+export function serverConfig(options: ServerFlags): ServerConfig {
   const { host, port } = parseListen(options.listen ?? process.env.TRUSTPLANE_LISTEN ?? DEFAULT_LISTEN);
   const region = options.region ?? process.env.TRUSTPLANE_REGION ?? DEFAULT_REGION;
   if (!/^[a-z0-9-]{1,32}$/.test(region)) throw new UserError('InvalidConfiguration', `--region must look like us-east-1, got '${region}'.`);
@@ -44,5 +82,9 @@ export function serverConfig(options: { home?: string; listen?: string; dev?: bo
   return { home: resolveHome(options.home), host, port, dev: Boolean(options.dev), region,
     scheduleIntervalMs: interval * 1000, maxBodyBytes: 1024 * 1024,
     rateLimits: parseRateLimits(options.rateLimit ?? process.env.TRUSTPLANE_RATE_LIMIT),
-    audit: process.env.TRUSTPLANE_AUDIT !== 'off' };
+    audit: process.env.TRUSTPLANE_AUDIT !== 'off', seal: sealConfig(options),
+    keyCache: { maxEntries: numberFlag(options.keyCacheSize, '--key-cache-size', 10_000, 1),
+      ttlMs: numberFlag(options.keyCacheTtl, '--key-cache-ttl', 60, 0) * 1000 },
+    rewrap: { batchSize: numberFlag(options.rewrapBatchSize, '--rewrap-batch-size', 100, 1),
+      pauseMs: numberFlag(options.rewrapPause, '--rewrap-pause', 0, 0) } };
 }

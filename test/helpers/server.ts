@@ -32,16 +32,19 @@ export interface StartOptions {
   home?: string;
   extraArgs?: string[];
   env?: Record<string, string>;
+  /** false starts a production-style server: sealed, no credentials printed (accessKeyId and secretAccessKey are ''). */
+  dev?: boolean;
 }
 
 export function makeTempDir(prefix = 'trustplane-test-'): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Starts a dev-mode server and resolves once it prints its address (and credentials). */
+/** Starts a server (dev mode unless dev: false) and resolves once it prints its address (and, in dev mode, credentials). */
 export async function startTestServer(options: StartOptions = {}): Promise<TestServer> {
   const home = options.home ?? makeTempDir();
-  const child = spawn(process.execPath, [trustplaneBin, 'server', '--dev', '--home', home, '--listen', '127.0.0.1:0',
+  const dev = options.dev ?? true;
+  const child = spawn(process.execPath, [trustplaneBin, 'server', ...(dev ? ['--dev'] : []), '--home', home, '--listen', '127.0.0.1:0',
     ...(options.extraArgs ?? [])], {
     env: { ...process.env, TRUSTPLANE_LOG_LEVEL: 'warn', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -67,7 +70,7 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
       if (home) { found.accountId = home[1]; found.region = home[2]; }
       const credentials = /AWS_ACCESS_KEY_ID=(\S+) AWS_SECRET_ACCESS_KEY=(\S+)/.exec(line);
       if (credentials) { found.accessKeyId = credentials[1]; found.secretAccessKey = credentials[2]; }
-      if (line.startsWith('Try:') && found.url && found.accessKeyId) {
+      if ((dev ? line.startsWith('Try:') && found.accessKeyId : found.accountId) && found.url) {
         child.off('exit', fail);
         resolveFields(found);
       }
@@ -83,7 +86,7 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
   };
   return {
     url: fields.url, home, accountId: fields.accountId, region: fields.region,
-    accessKeyId: fields.accessKeyId, secretAccessKey: fields.secretAccessKey, process: child,
+    accessKeyId: fields.accessKeyId ?? '', secretAccessKey: fields.secretAccessKey ?? '', process: child,
     output: () => output,
     stop,
     async kill() {

@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { serverConfig } from '../../shared/config.ts';
+import { serverConfig, type ServerFlags } from '../../shared/config.ts';
 import { createLogger } from '../../shared/log.ts';
 import { startServer } from '../../server.ts';
 
@@ -25,13 +25,28 @@ export function registerServerCommand(program: Command): void {
     .option('--region <name>', 'region named in ARNs, fixed when the home is created (default us-east-1)')
     .option('--schedule-interval <seconds>', 'how often due rotations and deletions run (default 60)')
     .option('--rate-limit <limits>', 'requests/s per principal: cryptographic=N,management=N (default 50000 and 500)')
-    .action(async (options: { home?: string; listen?: string; dev?: boolean; region?: string; scheduleInterval?: string; rateLimit?: string }) => {
+    .option('--seal <kind>', 'crypto module: software (Shamir-unsealed root key, default) or pkcs11 (an HSM token)')
+    .option('--pkcs11-module <path>', 'PKCS#11 library of the HSM (e.g. /usr/lib/softhsm/libsofthsm2.so)')
+    .option('--pkcs11-token <label>', 'label of the token holding the domain keys')
+    .option('--pkcs11-pin-file <file>', 'file holding the token PIN (or set TRUSTPLANE_PKCS11_PIN)')
+    .option('--key-cache-size <n>', 'unwrapped customer key versions kept in memory (default 10000)')
+    .option('--key-cache-ttl <seconds>', 'how long an unwrapped key version stays in memory; 0 disables the cache (default 60)')
+    .option('--rewrap-batch-size <n>', 'records rewrapped per transaction after a domain key rotation (default 100)')
+    .option('--rewrap-pause <ms>', 'pause between rewrap batches, to leave room for requests (default 0)')
+    .action(async (options: Omit<ServerFlags, 'scheduleIntervalSeconds'> & { scheduleInterval?: string }) => {
       const config = serverConfig({ ...options, scheduleIntervalSeconds: options.scheduleInterval });
       const logger = createLogger();
       const server = await startServer(config, logger);
       const out = process.stdout;
       out.write(`trustplane server listening on ${server.url}${config.dev ? ' (DEV MODE: auto-unseal, not for production)' : ''}\n`);
       out.write(`home: ${server.home}  account: ${server.accountId}  region: ${server.region}\n`);
+      const sealStatus = await server.operator.status();
+      if (!sealStatus.Initialized) {
+        out.write(`\nThe crypto module (${sealStatus.Module}) is not initialised. Run:\n  trustplane operator init --endpoint ${server.url}${sealStatus.Module === 'software' ? ' --shares 5 --threshold 3' : ''}\n`);
+      } else if (sealStatus.Sealed) {
+        out.write(`\nThe crypto module is SEALED${sealStatus.SealedReason ? ` (${sealStatus.SealedReason})` : ''}: key operations fail until it is unsealed.\n`);
+        if (sealStatus.Module === 'software') out.write(`Unseal with ${sealStatus.Threshold} shares: trustplane operator unseal --endpoint ${server.url}\n`);
+      }
       const credentials = server.rootCredentials ?? (config.dev ? readDevCredentials(server.home) : undefined);
       if (credentials) {
         out.write(`\nRoot credentials (also in ${join(server.home, 'credentials')}, profile trustplane):\n\n`);

@@ -558,9 +558,13 @@ export class KeyService {
     const key = await this.#resolveAuthorized(caller, input.keyId, `kms:${operation}`, input.context);
     this.#checkUsable(key, operation);
     this.#checkSymmetric(key, operation);
-    const opened = await this.#openCurrent(key);
-    if (input.dryRun) throw kmsErrors.dryRun();
+    if (input.dryRun) {
+      await this.#openCurrent(key);
+      throw kmsErrors.dryRun();
+    }
+    // The pair first: key generation runs off the event loop, and an opened key is used in the turn it is opened.
     const pair = await generateAsymmetricPair(input.keyPairSpec);
+    const opened = await this.#openCurrent(key);
     const privateKeyCiphertext = opened.key.encrypt(pair.privateKeyDer, input.context);
     const result = { PrivateKeyCiphertextBlob: privateKeyCiphertext, PublicKey: pair.publicKeyDer, KeyId: key.arn,
       KeyPairSpec: input.keyPairSpec, PrivateKeyPlaintext: input.withPlaintext ? pair.privateKeyDer : undefined };

@@ -20,9 +20,11 @@ export {
   CustomerKey, generateKeyMaterial, generateAsymmetricPair, isAsymmetricSpec, isHmacSpec, KEY_SPECS,
   DATA_KEY_PAIR_SPECS, MAC_HASH, type KeySpec, type DataKeyPairSpec, type MacAlgorithm, type KeyPairDer,
 } from './lib/customer-key.ts';
-export type { CryptoModule, CryptoModuleStatus, CryptoModuleKind, WrappedSecret, DomainKeyRecord, DomainKeyStore } from './lib/crypto-module.ts';
+export type {
+  CryptoModule, CryptoModuleStatus, CryptoModuleKind, WrappedSecret, DomainKeyRecord, DomainKeyStore, DomainKeyState,
+} from './lib/crypto-module.ts';
 export { SoftwareCryptoModule, WrongRootKeyError } from './lib/software-module.ts';
-export { Keyring, type StoredKeyMaterial, type NewKeyMaterial } from './lib/keyring.ts';
+export { Keyring, type StoredKeyMaterial, type NewKeyMaterial, type KeyCacheOptions } from './lib/keyring.ts';
 export {
   encodeFileHeader, readFileHeader, createEncryptStream, createDecryptStream, decryptChunk, decryptRange,
   deriveChunkedFileKey, plaintextRangeToChunks, ciphertextLength, plaintextLength, ChunkedFileKey,
@@ -30,3 +32,7 @@ export {
   type ChunkedFileHeader, type FileHeaderFields, type FileHeaderReadResult, type ChunkSpan,
   type EncryptStreamOptions, type DecryptStreamOptions,
 } from './lib/chunked-aead.ts';
+export {
+  rewrapBatch, aadForOwner, type WrappedRecord, type WrappedRecordCursor, type WrappedRecordOwner,
+  type WrappedRecordReplacement, type WrappedRecordStore, type RewrapBatchResult,
+} from './lib/rewrap.ts';

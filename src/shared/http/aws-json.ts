@@ -75,10 +75,17 @@ interface ErrorReply {
   message: string;
 }
 
-export function errorReply(error: unknown, requestId: string, logger: Logger): ErrorReply {
+/**
+ * `protocol` decides how "sealed" is said: the AWS KMS protocol has only KMSInternalException for
+ * it (HTTP 500, as KMS sends); trustplane's own APIs answer a typed 503 a client can act on.
+ */
+export function errorReply(error: unknown, requestId: string, logger: Logger, protocol: 'aws' | 'trustplane' = 'aws'): ErrorReply {
   if (error instanceof UserError) return { status: error.httpStatus, type: error.code, message: error.message };
   if (error instanceof CiphertextError) return { status: 400, type: error.code, message: error.message };
-  if (error instanceof SealedError) return { status: 500, type: error.code, message: error.message };
+  if (error instanceof SealedError) {
+    return protocol === 'aws' ? { status: 500, type: error.code, message: error.message }
+      : { status: 503, type: 'ServiceSealedException', message: error.message };
+  }
   logger.error({ err: error, requestId }, 'internal error');
   return { status: 500, type: 'KMSInternalException', message: `An internal error occurred. Request id: ${requestId}` };
 }
@@ -161,7 +168,9 @@ export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
         const input = parseInput(operation.input, parsedBody);
         body = toWireJson(await operation.handle(caller, input)) ?? {};
       } catch (error) {
-        const reply = errorReply(error, requestId, logger);
+        const targetHeader = request.headers['x-amz-target'];
+        const protocol = typeof targetHeader === 'string' && targetHeader.startsWith('TrentService.') ? 'aws' : 'trustplane';
+        const reply = errorReply(error, requestId, logger, protocol);
         logger.debug({ requestId, type: reply.type }, 'request failed');
         status = reply.status;
         outcome = reply.type;

@@ -3,7 +3,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { DomainKeyRecord } from '../crypto/index.ts';
+import type {
+  DomainKeyRecord, WrappedRecord, WrappedRecordCursor, WrappedRecordOwner, WrappedRecordReplacement,
+} from '../crypto/index.ts';
 import { sqliteMigrations, type Migration } from './migrations/sqlite.ts';
 import {
   StoreConflictError, StoreDuplicateError, StoreLimitError, type AccessKeyRecord, type AccessKeyStatus, type AccountRecord,
@@ -30,6 +32,31 @@ export function decodeMarker(marker: string | undefined): string | undefined {
 
 export class InvalidMarkerError extends Error {
   constructor() { super('The marker is invalid.'); this.name = 'InvalidMarkerError'; }
+}
+
+/** Every row holding material wrapped under a domain key, so rotation and migration miss none. */
+const WRAPPED_RECORD_SOURCES = {
+  'access-key': { table: 'access_keys', column: 'wrapped_secret' },
+  'audit-signing-key': { table: 'audit_signing_keys', column: 'wrapped_private_key' },
+  'key-version': { table: 'key_versions', column: 'wrapped_material' },
+} as const satisfies Record<WrappedRecord['source'], { table: string; column: string }>;
+
+const WRAPPED_RECORDS_SQL = `
+  SELECT 'access-key' AS source, rowid AS row_id, access_key_id AS name, NULL AS version, NULL AS key_spec,
+    domain_key_id, wrapped_secret AS wrapped FROM access_keys
+  UNION ALL
+  SELECT 'audit-signing-key', rowid, key_id, NULL, NULL, domain_key_id, wrapped_private_key FROM audit_signing_keys
+  UNION ALL
+  SELECT 'key-version', v.rowid, v.key_id, v.version, k.key_spec, v.domain_key_id, v.wrapped_material
+    FROM key_versions v JOIN keys k ON k.key_id = v.key_id`;
+
+function wrappedRecordFromRow(row: Row): WrappedRecord {
+  const material = { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped as Buffer };
+  const source = row.source as WrappedRecord['source'];
+  const owner: WrappedRecordOwner = source === 'key-version'
+    ? { kind: 'customer-key', keyId: String(row.name), version: Number(row.version), spec: String(row.key_spec) }
+    : { kind: 'secret', purpose: source, name: String(row.name) };
+  return { source, rowId: Number(row.row_id), owner, material };
 }
 
 function keyFromRow(row: Row): KeyRecord {
@@ -191,29 +218,35 @@ export class SqliteStore implements Store {
   }
 
   async listDomainKeys(): Promise<DomainKeyRecord[]> {
-    return (this.#statement('SELECT * FROM domain_keys ORDER BY created_at').all() as Row[]).map((row) => ({
-      id: String(row.id), wrapped: row.wrapped as Buffer, createdAt: toDate(row.created_at) as Date,
-      state: row.state as DomainKeyRecord['state'],
+    return (this.#statement('SELECT * FROM domain_keys ORDER BY created_at, rowid').all() as Row[]).map((row) => ({
+      id: String(row.id), module: row.module as DomainKeyRecord['module'], wrapped: row.wrapped as Buffer,
+      createdAt: toDate(row.created_at) as Date, state: row.state as DomainKeyRecord['state'],
     }));
   }
 
   async insertDomainKey(record: DomainKeyRecord): Promise<void> {
     this.#write(() => {
-      if (record.state === 'active') this.#statement("UPDATE domain_keys SET state = 'retired' WHERE state = 'active'").run();
-      this.#statement('INSERT INTO domain_keys (id, wrapped, created_at, state) VALUES (?, ?, ?, ?)')
-        .run(record.id, record.wrapped, record.createdAt.getTime(), record.state);
+      if (record.state === 'active') this.#statement("UPDATE domain_keys SET state = 'retiring' WHERE state = 'active'").run();
+      this.#statement('INSERT INTO domain_keys (id, module, wrapped, created_at, state) VALUES (?, ?, ?, ?, ?)')
+        .run(record.id, record.module, record.wrapped, record.createdAt.getTime(), record.state);
+    });
+  }
+
+  async retireDomainKey(id: string): Promise<void> {
+    this.#write(() => {
+      const changed = this.#statement("UPDATE domain_keys SET state = 'retired', wrapped = X'' WHERE id = ? AND state = 'retiring'").run(id);
+      if (changed.changes !== 1) throw new StoreConflictError(`domain key ${id} is not retiring`);
     });
   }
 
   async initializeModule(firstDomainKey: DomainKeyRecord, values: Record<string, Buffer>): Promise<void> {
     this.#write(() => {
-      const existing = this.#statement('SELECT COUNT(*) AS n FROM module_values').get() as Row;
+      const existing = this.#statement("SELECT COUNT(*) AS n FROM domain_keys WHERE state != 'retired'").get() as Row;
       if (Number(existing.n) > 0) throw new StoreDuplicateError('the crypto module is already initialised');
-      this.#statement('DELETE FROM domain_keys').run();
-      this.#statement('INSERT INTO domain_keys (id, wrapped, created_at, state) VALUES (?, ?, ?, ?)')
-        .run(firstDomainKey.id, firstDomainKey.wrapped, firstDomainKey.createdAt.getTime(), firstDomainKey.state);
+      this.#statement('INSERT INTO domain_keys (id, module, wrapped, created_at, state) VALUES (?, ?, ?, ?, ?)')
+        .run(firstDomainKey.id, firstDomainKey.module, firstDomainKey.wrapped, firstDomainKey.createdAt.getTime(), firstDomainKey.state);
       for (const [name, value] of Object.entries(values)) {
-        this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?)').run(name, value);
+        this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value').run(name, value);
       }
     });
   }
@@ -223,7 +256,54 @@ export class SqliteStore implements Store {
     return row ? (row.value as Buffer) : undefined;
   }
 
+  async setModuleValue(name: string, value: Buffer): Promise<void> {
+    this.#write(() => {
+      this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value').run(name, value);
+    });
+  }
 
+  /** Re-keys the module in one transaction (seal migration): new domain keys and values replace the old ones. */
+  async replaceModule(domainKeys: DomainKeyRecord[], values: Record<string, Buffer | undefined>): Promise<void> {
+    this.#write(() => {
+      for (const record of domainKeys) {
+        this.#statement(`INSERT INTO domain_keys (id, module, wrapped, created_at, state) VALUES (?, ?, ?, ?, ?)
+          ON CONFLICT (id) DO UPDATE SET module = excluded.module, wrapped = excluded.wrapped, state = excluded.state`)
+          .run(record.id, record.module, record.wrapped, record.createdAt.getTime(), record.state);
+      }
+      for (const [name, value] of Object.entries(values)) {
+        if (value === undefined) this.#statement('DELETE FROM module_values WHERE name = ?').run(name);
+        else this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value').run(name, value);
+      }
+    });
+  }
+
+  async listWrappedRecords(domainKeyIds: string[], after: WrappedRecordCursor | undefined, limit: number): Promise<WrappedRecord[]> {
+    if (domainKeyIds.length === 0) return [];
+    const placeholders = domainKeyIds.map(() => '?').join(', ');
+    const rows = this.#db.prepare(`SELECT * FROM (${WRAPPED_RECORDS_SQL}) WHERE domain_key_id IN (${placeholders})
+      AND (source, row_id) > (?, ?) ORDER BY source, row_id LIMIT ?`)
+      .all(...domainKeyIds, after?.source ?? '', after?.rowId ?? -1, limit) as Row[];
+    return rows.map(wrappedRecordFromRow);
+  }
+
+  async countWrappedRecords(): Promise<Map<string, number>> {
+    const rows = this.#statement(`SELECT domain_key_id, COUNT(*) AS n FROM (${WRAPPED_RECORDS_SQL}) GROUP BY domain_key_id`).all() as Row[];
+    return new Map(rows.map((row) => [String(row.domain_key_id), Number(row.n)]));
+  }
+
+  async replaceWrappedRecords(replacements: WrappedRecordReplacement[]): Promise<number> {
+    return this.#write(() => {
+      let replaced = 0;
+      for (const { record, material } of replacements) {
+        const target = WRAPPED_RECORD_SOURCES[record.source];
+        // Compare-and-swap: a row changed or deleted since it was read is left alone.
+        replaced += this.#statement(`UPDATE ${target.table} SET domain_key_id = ?, ${target.column} = ?
+          WHERE rowid = ? AND domain_key_id = ? AND ${target.column} = ?`)
+          .run(material.domainKeyId, material.wrapped, record.rowId, record.material.domainKeyId, record.material.wrapped).changes;
+      }
+      return replaced;
+    });
+  }
 
   async createAccount(account: AccountRecord, root: PrincipalRecord, rootKey: AccessKeyRecord): Promise<void> {
     this.#write(() => {

@@ -1,6 +1,6 @@
 // Records the store keeps, shared by every implementation. Key material appears here only
 // wrapped (WrappedSecret); nothing in a record is usable without the crypto module.
-import type { DomainKeyStore, WrappedSecret } from '../crypto/index.ts';
+import type { DomainKeyStore, WrappedRecordStore, WrappedSecret } from '../crypto/index.ts';
 
 export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion';
 export type KeyUsage = 'ENCRYPT_DECRYPT' | 'SIGN_VERIFY' | 'GENERATE_VERIFY_MAC';
@@ -154,7 +154,7 @@ export interface KeyPatch {
  * The one store interface. Every method is one transaction: it either happens whole or not at
  * all. Implementations: SQLite (embedded default) and, later, PostgreSQL for many replicas.
  */
-export interface Store extends DomainKeyStore {
+export interface Store extends DomainKeyStore, WrappedRecordStore {
   close(): Promise<void>;
   getMeta(name: string): Promise<string | undefined>;
   /** Sets a value only if absent; returns the value in force afterwards. */

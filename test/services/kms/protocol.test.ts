@@ -177,6 +177,6 @@ describe('AWS JSON protocol and SigV4', () => {
   it('reports health without authentication', async () => {
     const response = await fetch(`${server.url}/health`);
     assert.equal(response.status, 200);
-    assert.deepEqual(await response.json(), { status: 'ok', initialized: true, sealed: false });
+    assert.deepEqual(await response.json(), { status: 'ok', initialized: true, sealed: false, module: 'software', progress: 0, threshold: 0 });
   });
 });

@@ -1,6 +1,8 @@
 // Byte helpers for key material: randomness, constant-time comparison, zeroing.
 // Must never log or copy key bytes anywhere but into the caller's buffer.
 import * as nodeCrypto from 'node:crypto';
+import v8 from 'node:v8';
+import { runInNewContext } from 'node:vm';
 
 export function randomBytes(length: number): Buffer {
   return nodeCrypto.randomBytes(length);
@@ -37,4 +39,20 @@ export function hash(algorithm: HashName, data: Uint8Array): Buffer {
 
 export function randomUuid(): string {
   return nodeCrypto.randomUUID();
+}
+
+let collectGarbage: (() => void) | undefined;
+
+/**
+ * Runs a full garbage collection on the next turn. Objects that hold key schedules in native
+ * memory (cipher contexts) are cleansed by OpenSSL only when collected; sealing should not wait
+ * for that to happen by chance. Uses V8's gc hook, enabled once at first use.
+ */
+export function collectGarbageSoon(): void {
+  if (!collectGarbage) {
+    v8.setFlagsFromString('--expose-gc');
+    collectGarbage = runInNewContext('gc') as () => void;
+  }
+  const gc = collectGarbage;
+  setImmediate(() => gc());
 }

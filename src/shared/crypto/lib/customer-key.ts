@@ -2,7 +2,7 @@
 // Must never hand raw key bytes to callers: only data keys the API returns leave in clear.
 import * as nodeCrypto from 'node:crypto';
 import { promisify } from 'node:util';
-import { CiphertextError } from '../../errors.ts';
+import { CiphertextError, SealedError } from '../../errors.ts';
 import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LENGTH } from './aead.ts';
 import { randomBytes, zeroize, type HashName } from './bytes.ts';
 import {
@@ -91,25 +91,41 @@ export class CustomerKey {
   readonly keyId: string;
   readonly version: number;
   readonly spec: KeySpec;
-  readonly #secret?: nodeCrypto.KeyObject;
-  readonly #privateKey?: nodeCrypto.KeyObject;
-  readonly #publicKey?: nodeCrypto.KeyObject;
+  // Symmetric and HMAC material stays a Buffer we own, so destroy() can zero it at once;
+  // asymmetric keys exist only as KeyObjects, which OpenSSL cleanses when they are freed.
+  #secret?: Buffer;
+  #privateKey?: nodeCrypto.KeyObject;
+  #publicKey?: nodeCrypto.KeyObject;
+  #destroyed = false;
 
-  /** Takes ownership of `material` and zeroizes it. */
+  /** Takes ownership of `material`: keeps it (symmetric, HMAC) or zeroizes it after import (asymmetric). */
   constructor(keyId: string, version: number, spec: KeySpec, material: Buffer) {
     this.keyId = keyId;
     this.version = version;
     this.spec = spec;
+    if (!isAsymmetricSpec(spec)) {
+      this.#secret = material;
+      return;
+    }
     try {
-      if (isAsymmetricSpec(spec)) {
-        this.#privateKey = nodeCrypto.createPrivateKey({ key: material, format: 'der', type: 'pkcs8' });
-        this.#publicKey = nodeCrypto.createPublicKey(this.#privateKey);
-      } else {
-        this.#secret = nodeCrypto.createSecretKey(material);
-      }
+      this.#privateKey = nodeCrypto.createPrivateKey({ key: material, format: 'der', type: 'pkcs8' });
+      this.#publicKey = nodeCrypto.createPublicKey(this.#privateKey);
     } finally {
       zeroize(material);
     }
+  }
+
+  /** Zeroes the material (evicted from the cache, or sealed); any later use throws. */
+  destroy(): void {
+    this.#destroyed = true;
+    zeroize(this.#secret);
+    this.#secret = undefined;
+    this.#privateKey = undefined;
+    this.#publicKey = undefined;
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
   }
 
   /** Encrypts into a self-describing ciphertext blob (symmetric keys). */
@@ -136,6 +152,7 @@ export class CustomerKey {
   }
 
   rsaDecrypt(hashName: HashName, ciphertext: Uint8Array): Buffer {
+    this.#requireLive();
     if (!this.#privateKey) throw new TypeError('not an asymmetric key');
     try {
       return rsaOaepDecrypt(this.#privateKey, hashName, ciphertext);
@@ -145,6 +162,7 @@ export class CustomerKey {
   }
 
   sign(scheme: SignatureScheme, input: Uint8Array, inputIsDigest: boolean): Buffer {
+    this.#requireLive();
     if (!this.#privateKey) throw new TypeError('not an asymmetric key');
     return inputIsDigest ? signDigest(scheme, this.#privateKey, input) : signMessage(scheme, this.#privateKey, input);
   }
@@ -169,12 +187,19 @@ export class CustomerKey {
     return this.#requirePublic().export({ format: 'der', type: 'spki' });
   }
 
-  #requireSymmetric(): nodeCrypto.KeyObject {
+  #requireLive(): void {
+    // Only a seal destroys a key a request may still hold (eviction waits a turn of the event loop).
+    if (this.#destroyed) throw new SealedError('The key service was sealed while this request was using a key.');
+  }
+
+  #requireSymmetric(): Buffer {
+    this.#requireLive();
     if (!this.#secret) throw new TypeError('not a symmetric key');
     return this.#secret;
   }
 
   #requirePublic(): nodeCrypto.KeyObject {
+    this.#requireLive();
     if (!this.#publicKey) throw new TypeError('not an asymmetric key');
     return this.#publicKey;
   }

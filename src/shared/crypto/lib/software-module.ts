@@ -1,9 +1,8 @@
 // Software crypto module: domain keys in process memory, persisted only wrapped under a
 // root key that arrives by unseal. Must never write the root key or a domain key to disk.
-import * as nodeCrypto from 'node:crypto';
 import { CiphertextError, SealedError } from '../../errors.ts';
 import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LENGTH, GCM_TAG_LENGTH } from './aead.ts';
-import { randomBytes, randomUuid, zeroize } from './bytes.ts';
+import { collectGarbageSoon, randomBytes, randomUuid, zeroize } from './bytes.ts';
 import type { CryptoModule, CryptoModuleStatus, DomainKeyStore, WrappedSecret } from './crypto-module.ts';
 
 const WRAP_FORMAT_VERSION = 1;
@@ -15,13 +14,13 @@ function domainKeyAad(id: string): Buffer {
 }
 
 /** version byte || nonce || ciphertext || tag */
-function sealUnder(key: nodeCrypto.KeyObject, secret: Uint8Array, aad: Uint8Array): Buffer {
+function sealUnder(key: Uint8Array, secret: Uint8Array, aad: Uint8Array): Buffer {
   const nonce = randomBytes(GCM_NONCE_LENGTH);
   const sealed = aesGcmEncrypt(key, nonce, secret, aad);
   return Buffer.concat([Buffer.of(WRAP_FORMAT_VERSION), nonce, sealed.ciphertext, sealed.tag]);
 }
 
-function openUnder(key: nodeCrypto.KeyObject, wrapped: Buffer, aad: Uint8Array): Buffer {
+function openUnder(key: Uint8Array, wrapped: Buffer, aad: Uint8Array): Buffer {
   if (wrapped.length < 1 + GCM_NONCE_LENGTH + GCM_TAG_LENGTH || wrapped[0] !== WRAP_FORMAT_VERSION) {
     throw new CiphertextError();
   }
@@ -38,8 +37,11 @@ export class SoftwareCryptoModule implements CryptoModule {
   readonly kind = 'software' as const;
   readonly #store: DomainKeyStore;
   #initialized = false;
-  #domainKeys = new Map<string, nodeCrypto.KeyObject>();
+  // Plain buffers we own, not KeyObjects: seal() can overwrite them at once instead of waiting for GC.
+  #domainKeys = new Map<string, Buffer>();
   #activeDomainKeyId: string | undefined;
+  /** Held only while unsealed, to wrap new domain keys on rotation; dropped on seal. */
+  #rootKey: Buffer | undefined;
   #sealListeners: Array<() => void> = [];
 
   constructor(store: DomainKeyStore) {
@@ -48,7 +50,9 @@ export class SoftwareCryptoModule implements CryptoModule {
 
   /** Reads whether the module was ever initialised (a root check value exists). */
   async load(): Promise<void> {
-    this.#initialized = (await this.#store.getModuleValue(ROOT_CHECK_NAME)) !== undefined;
+    const keys = await this.#store.listDomainKeys();
+    this.#initialized = (await this.#store.getModuleValue(ROOT_CHECK_NAME)) !== undefined
+      && keys.some((key) => key.module === 'software' && key.state !== 'retired');
   }
 
   status(): CryptoModuleStatus {
@@ -57,18 +61,18 @@ export class SoftwareCryptoModule implements CryptoModule {
   }
 
   /** First-time set-up under a new root key: records a check value and the first domain key. */
-  async initialize(rootKeyBytes: Uint8Array): Promise<void> {
+  async initialize(rootKeyBytes: Uint8Array, values: Record<string, Buffer> = {}): Promise<void> {
     if (this.#initialized) throw new Error('crypto module is already initialised');
-    const rootKey = nodeCrypto.createSecretKey(Buffer.from(rootKeyBytes));
+    const rootKey = Buffer.from(rootKeyBytes);
     const domainKeyBytes = randomBytes(32);
     try {
       const id = randomUuid();
       // One transaction: a crash leaves either nothing or a complete, unsealable module.
-      await this.#store.initializeModule({ id, wrapped: sealUnder(rootKey, domainKeyBytes, domainKeyAad(id)),
-        createdAt: new Date(), state: 'active' }, { [ROOT_CHECK_NAME]: sealUnder(rootKey, ROOT_CHECK_PLAINTEXT, Buffer.alloc(0)) });
+      await this.#store.initializeModule({ id, module: 'software', wrapped: sealUnder(rootKey, domainKeyBytes, domainKeyAad(id)),
+        createdAt: new Date(), state: 'active' }, { ...values, [ROOT_CHECK_NAME]: sealUnder(rootKey, ROOT_CHECK_PLAINTEXT, Buffer.alloc(0)) });
       this.#initialized = true;
     } finally {
-      zeroize(domainKeyBytes);
+      zeroize(domainKeyBytes, rootKey);
     }
     await this.unseal(rootKeyBytes);
   }
@@ -77,24 +81,88 @@ export class SoftwareCryptoModule implements CryptoModule {
   async unseal(rootKeyBytes: Uint8Array): Promise<void> {
     const check = await this.#store.getModuleValue(ROOT_CHECK_NAME);
     if (!check) throw new Error('crypto module is not initialised');
-    const rootKey = nodeCrypto.createSecretKey(Buffer.from(rootKeyBytes));
+    const rootKey = Buffer.from(rootKeyBytes);
     try {
-      openUnder(rootKey, check, Buffer.alloc(0));
+      zeroize(openUnder(rootKey, check, Buffer.alloc(0)));
     } catch {
+      zeroize(rootKey);
       throw new WrongRootKeyError();
     }
     const records = await this.#store.listDomainKeys();
-    const keys = new Map<string, nodeCrypto.KeyObject>();
+    const keys = new Map<string, Buffer>();
     let active: string | undefined;
     for (const record of records) {
-      const bytes = openUnder(rootKey, record.wrapped, domainKeyAad(record.id));
-      keys.set(record.id, nodeCrypto.createSecretKey(bytes));
-      zeroize(bytes);
+      if (record.state === 'retired') continue;
+      if (record.module !== 'software') {
+        throw new Error(`domain key ${record.id} lives in a ${record.module} module: start the server with --seal ${record.module}, or finish the seal migration`);
+      }
+      keys.set(record.id, openUnder(rootKey, record.wrapped, domainKeyAad(record.id)));
       if (record.state === 'active') active = record.id;
     }
-    if (!active) throw new Error('crypto module has no active domain key');
+    if (!active) {
+      zeroize(rootKey, ...keys.values());
+      throw new Error('crypto module has no active domain key');
+    }
     this.#domainKeys = keys;
     this.#activeDomainKeyId = active;
+    this.#rootKey = rootKey;
+  }
+
+  /** Checks a candidate root key without unsealing (the unseal flow reports a wrong share set). */
+  async checkRootKey(rootKeyBytes: Uint8Array): Promise<boolean> {
+    const check = await this.#store.getModuleValue(ROOT_CHECK_NAME);
+    if (!check) return false;
+    try {
+      zeroize(openUnder(rootKeyBytes, check, Buffer.alloc(0)));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  holdsDomainKey(domainKeyId: string): boolean {
+    return this.#domainKeys.has(domainKeyId);
+  }
+
+  async rotateDomainKey(): Promise<string> {
+    const rootKey = this.#rootKey;
+    if (!rootKey || this.#activeDomainKeyId === undefined) throw new SealedError();
+    const id = randomUuid();
+    const bytes = randomBytes(32);
+    try {
+      await this.#store.insertDomainKey({ id, module: 'software', wrapped: sealUnder(rootKey, bytes, domainKeyAad(id)),
+        createdAt: new Date(), state: 'active' });
+      this.#domainKeys.set(id, bytes);
+    } catch (error) {
+      zeroize(bytes);
+      throw error;
+    }
+    this.#activeDomainKeyId = id;
+    return id;
+  }
+
+  async retireDomainKey(domainKeyId: string): Promise<void> {
+    if (domainKeyId === this.#activeDomainKeyId) throw new Error('the active domain key cannot be retired');
+    await this.#store.retireDomainKey(domainKeyId);
+    zeroize(this.#domainKeys.get(domainKeyId));
+    this.#domainKeys.delete(domainKeyId);
+  }
+
+  /** Another process (a second server on this store) may have rotated: picks up domain keys it does not hold yet. */
+  async refresh(): Promise<void> {
+    const rootKey = this.#rootKey;
+    if (!rootKey) return;
+    for (const record of await this.#store.listDomainKeys()) {
+      if (record.module !== 'software') continue;
+      if (record.state === 'retired') {
+        zeroize(this.#domainKeys.get(record.id));
+        this.#domainKeys.delete(record.id);
+      }
+      else if (!this.#domainKeys.has(record.id)) {
+        this.#domainKeys.set(record.id, openUnder(rootKey, record.wrapped, domainKeyAad(record.id)));
+      }
+      if (record.state === 'active') this.#activeDomainKeyId = record.id;
+    }
   }
 
   async wrap(secret: Uint8Array, aad: Uint8Array): Promise<WrappedSecret> {
@@ -106,16 +174,24 @@ export class SoftwareCryptoModule implements CryptoModule {
 
   async unwrap(wrapped: WrappedSecret, aad: Uint8Array): Promise<Buffer> {
     if (this.#activeDomainKeyId === undefined) throw new SealedError();
-    const key = this.#domainKeys.get(wrapped.domainKeyId);
+    let key = this.#domainKeys.get(wrapped.domainKeyId);
+    if (!key) {
+      await this.refresh();
+      key = this.#domainKeys.get(wrapped.domainKeyId);
+    }
     if (!key) throw new CiphertextError('The wrapped key names a domain key this module does not hold.');
     return openUnder(key, wrapped.wrapped, aad);
   }
 
   seal(): void {
-    // KeyObjects live in OpenSSL memory; dropping every reference is what node allows.
+    // Overwrite, then drop: a memory dump taken after seal() finds no domain key or root key.
+    zeroize(this.#rootKey, ...this.#domainKeys.values());
     this.#domainKeys = new Map();
     this.#activeDomainKeyId = undefined;
+    this.#rootKey = undefined;
     for (const listener of this.#sealListeners) listener();
+    // Cipher contexts of recent wraps hold key schedules until they are collected (OpenSSL cleanses them then).
+    collectGarbageSoon();
   }
 
   onSeal(listener: () => void): void {

@@ -109,4 +109,22 @@ export const sqliteMigrations: Migration[] = [
       CREATE INDEX grants_by_retiring ON grants(retiring_principal);
     `,
   },
+  {
+    version: 4,
+    name: 'crypto modules: domain keys per module, retiring state, lookups by domain key',
+    sql: `
+      CREATE TABLE domain_keys_v4 (
+        id TEXT PRIMARY KEY, module TEXT NOT NULL CHECK (module IN ('software', 'pkcs11')),
+        wrapped BLOB NOT NULL, created_at INTEGER NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('active', 'retiring', 'retired')));
+      INSERT INTO domain_keys_v4 (id, module, wrapped, created_at, state)
+        SELECT id, 'software', wrapped, created_at, CASE state WHEN 'active' THEN 'active' ELSE 'retiring' END FROM domain_keys;
+      DROP TABLE domain_keys;
+      ALTER TABLE domain_keys_v4 RENAME TO domain_keys;
+      CREATE UNIQUE INDEX domain_keys_one_active ON domain_keys(state) WHERE state = 'active';
+      CREATE INDEX key_versions_by_domain_key ON key_versions(domain_key_id);
+      CREATE INDEX access_keys_by_domain_key ON access_keys(domain_key_id);
+      CREATE INDEX audit_signing_keys_by_domain_key ON audit_signing_keys(domain_key_id);
+    `,
+  },
 ];

@@ -1,0 +1,224 @@
+// The operator service: initialise the crypto module, unseal it with Shamir shares (or the
+// token), seal it, rotate the domain key. Init, unseal and status need no credentials (there are
+// none while sealed: every secret is wrapped); seal and rotation need a management principal.
+// Must never store, log or return a share or the root key except the one init response.
+import { randomBytes, zeroize, type SoftwareCryptoModule } from '../../shared/crypto/index.ts';
+import type { Pkcs11CryptoModule } from '../../shared/crypto/lib/pkcs11-module.ts';
+import type { Authorizer, Caller } from '../../shared/auth/index.ts';
+import { UserError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import type { Store } from '../../shared/store/index.ts';
+import type { IdentityService } from '../iam/index.ts';
+import { accountArn } from '../iam/domain/names.ts';
+import type { DomainKeyRotation, DomainKeyRotationProgress } from './domain/domain-key-rotation.ts';
+import { decodeShare, encodeShare, splitRootKey, UnsealProgress, validateShareScheme, ROOT_KEY_BYTES, type ShareScheme } from './domain/shares.ts';
+
+const THRESHOLD_VALUE = 'shamir-threshold';
+const SHARES_VALUE = 'shamir-shares';
+
+export type SealBackend =
+  | { kind: 'software'; module: SoftwareCryptoModule }
+  | { kind: 'pkcs11'; module: Pkcs11CryptoModule };
+
+export interface SealStatus {
+  Initialized: boolean;
+  Sealed: boolean;
+  /** Distinct shares submitted toward the current unseal. */
+  Progress: number;
+  /** Shares needed to unseal (0 when the module unseals itself, as a PKCS#11 token does). */
+  Threshold: number;
+  Shares: number;
+  Module: 'software' | 'pkcs11';
+  SealedReason?: string;
+  DomainKeyRotation: DomainKeyRotationProgress;
+}
+
+export interface InitResult {
+  Shares: string[];
+  Threshold: number;
+  AccessKeyId: string;
+  SecretAccessKey: string;
+}
+
+export interface OperatorServiceOptions {
+  seal: SealBackend;
+  store: Store;
+  identity: IdentityService;
+  authorizer: Authorizer;
+  accountId: string;
+  rotation: DomainKeyRotation;
+  logger: Logger;
+  /** Work that needs keys: runs after every unseal (scheduled work, resuming a rotation). */
+  onUnsealed(): Promise<void>;
+}
+
+export class OperatorService {
+  readonly #options: OperatorServiceOptions;
+  readonly #progress = new UnsealProgress();
+  #scheme: ShareScheme | undefined;
+  #sealedByOperator = false;
+  // Init and unseal each change module state across awaits; one at a time keeps them whole.
+  #queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: OperatorServiceOptions) {
+    this.#options = options;
+  }
+
+  #serialize<T>(work: () => Promise<T>): Promise<T> {
+    const result = this.#queue.then(work);
+    this.#queue = result.catch(() => undefined);
+    return result;
+  }
+
+  async #shareScheme(): Promise<ShareScheme | undefined> {
+    if (this.#scheme) return this.#scheme;
+    const threshold = await this.#options.store.getModuleValue(THRESHOLD_VALUE);
+    const shares = await this.#options.store.getModuleValue(SHARES_VALUE);
+    if (!threshold || !shares) return undefined;
+    this.#scheme = { threshold: Number(threshold.toString()), shares: Number(shares.toString()) };
+    return this.#scheme;
+  }
+
+  async status(): Promise<SealStatus> {
+    const { seal, rotation } = this.#options;
+    const moduleStatus = seal.module.status();
+    const scheme = seal.kind === 'software' ? await this.#shareScheme() : undefined;
+    return {
+      Initialized: moduleStatus.initialized, Sealed: moduleStatus.sealed, Progress: this.#progress.progress,
+      Threshold: scheme?.threshold ?? 0, Shares: scheme?.shares ?? 0, Module: seal.kind,
+      SealedReason: moduleStatus.sealed ? moduleStatus.sealedReason ?? (moduleStatus.initialized ? undefined : 'not initialised') : undefined,
+      DomainKeyRotation: rotation.progress(),
+    };
+  }
+
+  /** First-time set-up: root key (split into shares) or token key, and the root principal's credentials. */
+  init(scheme: Partial<ShareScheme>): Promise<InitResult> {
+    return this.#serialize(async () => {
+      const { seal, identity, accountId, logger } = this.#options;
+      if (seal.module.status().initialized) {
+        throw new UserError('AlreadyInitializedException', 'The crypto module is already initialised.', 409);
+      }
+      let shares: string[] = [];
+      let threshold = 0;
+      if (seal.kind === 'software') {
+        const wanted = { shares: scheme.shares ?? 5, threshold: scheme.threshold ?? 3 };
+        validateShareScheme(wanted);
+        const rootKey = randomBytes(ROOT_KEY_BYTES);
+        const split = await splitRootKey(rootKey, wanted);
+        try {
+          await seal.module.initialize(rootKey, {
+            [THRESHOLD_VALUE]: Buffer.from(String(wanted.threshold)), [SHARES_VALUE]: Buffer.from(String(wanted.shares)),
+          });
+          shares = split.map(encodeShare);
+          threshold = wanted.threshold;
+          this.#scheme = wanted;
+        } finally {
+          zeroize(rootKey, ...split);
+        }
+      } else {
+        if (scheme.shares !== undefined || scheme.threshold !== undefined) {
+          throw new UserError('ValidationException', 'A PKCS#11 module is unsealed by its token: Shares and Threshold do not apply.');
+        }
+        await seal.module.initialize();
+      }
+      const credentials = await identity.ensureManagementAccount(accountId);
+      if (!credentials) throw new UserError('AlreadyInitializedException', 'The management account already exists.', 409);
+      logger.warn({ module: seal.kind, shares: shares.length, threshold }, 'crypto module initialised; the shares and root credentials were returned once and are not stored');
+      await this.#options.onUnsealed();
+      return { Shares: shares, Threshold: threshold, AccessKeyId: credentials.accessKeyId, SecretAccessKey: credentials.secretAccessKey };
+    });
+  }
+
+  /** Adds one share; unseals when the threshold is reached with shares that rebuild the root key. */
+  unseal(shareText: string | undefined, reset = false): Promise<SealStatus> {
+    return this.#serialize(async () => {
+      const { seal, logger } = this.#options;
+      const moduleStatus = seal.module.status();
+      if (!moduleStatus.initialized) throw new UserError('NotInitializedException', 'The crypto module is not initialised; run trustplane operator init first.', 409);
+      if (reset) {
+        this.#progress.reset();
+        if (shareText === undefined) return this.status();
+      }
+      if (!moduleStatus.sealed) return this.status();
+      if (seal.kind === 'pkcs11') {
+        if (!(await seal.module.reopen())) {
+          throw new UserError('UnsealFailedException', `The PKCS#11 token could not be opened: ${seal.module.status().sealedReason ?? 'see the server log'}.`, 503);
+        }
+        await this.#afterUnseal();
+        return this.status();
+      }
+      if (shareText === undefined) throw new UserError('ValidationException', 'An unseal share is required.');
+      const scheme = await this.#shareScheme();
+      if (!scheme) throw new UserError('NotInitializedException', 'This crypto module was not initialised with shares.', 409);
+      const added = await this.#progress.add(decodeShare(shareText, scheme.threshold), scheme.threshold);
+      if (added.kind === 'duplicate') {
+        throw new UserError('DuplicateShareException', `This share was already submitted; ${this.#progress.progress}/${scheme.threshold} distinct shares so far.`);
+      }
+      if (added.kind === 'pending') return this.status();
+      const { rootKey } = added;
+      try {
+        if (rootKey.length !== ROOT_KEY_BYTES || !(await seal.module.checkRootKey(rootKey))) {
+          logger.warn('unseal failed: the submitted shares do not rebuild the root key; progress reset');
+          throw new UserError('InvalidShareException',
+            `The ${scheme.threshold} shares submitted do not rebuild the root key: at least one is wrong. Progress was reset; submit ${scheme.threshold} shares again.`);
+        }
+        await seal.module.unseal(rootKey);
+      } finally {
+        zeroize(rootKey);
+      }
+      await this.#afterUnseal();
+      return this.status();
+    });
+  }
+
+  async #afterUnseal(): Promise<void> {
+    this.#sealedByOperator = false;
+    this.#options.logger.warn({ module: this.#options.seal.kind }, 'crypto module unsealed');
+    await this.#options.onUnsealed();
+  }
+
+  async #requireOperator(caller: Caller, action: string): Promise<void> {
+    const { authorizer, store, accountId } = this.#options;
+    await authorizer.require(caller, { action, resource: accountArn(caller.accountId), resourceAccountId: caller.accountId });
+    const account = await store.getAccount(caller.accountId);
+    if (!account?.management || caller.accountId !== accountId) {
+      throw new UserError('AccessDeniedException', 'Only principals of the management account may operate the crypto module.');
+    }
+  }
+
+  /** Forgets every domain key and every key derived from one, at once. */
+  async seal(caller: Caller): Promise<SealStatus> {
+    await this.#requireOperator(caller, 'tp:Seal');
+    this.sealNow('sealed by operator request');
+    this.#sealedByOperator = true;
+    return this.status();
+  }
+
+  /** A module sealed on purpose stays sealed until an operator unseals it (a token module is not reopened behind their back). */
+  get sealedByOperator(): boolean {
+    return this.#sealedByOperator;
+  }
+
+  /** The tamper response and the shutdown path: no authorisation, no awaiting. */
+  sealNow(reason: string): void {
+    this.#progress.reset();
+    void this.#options.rotation.stop();
+    this.#options.seal.module.seal();
+    this.#options.logger.warn({ reason }, 'crypto module sealed: every domain key dropped from memory');
+  }
+
+  async rotateDomainKey(caller: Caller): Promise<DomainKeyRotationProgress> {
+    await this.#requireOperator(caller, 'tp:RotateDomainKey');
+    const { rotation } = this.#options;
+    const current = rotation.progress();
+    if (rotation.running || current.RetiringDomainKeyIds.length > 0) {
+      throw new UserError('ConflictException', 'A domain key rotation is still rewrapping; wait for it to finish.', 409);
+    }
+    return rotation.rotate();
+  }
+
+  async domainKeyRotation(caller: Caller): Promise<DomainKeyRotationProgress> {
+    await this.#requireOperator(caller, 'tp:GetDomainKeyRotation');
+    return this.#options.rotation.progress();
+  }
+}

@@ -1,0 +1,176 @@
+// Sealing and unsealing a production-style (non-dev) server: Shamir init and unseal through the
+// CLI's scripted interface, sealed answers from every API, and seal proven by a memory search.
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { createDecipheriv } from 'node:crypto';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import Database from 'better-sqlite3';
+import { combine } from 'shamir-secret-sharing';
+import { DecryptCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
+import { startTestServer, trustplaneBin, type TestServer } from '../../helpers/server.ts';
+import { rawKmsRequest } from '../../helpers/kms-client.ts';
+import { processMemoryContains } from '../../helpers/memory.ts';
+import { kmsOperations } from '../../../src/services/kms/index.ts';
+import { iamOperations } from '../../../src/services/iam/index.ts';
+import type { KeyService } from '../../../src/services/kms/index.ts';
+import type { IdentityService } from '../../../src/services/iam/index.ts';
+
+const run = promisify(execFile);
+
+interface Status { Initialized: boolean; Sealed: boolean; Progress: number; Threshold: number }
+
+describe('sealed root of trust (software module, Shamir shares)', () => {
+  let server: TestServer;
+  let home: string;
+  let shares: string[];
+  let credentials: { accessKeyId: string; secretAccessKey: string };
+  let env: NodeJS.ProcessEnv;
+
+  const cli = async (...args: string[]) => (await run(process.execPath, [trustplaneBin, ...args, '--endpoint', server.url], { env })).stdout;
+  const cliJson = async <T>(...args: string[]) => JSON.parse(await cli(...args, '--json')) as T;
+  const cliFails = async (...args: string[]) => {
+    try {
+      await cli(...args);
+    } catch (error) {
+      return (error as { stderr: string }).stderr;
+    }
+    return assert.fail(`expected trustplane ${args.join(' ')} to fail`);
+  };
+  const kms = () => new KMSClient({ endpoint: server.url, region: server.region, maxAttempts: 1, credentials });
+  const health = async () => {
+    const response = await fetch(`${server.url}/health`);
+    return { status: response.status, body: await response.json() as Record<string, unknown> };
+  };
+
+  before(async () => {
+    server = await startTestServer({ dev: false });
+    home = server.home;
+    env = { ...process.env, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null', AWS_REGION: server.region };
+  });
+  after(async () => { await server?.dispose(); });
+
+  it('starts sealed and uninitialised, and says so on health and status', async () => {
+    const reported = await health();
+    assert.equal(reported.status, 503);
+    assert.equal(reported.body.status, 'uninitialized');
+    assert.deepEqual(await cliJson<Status>('operator', 'status'), { Initialized: false, Sealed: true, Progress: 0, Threshold: 0 });
+    assert.match(await cliFails('operator', 'unseal', 'AAAA'), /NotInitializedException/);
+  });
+
+  it('refuses share schemes that do not split trust', async () => {
+    assert.match(await cliFails('operator', 'init', '--shares', '3', '--threshold', '4'), /ValidationException: Threshold/);
+    assert.match(await cliFails('operator', 'init', '--shares', '3', '--threshold', '1'), /ValidationException/);
+  });
+
+  it('init prints N shares and the root credentials once, and writes none of it to disk', async () => {
+    const result = await cliJson<{ Shares: string[]; AccessKeyId: string; SecretAccessKey: string }>(
+      'operator', 'init', '--shares', '5', '--threshold', '3');
+    assert.deepEqual(Object.keys(result).sort(), ['AccessKeyId', 'SecretAccessKey', 'Shares']);
+    assert.equal(result.Shares.length, 5);
+    assert.equal(new Set(result.Shares).size, 5);
+    shares = result.Shares;
+    credentials = { accessKeyId: result.AccessKeyId, secretAccessKey: result.SecretAccessKey };
+    const secrets = [result.SecretAccessKey, ...shares, ...shares.map((share) => Buffer.from(share, 'base64').toString('hex'))];
+    for (const name of readdirSync(home)) {
+      const path = join(home, name);
+      if (!statSync(path).isFile()) continue;
+      const content = readFileSync(path);
+      for (const secret of secrets) assert.equal(content.includes(secret), false, `${name} holds a secret from init`);
+      for (const share of shares) assert.equal(content.includes(Buffer.from(share, 'base64')), false, `${name} holds a raw share`);
+    }
+    assert.match(await cliFails('operator', 'init', '--shares', '3', '--threshold', '2'), /AlreadyInitializedException/);
+    assert.deepEqual(await cliJson<Status>('operator', 'status'), { Initialized: true, Sealed: false, Progress: 0, Threshold: 3 });
+  });
+
+  let ciphertext: Uint8Array;
+  let keyId: string;
+
+  it('serves keys once initialised, with the root credentials init returned', async () => {
+    const client = kms();
+    const created = await rawKmsRequest(server, { target: 'TrentService.CreateKey', credentials });
+    keyId = String((created.json.KeyMetadata as { KeyId: string }).KeyId);
+    ciphertext = (await client.send(new EncryptCommand({ KeyId: keyId, Plaintext: Buffer.from('before the restart') }))).CiphertextBlob!;
+    client.destroy();
+  });
+
+  it('after a restart every API answers sealed: KMSInternalException on AWS KMS, 503 on trustplane APIs', async () => {
+    assert.equal(await server.stop(), 0);
+    server = await startTestServer({ dev: false, home });
+    assert.deepEqual(await cliJson<Status>('operator', 'status'), { Initialized: true, Sealed: true, Progress: 0, Threshold: 3 });
+    const reported = await health();
+    assert.equal(reported.status, 503);
+    assert.equal(reported.body.status, 'sealed');
+    // Every registered operation: the registries are read, not copied.
+    const targets = [...kmsOperations({} as KeyService), ...iamOperations({} as IdentityService)].map((operation) => operation.target);
+    assert.ok(targets.length > 40);
+    for (const target of [...targets, 'TrustPlaneOperator.Seal', 'TrustPlaneOperator.RotateDomainKey']) {
+      const reply = await rawKmsRequest(server, { target, credentials, body: '{}' });
+      if (target.startsWith('TrentService.')) {
+        assert.equal(reply.status, 500, target);
+        assert.equal(reply.json.__type, 'KMSInternalException', target);
+      } else {
+        assert.equal(reply.status, 503, target);
+        assert.equal(reply.json.__type, 'ServiceSealedException', target);
+      }
+      assert.match(String(reply.json.message), /sealed/, target);
+    }
+    await assert.rejects(kms().send(new DecryptCommand({ CiphertextBlob: ciphertext })), { name: 'KMSInternalException', message: /sealed/ });
+  });
+
+  it('unseals with K distinct shares; duplicates do not count, malformed and wrong shares are refused without saying which', async () => {
+    assert.match(await cliFails('operator', 'unseal', 'not a share'), /InvalidShareException: The unseal share is malformed/);
+    assert.deepEqual(await cliJson<Status>('operator', 'unseal', shares[0]!), { Initialized: true, Sealed: true, Progress: 1, Threshold: 3 });
+    assert.match(await cliFails('operator', 'unseal', shares[0]!), /DuplicateShareException/);
+    assert.equal((await cliJson<Status>('operator', 'status')).Progress, 1);
+    // A well-formed share that is wrong: one byte of a real share changed.
+    const wrong = Buffer.from(shares[1]!, 'base64');
+    wrong[5] = (wrong[5]! + 1) % 256;
+    assert.equal((await cliJson<Status>('operator', 'unseal', wrong.toString('base64'))).Progress, 2);
+    assert.match(await cliFails('operator', 'unseal', shares[2]!), /InvalidShareException: The 3 shares submitted do not rebuild the root key: at least one is wrong/);
+    assert.deepEqual(await cliJson<Status>('operator', 'status'), { Initialized: true, Sealed: true, Progress: 0, Threshold: 3 });
+    // The human form shows progress as K/N.
+    assert.match(await cli('operator', 'unseal', shares[4]!), /progress 1\/3/);
+    assert.match(await cli('operator', 'unseal', '--reset'), /progress 0\/3/);
+    // Shares from standard input work the same; any 3 of the 5 unseal.
+    for (const share of [shares[4]!, shares[1]!]) {
+      const child = run(process.execPath, [trustplaneBin, 'operator', 'unseal', '--endpoint', server.url, '--json'], { env });
+      child.child.stdin!.end(`${share}\n`);
+      await child;
+    }
+    const unsealed = await cliJson<Status>('operator', 'unseal', shares[3]!);
+    assert.deepEqual(unsealed, { Initialized: true, Sealed: false, Progress: 0, Threshold: 3 });
+    const client = kms();
+    const decrypted = await client.send(new DecryptCommand({ CiphertextBlob: ciphertext }));
+    assert.equal(Buffer.from(decrypted.Plaintext!).toString(), 'before the restart');
+    client.destroy();
+    assert.equal((await health()).body.status, 'ok');
+  });
+
+  it('seal needs a management principal, and drops every domain key from memory', async () => {
+    assert.match(await cliFails('operator', 'seal'), /MissingCredentials|UnrecognizedClientException|credentials/i);
+    // Rebuild the domain key from the shares and the store, so the process memory can be searched for it.
+    const rootKey = Buffer.from(await combine(shares.slice(0, 3).map((share) => new Uint8Array(Buffer.from(share, 'base64')))));
+    const db = new Database(join(home, 'trustplane.db'), { readonly: true });
+    const row = db.prepare("SELECT id, wrapped FROM domain_keys WHERE state = 'active'").get() as { id: string; wrapped: Buffer };
+    db.close();
+    const decipher = createDecipheriv('aes-256-gcm', rootKey, row.wrapped.subarray(1, 13));
+    decipher.setAAD(Buffer.from(`trustplane/domain-key/v1/${row.id}`));
+    decipher.setAuthTag(row.wrapped.subarray(row.wrapped.length - 16));
+    const domainKey = Buffer.concat([decipher.update(row.wrapped.subarray(13, row.wrapped.length - 16)), decipher.final()]);
+    const pid = server.process.pid!;
+    assert.equal(processMemoryContains(pid, domainKey), true, 'control: the unsealed server holds its domain key');
+    const sealed = JSON.parse((await run(process.execPath, [trustplaneBin, 'operator', 'seal', '--endpoint', server.url, '--json'], {
+      env: { ...env, AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey } })).stdout) as Status;
+    assert.equal(sealed.Sealed, true);
+    // The collection that cleanses cipher contexts runs a turn after the seal; a status call is a turn later still.
+    assert.equal((await cliJson<Status>('operator', 'status')).Sealed, true);
+    assert.equal(processMemoryContains(pid, domainKey), false, 'a domain key is still in memory after seal');
+    assert.equal(processMemoryContains(pid, rootKey), false, 'the root key is still in memory after seal');
+    domainKey.fill(0);
+    rootKey.fill(0);
+    await assert.rejects(kms().send(new DecryptCommand({ CiphertextBlob: ciphertext })), { name: 'KMSInternalException' });
+  });
+});
