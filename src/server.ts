@@ -1,13 +1,13 @@
 // Wires the control plane: store, crypto module, credentials, authorisation, services, HTTP.
 // Owns start-up and shutdown. Must never log credentials; prints dev credentials only to the terminal.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Authorizer, CredentialDirectory, type IssuedAccessKey } from './shared/auth/index.ts';
 import { policyEngine } from './shared/auth/policy-engine.ts';
 import { Keyring, randomBytes, SoftwareCryptoModule, zeroize } from './shared/crypto/index.ts';
 import { Pkcs11CryptoModule } from './shared/crypto/lib/pkcs11-module.ts';
-import { HOME_DATABASE_FILE, type SealConfig, type ServerConfig } from './shared/config.ts';
+import { HOME_DATABASE_FILE, SERVER_PID_FILE, type SealConfig, type ServerConfig } from './shared/config.ts';
 import { writeFileDurably } from './shared/fs.ts';
 import { createAwsJsonEndpoint, RateLimiter, ReplayGuard, startHttpServer, type RunningHttpServer } from './shared/http/index.ts';
 import type { Logger } from './shared/log.ts';
@@ -174,6 +174,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   };
   const http: RunningHttpServer = await startHttpServer({ host: config.host, port: config.port, handler, logger });
   writeSharedConfig(config.home, region, http.url);
+  // Lets offline commands (operator migrate-seal) refuse to run under a live server.
+  writeFileDurably(join(config.home, SERVER_PID_FILE), `${process.pid}\n`);
 
   rotation.resume();
   await runDueWork();
@@ -191,6 +193,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       store.setAfterWriteHook(undefined);
       operator.sealNow('shutdown');
       await store.close();
+      rmSync(join(config.home, SERVER_PID_FILE), { force: true });
     },
   };
 }

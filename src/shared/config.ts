@@ -60,6 +60,8 @@ export function sealConfig(options: Pick<ServerFlags, 'seal' | 'pkcs11Module' | 
 export const DEFAULT_LISTEN = '127.0.0.1:8200';
 /** The database file the server keeps in its home; the audit CLI reads the same file. */
 export const HOME_DATABASE_FILE = 'trustplane.db';
+/** The running server's pid, removed at a clean stop. */
+export const SERVER_PID_FILE = 'server.pid';
 export const DEFAULT_REGION = 'us-east-1';
 
 export function parseListen(listen: string): { host: string; port: number } {

@@ -7,6 +7,36 @@ import type { DomainKeyRotationProgress, InitResult, SealStatus } from '../../se
 import { UserError } from '../../shared/errors.ts';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { printResult } from '../output.ts';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { HOME_DATABASE_FILE, resolveHome, SERVER_PID_FILE } from '../../shared/config.ts';
+import { SqliteStore } from '../../shared/store/index.ts';
+import { migrateSeal } from '../../services/operator/seal-migration.ts';
+
+interface MigrateFlags {
+  home?: string; to: string; share?: string[]; shares?: string; threshold?: string; json?: boolean;
+  pkcs11Module?: string; pkcs11Token?: string; pkcs11PinFile?: string;
+}
+
+/** A live server on the same home would keep wrapping under the old module while we switch. */
+function refuseLiveServer(home: string): void {
+  const pidFile = join(home, SERVER_PID_FILE);
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return; // a stale file from a crash
+  }
+  throw new UserError('ServerRunning', `a trustplane server (pid ${pid}) is running on ${home}; stop it before migrating the seal.`);
+}
+
+async function readLines(): Promise<string[]> {
+  if (process.stdin.isTTY) return [];
+  const lines: string[] = [];
+  for await (const line of createInterface({ input: process.stdin })) if (line.trim()) lines.push(line.trim());
+  return lines;
+}
 
 /** What scripts read: exactly these four fields, as the interface promises. */
 function statusJson(status: SealStatus) {
@@ -105,6 +135,56 @@ export function registerOperatorCommands(program: Command): void {
     .action(async (flags: ClientFlags) => {
       const status = await withClient(flags, (client) => client.operator<SealStatus>('Seal'));
       printResult(flags, statusJson(status), () => 'Sealed: every domain key was dropped from memory.');
+    });
+
+  operator.command('migrate-seal')
+    .description('move a stopped server\'s home from the software module to a PKCS#11 token, or back; customer keys do not change')
+    .requiredOption('--to <module>', 'software or pkcs11')
+    .option('--home <dir>', 'server home (default $TRUSTPLANE_HOME or ./.trustplane)')
+    .option('--share <share>', 'an unseal share of the software module (repeat; or one per line on standard input)', (value: string, previous: string[] = []) => [...previous, value])
+    .option('--shares <n>', 'shares of the new root key, migrating to software (default 5)')
+    .option('--threshold <k>', 'shares needed to unseal, migrating to software (default 3)')
+    .option('--pkcs11-module <path>', 'PKCS#11 library (or $TRUSTPLANE_PKCS11_MODULE)')
+    .option('--pkcs11-token <label>', 'token label (or $TRUSTPLANE_PKCS11_TOKEN)')
+    .option('--pkcs11-pin-file <file>', 'file holding the token PIN (or $TRUSTPLANE_PKCS11_PIN)')
+    .option('--json', 'machine-readable output')
+    .action(async (flags: MigrateFlags) => {
+      if (flags.to !== 'software' && flags.to !== 'pkcs11') throw new UserError('ValidationException', '--to must be software or pkcs11.');
+      const home = resolveHome(flags.home);
+      const database = join(home, HOME_DATABASE_FILE);
+      if (!existsSync(database)) throw new UserError('InvalidConfiguration', `no trustplane home at ${home}.`);
+      refuseLiveServer(home);
+      const libraryPath = flags.pkcs11Module ?? process.env.TRUSTPLANE_PKCS11_MODULE;
+      const tokenLabel = flags.pkcs11Token ?? process.env.TRUSTPLANE_PKCS11_TOKEN;
+      const pinFile = flags.pkcs11PinFile ?? process.env.TRUSTPLANE_PKCS11_PIN_FILE;
+      const pin = process.env.TRUSTPLANE_PKCS11_PIN ?? (pinFile ? readFileSync(pinFile, 'utf8').trim() : undefined);
+      if (!libraryPath || !tokenLabel || !pin) {
+        throw new UserError('InvalidConfiguration', 'migrate-seal needs the PKCS#11 side: --pkcs11-module, --pkcs11-token and the PIN ($TRUSTPLANE_PKCS11_PIN or --pkcs11-pin-file).');
+      }
+      const shares = flags.to === 'pkcs11' ? [...(flags.share ?? []), ...(flags.share ? [] : await readLines())] : undefined;
+      const store = SqliteStore.open(database);
+      const human = !flags.json;
+      try {
+        const result = await migrateSeal({
+          store, to: flags.to, pkcs11: { libraryPath, tokenLabel, pin }, sourceShares: shares,
+          targetScheme: flags.to === 'software' ? { shares: Number(flags.shares ?? 5), threshold: Number(flags.threshold ?? 3) } : undefined,
+          onProgress: (done, total) => { if (human && process.stderr.isTTY) process.stderr.write(`\rrewrapped ${done}/${total}`); },
+          onNewShares: (newShares, threshold) => {
+            // Shown before the switch commits: once it has, these are the only way in.
+            if (human) {
+              process.stdout.write(`New unseal shares (${threshold} of ${newShares.length}); valid only if the migration reports success below:\n\n`);
+              newShares.forEach((share, index) => process.stdout.write(`  share ${index + 1}: ${share}\n`));
+              process.stdout.write('\n');
+            }
+          },
+        });
+        if (human && process.stderr.isTTY) process.stderr.write('\n');
+        printResult(flags, { From: result.from, To: result.to, Rewrapped: result.rewrapped, Shares: result.newShares },
+          () => `Migrated from ${result.from} to ${result.to}: ${result.rewrapped} stored records rewrapped; customer keys unchanged.\n`
+            + `Start the server with ${result.to === 'pkcs11' ? `--seal pkcs11 --pkcs11-module ${libraryPath} --pkcs11-token ${tokenLabel}` : 'the software module (the default) and unseal it with the new shares'}.`);
+      } finally {
+        await store.close();
+      }
     });
 
   withClientFlags(operator.command('rotate-domain-key')

@@ -13,8 +13,8 @@ import { accountArn } from '../iam/domain/names.ts';
 import type { DomainKeyRotation, DomainKeyRotationProgress } from './domain/domain-key-rotation.ts';
 import { decodeShare, encodeShare, splitRootKey, UnsealProgress, validateShareScheme, ROOT_KEY_BYTES, type ShareScheme } from './domain/shares.ts';
 
-const THRESHOLD_VALUE = 'shamir-threshold';
-const SHARES_VALUE = 'shamir-shares';
+export const SHAMIR_THRESHOLD_VALUE = 'shamir-threshold';
+export const SHAMIR_SHARES_VALUE = 'shamir-shares';
 
 export type SealBackend =
   | { kind: 'software'; module: SoftwareCryptoModule }
@@ -72,8 +72,8 @@ export class OperatorService {
 
   async #shareScheme(): Promise<ShareScheme | undefined> {
     if (this.#scheme) return this.#scheme;
-    const threshold = await this.#options.store.getModuleValue(THRESHOLD_VALUE);
-    const shares = await this.#options.store.getModuleValue(SHARES_VALUE);
+    const threshold = await this.#options.store.getModuleValue(SHAMIR_THRESHOLD_VALUE);
+    const shares = await this.#options.store.getModuleValue(SHAMIR_SHARES_VALUE);
     if (!threshold || !shares) return undefined;
     this.#scheme = { threshold: Number(threshold.toString()), shares: Number(shares.toString()) };
     return this.#scheme;
@@ -107,7 +107,7 @@ export class OperatorService {
         const split = await splitRootKey(rootKey, wanted);
         try {
           await seal.module.initialize(rootKey, {
-            [THRESHOLD_VALUE]: Buffer.from(String(wanted.threshold)), [SHARES_VALUE]: Buffer.from(String(wanted.shares)),
+            [SHAMIR_THRESHOLD_VALUE]: Buffer.from(String(wanted.threshold)), [SHAMIR_SHARES_VALUE]: Buffer.from(String(wanted.shares)),
           });
           shares = split.map(encodeShare);
           threshold = wanted.threshold;

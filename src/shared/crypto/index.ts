@@ -23,7 +23,7 @@ export {
 export type {
   CryptoModule, CryptoModuleStatus, CryptoModuleKind, WrappedSecret, DomainKeyRecord, DomainKeyStore, DomainKeyState,
 } from './lib/crypto-module.ts';
-export { SoftwareCryptoModule, WrongRootKeyError } from './lib/software-module.ts';
+export { SoftwareCryptoModule, WrongRootKeyError, ROOT_CHECK_NAME } from './lib/software-module.ts';
 export { Keyring, type StoredKeyMaterial, type NewKeyMaterial, type KeyCacheOptions } from './lib/keyring.ts';
 export {
   encodeFileHeader, readFileHeader, createEncryptStream, createDecryptStream, decryptChunk, decryptRange,

@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type {
-  DomainKeyRecord, WrappedRecord, WrappedRecordCursor, WrappedRecordOwner, WrappedRecordReplacement,
+  DomainKeyRecord, WrappedRecord, WrappedRecordCursor, WrappedRecordOwner, WrappedRecordReplacement, WrappedSecret,
 } from '../crypto/index.ts';
 import { sqliteMigrations, type Migration } from './migrations/sqlite.ts';
 import {
@@ -262,15 +262,22 @@ export class SqliteStore implements Store {
     });
   }
 
-  /** Re-keys the module in one transaction (seal migration): new domain keys and values replace the old ones. */
-  async replaceModule(domainKeys: DomainKeyRecord[], values: Record<string, Buffer | undefined>): Promise<void> {
+  /**
+   * Seal migration in one transaction: every rewrapped row, the domain keys in the order given
+   * (retire the old ones before adding the new active one) and the module values. All or nothing.
+   */
+  async migrateModule(change: { replacements: WrappedRecordReplacement[]; domainKeys: DomainKeyRecord[];
+    values: Record<string, Buffer | undefined> }): Promise<void> {
     this.#write(() => {
-      for (const record of domainKeys) {
+      for (const { record, material } of change.replacements) {
+        if (this.#swapWrapped(record, material) !== 1) throw new StoreConflictError(`${record.source} row ${record.rowId} changed during the migration`);
+      }
+      for (const record of change.domainKeys) {
         this.#statement(`INSERT INTO domain_keys (id, module, wrapped, created_at, state) VALUES (?, ?, ?, ?, ?)
           ON CONFLICT (id) DO UPDATE SET module = excluded.module, wrapped = excluded.wrapped, state = excluded.state`)
           .run(record.id, record.module, record.wrapped, record.createdAt.getTime(), record.state);
       }
-      for (const [name, value] of Object.entries(values)) {
+      for (const [name, value] of Object.entries(change.values)) {
         if (value === undefined) this.#statement('DELETE FROM module_values WHERE name = ?').run(name);
         else this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value').run(name, value);
       }
@@ -294,15 +301,17 @@ export class SqliteStore implements Store {
   async replaceWrappedRecords(replacements: WrappedRecordReplacement[]): Promise<number> {
     return this.#write(() => {
       let replaced = 0;
-      for (const { record, material } of replacements) {
-        const target = WRAPPED_RECORD_SOURCES[record.source];
-        // Compare-and-swap: a row changed or deleted since it was read is left alone.
-        replaced += this.#statement(`UPDATE ${target.table} SET domain_key_id = ?, ${target.column} = ?
-          WHERE rowid = ? AND domain_key_id = ? AND ${target.column} = ?`)
-          .run(material.domainKeyId, material.wrapped, record.rowId, record.material.domainKeyId, record.material.wrapped).changes;
-      }
+      for (const { record, material } of replacements) replaced += this.#swapWrapped(record, material);
       return replaced;
     });
+  }
+
+  /** Compare-and-swap of one row's material: a row changed or deleted since it was read is left alone (0). */
+  #swapWrapped(record: WrappedRecord, material: WrappedSecret): number {
+    const target = WRAPPED_RECORD_SOURCES[record.source];
+    return this.#statement(`UPDATE ${target.table} SET domain_key_id = ?, ${target.column} = ?
+      WHERE rowid = ? AND domain_key_id = ? AND ${target.column} = ?`)
+      .run(material.domainKeyId, material.wrapped, record.rowId, record.material.domainKeyId, record.material.wrapped).changes;
   }
 
   async createAccount(account: AccountRecord, root: PrincipalRecord, rootKey: AccessKeyRecord): Promise<void> {

@@ -308,6 +308,37 @@ export class Pkcs11CryptoModule implements CryptoModule {
     });
   }
 
+  /**
+   * Seal migration to this module: a new token key, active in memory only. The caller records it,
+   * with every rewrapped row, in one transaction, and calls destroyDomainKeyObject() if that fails.
+   */
+  async prepareMigrationTarget(): Promise<DomainKeyRecord> {
+    return this.#exclusive(async () => {
+      if (!this.#session) await this.#open();
+      const { library, session } = this.#openSession();
+      const id = randomUuid();
+      const handle = this.#guard(() => this.#generateDomainKey(library, session, id));
+      this.#domainKeys.set(id, handle);
+      this.#activeDomainKeyId = id;
+      this.#initialized = true;
+      this.#sealedReason = undefined;
+      return { id, module: 'pkcs11', wrapped: Buffer.alloc(0), createdAt: new Date(), state: 'active' };
+    });
+  }
+
+  /** Destroys a token key the store no longer needs (migrated away from, or a migration that failed). */
+  async destroyDomainKeyObject(domainKeyId: string): Promise<void> {
+    await this.#exclusive(async () => {
+      const { library, session } = this.#openSession();
+      if (!this.#tokenReachable()) this.#sealAsUnreachable('the token cannot be reached');
+      this.#guard(() => {
+        for (const handle of this.#findDomainKeyObjects(library, session, domainKeyId)) library.C_DestroyObject(session, handle);
+      });
+      this.#domainKeys.delete(domainKeyId);
+      if (this.#activeDomainKeyId === domainKeyId) this.#activeDomainKeyId = undefined;
+    });
+  }
+
   seal(): void {
     this.#seal(undefined);
   }

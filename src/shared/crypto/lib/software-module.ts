@@ -3,10 +3,11 @@
 import { CiphertextError, SealedError } from '../../errors.ts';
 import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LENGTH, GCM_TAG_LENGTH } from './aead.ts';
 import { collectGarbageSoon, randomBytes, randomUuid, zeroize } from './bytes.ts';
-import type { CryptoModule, CryptoModuleStatus, DomainKeyStore, WrappedSecret } from './crypto-module.ts';
+import type { CryptoModule, CryptoModuleStatus, DomainKeyRecord, DomainKeyStore, WrappedSecret } from './crypto-module.ts';
 
 const WRAP_FORMAT_VERSION = 1;
-const ROOT_CHECK_NAME = 'root-check';
+/** The module value holding the root key's check value (a known plaintext sealed under it). */
+export const ROOT_CHECK_NAME = 'root-check';
 const ROOT_CHECK_PLAINTEXT = Buffer.from('trustplane root key check v1');
 
 function domainKeyAad(id: string): Buffer {
@@ -118,6 +119,23 @@ export class SoftwareCryptoModule implements CryptoModule {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Seal migration to this module: a new root key's check value and a new domain key, active in
+   * memory only. The caller records both, with every rewrapped row, in one transaction.
+   */
+  prepareMigrationTarget(rootKeyBytes: Uint8Array): { domainKey: DomainKeyRecord; values: Record<string, Buffer> } {
+    const rootKey = Buffer.from(rootKeyBytes);
+    const id = randomUuid();
+    const bytes = randomBytes(32);
+    const domainKey: DomainKeyRecord = { id, module: 'software', wrapped: sealUnder(rootKey, bytes, domainKeyAad(id)),
+      createdAt: new Date(), state: 'active' };
+    this.#domainKeys = new Map([[id, bytes]]);
+    this.#activeDomainKeyId = id;
+    this.#rootKey = rootKey;
+    this.#initialized = true;
+    return { domainKey, values: { [ROOT_CHECK_NAME]: sealUnder(rootKey, ROOT_CHECK_PLAINTEXT, Buffer.alloc(0)) } };
   }
 
   holdsDomainKey(domainKeyId: string): boolean {

@@ -1,0 +1,159 @@
+// Seal migration: moves a stopped server's store from the software module to a PKCS#11 token or
+// back. Every wrapped row is rewrapped under the target's new domain key and the switch commits in
+// one transaction, so a crash leaves the store wholly on one module or the other. Customer keys do
+// not change; only what wraps them does. Must never write a share or the root key to disk.
+import { rewrapBatch, randomBytes, ROOT_CHECK_NAME, SoftwareCryptoModule, zeroize, type CryptoModule, type DomainKeyRecord,
+  type WrappedRecordCursor, type WrappedRecordReplacement } from '../../shared/crypto/index.ts';
+import { Pkcs11CryptoModule } from '../../shared/crypto/lib/pkcs11-module.ts';
+import type { CryptoModuleKind } from '../../shared/crypto/index.ts';
+import { UserError } from '../../shared/errors.ts';
+import type { SqliteStore } from '../../shared/store/index.ts';
+import { decodeShare, encodeShare, splitRootKey, UnsealProgress, validateShareScheme, ROOT_KEY_BYTES, type ShareScheme } from './domain/shares.ts';
+import { SHAMIR_SHARES_VALUE, SHAMIR_THRESHOLD_VALUE } from './service.ts';
+
+export interface Pkcs11Target {
+  libraryPath: string;
+  tokenLabel: string;
+  pin: string;
+}
+
+export interface SealMigrationOptions {
+  store: SqliteStore;
+  to: CryptoModuleKind;
+  /** The token on the PKCS#11 side (source or target). */
+  pkcs11: Pkcs11Target;
+  /** Unseal shares of the software module, when it is the source. */
+  sourceShares?: string[];
+  /** Shares to split the new root key into, when the software module is the target. */
+  targetScheme?: ShareScheme;
+  /** Receives the new shares before the switch commits (they are needed the moment it has). */
+  onNewShares?(shares: string[], threshold: number): void;
+  onProgress?(rewrapped: number, total: number): void;
+}
+
+export interface SealMigrationResult {
+  from: CryptoModuleKind;
+  to: CryptoModuleKind;
+  rewrapped: number;
+  newShares: string[];
+}
+
+async function openSoftwareSource(store: SqliteStore, shares: string[] | undefined): Promise<SoftwareCryptoModule> {
+  const module = new SoftwareCryptoModule(store);
+  await module.load();
+  const thresholdValue = await store.getModuleValue(SHAMIR_THRESHOLD_VALUE);
+  if (!thresholdValue) {
+    throw new UserError('InvalidConfiguration', 'This software module was not initialised with shares (a dev home?); it cannot be migrated.');
+  }
+  const threshold = Number(thresholdValue.toString());
+  if (!shares || shares.length < threshold) {
+    throw new UserError('ValidationException', `The software module needs ${threshold} unseal shares (one per line on standard input, or --share).`);
+  }
+  const progress = new UnsealProgress();
+  for (const text of shares) {
+    const added = await progress.add(decodeShare(text, threshold), threshold);
+    if (added.kind === 'duplicate') throw new UserError('DuplicateShareException', 'The same share was given twice.');
+    if (added.kind === 'complete') {
+      try {
+        if (added.rootKey.length !== ROOT_KEY_BYTES || !(await module.checkRootKey(added.rootKey))) {
+          throw new UserError('InvalidShareException', 'The shares do not rebuild the root key: at least one is wrong.');
+        }
+        await module.unseal(added.rootKey);
+      } finally {
+        zeroize(added.rootKey);
+      }
+      return module;
+    }
+  }
+  throw new UserError('ValidationException', `The software module needs ${threshold} distinct unseal shares.`);
+}
+
+export async function migrateSeal(options: SealMigrationOptions): Promise<SealMigrationResult> {
+  const { store, to } = options;
+  const domainKeys = await store.listDomainKeys();
+  const active = domainKeys.find((key) => key.state === 'active');
+  if (!active) throw new UserError('NotInitializedException', 'The store has no active domain key: initialise it first.');
+  const from = active.module;
+  if (from === to) throw new UserError('ValidationException', `The store is already sealed with the ${to} module.`);
+  if (domainKeys.some((key) => key.state === 'retiring')) {
+    throw new UserError('ConflictException', 'A domain key rotation has not finished rewrapping; start the server, let it finish, then migrate.');
+  }
+
+  const token = new Pkcs11CryptoModule({ store, ...options.pkcs11 });
+  let source: CryptoModule | undefined;
+  let target: CryptoModule | undefined;
+  let preparedTokenKey: string | undefined;
+  const newShares: string[] = [];
+  let newThreshold = 0;
+  try {
+    let targetKey: DomainKeyRecord;
+    let values: Record<string, Buffer | undefined>;
+    if (from === 'software') {
+      source = await openSoftwareSource(store, options.sourceShares);
+      await token.load();
+      targetKey = await token.prepareMigrationTarget();
+      preparedTokenKey = targetKey.id;
+      target = token;
+      values = { [ROOT_CHECK_NAME]: undefined, [SHAMIR_THRESHOLD_VALUE]: undefined, [SHAMIR_SHARES_VALUE]: undefined };
+    } else {
+      await token.open();
+      if (token.status().sealed) throw new UserError('UnsealFailedException', `The PKCS#11 token did not unseal: ${token.status().sealedReason ?? 'unknown reason'}.`);
+      source = token;
+      const scheme = options.targetScheme ?? { shares: 5, threshold: 3 };
+      validateShareScheme(scheme);
+      const rootKey = randomBytes(ROOT_KEY_BYTES);
+      const software = new SoftwareCryptoModule(store);
+      const split = await splitRootKey(rootKey, scheme);
+      try {
+        const prepared = software.prepareMigrationTarget(rootKey);
+        targetKey = prepared.domainKey;
+        values = { ...prepared.values, [SHAMIR_THRESHOLD_VALUE]: Buffer.from(String(scheme.threshold)),
+          [SHAMIR_SHARES_VALUE]: Buffer.from(String(scheme.shares)) };
+        newShares.push(...split.map(encodeShare));
+        newThreshold = scheme.threshold;
+      } finally {
+        zeroize(rootKey, ...split);
+      }
+      target = software;
+    }
+
+    const sourceKeyIds = domainKeys.filter((key) => key.module === from && key.state !== 'retired').map((key) => key.id);
+    const total = [...(await store.countWrappedRecords()).entries()]
+      .reduce((sum, [id, count]) => sum + (sourceKeyIds.includes(id) ? count : 0), 0);
+    const replacements: WrappedRecordReplacement[] = [];
+    let cursor: WrappedRecordCursor | undefined;
+    do {
+      // Read-only until the commit: the batch's replacements are collected, not written.
+      const batch = await rewrapBatch({ store: { ...collectOnly(store), replaceWrappedRecords: async (items) => {
+        replacements.push(...items);
+        return items.length;
+      } }, source, target, fromDomainKeyIds: sourceKeyIds, after: cursor, limit: 500 });
+      if (batch.unreadable.length > 0) {
+        throw new UserError('InvalidCiphertextException', `${batch.unreadable.length} stored record(s) do not unwrap; repair or delete them before migrating.`);
+      }
+      cursor = batch.next;
+      options.onProgress?.(replacements.length, total);
+    } while (cursor);
+
+    if (newShares.length > 0) options.onNewShares?.(newShares, newThreshold);
+    const retired = domainKeys.filter((key) => sourceKeyIds.includes(key.id))
+      .map((key) => ({ ...key, wrapped: Buffer.alloc(0), state: 'retired' as const }));
+    await store.migrateModule({ replacements, domainKeys: [...retired, targetKey], values });
+    preparedTokenKey = undefined;
+    // Committed: the token's old keys guard nothing any more.
+    if (from === 'pkcs11') for (const id of sourceKeyIds) await token.destroyDomainKeyObject(id);
+    return { from, to, rewrapped: replacements.length, newShares };
+  } finally {
+    if (preparedTokenKey) await token.destroyDomainKeyObject(preparedTokenKey).catch(() => undefined);
+    source?.seal();
+    target?.seal();
+    token.dispose();
+  }
+}
+
+function collectOnly(store: SqliteStore) {
+  return {
+    listWrappedRecords: store.listWrappedRecords.bind(store),
+    countWrappedRecords: store.countWrappedRecords.bind(store),
+  };
+}
