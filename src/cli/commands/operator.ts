@@ -1,6 +1,7 @@
 // `trustplane operator init|unseal|seal|status|rotate-domain-key`: the crypto module's lifecycle.
 // Must never write a share or the root credentials anywhere but this process's stdout.
 import { createInterface } from 'node:readline';
+import { armor, Decrypter } from 'age-encryption';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { DomainKeyRotationProgress, InitResult, SealStatus } from '../../services/operator/index.ts';
@@ -29,6 +30,25 @@ function refuseLiveServer(home: string): void {
     return; // a stale file from a crash
   }
   throw new UserError('ServerRunning', `a trustplane server (pid ${pid}) is running on ${home}; stop it before migrating the seal.`);
+}
+
+async function readAll(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Decrypts, in this process only, a share init encrypted to the holder's age key. */
+async function decryptAgeShare(armored: string, identityFile: string): Promise<string> {
+  const identities = identityFile.split('\n').map((line) => line.trim()).filter((line) => line.startsWith('AGE-SECRET-KEY-'));
+  if (identities.length === 0) throw new UserError('ValidationException', 'The identity file holds no AGE-SECRET-KEY- line.');
+  const decrypter = new Decrypter();
+  for (const identity of identities) decrypter.addIdentity(identity);
+  try {
+    return (await decrypter.decrypt(armor.decode(armored.trim()), 'text')).trim();
+  } catch {
+    throw new UserError('InvalidShareException', 'The encrypted share could not be decrypted with this identity.');
+  }
 }
 
 async function readLines(): Promise<string[]> {
@@ -93,16 +113,20 @@ export function registerOperatorCommands(program: Command): void {
   withClientFlags(operator.command('init')
     .description('make the root of trust on a new server and print the unseal shares and root credentials, once')
     .option('--shares <n>', 'unseal shares to make (software module; default 5)')
-    .option('--threshold <k>', 'shares needed to unseal (default 3)'))
-    .action(async (flags: ClientFlags & { shares?: string; threshold?: string }) => {
+    .option('--threshold <k>', 'shares needed to unseal (default 3)')
+    .option('--recipient <age-public-key>', 'encrypt share i to the i-th recipient (repeat once per share): no one sees every share',
+      (value: string, previous: string[] = []) => [...previous, value]))
+    .action(async (flags: ClientFlags & { shares?: string; threshold?: string; recipient?: string[] }) => {
       const input: Record<string, unknown> = {};
+      if (flags.recipient) input.Recipients = flags.recipient;
       if (flags.shares !== undefined) input.Shares = Number(flags.shares);
       if (flags.threshold !== undefined) input.Threshold = Number(flags.threshold);
       const result = await withClient(flags, (client) => client.operatorUnsigned<InitResult>('init', input));
       printResult(flags, { Shares: result.Shares, AccessKeyId: result.AccessKeyId, SecretAccessKey: result.SecretAccessKey }, () => [
         ...(result.Shares.length > 0 ? [
           `Unseal shares (${result.Threshold} of ${result.Shares.length} unseal the server):`, '',
-          ...result.Shares.map((share, index) => `  share ${index + 1}: ${share}`), '',
+          ...result.Shares.map((share, index) => (share.includes('\n')
+            ? `share ${index + 1} (encrypted to recipient ${index + 1}; decrypt with age -d -i KEY):\n${share}` : `  share ${index + 1}: ${share}`)), '',
           'Give each share to a different person. They are not stored anywhere: this is the only copy.'] : [
           'The PKCS#11 token holds the domain key; the server unseals itself by logging in to it.']),
         '', 'Root credentials (the only copy; store them safely, then make less powerful users):', '',
@@ -113,12 +137,14 @@ export function registerOperatorCommands(program: Command): void {
   withClientFlags(operator.command('unseal')
     .description('submit one unseal share (run once per share holder, from any terminal)')
     .argument('[share]', 'the share; omitted, it is read from standard input (hidden when typed)')
-    .option('--reset', 'forget the shares submitted so far'))
-    .action(async (shareArgument: string | undefined, flags: ClientFlags & { reset?: boolean }) => {
+    .option('--reset', 'forget the shares submitted so far')
+    .option('--identity <file>', 'age identity file: the share (argument or standard input) is an age-encrypted share from init --recipient'))
+    .action(async (shareArgument: string | undefined, flags: ClientFlags & { reset?: boolean; identity?: string }) => {
       const status = await withClient(flags, async (client) => {
         const current = await client.operatorUnsigned<SealStatus>('status');
         const needsShare = current.Module === 'software' && current.Sealed && !(flags.reset && shareArgument === undefined);
-        const share = shareArgument ?? (needsShare ? await readShare() : undefined);
+        let share = shareArgument ?? (needsShare ? (flags.identity ? (await readAll()) : await readShare()) : undefined);
+        if (share !== undefined && flags.identity) share = await decryptAgeShare(share, readFileSync(flags.identity, 'utf8'));
         return client.operatorUnsigned<SealStatus>('unseal', { Share: share, Reset: flags.reset || undefined });
       });
       printResult(flags, statusJson(status), () => (status.Sealed

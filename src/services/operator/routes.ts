@@ -17,6 +17,8 @@ const MAX_OPERATOR_BODY_BYTES = 16 * 1024;
 const initInput = z.object({
   Shares: fields.integer({ min: 1, max: 255 }).optional(),
   Threshold: fields.integer({ min: 1, max: 255 }).optional(),
+  /** age public keys, one per share in order: each share is returned encrypted to its holder. */
+  Recipients: z.array(fields.text({ min: 4, max: 1024 })).min(1).max(255).optional(),
 }).strict();
 const unsealInput = z.object({
   Share: fields.text({ min: 1, max: 1024 }).optional(),
@@ -45,7 +47,7 @@ export function createOperatorHttpHandler(options: { service: OperatorService; l
   const routes: Record<string, { method: string; operation: string; handle(request: IncomingMessage): Promise<unknown> }> = {
     init: { method: 'POST', operation: 'Init', handle: async (request) => {
       const input = parseInput(initInput, await jsonBody(request));
-      return service.init({ shares: input.Shares, threshold: input.Threshold });
+      return service.init({ shares: input.Shares, threshold: input.Threshold }, input.Recipients);
     } },
     unseal: { method: 'POST', operation: 'Unseal', handle: async (request) => {
       const input = parseInput(unsealInput, await jsonBody(request));

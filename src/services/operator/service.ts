@@ -11,7 +11,7 @@ import type { Store } from '../../shared/store/index.ts';
 import type { IdentityService } from '../iam/index.ts';
 import { accountArn } from '../iam/domain/names.ts';
 import type { DomainKeyRotation, DomainKeyRotationProgress } from './domain/domain-key-rotation.ts';
-import { decodeShare, encodeShare, splitRootKey, UnsealProgress, validateShareScheme, ROOT_KEY_BYTES, type ShareScheme } from './domain/shares.ts';
+import { decodeShare, encodeShare, encryptSharesToRecipients, splitRootKey, UnsealProgress, validateShareScheme, ROOT_KEY_BYTES, type ShareScheme } from './domain/shares.ts';
 
 export const SHAMIR_THRESHOLD_VALUE = 'shamir-threshold';
 export const SHAMIR_SHARES_VALUE = 'shamir-shares';
@@ -92,7 +92,7 @@ export class OperatorService {
   }
 
   /** First-time set-up: root key (split into shares) or token key, and the root principal's credentials. */
-  init(scheme: Partial<ShareScheme>): Promise<InitResult> {
+  init(scheme: Partial<ShareScheme>, recipients?: string[]): Promise<InitResult> {
     return this.#serialize(async () => {
       const { seal, identity, accountId, logger } = this.#options;
       if (seal.module.status().initialized) {
@@ -101,22 +101,27 @@ export class OperatorService {
       let shares: string[] = [];
       let threshold = 0;
       if (seal.kind === 'software') {
-        const wanted = { shares: scheme.shares ?? 5, threshold: scheme.threshold ?? 3 };
+        const wanted = { shares: scheme.shares ?? recipients?.length ?? 5, threshold: scheme.threshold ?? 3 };
         validateShareScheme(wanted);
+        if (recipients && recipients.length !== wanted.shares) {
+          throw new UserError('ValidationException', `Give one recipient per share: ${wanted.shares} shares, ${recipients.length} recipients.`);
+        }
         const rootKey = randomBytes(ROOT_KEY_BYTES);
         const split = await splitRootKey(rootKey, wanted);
         try {
+          shares = split.map(encodeShare);
+          // Encrypted before they leave the server (and before anything is stored, so a bad recipient changes nothing).
+          if (recipients) shares = await encryptSharesToRecipients(shares, recipients);
           await seal.module.initialize(rootKey, {
             [SHAMIR_THRESHOLD_VALUE]: Buffer.from(String(wanted.threshold)), [SHAMIR_SHARES_VALUE]: Buffer.from(String(wanted.shares)),
           });
-          shares = split.map(encodeShare);
           threshold = wanted.threshold;
           this.#scheme = wanted;
         } finally {
           zeroize(rootKey, ...split);
         }
       } else {
-        if (scheme.shares !== undefined || scheme.threshold !== undefined) {
+        if (scheme.shares !== undefined || scheme.threshold !== undefined || recipients !== undefined) {
           throw new UserError('ValidationException', 'A PKCS#11 module is unsealed by its token: Shares and Threshold do not apply.');
         }
         await seal.module.initialize();

@@ -174,3 +174,54 @@ describe('sealed root of trust (software module, Shamir shares)', () => {
     await assert.rejects(kms().send(new DecryptCommand({ CiphertextBlob: ciphertext })), { name: 'KMSInternalException' });
   });
 });
+
+describe('shares encrypted to their holders (age)', () => {
+  let server: TestServer;
+  let dir: string;
+  const env = { ...process.env, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
+  before(async () => {
+    server = await startTestServer({ dev: false });
+    dir = server.home;
+  });
+  after(async () => { await server?.dispose(); });
+
+  it('returns each share encrypted to its own recipient, and unseals from the encrypted shares', async () => {
+    const age = await import('age-encryption');
+    const identities = await Promise.all([1, 2, 3].map(() => age.generateIdentity()));
+    const recipients = await Promise.all(identities.map((identity) => age.identityToRecipient(identity)));
+    const cli = (args: string[], input?: string) => {
+      const child = run(process.execPath, [trustplaneBin, ...args, '--endpoint', server.url], { env });
+      if (input !== undefined) child.child.stdin!.end(input);
+      return child.then((result) => result.stdout);
+    };
+    await assert.rejects(cli(['operator', 'init', '--shares', '3', '--threshold', '2', '--recipient', recipients[0]!]),
+      (error: { stderr: string }) => /ValidationException: Give one recipient per share/.test(error.stderr));
+    await assert.rejects(cli(['operator', 'init', '--shares', '2', '--threshold', '2', '--recipient', 'age1nonsense', '--recipient', recipients[1]!]),
+      (error: { stderr: string }) => /ValidationException: Recipient 1 is not an age public key/.test(error.stderr));
+    assert.equal((JSON.parse(await cli(['operator', 'status', '--json'])) as Status).Initialized, false, 'refused inits store nothing');
+
+    const init = JSON.parse(await cli(['operator', 'init', '--threshold', '2', '--json', ...recipients.flatMap((r) => ['--recipient', r])])) as { Shares: string[] };
+    assert.equal(init.Shares.length, 3);
+    const plainShares: string[] = [];
+    for (const [index, armored] of init.Shares.entries()) {
+      assert.match(armored, /^-----BEGIN AGE ENCRYPTED FILE-----/);
+      const decrypter = new age.Decrypter();
+      decrypter.addIdentity(identities[index]!);
+      plainShares.push(await decrypter.decrypt(age.armor.decode(armored), 'text'));
+      // Only its own holder can open it.
+      const other = new age.Decrypter();
+      other.addIdentity(identities[(index + 1) % 3]!);
+      await assert.rejects(other.decrypt(age.armor.decode(armored), 'text'));
+    }
+    for (const share of plainShares) assert.equal(Buffer.from(share, 'base64').length, 33);
+
+    await server.stop();
+    server = await startTestServer({ dev: false, home: dir });
+    for (const index of [2, 0]) {
+      const identityFile = join(dir, `holder-${index}.key`);
+      (await import('node:fs')).writeFileSync(identityFile, `# holder ${index}\n${identities[index]}\n`, { mode: 0o600 });
+      await cli(['operator', 'unseal', '--identity', identityFile, '--json'], init.Shares[index]);
+    }
+    assert.deepEqual(JSON.parse(await cli(['operator', 'status', '--json'])), { Initialized: true, Sealed: false, Progress: 0, Threshold: 2 });
+  });
+});

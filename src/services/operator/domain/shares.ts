@@ -2,6 +2,7 @@
 // The arithmetic is the reviewed `shamir-secret-sharing` library's; we only encode and count.
 // Must never log a share, and must zero every share and every combined key when done with it.
 import { combine, split } from 'shamir-secret-sharing';
+import { armor, Encrypter } from 'age-encryption';
 import { constantTimeEqual, zeroize } from '../../../shared/crypto/index.ts';
 import { UserError } from '../../../shared/errors.ts';
 
@@ -41,6 +42,28 @@ export async function splitRootKey(rootKey: Uint8Array, scheme: ShareScheme): Pr
   } finally {
     zeroize(plain);
   }
+}
+
+/**
+ * Encrypts each share to its own holder's age public key (one recipient per share, in order), so
+ * the init response shows no one every share. Returns ASCII-armored age files.
+ */
+export async function encryptSharesToRecipients(shares: string[], recipients: string[]): Promise<string[]> {
+  if (recipients.length !== shares.length) {
+    throw new UserError('ValidationException', `Give one recipient per share: ${shares.length} shares, ${recipients.length} recipients.`);
+  }
+  const encrypted: string[] = [];
+  for (const [index, share] of shares.entries()) {
+    const recipient = recipients[index] as string;
+    const encrypter = new Encrypter();
+    try {
+      encrypter.addRecipient(recipient);
+    } catch {
+      throw new UserError('ValidationException', `Recipient ${index + 1} is not an age public key (age1...).`);
+    }
+    encrypted.push(armor.encode(await encrypter.encrypt(share)));
+  }
+  return encrypted;
 }
 
 export function encodeShare(share: Uint8Array): string {
