@@ -15,6 +15,7 @@ import { startBareHttpServer, type BareHttpServer } from './lib/bare-http.ts';
 import { runLoad, type LoadOptions, type LoadResult, type Outcome } from './lib/load-generator.ts';
 import { machineCpu, ownCpuSeconds, processCpuSeconds } from './lib/process-cpu.ts';
 import { judgeReply, keepAliveAgent, SignedJsonClient } from './lib/signed-json-client.ts';
+import { positiveNumber, serverLogProblems } from './lib/settings.ts';
 
 const REQUEST_TIMEOUT_MS = 10_000;
 const MAX_REQUESTS_PER_MEASUREMENT = 2_000_000;
@@ -47,14 +48,6 @@ interface Measurement {
 const DISTURBED_OTHER_CPU_PERCENT = 15;
 /** A load generator this busy (% of one core; it is single-threaded) is the bottleneck, not the server. */
 const CLIENT_BOUND_CPU_PERCENT = 90;
-
-function positiveNumber(name: string, text: string, integer: boolean): number {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
-    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, not ${text}`);
-  }
-  return value;
-}
 
 function readSettings(): Settings {
   const { values } = parseArgs({ options: {
@@ -217,19 +210,6 @@ function printTable(measurements: Measurement[]): void {
     console.log(`!!! other load above ${DISTURBED_OTHER_CPU_PERCENT}% of a core during: ${disturbed.map((entry) => entry.operation).join(', ')}` +
       ' - those rows are disturbed; rerun on a quiet machine.');
   }
-}
-
-/** Warnings and errors the trustplane server logged, except its expected dev-mode notice. */
-function serverLogProblems(output: string): string[] {
-  return output.split('\n').filter((line) => {
-    if (!line.startsWith('{')) return false;
-    try {
-      const entry = JSON.parse(line) as { level?: number; msg?: string };
-      return (entry.level ?? 0) >= 40 && !String(entry.msg).startsWith('DEV MODE');
-    } catch {
-      return false;
-    }
-  });
 }
 
 async function main(): Promise<number> {

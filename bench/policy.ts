@@ -20,6 +20,7 @@ import {
 } from '../src/shared/auth/policy/index.ts';
 import { measureEncryptAuditCost, type AuditCostResult, type SideRound } from './lib/audit-cost.ts';
 import { BenchLifecycle } from './lib/lifecycle.ts';
+import { positiveNumber } from './lib/settings.ts';
 
 const A = '111122223333';
 const B = '444455556666';
@@ -97,14 +98,6 @@ interface Settings {
 const AUDIT_COST_TARGET_PERCENT = 15;
 /** Other load above this (% of one core) during an Encrypt measurement makes its figures suspect. */
 const DISTURBED_OTHER_CPU_PERCENT = 15;
-
-function positiveNumber(name: string, text: string, integer: boolean): number {
-  const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
-    throw new Error(`--${name} must be a positive ${integer ? 'integer' : 'number'}, not ${text}`);
-  }
-  return value;
-}
 
 function readSettings(): Settings {
   const { values } = parseArgs({ options: {

@@ -139,6 +139,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
         }
       }
       if (module.status().sealed) return;
+      // Another server on this home may have rotated the domain key: wrap under the key it made active.
+      if (seal.kind === 'software') await seal.module.refresh();
       await keyService.runDueWork();
       await identityService.runDueWork();
     } catch (error) {

@@ -7,10 +7,10 @@ import type { BenchLifecycle } from './lifecycle.ts';
 import { runLoad, type LoadResult, type Outcome } from './load-generator.ts';
 import { machineCpu, ownCpuSeconds, processCpuSeconds } from './process-cpu.ts';
 import { judgeReply, keepAliveAgent, SignedJsonClient } from './signed-json-client.ts';
+import { AUDIT_OFF_NOTICE, serverLogProblems } from './settings.ts';
 
 const REQUEST_TIMEOUT_MS = 10_000;
 const MAX_REQUESTS_PER_MEASUREMENT = 2_000_000;
-const AUDIT_OFF_NOTICE = 'TRUSTPLANE_AUDIT=off';
 
 export type Side = 'audited' | 'unaudited';
 
@@ -97,20 +97,6 @@ function auditHeadSeq(home: string): number | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** Warnings and errors a server logged, except its expected dev-mode and audit-off notices. */
-function serverLogProblems(output: string): string[] {
-  return output.split('\n').filter((line) => {
-    if (!line.startsWith('{')) return false;
-    try {
-      const entry = JSON.parse(line) as { level?: number; msg?: string };
-      const msg = String(entry.msg);
-      return (entry.level ?? 0) >= 40 && !msg.startsWith('DEV MODE') && !msg.startsWith(AUDIT_OFF_NOTICE);
-    } catch {
-      return false;
-    }
-  });
 }
 
 interface Target {
@@ -248,7 +234,7 @@ export async function measureEncryptAuditCost(options: AuditCostOptions, lifecyc
   if (auditedServer.output().includes(AUDIT_OFF_NOTICE)) problems.push('the audited server logged the TRUSTPLANE_AUDIT=off notice');
   for (const [side, server] of [['audited', auditedServer], ['unaudited', unauditedServer]] as const) {
     if (server.process.exitCode !== null || server.process.signalCode !== null) problems.push(`the ${side} server exited during the bench`);
-    const logged = serverLogProblems(server.output());
+    const logged = serverLogProblems(server.output(), [AUDIT_OFF_NOTICE]);
     if (logged.length > 0) problems.push(`the ${side} server logged ${logged.length} warning/error line(s), first: ${logged[0].slice(0, 300)}`);
   }
 

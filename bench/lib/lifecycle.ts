@@ -55,15 +55,19 @@ export class BenchLifecycle {
     }
   }
 
-  /** A dev-mode trustplane server on 127.0.0.1 in its own temporary home; stopped and the home removed at shutdown. */
-  async startTrustplane(prefix: string, env: Record<string, string>): Promise<TestServer> {
+  /**
+   * A trustplane server on 127.0.0.1 in its own temporary home; stopped and the home removed at shutdown.
+   * Dev mode unless `dev: false` (then it starts uninitialised or sealed, and has no credentials yet).
+   */
+  async startTrustplane(prefix: string, env: Record<string, string>,
+    options: { dev?: boolean; extraArgs?: string[] } = {}): Promise<TestServer> {
     this.installSignalHandlers();
     const home = makeTempDir(prefix);
     const removeHome = () => rmSync(home, { recursive: true, force: true });
     this.lastResort(removeHome);
     let server: TestServer;
     try {
-      server = await startTestServer({ home, env });
+      server = await startTestServer({ home, env, dev: options.dev, extraArgs: options.extraArgs });
     } catch (error) {
       removeHome();
       throw error;
