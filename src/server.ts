@@ -101,8 +101,13 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   if (region !== config.region) logger.warn({ region, requested: config.region }, 'keeping the region this home was created with');
   const accountId = await store.initMeta('account-id', newAccountId());
 
-    const seal = await openSealBackend(config, store, logger);
+  const seal = await openSealBackend(config, store, logger);
   const { module } = seal;
+  module.onSeal(() => {
+    // A seal nobody asked for (the token went away) must show in the log, not only in status.
+    const reason = module.status().sealedReason;
+    if (reason) logger.error({ reason }, 'crypto module sealed itself: key operations fail until it is reachable again');
+  });
   const keyring = new Keyring(module, { maxCachedKeys: config.keyCache.maxEntries, cacheTtlMs: config.keyCache.ttlMs });
   const credentials = new CredentialDirectory(store, keyring);
   const authorizer = new Authorizer(store, policyEngine);
