@@ -72,6 +72,8 @@ function writeSharedConfig(home: string, region: string, url: string): void {
 /** The PIN comes from the environment or a file, never a flag (flags show in `ps`). */
 function readPin(seal: Extract<SealConfig, { kind: 'pkcs11' }>): string {
   const fromEnv = process.env.TRUSTPLANE_PKCS11_PIN;
+  // Not passed on in the environment of anything this process starts.
+  delete process.env.TRUSTPLANE_PKCS11_PIN;
   if (fromEnv) return fromEnv;
   if (!seal.pinFile) throw new Error('no PKCS#11 PIN: set TRUSTPLANE_PKCS11_PIN or --pkcs11-pin-file');
   return readFileSync(seal.pinFile, 'utf8').trim();
@@ -145,7 +147,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       }
       if (module.status().sealed) return;
       // Another server on this home may have rotated the domain key: wrap under the key it made active.
-      if (seal.kind === 'software') await seal.module.refresh();
+      await seal.module.refresh();
       await keyService.runDueWork();
       await identityService.runDueWork();
     } catch (error) {
@@ -193,14 +195,19 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     url: http.url, home: config.home, accountId, region, rootCredentials, keyService, operator,
     async stop() {
       clearInterval(timer);
-      await http.close();
-      await rotation.stop();
-      // In-flight requests have recorded; flush, fsync and sign a final checkpoint before sealing.
-      await audit?.close();
-      store.setAfterWriteHook(undefined);
-      operator.sealNow('shutdown');
-      await store.close();
-      rmSync(join(config.home, SERVER_PID_FILE), { force: true });
+      try {
+        await http.close();
+        await rotation.stop();
+        // In-flight requests have recorded; flush, fsync and sign a final checkpoint before sealing.
+        await audit?.close();
+      } finally {
+        // Whatever failed above, the keys leave memory.
+        store.setAfterWriteHook(undefined);
+        operator.sealNow('shutdown');
+        if (seal.kind === 'pkcs11') seal.module.dispose();
+        await store.close();
+        rmSync(join(config.home, SERVER_PID_FILE), { force: true });
+      }
     },
   };
 }

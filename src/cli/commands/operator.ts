@@ -26,8 +26,9 @@ function refuseLiveServer(home: string): void {
   const pid = Number(readFileSync(pidFile, 'utf8').trim());
   try {
     process.kill(pid, 0);
-  } catch {
-    return; // a stale file from a crash
+  } catch (error) {
+    // ESRCH: no such process, a stale file from a crash. EPERM: alive, under another user.
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return;
   }
   throw new UserError('ServerRunning', `a trustplane server (pid ${pid}) is running on ${home}; stop it before migrating the seal.`);
 }
@@ -205,6 +206,9 @@ export function registerOperatorCommands(program: Command): void {
           },
         });
         if (human && process.stderr.isTTY) process.stderr.write('\n');
+        if (result.leftInToken.length > 0) {
+          process.stderr.write(`trustplane: warning: ${result.leftInToken.length} old domain key object(s) could not be destroyed in the token (ids ${result.leftInToken.join(', ')}); they protect nothing now.\n`);
+        }
         printResult(flags, { From: result.from, To: result.to, Rewrapped: result.rewrapped, Shares: result.newShares },
           () => `Migrated from ${result.from} to ${result.to}: ${result.rewrapped} stored records rewrapped; customer keys unchanged.\n`
             + `Start the server with ${result.to === 'pkcs11' ? `--seal pkcs11 --pkcs11-module ${libraryPath} --pkcs11-token ${tokenLabel}` : 'the software module (the default) and unseal it with the new shares'}.`);

@@ -59,7 +59,12 @@ export function registerServerCommand(program: Command): void {
         if (stopping) return;
         stopping = true;
         logger.info({ signal }, 'shutting down: sealing the crypto module');
-        await server.stop();
+        try {
+          await server.stop();
+        } catch (error) {
+          logger.error({ err: error }, 'shutdown did not complete cleanly (the crypto module was sealed)');
+          process.exit(1);
+        }
         process.exit(0);
       };
       process.on('SIGTERM', () => { void stop('SIGTERM'); });

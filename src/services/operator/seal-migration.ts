@@ -36,6 +36,8 @@ export interface SealMigrationResult {
   to: CryptoModuleKind;
   rewrapped: number;
   newShares: string[];
+  /** Old token keys that could not be destroyed after the commit (harmless; delete them with the token's tools). */
+  leftInToken: string[];
 }
 
 async function openSoftwareSource(store: SqliteStore, shares: string[] | undefined): Promise<SoftwareCryptoModule> {
@@ -140,9 +142,13 @@ export async function migrateSeal(options: SealMigrationOptions): Promise<SealMi
       .map((key) => ({ ...key, wrapped: Buffer.alloc(0), state: 'retired' as const }));
     await store.migrateModule({ replacements, domainKeys: [...retired, targetKey], values });
     preparedTokenKey = undefined;
-    // Committed: the token's old keys guard nothing any more.
-    if (from === 'pkcs11') for (const id of sourceKeyIds) await token.destroyDomainKeyObject(id);
-    return { from, to, rewrapped: replacements.length, newShares };
+    // Committed: the token's old keys guard nothing any more. Failing to destroy one must not turn a
+    // finished migration (whose new shares are the only way in) into a reported failure.
+    const leftInToken: string[] = [];
+    if (from === 'pkcs11') {
+      for (const id of sourceKeyIds) await token.destroyDomainKeyObject(id).catch(() => leftInToken.push(id));
+    }
+    return { from, to, rewrapped: replacements.length, newShares, leftInToken };
   } finally {
     if (preparedTokenKey) await token.destroyDomainKeyObject(preparedTokenKey).catch(() => undefined);
     source?.seal();

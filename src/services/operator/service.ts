@@ -95,8 +95,11 @@ export class OperatorService {
   init(scheme: Partial<ShareScheme>, recipients?: string[]): Promise<InitResult> {
     return this.#serialize(async () => {
       const { seal, identity, accountId, logger } = this.#options;
-      if (seal.module.status().initialized) {
-        throw new UserError('AlreadyInitializedException', 'The crypto module is already initialised.', 409);
+      const live = (await this.#options.store.listDomainKeys()).find((key) => key.state !== 'retired');
+      if (seal.module.status().initialized || live) {
+        throw new UserError('AlreadyInitializedException', live && live.module !== seal.kind
+          ? `This home is already initialised with the ${live.module} module; start the server with --seal ${live.module}.`
+          : 'The crypto module is already initialised.', 409);
       }
       let shares: string[] = [];
       let threshold = 0;
@@ -146,6 +149,12 @@ export class OperatorService {
       }
       if (!moduleStatus.sealed) return this.status();
       if (seal.kind === 'pkcs11') {
+        // The token unseals with no secret from the caller: after an operator's seal (a tamper
+        // response) an anonymous request must not undo it. Only a restart, by whoever runs the server, does.
+        if (this.#sealedByOperator) {
+          throw new UserError('SealedByOperatorException',
+            'An operator sealed this server; a PKCS#11 module is unsealed again only by restarting the server.', 409);
+        }
         if (!(await seal.module.reopen())) {
           throw new UserError('UnsealFailedException', `The PKCS#11 token could not be opened: ${seal.module.status().sealedReason ?? 'see the server log'}.`, 503);
         }
@@ -214,9 +223,10 @@ export class OperatorService {
 
   async rotateDomainKey(caller: Caller): Promise<DomainKeyRotationProgress> {
     await this.#requireOperator(caller, 'tp:RotateDomainKey');
-    const { rotation } = this.#options;
-    const current = rotation.progress();
-    if (rotation.running || current.RetiringDomainKeyIds.length > 0) {
+    const { rotation, store } = this.#options;
+    // The store decides, not this process's memory: another server may be mid-rewrap.
+    const retiring = (await store.listDomainKeys()).some((key) => key.state === 'retiring');
+    if (rotation.running || retiring) {
       throw new UserError('ConflictException', 'A domain key rotation is still rewrapping; wait for it to finish.', 409);
     }
     return rotation.rotate();

@@ -234,8 +234,14 @@ export class SqliteStore implements Store {
 
   async retireDomainKey(id: string): Promise<void> {
     this.#write(() => {
-      const changed = this.#statement("UPDATE domain_keys SET state = 'retired', wrapped = X'' WHERE id = ? AND state = 'retiring'").run(id);
-      if (changed.changes !== 1) throw new StoreConflictError(`domain key ${id} is not retiring`);
+      const state = (this.#statement('SELECT state FROM domain_keys WHERE id = ?').get(id) as Row | undefined)?.state;
+      if (state === 'retired') return; // another server on this store retired it first
+      if (state !== 'retiring') throw new StoreConflictError(`domain key ${id} is not retiring`);
+      // Checked in the same transaction as the retirement: a row written under the key since the
+      // rewrap's last count keeps it alive.
+      const referenced = this.#statement(`SELECT 1 FROM (${WRAPPED_RECORDS_SQL}) WHERE domain_key_id = ? LIMIT 1`).get(id);
+      if (referenced) throw new StoreConflictError(`domain key ${id} is still referenced`);
+      this.#statement("UPDATE domain_keys SET state = 'retired', wrapped = X'' WHERE id = ?").run(id);
     });
   }
 

@@ -292,9 +292,10 @@ describe('trustplane server with the PKCS#11 crypto module on SoftHSM2', { skip:
     }
   });
 
-  it('an operator seal is not undone by the background reopen, only by an unseal call', async () => {
+  it('an operator seal is undone neither by the background reopen nor by an anonymous unseal, only by a restart', async () => {
     const token = await newToken();
-    const server = await startPkcs11Server(token, newHome());
+    const home = newHome();
+    const server = await startPkcs11Server(token, home);
     const credentials = await initialize(server);
     const kms = client(server, credentials);
     const ciphertext = await encrypt(kms, await createKey(kms), 'kept through a seal');
@@ -305,8 +306,14 @@ describe('trustplane server with the PKCS#11 crypto module on SoftHSM2', { skip:
     await assert.rejects(decrypt(kms, ciphertext), { name: 'KMSInternalException', message: /sealed/ });
 
     const unsealed = await operatorPost(server, 'unseal', {});
-    assert.equal(unsealed.code, 200, JSON.stringify(unsealed.json));
-    assert.equal(unsealed.json.Sealed, false);
-    assert.equal(await decrypt(kms, ciphertext), 'kept through a seal');
+    assert.equal(unsealed.code, 409, JSON.stringify(unsealed.json));
+    assert.equal(unsealed.json.__type, 'SealedByOperatorException');
+    assert.equal((await operatorStatus(server)).Sealed, true);
+
+    await server.stop();
+    const restarted = await startPkcs11Server(token, home);
+    assert.equal((await operatorStatus(restarted)).Sealed, false);
+    const restartedKms = client(restarted, credentials);
+    assert.equal(await decrypt(restartedKms, ciphertext), 'kept through a seal');
   });
 });

@@ -7,6 +7,7 @@ import {
   rewrapBatch, type CryptoModule, type DomainKeyStore, type WrappedRecordCursor, type WrappedRecordStore,
 } from '../../../shared/crypto/index.ts';
 import { SealedError } from '../../../shared/errors.ts';
+import { StoreConflictError } from '../../../shared/store/index.ts';
 import type { Logger } from '../../../shared/log.ts';
 
 export interface DomainKeyRotationProgress {
@@ -39,6 +40,7 @@ export class DomainKeyRotation {
   #progress: DomainKeyRotationProgress = { State: 'Idle', RetiringDomainKeyIds: [], Total: 0, Rewrapped: 0, Remaining: 0, Unreadable: 0 };
   #running: Promise<void> | undefined;
   #stopping = false;
+  #resumeAfterStop = false;
 
   constructor(options: DomainKeyRotationOptions) {
     this.#options = { batchSize: 100, batchPauseMs: 0, retireGraceMs: 2000, ...options };
@@ -67,7 +69,12 @@ export class DomainKeyRotation {
 
   /** Starts (or keeps) the background rewrap if any key is still retiring: after a rotation, an unseal or a restart. */
   resume(): void {
-    if (this.#running || this.#options.module.status().sealed) return;
+    if (this.#options.module.status().sealed) return;
+    if (this.#running) {
+      // A seal and an unseal in quick succession: the stopping run ends, then this one starts.
+      if (this.#stopping) this.#resumeAfterStop = true;
+      return;
+    }
     this.#stopping = false;
     this.#running = this.#run().catch((error: unknown) => {
       if (error instanceof SealedError) {
@@ -76,12 +83,19 @@ export class DomainKeyRotation {
         this.#options.logger.error({ err: error }, 'domain key rewrap failed; it resumes at the next unseal or restart');
         this.#progress = { ...this.#progress, State: 'Paused', Message: 'The rewrap failed; see the server log. It resumes at the next restart.' };
       }
-    }).finally(() => { this.#running = undefined; });
+    }).finally(() => {
+      this.#running = undefined;
+      if (this.#resumeAfterStop) {
+        this.#resumeAfterStop = false;
+        this.resume();
+      }
+    });
   }
 
   /** Stops after the batch in progress (shutdown, seal); what is done stays done. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.#resumeAfterStop = false;
     await this.#running;
   }
 
@@ -137,9 +151,15 @@ export class DomainKeyRotation {
       await delay(retireGraceMs);
       if (this.#stopping) return;
       if (await this.#remainingUnder(retiring) > 0) continue;
-      for (const id of retiring) {
-        await module.retireDomainKey(id);
-        logger.info({ domainKeyId: id }, 'domain key retired: nothing references it any more');
+      try {
+        for (const id of retiring) {
+          await module.retireDomainKey(id);
+          logger.info({ domainKeyId: id }, 'domain key retired: nothing references it any more');
+        }
+      } catch (error) {
+        // A row written under the old key since the last count (another server that had not yet
+        // seen the rotation): the store refused the retirement; another pass rewraps it.
+        if (!(error instanceof StoreConflictError)) throw error;
       }
     }
   }

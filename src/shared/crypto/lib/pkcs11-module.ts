@@ -3,7 +3,7 @@
 import pkcs11js from 'pkcs11js';
 import type { GcmParams, Handle, Mechanism, PKCS11 } from 'pkcs11js';
 import { CiphertextError, InternalError, SealedError } from '../../errors.ts';
-import { randomBytes, randomUuid, zeroize } from './bytes.ts';
+import { collectGarbageSoon, randomBytes, randomUuid, zeroize } from './bytes.ts';
 import type { CryptoModule, CryptoModuleStatus, DomainKeyRecord, DomainKeyStore, WrappedSecret } from './crypto-module.ts';
 
 // 1 is the software module's format; a distinct byte keeps the two from being confused.
@@ -231,7 +231,34 @@ export class Pkcs11CryptoModule implements CryptoModule {
     return { domainKeyId, wrapped: Buffer.concat([Buffer.of(WRAP_FORMAT_VERSION), iv, sealed]) };
   }
 
+  /**
+   * Another server on this store and token may have rotated: finds the token objects of domain keys
+   * the store lists but this instance does not hold, and follows the store's active key.
+   */
+  async refresh(): Promise<void> {
+    await this.#exclusive(async () => {
+      if (this.#activeDomainKeyId === undefined) return;
+      const epoch = this.#epoch;
+      const records = (await this.#store.listDomainKeys()).filter(isPkcs11Record);
+      this.#assertSameSession(epoch);
+      const { library, session } = this.#unsealed();
+      for (const record of records) {
+        if (record.state === 'retired') {
+          this.#domainKeys.delete(record.id);
+          continue;
+        }
+        if (!this.#domainKeys.has(record.id)) {
+          const handle = this.#guard(() => this.#findDomainKey(library, session, record.id));
+          if (handle === undefined) continue;
+          this.#domainKeys.set(record.id, handle);
+        }
+        if (record.state === 'active') this.#activeDomainKeyId = record.id;
+      }
+    });
+  }
+
   async unwrap(wrapped: WrappedSecret, aad: Uint8Array): Promise<Buffer> {
+    if (!this.#domainKeys.has(wrapped.domainKeyId) && this.#activeDomainKeyId !== undefined) await this.refresh();
     const { library, session } = this.#unsealed();
     const handle = this.#domainKeys.get(wrapped.domainKeyId);
     if (!handle) throw new CiphertextError('The wrapped key names a domain key this module does not hold.');
@@ -291,20 +318,21 @@ export class Pkcs11CryptoModule implements CryptoModule {
       if (domainKeyId === this.#activeDomainKeyId) throw new Error('The active domain key cannot be retired; rotate first.');
       const epoch = this.#epoch;
       const record = (await this.#store.listDomainKeys()).find((candidate) => candidate.id === domainKeyId);
-      if (!record || !isPkcs11Record(record) || record.state !== 'retiring') {
+      if (!record || !isPkcs11Record(record) || record.state === 'active') {
         throw new Error(`Domain key ${domainKeyId} is not a retiring PKCS#11 domain key.`);
       }
+      // The store first (it refuses while any row still references the key), the token object after:
+      // a crash in between leaves an orphan object in the token, never a row nothing can unwrap.
+      await this.#store.retireDomainKey(domainKeyId);
       this.#assertSameSession(epoch);
       const { library, session } = this.#unsealed();
       // A session that lost its login sees no private objects, and finding none would look like success.
       if (!this.#tokenReachable()) this.#sealAsUnreachable('the active domain key cannot be reached');
-      // Found afresh rather than by the remembered handle, so a retry after a half-done retirement
-      // (object destroyed, store not yet updated) or an object destroyed by another instance still completes.
+      // Found afresh rather than by the remembered handle, so an object destroyed by another instance still completes.
       this.#guard(() => {
         for (const handle of this.#findDomainKeyObjects(library, session, domainKeyId)) library.C_DestroyObject(session, handle);
       });
       this.#domainKeys.delete(domainKeyId);
-      await this.#store.retireDomainKey(domainKeyId);
     });
   }
 
@@ -360,6 +388,8 @@ export class Pkcs11CryptoModule implements CryptoModule {
     this.#activeDomainKeyId = undefined;
     this.#sealedReason = reason;
     for (const listener of this.#sealListeners) listener();
+    // Customer keys the listeners dropped live in KeyObjects too: collect them now, not by chance.
+    collectGarbageSoon();
   }
 
   async #open(): Promise<void> {

@@ -34,6 +34,16 @@ export class WrongRootKeyError extends Error {
   constructor() { super('The unseal key does not match this crypto module.'); this.name = 'WrongRootKeyError'; }
 }
 
+/** The store's domain keys belong to another kind of module than the server was started with. */
+export class ForeignModuleError extends Error {
+  readonly module: string;
+  constructor(module: string) {
+    super(`This home is sealed with the ${module} module: start the server with --seal ${module}, or run trustplane operator migrate-seal.`);
+    this.name = 'ForeignModuleError';
+    this.module = module;
+  }
+}
+
 export class SoftwareCryptoModule implements CryptoModule {
   readonly kind = 'software' as const;
   readonly #store: DomainKeyStore;
@@ -43,6 +53,7 @@ export class SoftwareCryptoModule implements CryptoModule {
   #activeDomainKeyId: string | undefined;
   /** Held only while unsealed, to wrap new domain keys on rotation; dropped on seal. */
   #rootKey: Buffer | undefined;
+  #sealedReason: string | undefined;
   #sealListeners: Array<() => void> = [];
 
   constructor(store: DomainKeyStore) {
@@ -52,13 +63,16 @@ export class SoftwareCryptoModule implements CryptoModule {
   /** Reads whether the module was ever initialised (a root check value exists). */
   async load(): Promise<void> {
     const keys = await this.#store.listDomainKeys();
-    this.#initialized = (await this.#store.getModuleValue(ROOT_CHECK_NAME)) !== undefined
-      && keys.some((key) => key.module === 'software' && key.state !== 'retired');
+    // Any live domain key counts: a home sealed with another module is initialised, not new.
+    this.#initialized = keys.some((key) => key.state !== 'retired');
+    const foreign = keys.find((key) => key.state === 'active' && key.module !== 'software');
+    this.#sealedReason = foreign ? new ForeignModuleError(foreign.module).message : undefined;
   }
 
   status(): CryptoModuleStatus {
-    return { kind: this.kind, initialized: this.#initialized, sealed: this.#activeDomainKeyId === undefined,
-      activeDomainKeyId: this.#activeDomainKeyId };
+    const sealed = this.#activeDomainKeyId === undefined;
+    return { kind: this.kind, initialized: this.#initialized, sealed, activeDomainKeyId: this.#activeDomainKeyId,
+      ...(sealed && this.#sealedReason ? { sealedReason: this.#sealedReason } : {}) };
   }
 
   /** First-time set-up under a new root key: records a check value and the first domain key. */
@@ -92,17 +106,17 @@ export class SoftwareCryptoModule implements CryptoModule {
     const records = await this.#store.listDomainKeys();
     const keys = new Map<string, Buffer>();
     let active: string | undefined;
-    for (const record of records) {
-      if (record.state === 'retired') continue;
-      if (record.module !== 'software') {
-        throw new Error(`domain key ${record.id} lives in a ${record.module} module: start the server with --seal ${record.module}, or finish the seal migration`);
+    try {
+      for (const record of records) {
+        if (record.state === 'retired') continue;
+        if (record.module !== 'software') throw new ForeignModuleError(record.module);
+        keys.set(record.id, openUnder(rootKey, record.wrapped, domainKeyAad(record.id)));
+        if (record.state === 'active') active = record.id;
       }
-      keys.set(record.id, openUnder(rootKey, record.wrapped, domainKeyAad(record.id)));
-      if (record.state === 'active') active = record.id;
-    }
-    if (!active) {
+      if (!active) throw new Error('crypto module has no active domain key');
+    } catch (error) {
       zeroize(rootKey, ...keys.values());
-      throw new Error('crypto module has no active domain key');
+      throw error;
     }
     this.#domainKeys = keys;
     this.#activeDomainKeyId = active;

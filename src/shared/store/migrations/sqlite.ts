@@ -125,6 +125,20 @@ export const sqliteMigrations: Migration[] = [
       CREATE INDEX key_versions_by_domain_key ON key_versions(domain_key_id);
       CREATE INDEX access_keys_by_domain_key ON access_keys(domain_key_id);
       CREATE INDEX audit_signing_keys_by_domain_key ON audit_signing_keys(domain_key_id);
+      -- Material wrapped under a retired (destroyed) domain key could never be read again: refuse
+      -- the write instead (a server that missed another's rotation fails one request, loses nothing).
+      CREATE TRIGGER key_versions_live_domain_key BEFORE INSERT ON key_versions
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
+      CREATE TRIGGER access_keys_live_domain_key BEFORE INSERT ON access_keys
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
+      CREATE TRIGGER audit_signing_keys_live_domain_key BEFORE INSERT ON audit_signing_keys
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
     `,
   },
 ];
