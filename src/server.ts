@@ -13,6 +13,8 @@ import { createAwsJsonEndpoint, RateLimiter, ReplayGuard, startHttpServer, type 
 import type { Logger } from './shared/log.ts';
 import { SqliteStore } from './shared/store/index.ts';
 import { SqliteAuditStore } from './shared/store/sqlite-audit.ts';
+import { SqliteFleetStore } from './shared/store/sqlite-fleet.ts';
+import { FleetService, fleetApiOperations, FLEET_TARGET_PREFIX } from './services/fleet/index.ts';
 import { AuditLog, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations, newAccountId } from './services/iam/index.ts';
@@ -159,9 +161,12 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const operator: OperatorService = new OperatorService({ seal, store, identity: identityService, authorizer, accountId, rotation, logger,
     onUnsealed: async () => { rotation.resume(); void runDueWork(); } });
   const handleOperator = createOperatorHttpHandler({ service: operator, logger, audit });
+  const fleetService = new FleetService({ store: new SqliteFleetStore(store), keys: keyService, authorizer, region, logger });
   const handleApi = createAwsJsonEndpoint({
-    signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane' },
-    operations: [...kmsOperations(keyService), ...iamOperations(identityService), ...operatorApiOperations(operator)], credentials, logger,
+    signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane',
+      [FLEET_TARGET_PREFIX]: 'trustplane' },
+    operations: [...kmsOperations(keyService), ...iamOperations(identityService), ...operatorApiOperations(operator),
+      ...fleetApiOperations(fleetService)], credentials, logger,
     maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit,
   });
 

@@ -7,6 +7,7 @@ import { registerFileCryptoCommands } from './commands/file-crypto.ts';
 import { registerIdentityCommands } from './commands/identity.ts';
 import { registerAuditCommands } from './commands/audit.ts';
 import { registerOperatorCommands } from './commands/operator.ts';
+import { registerFleetCommands } from './commands/fleet.ts';
 import { failWith } from './output.ts';
 
 const program = new Command();
@@ -19,5 +20,6 @@ registerFileCryptoCommands(program);
 registerIdentityCommands(program);
 registerAuditCommands(program);
 registerOperatorCommands(program);
+registerFleetCommands(program);
 
 program.parseAsync(process.argv).catch(failWith);

@@ -101,6 +101,11 @@ export class KeyServiceClient {
     return this.#send<T>('POST', '/', { ...signed.headers, 'content-length': String(Buffer.byteLength(body)) }, body);
   }
 
+  /** Calls a fleet operation (TrustPlaneFleet.*): host classes, key grants, join tokens. */
+  async fleet<T>(operation: string, input: Record<string, unknown> = {}): Promise<T> {
+    return this.call<T>(`TrustPlaneFleet.${operation}`, 'trustplane', input);
+  }
+
   /** Calls a signed operator operation (TrustPlaneOperator.*): seal, domain key rotation. */
   async operator<T>(operation: string, input: Record<string, unknown> = {}): Promise<T> {
     return this.call<T>(`TrustPlaneOperator.${operation}`, 'trustplane', input);

@@ -14,6 +14,7 @@ import {
   type AuditRecordDraft, type AuditSigningPublicKey, type StoredAuditRecord,
 } from '../audit/domain/index.ts';
 import { StoreConflictError } from './types.ts';
+import { StatementCache } from './statements.ts';
 
 type Row = Record<string, unknown>;
 
@@ -57,7 +58,7 @@ export class NoAuditLogError extends Error {
 export class SqliteAuditStore implements AuditStore {
   readonly #db: Database.Database;
   readonly #ownsConnection: boolean;
-  readonly #statements = new Map<string, Database.Statement>();
+  readonly #statements: StatementCache;
   #appendBatch: ((drafts: readonly AuditRecordDraft[], now: number) => AuditRecord[]) | undefined;
   /** The connection's own synchronous level, restored after every deferred-sync batch. */
   readonly #synchronous: number;
@@ -73,6 +74,7 @@ export class SqliteAuditStore implements AuditStore {
    */
   constructor(db: Database.Database, options: { ownsConnection?: boolean; deferSync?: boolean } = {}) {
     this.#db = db;
+    this.#statements = new StatementCache(db);
     this.#ownsConnection = options.ownsConnection ?? false;
     this.#synchronous = Number(db.pragma('synchronous', { simple: true }));
     const fileBacked = !db.memory && !db.readonly && db.name !== '' && db.name !== ':memory:';
@@ -108,12 +110,7 @@ export class SqliteAuditStore implements AuditStore {
   }
 
   #statement(sql: string): Database.Statement {
-    let statement = this.#statements.get(sql);
-    if (!statement) {
-      statement = this.#db.prepare(sql);
-      this.#statements.set(sql, statement);
-    }
-    return statement;
+    return this.#statements.get(sql);
   }
 
   readHead(): AuditHead {

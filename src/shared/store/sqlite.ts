@@ -12,6 +12,7 @@ import {
   type AliasRecord, type GrantRecord, type KeyPatch, type KeyRecord, type KeyVersionRecord, type Page, type PrincipalKind,
   type PrincipalPolicyRecord, type PrincipalRecord, type Store, type TagRecord,
 } from './types.ts';
+import { StatementCache } from './statements.ts';
 
 type Row = Record<string, unknown>;
 
@@ -136,11 +137,12 @@ function page<T>(rows: T[], limit: number, markerOf: (item: T) => string): Page<
 
 export class SqliteStore implements Store {
   readonly #db: Database.Database;
-  readonly #statements = new Map<string, Database.Statement>();
+  readonly #statements: StatementCache;
   #afterWrite: (() => void) | undefined;
 
   private constructor(db: Database.Database) {
     this.#db = db;
+    this.#statements = new StatementCache(db);
   }
 
   /** Opens (creating if needed) the database file and applies pending migrations. */
@@ -173,12 +175,7 @@ export class SqliteStore implements Store {
   }
 
   #statement(sql: string): Database.Statement {
-    let statement = this.#statements.get(sql);
-    if (!statement) {
-      statement = this.#db.prepare(sql);
-      this.#statements.set(sql, statement);
-    }
-    return statement;
+    return this.#statements.get(sql);
   }
 
   /**
@@ -196,6 +193,11 @@ export class SqliteStore implements Store {
   /** Called inside every write transaction; the server sets it to record the request's audit entry. */
   setAfterWriteHook(hook: (() => void) | undefined): void {
     this.#afterWrite = hook;
+  }
+
+  /** Runs `work` as one write transaction of this store (with its audit hook), for stores of other services' tables. */
+  writeTransaction<T>(work: () => T): T {
+    return this.#write(work);
   }
 
   /** The connection, for the audit log's tables: its appends must share this store's transactions. */

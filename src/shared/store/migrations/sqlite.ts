@@ -141,4 +141,26 @@ export const sqliteMigrations: Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
     `,
   },
+  {
+    version: 5,
+    name: 'fleet: host classes, class key grants, join tokens, change feed',
+    sql: `
+      CREATE TABLE host_classes (
+        account_id TEXT NOT NULL, name TEXT NOT NULL, parent TEXT, created_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, name),
+        FOREIGN KEY (account_id, parent) REFERENCES host_classes(account_id, name));
+      CREATE TABLE class_keys (
+        account_id TEXT NOT NULL, class_name TEXT NOT NULL, key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
+        granted_at INTEGER NOT NULL, PRIMARY KEY (account_id, class_name, key_id),
+        FOREIGN KEY (account_id, class_name) REFERENCES host_classes(account_id, name) ON DELETE CASCADE);
+      CREATE INDEX class_keys_by_key ON class_keys(key_id);
+      CREATE TABLE join_tokens (
+        token_hash BLOB PRIMARY KEY, account_id TEXT NOT NULL, classes TEXT NOT NULL, uses_left INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL);
+      -- Every change to what a host may hold, in order: agents (on any replica) resume from a revision.
+      CREATE TABLE fleet_changes (
+        revision INTEGER PRIMARY KEY AUTOINCREMENT, account_id TEXT NOT NULL, kind TEXT NOT NULL,
+        class_name TEXT, key_id TEXT, at INTEGER NOT NULL);
+    `,
+  },
 ];

@@ -1,0 +1,72 @@
+// `trustplane class ...` and `trustplane host join-token`: the fleet's classes, the keys each may
+// hold, and the tokens hosts enrol with. Must never print a join token except the one just made.
+import type { Command } from 'commander';
+import { UserError } from '../../shared/errors.ts';
+import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
+import { printResult } from '../output.ts';
+
+interface ClassView {
+  Name: string;
+  Parent?: string;
+  KeyIds: string[];
+  EntitledKeyIds?: string[];
+}
+
+function parseDuration(text: string): number {
+  const match = /^(\d+)([smhd]?)$/.exec(text.trim());
+  if (!match) throw new UserError('ValidationException', `--ttl must be a number of seconds or like 15m, 2h, 7d; got '${text}'.`);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(match[1]) * unit;
+}
+
+export function registerFleetCommands(program: Command): void {
+  const hostClass = program.command('class').description('host classes: a tree per account; a class holds its keys and its ancestors\'');
+
+  withClientFlags(hostClass.command('create').argument('<name>', 'class name, e.g. web or web/jp')
+    .option('--parent <class>', 'parent class (the name becomes PARENT/NAME)'))
+    .action(async (name: string, flags: ClientFlags & { parent?: string }) => {
+      const result = await withClient(flags, (client) => client.fleet<{ Class: ClassView }>('CreateClass', { Name: name, Parent: flags.parent }));
+      printResult(flags, result, () => `class ${result.Class.Name} created${result.Class.Parent ? ` under ${result.Class.Parent}` : ''}`);
+    });
+
+  withClientFlags(hostClass.command('list'))
+    .action(async (flags: ClientFlags) => {
+      const result = await withClient(flags, (client) => client.fleet<{ Classes: ClassView[] }>('ListClasses'));
+      printResult(flags, result, () => (result.Classes.length === 0 ? '(no classes)' : result.Classes.map((record) => {
+        const inherited = (record.EntitledKeyIds ?? []).filter((keyId) => !record.KeyIds.includes(keyId));
+        return `${record.Name}  keys: ${record.KeyIds.join(',') || '-'}${inherited.length ? `  inherited: ${inherited.join(',')}` : ''}`;
+      }).join('\n')));
+    });
+
+  withClientFlags(hostClass.command('delete').argument('<name>'))
+    .action(async (name: string, flags: ClientFlags) => {
+      await withClient(flags, (client) => client.fleet('DeleteClass', { Name: name }));
+      printResult(flags, {}, () => `class ${name} deleted`);
+    });
+
+  withClientFlags(hostClass.command('grant-key').argument('<class>').argument('<key>', 'key id, ARN or alias'))
+    .action(async (className: string, key: string, flags: ClientFlags) => {
+      const result = await withClient(flags, (client) => client.fleet<{ KeyId: string; Changed: boolean }>('GrantKey', { Class: className, KeyId: key }));
+      printResult(flags, result, () => (result.Changed ? `class ${className} may now hold key ${result.KeyId}` : `class ${className} already held key ${result.KeyId}`));
+    });
+
+  withClientFlags(hostClass.command('revoke-key').argument('<class>').argument('<key>', 'key id, ARN or alias'))
+    .action(async (className: string, key: string, flags: ClientFlags) => {
+      const result = await withClient(flags, (client) => client.fleet<{ KeyId: string }>('RevokeKey', { Class: className, KeyId: key }));
+      printResult(flags, result, () => `class ${className} no longer holds key ${result.KeyId}`);
+    });
+
+  const host = program.command('host').description('hosts of the fleet');
+  withClientFlags(host.command('join-token').description('make a token a host enrols with (shown once)')
+    .requiredOption('--classes <a,b>', 'classes the host joins')
+    .option('--uses <n>', 'how many hosts may enrol with it (default 1)')
+    .option('--ttl <duration>', 'how long it is valid: seconds, or 15m, 2h, 7d (default 1h)'))
+    .action(async (flags: ClientFlags & { classes: string; uses?: string; ttl?: string }) => {
+      const classes = flags.classes.split(',').map((name) => name.trim()).filter(Boolean);
+      const result = await withClient(flags, (client) => client.fleet<{ Token: string; ExpiresAt: string; Uses: number }>('CreateJoinToken', {
+        Classes: classes, Uses: flags.uses === undefined ? undefined : Number(flags.uses),
+        TtlSeconds: flags.ttl === undefined ? undefined : parseDuration(flags.ttl) }));
+      printResult(flags, { Token: result.Token, ExpiresAt: result.ExpiresAt },
+        () => `${result.Token}\n(valid until ${result.ExpiresAt} for ${result.Uses} host(s); shown once)`);
+    });
+}

@@ -1,0 +1,11 @@
+// The fleet service's public interface: host classes, class key grants, join tokens, change feed.
+import type { AwsJsonOperation } from '../../shared/http/index.ts';
+import type { FleetService } from './service.ts';
+import { fleetOperations } from './routes/operations.ts';
+
+export { FleetService, joinTokenHash, type FleetServiceOptions } from './service.ts';
+export { FLEET as FLEET_TARGET_PREFIX } from './routes/operations.ts';
+
+export function fleetApiOperations(service: FleetService): AwsJsonOperation[] {
+  return fleetOperations(service) as AwsJsonOperation[];
+}

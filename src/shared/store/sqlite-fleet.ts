@@ -1,0 +1,156 @@
+// The fleet's tables (host classes, class key grants, join tokens, the change feed) on the key
+// service's SQLite connection, so a change and its feed entry and audit record commit together.
+// Must never store a join token in clear: only its SHA-256.
+import type Database from 'better-sqlite3';
+import type { SqliteStore } from './sqlite.ts';
+import { StoreConflictError, StoreDuplicateError } from './types.ts';
+import { StatementCache } from './statements.ts';
+
+type Row = Record<string, unknown>;
+
+export interface HostClassRecord {
+  accountId: string;
+  name: string;
+  parent?: string;
+  createdAt: Date;
+  keyIds: string[];
+}
+
+export interface JoinTokenRecord {
+  tokenHash: Buffer;
+  accountId: string;
+  classes: string[];
+  usesLeft: number;
+  expiresAt: Date;
+  createdAt: Date;
+  createdBy: string;
+}
+
+export type FleetChangeKind = 'class-created' | 'class-deleted' | 'key-granted' | 'key-revoked';
+
+export interface FleetChange {
+  revision: number;
+  accountId: string;
+  kind: FleetChangeKind;
+  className?: string;
+  keyId?: string;
+  at: Date;
+}
+
+export class SqliteFleetStore {
+  readonly #store: SqliteStore;
+  readonly #statements: StatementCache;
+
+  constructor(store: SqliteStore) {
+    this.#store = store;
+    this.#statements = new StatementCache(store.database);
+  }
+
+  #statement(sql: string): Database.Statement {
+    return this.#statements.get(sql);
+  }
+
+  #recordChange(change: Omit<FleetChange, 'revision'>): void {
+    this.#statement('INSERT INTO fleet_changes (account_id, kind, class_name, key_id, at) VALUES (?, ?, ?, ?, ?)')
+      .run(change.accountId, change.kind, change.className ?? null, change.keyId ?? null, change.at.getTime());
+  }
+
+  async createClass(accountId: string, name: string, parent: string | undefined, now: Date): Promise<void> {
+    this.#store.writeTransaction(() => {
+      if (parent !== undefined && !this.#statement('SELECT 1 FROM host_classes WHERE account_id = ? AND name = ?').get(accountId, parent)) {
+        throw new StoreConflictError(`parent class ${parent} does not exist`);
+      }
+      const inserted = this.#statement('INSERT INTO host_classes (account_id, name, parent, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING')
+        .run(accountId, name, parent ?? null, now.getTime());
+      if (inserted.changes === 0) throw new StoreDuplicateError(`class ${name} exists`);
+      this.#recordChange({ accountId, kind: 'class-created', className: name, at: now });
+    });
+  }
+
+  async getClass(accountId: string, name: string): Promise<HostClassRecord | undefined> {
+    const row = this.#statement('SELECT * FROM host_classes WHERE account_id = ? AND name = ?').get(accountId, name) as Row | undefined;
+    return row ? this.#classFromRow(row) : undefined;
+  }
+
+  async listClasses(accountId: string): Promise<HostClassRecord[]> {
+    return (this.#statement('SELECT * FROM host_classes WHERE account_id = ? ORDER BY name').all(accountId) as Row[])
+      .map((row) => this.#classFromRow(row));
+  }
+
+  #classFromRow(row: Row): HostClassRecord {
+    const keyIds = (this.#statement('SELECT key_id FROM class_keys WHERE account_id = ? AND class_name = ? ORDER BY key_id')
+      .all(row.account_id, row.name) as Row[]).map((key) => String(key.key_id));
+    return { accountId: String(row.account_id), name: String(row.name), parent: (row.parent as string | null) ?? undefined,
+      createdAt: new Date(Number(row.created_at)), keyIds };
+  }
+
+  /** Deletes a class with no child classes; its key grants go with it. */
+  async deleteClass(accountId: string, name: string, now: Date): Promise<boolean> {
+    return this.#store.writeTransaction(() => {
+      if (this.#statement('SELECT 1 FROM host_classes WHERE account_id = ? AND parent = ? LIMIT 1').get(accountId, name)) {
+        throw new StoreConflictError(`class ${name} has child classes`);
+      }
+      const deleted = this.#statement('DELETE FROM host_classes WHERE account_id = ? AND name = ?').run(accountId, name).changes === 1;
+      if (deleted) this.#recordChange({ accountId, kind: 'class-deleted', className: name, at: now });
+      return deleted;
+    });
+  }
+
+  /** Grants a key to a class; false when it already had it (nothing changes, no feed entry). */
+  async grantKey(accountId: string, className: string, keyId: string, now: Date): Promise<boolean> {
+    return this.#store.writeTransaction(() => {
+      const granted = this.#statement('INSERT INTO class_keys (account_id, class_name, key_id, granted_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING')
+        .run(accountId, className, keyId, now.getTime()).changes === 1;
+      if (granted) this.#recordChange({ accountId, kind: 'key-granted', className, keyId, at: now });
+      return granted;
+    });
+  }
+
+  async revokeKey(accountId: string, className: string, keyId: string, now: Date): Promise<boolean> {
+    return this.#store.writeTransaction(() => {
+      const revoked = this.#statement('DELETE FROM class_keys WHERE account_id = ? AND class_name = ? AND key_id = ?')
+        .run(accountId, className, keyId).changes === 1;
+      if (revoked) this.#recordChange({ accountId, kind: 'key-revoked', className, keyId, at: now });
+      return revoked;
+    });
+  }
+
+  /** Keys a class may use: its own grants and every ancestor's. */
+  async entitledKeyIds(accountId: string, className: string): Promise<string[]> {
+    const rows = this.#statement(`WITH RECURSIVE lineage(name) AS (
+        SELECT ? UNION ALL SELECT c.parent FROM host_classes c JOIN lineage l ON c.name = l.name
+        WHERE c.account_id = ? AND c.parent IS NOT NULL)
+      SELECT DISTINCT key_id FROM class_keys WHERE account_id = ? AND class_name IN (SELECT name FROM lineage) ORDER BY key_id`)
+      .all(className, accountId, accountId) as Row[];
+    return rows.map((row) => String(row.key_id));
+  }
+
+  async createJoinToken(token: JoinTokenRecord): Promise<void> {
+    this.#store.writeTransaction(() => {
+      this.#statement(`INSERT INTO join_tokens (token_hash, account_id, classes, uses_left, expires_at, created_at, created_by)
+        VALUES (?, ?, ?, ?, ?, ?, ?)`).run(token.tokenHash, token.accountId, JSON.stringify(token.classes), token.usesLeft,
+        token.expiresAt.getTime(), token.createdAt.getTime(), token.createdBy);
+    });
+  }
+
+  /** Takes one use of a token if it is known, unexpired and not used up; undefined otherwise. */
+  async consumeJoinToken(tokenHash: Buffer, now: Date): Promise<JoinTokenRecord | undefined> {
+    return this.#store.writeTransaction(() => {
+      const row = this.#statement('SELECT * FROM join_tokens WHERE token_hash = ?').get(tokenHash) as Row | undefined;
+      if (!row || Number(row.uses_left) < 1 || Number(row.expires_at) <= now.getTime()) return undefined;
+      this.#statement('UPDATE join_tokens SET uses_left = uses_left - 1 WHERE token_hash = ?').run(tokenHash);
+      return { tokenHash, accountId: String(row.account_id), classes: JSON.parse(String(row.classes)) as string[],
+        usesLeft: Number(row.uses_left) - 1, expiresAt: new Date(Number(row.expires_at)), createdAt: new Date(Number(row.created_at)),
+        createdBy: String(row.created_by) };
+    });
+  }
+
+  async changesSince(accountId: string, revision: number, limit: number): Promise<FleetChange[]> {
+    return (this.#statement('SELECT * FROM fleet_changes WHERE account_id = ? AND revision > ? ORDER BY revision LIMIT ?')
+      .all(accountId, revision, limit) as Row[]).map((row) => ({
+      revision: Number(row.revision), accountId: String(row.account_id), kind: row.kind as FleetChangeKind,
+      className: (row.class_name as string | null) ?? undefined, keyId: (row.key_id as string | null) ?? undefined,
+      at: new Date(Number(row.at)),
+    }));
+  }
+}
