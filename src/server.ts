@@ -14,7 +14,7 @@ import type { Logger } from './shared/log.ts';
 import { SqliteStore } from './shared/store/index.ts';
 import { SqliteAuditStore } from './shared/store/sqlite-audit.ts';
 import { SqliteFleetStore } from './shared/store/sqlite-fleet.ts';
-import { FleetService, fleetApiOperations, FLEET_TARGET_PREFIX } from './services/fleet/index.ts';
+import { createFleetHttpHandler, FleetService, fleetApiOperations, FLEET_TARGET_PREFIX } from './services/fleet/index.ts';
 import { AuditLog, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations, newAccountId } from './services/iam/index.ts';
@@ -161,7 +161,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const operator: OperatorService = new OperatorService({ seal, store, identity: identityService, authorizer, accountId, rotation, logger,
     onUnsealed: async () => { rotation.resume(); void runDueWork(); } });
   const handleOperator = createOperatorHttpHandler({ service: operator, logger, audit });
-  const fleetService = new FleetService({ store: new SqliteFleetStore(store), keys: keyService, authorizer, region, logger });
+  const fleetService = new FleetService({ store: new SqliteFleetStore(store), keys: keyService, keyring, authorizer, region, logger });
+  const handleFleetEnrolment = createFleetHttpHandler({ service: fleetService, logger, audit });
   const handleApi = createAwsJsonEndpoint({
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane',
       [FLEET_TARGET_PREFIX]: 'trustplane' },
@@ -184,6 +185,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       return;
     }
     if (await handleOperator(request, response)) return;
+    if (await handleFleetEnrolment(request, response)) return;
     await handleApi(request, response);
   };
   const http: RunningHttpServer = await startHttpServer({ host: config.host, port: config.port, handler, logger });

@@ -12,6 +12,18 @@ interface ClassView {
   EntitledKeyIds?: string[];
 }
 
+interface HostView {
+  HostId: string;
+  Name: string;
+  Classes: string[];
+  Status: string;
+  LastSeen?: number;
+  AgentVersion?: string;
+  CertificateExpiresAt: number;
+  Keys: Record<string, number[]>;
+  EntitledKeyIds?: string[];
+}
+
 function parseDuration(text: string): number {
   const match = /^(\d+)([smhd]?)$/.exec(text.trim());
   if (!match) throw new UserError('ValidationException', `--ttl must be a number of seconds or like 15m, 2h, 7d; got '${text}'.`);
@@ -57,6 +69,36 @@ export function registerFleetCommands(program: Command): void {
     });
 
   const host = program.command('host').description('hosts of the fleet');
+
+  withClientFlags(host.command('list'))
+    .action(async (flags: ClientFlags) => {
+      const result = await withClient(flags, (client) => client.fleet<{ Hosts: HostView[] }>('ListHosts'));
+      // The interface scripts read: an array of {HostId, Classes, LastSeen, Keys}.
+      printResult(flags, result.Hosts.map((entry) => ({ HostId: entry.HostId, Classes: entry.Classes, LastSeen: entry.LastSeen, Keys: entry.Keys })),
+        () => (result.Hosts.length === 0 ? '(no hosts)' : result.Hosts.map((entry) =>
+          `${entry.HostId}  ${entry.Name}  classes: ${entry.Classes.join(',')}  last seen: ${entry.LastSeen ? new Date(Number(entry.LastSeen) * 1000).toISOString() : 'never'}`).join('\n')));
+    });
+
+  withClientFlags(host.command('show').argument('<host-id>'))
+    .action(async (hostId: string, flags: ClientFlags) => {
+      const result = await withClient(flags, (client) => client.fleet<{ Host: HostView }>('GetHost', { HostId: hostId }));
+      const view = result.Host;
+      printResult(flags, result, () => [`host ${view.HostId} (${view.Name}), ${view.Status}`, `classes: ${view.Classes.join(', ')}`,
+        `may hold: ${(view.EntitledKeyIds ?? []).join(', ') || '-'}`, `agent: ${view.AgentVersion ?? 'unknown'}`,
+        `certificate expires: ${new Date(Number(view.CertificateExpiresAt) * 1000).toISOString()}`].join('\n'));
+    });
+
+  withClientFlags(host.command('set-classes').argument('<host-id>').argument('<classes>', 'comma-separated classes'))
+    .action(async (hostId: string, classes: string, flags: ClientFlags) => {
+      await withClient(flags, (client) => client.fleet('SetHostClasses', { HostId: hostId, Classes: classes.split(',').map((name) => name.trim()).filter(Boolean) }));
+      printResult(flags, {}, () => `host ${hostId} is now in ${classes}`);
+    });
+
+  withClientFlags(host.command('remove').argument('<host-id>'))
+    .action(async (hostId: string, flags: ClientFlags) => {
+      await withClient(flags, (client) => client.fleet('RemoveHost', { HostId: hostId }));
+      printResult(flags, {}, () => `host ${hostId} removed`);
+    });
   withClientFlags(host.command('join-token').description('make a token a host enrols with (shown once)')
     .requiredOption('--classes <a,b>', 'classes the host joins')
     .option('--uses <n>', 'how many hosts may enrol with it (default 1)')

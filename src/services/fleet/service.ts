@@ -2,20 +2,40 @@
 // tokens hosts enrol with. Every change lands in the fleet change feed, which agents follow.
 // Must never return a join token except once, when it is made; only its hash is stored.
 import type { Authorizer, Caller } from '../../shared/auth/index.ts';
-import { randomBytes, sha256 } from '../../shared/crypto/index.ts';
+import {
+  certificateToPem, createCertificateAuthority, importPublicKeyDer, isP256PublicKey, issueCertificate, randomBytes, sha256,
+  verifyMessage, zeroize, type Keyring,
+} from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { StoreConflictError, StoreDuplicateError } from '../../shared/store/index.ts';
-import type { FleetChange, HostClassRecord, SqliteFleetStore } from '../../shared/store/sqlite-fleet.ts';
+import type {
+  CertificateAuthorityRecord, FleetChange, HostClassRecord, HostRecord, SqliteFleetStore,
+} from '../../shared/store/sqlite-fleet.ts';
 import type { KeyService } from '../kms/index.ts';
 import { classArn, JOIN_TOKEN_PREFIX, parseClassName } from './domain/names.ts';
 
 export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 3600;
 export const MAX_JOIN_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
+export const HOST_CERTIFICATE_DAYS = 30;
+const CA_VALIDITY_DAYS = 3650;
+/** The purpose the CA's private key is wrapped for (with the account id); the store's wrapped-record source of the same name. */
+const FLEET_CA_KEY_PURPOSE = 'fleet-ca-key';
+/** What an enrolling host signs with its new key: proof that it holds the key it asks a certificate for. */
+export const ENROLL_PROOF_CONTEXT = 'trustplane-enroll-v1\n';
+
+export interface EnrollInput {
+  joinToken: string;
+  publicKeyDer: Buffer;
+  proof: Buffer;
+  name: string;
+  agentVersion?: string;
+}
 
 export interface FleetServiceOptions {
   store: SqliteFleetStore;
   keys: KeyService;
+  keyring: Keyring;
   authorizer: Authorizer;
   region: string;
   logger: Logger;
@@ -23,6 +43,8 @@ export interface FleetServiceOptions {
 }
 
 const notFound = (message: string) => new UserError('NotFoundException', message, 404);
+// One answer for unknown, expired and used-up tokens: a guesser learns nothing from the difference.
+const invalidJoinToken = () => new UserError('InvalidJoinTokenException', 'The join token is unknown, expired or used up.', 401);
 
 export function joinTokenHash(token: string): Buffer {
   return sha256(token);
@@ -74,7 +96,9 @@ export class FleetService {
     try {
       if (!(await this.#options.store.deleteClass(caller.accountId, name, this.#now()))) throw notFound(`Class ${name} does not exist.`);
     } catch (error) {
-      if (error instanceof StoreConflictError) throw new UserError('ConflictException', `Class ${name} has child classes; delete them first.`, 409);
+      if (error instanceof StoreConflictError) {
+        throw new UserError('ConflictException', `Class ${name} has child classes or hosts; delete or move them first.`, 409);
+      }
       throw error;
     }
   }
@@ -114,5 +138,91 @@ export class FleetService {
   async changesSince(caller: Caller, revision: number, limit: number): Promise<FleetChange[]> {
     await this.#require(caller, 'fleet:ListChanges');
     return this.#options.store.changesSince(caller.accountId, revision, limit);
+  }
+
+  /** The account's fleet CA, made (and its private key wrapped under the domain key) the first time it is needed. */
+  async #authority(accountId: string): Promise<CertificateAuthorityRecord> {
+    const existing = await this.#options.store.getCertificateAuthority(accountId);
+    if (existing) return existing;
+    const made = await createCertificateAuthority(`trustplane fleet CA ${accountId}`, CA_VALIDITY_DAYS, this.#now());
+    try {
+      const privateKey = await this.#options.keyring.wrapSecret(FLEET_CA_KEY_PURPOSE, accountId, made.privateKeyPkcs8);
+      return await this.#options.store.putCertificateAuthority({ accountId, certificateDer: made.certificateDer, privateKey, createdAt: this.#now() });
+    } finally {
+      zeroize(made.privateKeyPkcs8);
+    }
+  }
+
+  /**
+   * Enrols a host with a join token: checks the token and the proof that the host holds its key,
+   * issues it a client certificate from the account's CA, and records it in the token's classes.
+   * Needs no credentials (the host has none yet); the token is the credential, used once.
+   */
+  async enroll(input: EnrollInput) {
+    const now = this.#now();
+    if (!input.joinToken.startsWith(JOIN_TOKEN_PREFIX)) throw invalidJoinToken();
+    const tokenHash = joinTokenHash(input.joinToken);
+    const token = await this.#options.store.peekJoinToken(tokenHash, now);
+    if (!token) throw invalidJoinToken();
+    if (!isP256PublicKey(input.publicKeyDer)) {
+      throw new UserError('ValidationException', 'PublicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 key (base64).');
+    }
+    const proven = verifyMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPublicKeyDer(input.publicKeyDer),
+      Buffer.from(`${ENROLL_PROOF_CONTEXT}${input.joinToken}`), input.proof);
+    if (!proven) throw new UserError('InvalidProofException', 'Proof is not a signature of the join token by the key being enrolled.');
+
+    const authority = await this.#authority(token.accountId);
+    const hostId = `h-${randomBytes(10).toString('hex')}`;
+    const caKey = await this.#options.keyring.unsafeUnwrapSecret(FLEET_CA_KEY_PURPOSE, token.accountId, authority.privateKey);
+    let issued;
+    try {
+      issued = await issueCertificate({ authority: { certificateDer: authority.certificateDer, privateKeyPkcs8: caKey },
+        subjectPublicKeyDer: input.publicKeyDer, commonName: hostId, usage: 'client',
+        uris: [`trustplane:host:${token.accountId}:${hostId}`], validityDays: HOST_CERTIFICATE_DAYS, now });
+    } finally {
+      zeroize(caKey);
+    }
+    const host: HostRecord = { hostId, accountId: token.accountId, name: input.name, publicKeyDer: input.publicKeyDer,
+      certificateSerial: issued.serialNumber, certificateNotAfter: issued.notAfter, status: 'active', agentVersion: input.agentVersion,
+      createdAt: now, lastSeen: now, classes: token.classes };
+    try {
+      if (!(await this.#options.store.enrollHost(tokenHash, host, now))) throw invalidJoinToken();
+    } catch (error) {
+      if (error instanceof StoreConflictError) throw new UserError('ConflictException', 'A class named by the join token was deleted; ask for a new token.', 409);
+      throw error;
+    }
+    this.#options.logger.info({ hostId, classes: token.classes }, 'host enrolled');
+    return { host, certificatePem: certificateToPem(issued.certificateDer), caCertificatePem: certificateToPem(authority.certificateDer) };
+  }
+
+  async listHosts(caller: Caller): Promise<HostRecord[]> {
+    await this.#require(caller, 'fleet:ListHosts');
+    return this.#options.store.listHosts(caller.accountId);
+  }
+
+  async getHost(caller: Caller, hostId: string): Promise<HostRecord & { entitledKeyIds: string[] }> {
+    await this.#require(caller, 'fleet:GetHost');
+    const host = await this.#options.store.getHost(caller.accountId, hostId);
+    if (!host) throw notFound(`Host ${hostId} does not exist.`);
+    const entitled = new Set<string>();
+    for (const className of host.classes) for (const keyId of await this.#options.store.entitledKeyIds(caller.accountId, className)) entitled.add(keyId);
+    return { ...host, entitledKeyIds: [...entitled].sort() };
+  }
+
+  async setHostClasses(caller: Caller, hostId: string, classNames: string[]): Promise<void> {
+    if (classNames.length === 0) throw new UserError('ValidationException', 'A host belongs to at least one class.');
+    const classes = [...new Set(classNames.map((name) => parseClassName(name).name))];
+    for (const name of classes) await this.#require(caller, 'fleet:SetHostClasses', name);
+    try {
+      if (!(await this.#options.store.setHostClasses(caller.accountId, hostId, classes, this.#now()))) throw notFound(`Host ${hostId} does not exist.`);
+    } catch (error) {
+      if (error instanceof StoreConflictError) throw notFound(error.message.replace(/^class (\S+) does not exist$/, 'Class $1 does not exist.'));
+      throw error;
+    }
+  }
+
+  async removeHost(caller: Caller, hostId: string): Promise<void> {
+    await this.#require(caller, 'fleet:RemoveHost');
+    if (!(await this.#options.store.removeHost(caller.accountId, hostId, this.#now()))) throw notFound(`Host ${hostId} does not exist.`);
   }
 }

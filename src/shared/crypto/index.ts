@@ -36,3 +36,7 @@ export {
   rewrapBatch, aadForOwner, type WrappedRecord, type WrappedRecordCursor, type WrappedRecordOwner,
   type WrappedRecordReplacement, type WrappedRecordStore, type RewrapBatchResult,
 } from './lib/rewrap.ts';
+export {
+  createCertificateAuthority, issueCertificate, certificateToPem, isP256PublicKey,
+  type CertificateAuthority, type IssueCertificateInput, type IssuedCertificate,
+} from './lib/certificates.ts';

@@ -6,3 +6,4 @@ export { createAwsJsonEndpoint, defineOperation, pageMarkers, toWireJson, errorR
 export * as fields from './validation.ts';
 export { parseInput } from './validation.ts';
 export { RateLimiter, ReplayGuard, parseRateLimits, DEFAULT_RATE_LIMITS, type RateClass, type RateLimits } from './rate-limit.ts';
+export { createPlainJsonHandler, plainJsonPost, type PlainJsonRoute } from './plain-json.ts';

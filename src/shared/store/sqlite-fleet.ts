@@ -2,6 +2,7 @@
 // service's SQLite connection, so a change and its feed entry and audit record commit together.
 // Must never store a join token in clear: only its SHA-256.
 import type Database from 'better-sqlite3';
+import type { WrappedSecret } from '../crypto/index.ts';
 import type { SqliteStore } from './sqlite.ts';
 import { StoreConflictError, StoreDuplicateError } from './types.ts';
 import { StatementCache } from './statements.ts';
@@ -26,7 +27,29 @@ export interface JoinTokenRecord {
   createdBy: string;
 }
 
-export type FleetChangeKind = 'class-created' | 'class-deleted' | 'key-granted' | 'key-revoked';
+export type FleetChangeKind = 'class-created' | 'class-deleted' | 'key-granted' | 'key-revoked'
+  | 'host-enrolled' | 'host-classes-changed' | 'host-removed';
+
+export interface HostRecord {
+  hostId: string;
+  accountId: string;
+  name: string;
+  publicKeyDer: Buffer;
+  certificateSerial: string;
+  certificateNotAfter: Date;
+  status: 'active' | 'quarantined';
+  agentVersion?: string;
+  createdAt: Date;
+  lastSeen?: Date;
+  classes: string[];
+}
+
+export interface CertificateAuthorityRecord {
+  accountId: string;
+  certificateDer: Buffer;
+  privateKey: WrappedSecret;
+  createdAt: Date;
+}
 
 export interface FleetChange {
   revision: number;
@@ -34,6 +57,7 @@ export interface FleetChange {
   kind: FleetChangeKind;
   className?: string;
   keyId?: string;
+  hostId?: string;
   at: Date;
 }
 
@@ -51,8 +75,8 @@ export class SqliteFleetStore {
   }
 
   #recordChange(change: Omit<FleetChange, 'revision'>): void {
-    this.#statement('INSERT INTO fleet_changes (account_id, kind, class_name, key_id, at) VALUES (?, ?, ?, ?, ?)')
-      .run(change.accountId, change.kind, change.className ?? null, change.keyId ?? null, change.at.getTime());
+    this.#statement('INSERT INTO fleet_changes (account_id, kind, class_name, key_id, host_id, at) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(change.accountId, change.kind, change.className ?? null, change.keyId ?? null, change.hostId ?? null, change.at.getTime());
   }
 
   async createClass(accountId: string, name: string, parent: string | undefined, now: Date): Promise<void> {
@@ -89,6 +113,9 @@ export class SqliteFleetStore {
     return this.#store.writeTransaction(() => {
       if (this.#statement('SELECT 1 FROM host_classes WHERE account_id = ? AND parent = ? LIMIT 1').get(accountId, name)) {
         throw new StoreConflictError(`class ${name} has child classes`);
+      }
+      if (this.#statement('SELECT 1 FROM host_memberships WHERE account_id = ? AND class_name = ? LIMIT 1').get(accountId, name)) {
+        throw new StoreConflictError(`class ${name} has hosts`);
       }
       const deleted = this.#statement('DELETE FROM host_classes WHERE account_id = ? AND name = ?').run(accountId, name).changes === 1;
       if (deleted) this.#recordChange({ accountId, kind: 'class-deleted', className: name, at: now });
@@ -150,7 +177,94 @@ export class SqliteFleetStore {
       .all(accountId, revision, limit) as Row[]).map((row) => ({
       revision: Number(row.revision), accountId: String(row.account_id), kind: row.kind as FleetChangeKind,
       className: (row.class_name as string | null) ?? undefined, keyId: (row.key_id as string | null) ?? undefined,
+      hostId: (row.host_id as string | null) ?? undefined,
       at: new Date(Number(row.at)),
     }));
+  }
+
+  async getCertificateAuthority(accountId: string): Promise<CertificateAuthorityRecord | undefined> {
+    const row = this.#statement('SELECT * FROM fleet_ca WHERE account_id = ?').get(accountId) as Row | undefined;
+    return row ? { accountId, certificateDer: row.certificate as Buffer, createdAt: new Date(Number(row.created_at)),
+      privateKey: { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped_private_key as Buffer } } : undefined;
+  }
+
+  /** Stores the account's CA unless another request stored one first; returns the one in force. */
+  async putCertificateAuthority(record: CertificateAuthorityRecord): Promise<CertificateAuthorityRecord> {
+    this.#store.writeTransaction(() => {
+      this.#statement(`INSERT INTO fleet_ca (account_id, certificate, domain_key_id, wrapped_private_key, created_at)
+        VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`).run(record.accountId, record.certificateDer, record.privateKey.domainKeyId,
+        record.privateKey.wrapped, record.createdAt.getTime());
+    });
+    return (await this.getCertificateAuthority(record.accountId)) as CertificateAuthorityRecord;
+  }
+
+  /** A token's classes if it could be used now, without using it (enrolment signs a certificate before it commits). */
+  async peekJoinToken(tokenHash: Buffer, now: Date): Promise<JoinTokenRecord | undefined> {
+    const row = this.#statement('SELECT * FROM join_tokens WHERE token_hash = ?').get(tokenHash) as Row | undefined;
+    if (!row || Number(row.uses_left) < 1 || Number(row.expires_at) <= now.getTime()) return undefined;
+    return { tokenHash, accountId: String(row.account_id), classes: JSON.parse(String(row.classes)) as string[],
+      usesLeft: Number(row.uses_left), expiresAt: new Date(Number(row.expires_at)), createdAt: new Date(Number(row.created_at)),
+      createdBy: String(row.created_by) };
+  }
+
+  /** Uses one use of the token and records the host with its classes, in one transaction; false if the token was used up meanwhile. */
+  async enrollHost(tokenHash: Buffer, host: HostRecord, now: Date): Promise<boolean> {
+    return this.#store.writeTransaction(() => {
+      const used = this.#statement('UPDATE join_tokens SET uses_left = uses_left - 1 WHERE token_hash = ? AND uses_left > 0 AND expires_at > ?')
+        .run(tokenHash, now.getTime()).changes === 1;
+      if (!used) return false;
+      this.#statement(`INSERT INTO hosts (host_id, account_id, name, public_key, certificate_serial, certificate_not_after, status,
+        agent_version, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(host.hostId, host.accountId, host.name,
+        host.publicKeyDer, host.certificateSerial, host.certificateNotAfter.getTime(), host.status, host.agentVersion ?? null,
+        host.createdAt.getTime(), host.lastSeen?.getTime() ?? null);
+      this.#insertMemberships(host.accountId, host.hostId, host.classes);
+      this.#recordChange({ accountId: host.accountId, kind: 'host-enrolled', hostId: host.hostId, at: now });
+      return true;
+    });
+  }
+
+  #insertMemberships(accountId: string, hostId: string, classes: string[]): void {
+    for (const className of classes) {
+      if (!this.#statement('SELECT 1 FROM host_classes WHERE account_id = ? AND name = ?').get(accountId, className)) {
+        throw new StoreConflictError(`class ${className} does not exist`);
+      }
+      this.#statement('INSERT INTO host_memberships (host_id, account_id, class_name) VALUES (?, ?, ?)').run(hostId, accountId, className);
+    }
+  }
+
+  #hostFromRow(row: Row): HostRecord {
+    const classes = (this.#statement('SELECT class_name FROM host_memberships WHERE host_id = ? ORDER BY class_name').all(row.host_id) as Row[])
+      .map((membership) => String(membership.class_name));
+    return { hostId: String(row.host_id), accountId: String(row.account_id), name: String(row.name), publicKeyDer: row.public_key as Buffer,
+      certificateSerial: String(row.certificate_serial), certificateNotAfter: new Date(Number(row.certificate_not_after)),
+      status: row.status as HostRecord['status'], agentVersion: (row.agent_version as string | null) ?? undefined,
+      createdAt: new Date(Number(row.created_at)), lastSeen: row.last_seen === null ? undefined : new Date(Number(row.last_seen)), classes };
+  }
+
+  async getHost(accountId: string, hostId: string): Promise<HostRecord | undefined> {
+    const row = this.#statement('SELECT * FROM hosts WHERE account_id = ? AND host_id = ?').get(accountId, hostId) as Row | undefined;
+    return row ? this.#hostFromRow(row) : undefined;
+  }
+
+  async listHosts(accountId: string): Promise<HostRecord[]> {
+    return (this.#statement('SELECT * FROM hosts WHERE account_id = ? ORDER BY host_id').all(accountId) as Row[]).map((row) => this.#hostFromRow(row));
+  }
+
+  async setHostClasses(accountId: string, hostId: string, classes: string[], now: Date): Promise<boolean> {
+    return this.#store.writeTransaction(() => {
+      if (!this.#statement('SELECT 1 FROM hosts WHERE account_id = ? AND host_id = ?').get(accountId, hostId)) return false;
+      this.#statement('DELETE FROM host_memberships WHERE host_id = ?').run(hostId);
+      this.#insertMemberships(accountId, hostId, classes);
+      this.#recordChange({ accountId, kind: 'host-classes-changed', hostId, at: now });
+      return true;
+    });
+  }
+
+  async removeHost(accountId: string, hostId: string, now: Date): Promise<boolean> {
+    return this.#store.writeTransaction(() => {
+      const removed = this.#statement('DELETE FROM hosts WHERE account_id = ? AND host_id = ?').run(accountId, hostId).changes === 1;
+      if (removed) this.#recordChange({ accountId, kind: 'host-removed', hostId, at: now });
+      return removed;
+    });
   }
 }

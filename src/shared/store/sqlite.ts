@@ -39,6 +39,7 @@ export class InvalidMarkerError extends Error {
 const WRAPPED_RECORD_SOURCES = {
   'access-key': { table: 'access_keys', column: 'wrapped_secret' },
   'audit-signing-key': { table: 'audit_signing_keys', column: 'wrapped_private_key' },
+  'fleet-ca-key': { table: 'fleet_ca', column: 'wrapped_private_key' },
   'key-version': { table: 'key_versions', column: 'wrapped_material' },
 } as const satisfies Record<WrappedRecord['source'], { table: string; column: string }>;
 
@@ -47,6 +48,8 @@ const WRAPPED_RECORDS_SQL = `
     domain_key_id, wrapped_secret AS wrapped FROM access_keys
   UNION ALL
   SELECT 'audit-signing-key', rowid, key_id, NULL, NULL, domain_key_id, wrapped_private_key FROM audit_signing_keys
+  UNION ALL
+  SELECT 'fleet-ca-key', rowid, account_id, NULL, NULL, domain_key_id, wrapped_private_key FROM fleet_ca
   UNION ALL
   SELECT 'key-version', v.rowid, v.key_id, v.version, k.key_spec, v.domain_key_id, v.wrapped_material
     FROM key_versions v JOIN keys k ON k.key_id = v.key_id`;

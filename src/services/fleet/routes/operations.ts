@@ -2,13 +2,45 @@
 // delegate; the join token appears only in the answer that makes it.
 import { z } from 'zod';
 import { defineOperation, fields } from '../../../shared/http/index.ts';
-import type { HostClassRecord } from '../../../shared/store/sqlite-fleet.ts';
+import type { AuditLog } from '../../../shared/audit/index.ts';
+import { createPlainJsonHandler, plainJsonPost } from '../../../shared/http/index.ts';
+import type { Logger } from '../../../shared/log.ts';
+import type { HostClassRecord, HostRecord } from '../../../shared/store/sqlite-fleet.ts';
 import { DEFAULT_JOIN_TOKEN_TTL_SECONDS, MAX_JOIN_TOKEN_TTL_SECONDS, type FleetService } from '../service.ts';
 
 export const FLEET = 'TrustPlaneFleet';
+export const FLEET_PATH_PREFIX = '/v1/fleet/';
+
+const base64 = fields.text({ min: 4, max: 8192, pattern: /^[A-Za-z0-9+/]+={0,2}$/ });
+const enrollInput = z.object({
+  JoinToken: fields.text({ min: 1, max: 256 }),
+  PublicKey: base64,
+  Proof: base64,
+  Name: fields.text({ min: 1, max: 253, pattern: /^[\w.-]+$/ }),
+  AgentVersion: fields.text({ min: 1, max: 64 }).optional(),
+}).strict();
+
+/** POST /v1/fleet/enroll: a host with a join token and no credentials gets its identity. */
+export function createFleetHttpHandler(options: { service: FleetService; logger: Logger; audit?: AuditLog }) {
+  return createPlainJsonHandler({ prefix: FLEET_PATH_PREFIX, logger: options.logger, audit: options.audit, routes: {
+    enroll: plainJsonPost('FleetEnrollHost', enrollInput, async (input) => {
+      const enrolled = await options.service.enroll({ joinToken: input.JoinToken, publicKeyDer: Buffer.from(input.PublicKey, 'base64'),
+        proof: Buffer.from(input.Proof, 'base64'), name: input.Name, agentVersion: input.AgentVersion });
+      return { HostId: enrolled.host.hostId, AccountId: enrolled.host.accountId, Classes: enrolled.host.classes,
+        Certificate: enrolled.certificatePem, CaCertificate: enrolled.caCertificatePem, CertificateExpiresAt: enrolled.host.certificateNotAfter };
+    }),
+  } });
+}
+
+function describeHost(host: HostRecord & { entitledKeyIds?: string[] }) {
+  // Keys: what the host holds, per key id, as its agent reports it (none until agents report).
+  return { HostId: host.hostId, Name: host.name, Classes: host.classes, Status: host.status, LastSeen: host.lastSeen,
+    AgentVersion: host.agentVersion, CertificateExpiresAt: host.certificateNotAfter, Keys: {}, EntitledKeyIds: host.entitledKeyIds };
+}
 
 const className = fields.text({ min: 1, max: 512 });
 const keyRef = fields.text({ min: 1, max: 2048 });
+const hostId = fields.text({ min: 3, max: 64, pattern: /^h-[0-9a-f]+$/ });
 
 function describeClass(record: HostClassRecord & { entitledKeyIds?: string[] }) {
   return { Name: record.name, Parent: record.parent, CreateDate: record.createdAt, KeyIds: record.keyIds,
@@ -54,12 +86,29 @@ export function fleetOperations(service: FleetService) {
       },
     }),
     defineOperation({
+      target: `${FLEET}.ListHosts`, action: 'fleet:ListHosts', input: z.object({}),
+      handle: async (caller) => ({ Hosts: (await service.listHosts(caller)).map(describeHost) }),
+    }),
+    defineOperation({
+      target: `${FLEET}.GetHost`, action: 'fleet:GetHost', input: z.object({ HostId: hostId }),
+      handle: async (caller, input) => ({ Host: describeHost(await service.getHost(caller, input.HostId)) }),
+    }),
+    defineOperation({
+      target: `${FLEET}.SetHostClasses`, action: 'fleet:SetHostClasses',
+      input: z.object({ HostId: hostId, Classes: z.array(className).min(1).max(64) }),
+      handle: async (caller, input) => { await service.setHostClasses(caller, input.HostId, input.Classes); return {}; },
+    }),
+    defineOperation({
+      target: `${FLEET}.RemoveHost`, action: 'fleet:RemoveHost', input: z.object({ HostId: hostId }),
+      handle: async (caller, input) => { await service.removeHost(caller, input.HostId); return {}; },
+    }),
+    defineOperation({
       target: `${FLEET}.ListChanges`, action: 'fleet:ListChanges',
       input: z.object({ SinceRevision: fields.integer({ min: 0 }).optional(), Limit: fields.integer({ min: 1, max: 1000 }).optional() }),
       handle: async (caller, input) => {
         const changes = await service.changesSince(caller, input.SinceRevision ?? 0, input.Limit ?? 1000);
         return { Changes: changes.map((change) => ({ Revision: change.revision, Kind: change.kind, Class: change.className,
-          KeyId: change.keyId, Time: change.at })), Revision: changes.at(-1)?.revision ?? input.SinceRevision ?? 0 };
+          KeyId: change.keyId, HostId: change.hostId, Time: change.at })), Revision: changes.at(-1)?.revision ?? input.SinceRevision ?? 0 };
       },
     }),
   ];

@@ -13,7 +13,7 @@ export type WrappedRecordOwner =
   | { kind: 'secret'; purpose: string; name: string };
 
 export interface WrappedRecord {
-  source: 'access-key' | 'audit-signing-key' | 'key-version';
+  source: 'access-key' | 'audit-signing-key' | 'fleet-ca-key' | 'key-version';
   rowId: number;
   owner: WrappedRecordOwner;
   material: WrappedSecret;

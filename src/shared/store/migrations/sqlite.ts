@@ -163,4 +163,28 @@ export const sqliteMigrations: Migration[] = [
         class_name TEXT, key_id TEXT, at INTEGER NOT NULL);
     `,
   },
+  {
+    version: 6,
+    name: 'fleet: internal CA, hosts and their classes',
+    sql: `
+      CREATE TABLE fleet_ca (
+        account_id TEXT PRIMARY KEY, certificate BLOB NOT NULL, domain_key_id TEXT NOT NULL,
+        wrapped_private_key BLOB NOT NULL, created_at INTEGER NOT NULL);
+      CREATE INDEX fleet_ca_by_domain_key ON fleet_ca(domain_key_id);
+      CREATE TRIGGER fleet_ca_live_domain_key BEFORE INSERT ON fleet_ca
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
+      CREATE TABLE hosts (
+        host_id TEXT PRIMARY KEY, account_id TEXT NOT NULL, name TEXT NOT NULL, public_key BLOB NOT NULL,
+        certificate_serial TEXT NOT NULL, certificate_not_after INTEGER NOT NULL, status TEXT NOT NULL,
+        agent_version TEXT, created_at INTEGER NOT NULL, last_seen INTEGER);
+      CREATE INDEX hosts_by_account ON hosts(account_id, host_id);
+      CREATE TABLE host_memberships (
+        host_id TEXT NOT NULL REFERENCES hosts(host_id) ON DELETE CASCADE, account_id TEXT NOT NULL, class_name TEXT NOT NULL,
+        PRIMARY KEY (host_id, class_name), FOREIGN KEY (account_id, class_name) REFERENCES host_classes(account_id, name));
+      CREATE INDEX host_memberships_by_class ON host_memberships(account_id, class_name);
+      ALTER TABLE fleet_changes ADD COLUMN host_id TEXT;
+    `,
+  },
 ];

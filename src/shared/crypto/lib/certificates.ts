@@ -1,0 +1,98 @@
+// X.509 for the fleet's internal CA: a self-signed ECDSA P-256 CA and the certificates it issues to
+// hosts (client) and to the server (server). Built with @peculiar/x509 over Node's WebCrypto.
+// Must never hold a CA private key longer than one signing: callers unwrap, sign, and zeroize.
+import 'reflect-metadata'; // @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs it
+import * as x509 from '@peculiar/x509';
+import * as nodeCrypto from 'node:crypto';
+import { randomBytes } from './bytes.ts';
+
+x509.cryptoProvider.set(nodeCrypto.webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+
+const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
+const DAY_MS = 24 * 3600 * 1000;
+
+export interface CertificateAuthority {
+  certificateDer: Buffer;
+  /** PKCS#8 DER; the caller wraps it at once and zeroizes this buffer. */
+  privateKeyPkcs8: Buffer;
+}
+
+function serialNumber(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0] as number) & 0x7f; // positive, as RFC 5280 requires
+  return bytes.toString('hex');
+}
+
+export async function createCertificateAuthority(commonName: string, validityDays: number, now = new Date()): Promise<CertificateAuthority> {
+  const keys = await nodeCrypto.webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
+  const certificate = await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: serialNumber(), name: `CN=${commonName}`, notBefore: now, notAfter: new Date(now.getTime() + validityDays * DAY_MS),
+    keys, signingAlgorithm: EC_P256,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+  const pkcs8 = Buffer.from(await nodeCrypto.webcrypto.subtle.exportKey('pkcs8', keys.privateKey));
+  return { certificateDer: Buffer.from(certificate.rawData), privateKeyPkcs8: pkcs8 };
+}
+
+export interface IssueCertificateInput {
+  authority: { certificateDer: Uint8Array; privateKeyPkcs8: Uint8Array };
+  subjectPublicKeyDer: Uint8Array;
+  commonName: string;
+  usage: 'client' | 'server';
+  /** subjectAltName URIs (a host's identity) and DNS names / IPs (a server's). */
+  uris?: string[];
+  dnsNames?: string[];
+  ipAddresses?: string[];
+  validityDays: number;
+  now?: Date;
+}
+
+export interface IssuedCertificate {
+  certificateDer: Buffer;
+  serialNumber: string;
+  notAfter: Date;
+}
+
+export async function issueCertificate(input: IssueCertificateInput): Promise<IssuedCertificate> {
+  const now = input.now ?? new Date();
+  const authority = new x509.X509Certificate(input.authority.certificateDer);
+  const signingKey = await nodeCrypto.webcrypto.subtle.importKey('pkcs8', input.authority.privateKeyPkcs8, EC_P256, false, ['sign']);
+  const publicKey = await nodeCrypto.webcrypto.subtle.importKey('spki', input.subjectPublicKeyDer, EC_P256, true, ['verify']);
+  const names: x509.JsonGeneralName[] = [
+    ...(input.uris ?? []).map((value) => ({ type: 'url' as const, value })),
+    ...(input.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
+    ...(input.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+  ];
+  const serial = serialNumber();
+  const notAfter = new Date(now.getTime() + input.validityDays * DAY_MS);
+  const certificate = await x509.X509CertificateGenerator.create({
+    serialNumber: serial, subject: `CN=${input.commonName}`, issuer: authority.subject, notBefore: now, notAfter,
+    signingKey, publicKey, signingAlgorithm: EC_P256,
+    extensions: [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
+      new x509.ExtendedKeyUsageExtension([input.usage === 'client' ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth], true),
+      ...(names.length > 0 ? [new x509.SubjectAlternativeNameExtension(names, false)] : []),
+      await x509.AuthorityKeyIdentifierExtension.create(authority, false),
+    ],
+  });
+  return { certificateDer: Buffer.from(certificate.rawData), serialNumber: serial, notAfter };
+}
+
+export function certificateToPem(der: Uint8Array): string {
+  return new x509.X509Certificate(der).toString('pem');
+}
+
+/** Whether a DER SubjectPublicKeyInfo is an ECDSA P-256 key (what hosts enrol with). */
+export function isP256PublicKey(spkiDer: Uint8Array): boolean {
+  try {
+    const key = nodeCrypto.createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' });
+    return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';
+  } catch {
+    return false;
+  }
+}
