@@ -103,29 +103,44 @@ export class FleetService {
     }
   }
 
-  /** Grants a key (id, ARN or alias) to a class and so to every class below it. */
+  /**
+   * Grants a key (id, ARN or alias) to a class and so to every class below it: hosts there will
+   * hold its material. Only a key of the caller's own account, not pending deletion.
+   */
   async grantKey(caller: Caller, className: string, key: string): Promise<{ keyId: string; changed: boolean }> {
-    const found = await this.#existingClass(caller, className);
-    await this.#require(caller, 'fleet:GrantKey', found.name);
+    const { name } = parseClassName(className);
+    await this.#require(caller, 'fleet:GrantKey', name);
+    const found = await this.#existingClass(caller, name);
     const keyRecord = await this.#options.keys.describeKey(caller, key);
-    const changed = await this.#options.store.grantKey(caller.accountId, found.name, keyRecord.keyId, this.#now());
-    return { keyId: keyRecord.keyId, changed };
+    if (keyRecord.accountId !== caller.accountId) {
+      throw new UserError('AccessDeniedException', 'Only keys of your own account can be given to your hosts.', 403);
+    }
+    try {
+      const changed = await this.#options.store.grantKey(caller.accountId, found.name, keyRecord.keyId, this.#now());
+      return { keyId: keyRecord.keyId, changed };
+    } catch (error) {
+      if (error instanceof StoreConflictError) throw notFound(`Class ${found.name} or key ${keyRecord.keyId} no longer exists, or the key is pending deletion.`);
+      throw error;
+    }
   }
 
+  /** Takes a key from a class. Needs no permission on the key itself: reducing exposure must always be possible. */
   async revokeKey(caller: Caller, className: string, key: string): Promise<{ keyId: string; changed: boolean }> {
-    const found = await this.#existingClass(caller, className);
-    await this.#require(caller, 'fleet:RevokeKey', found.name);
-    const keyRecord = await this.#options.keys.describeKey(caller, key);
-    const changed = await this.#options.store.revokeKey(caller.accountId, found.name, keyRecord.keyId, this.#now());
-    if (!changed) throw notFound(`Class ${found.name} holds no grant of key ${keyRecord.keyId}.`);
-    return { keyId: keyRecord.keyId, changed };
+    const { name } = parseClassName(className);
+    await this.#require(caller, 'fleet:RevokeKey', name);
+    const found = await this.#existingClass(caller, name);
+    const keyId = found.keyIds.includes(key) ? key : (await this.#options.keys.describeKey(caller, key)).keyId;
+    const changed = await this.#options.store.revokeKey(caller.accountId, found.name, keyId);
+    if (!changed) throw notFound(`Class ${found.name} holds no grant of key ${keyId}.`);
+    return { keyId, changed };
   }
 
   /** A token hosts enrol with, naming their classes; single-use unless `uses` says otherwise. */
   async createJoinToken(caller: Caller, classNames: string[], uses = 1, ttlSeconds = DEFAULT_JOIN_TOKEN_TTL_SECONDS) {
     if (classNames.length === 0) throw new UserError('ValidationException', 'A join token names at least one class.');
-    const classes = [...new Set(await Promise.all(classNames.map(async (name) => (await this.#existingClass(caller, name)).name)))];
-    for (const name of classes) await this.#require(caller, 'fleet:CreateJoinToken', name);
+    const named = [...new Set(classNames.map((name) => parseClassName(name).name))];
+    for (const name of named) await this.#require(caller, 'fleet:CreateJoinToken', name);
+    const classes = await Promise.all(named.map(async (name) => (await this.#existingClass(caller, name)).name));
     const now = this.#now();
     const token = `${JOIN_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
     const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
@@ -212,7 +227,9 @@ export class FleetService {
   async setHostClasses(caller: Caller, hostId: string, classNames: string[]): Promise<void> {
     if (classNames.length === 0) throw new UserError('ValidationException', 'A host belongs to at least one class.');
     const classes = [...new Set(classNames.map((name) => parseClassName(name).name))];
-    for (const name of classes) await this.#require(caller, 'fleet:SetHostClasses', name);
+    const current = await this.#options.store.getHost(caller.accountId, hostId);
+    // Taking a host out of a class is as much a change to that class as putting it in.
+    for (const name of new Set([...classes, ...(current?.classes ?? [])])) await this.#require(caller, 'fleet:SetHostClasses', name);
     try {
       if (!(await this.#options.store.setHostClasses(caller.accountId, hostId, classes, this.#now()))) throw notFound(`Host ${hostId} does not exist.`);
     } catch (error) {

@@ -118,6 +118,11 @@ export class SqliteFleetStore {
         throw new StoreConflictError(`class ${name} has hosts`);
       }
       const deleted = this.#statement('DELETE FROM host_classes WHERE account_id = ? AND name = ?').run(accountId, name).changes === 1;
+      // A token naming the class must not enrol hosts into a later class of the same name.
+      if (deleted) {
+        this.#statement('DELETE FROM join_tokens WHERE account_id = ? AND EXISTS (SELECT 1 FROM json_each(join_tokens.classes) WHERE value = ?)')
+          .run(accountId, name);
+      }
       if (deleted) this.#recordChange({ accountId, kind: 'class-deleted', className: name, at: now });
       return deleted;
     });
@@ -126,6 +131,13 @@ export class SqliteFleetStore {
   /** Grants a key to a class; false when it already had it (nothing changes, no feed entry). */
   async grantKey(accountId: string, className: string, keyId: string, now: Date): Promise<boolean> {
     return this.#store.writeTransaction(() => {
+      // Checked here, not only by the caller: a class or key deleted meanwhile is a conflict, not a constraint failure.
+      if (!this.#statement('SELECT 1 FROM host_classes WHERE account_id = ? AND name = ?').get(accountId, className)) {
+        throw new StoreConflictError(`class ${className} does not exist`);
+      }
+      if (!this.#statement("SELECT 1 FROM keys WHERE key_id = ? AND key_state != 'PendingDeletion'").get(keyId)) {
+        throw new StoreConflictError(`key ${keyId} does not exist or is pending deletion`);
+      }
       const granted = this.#statement('INSERT INTO class_keys (account_id, class_name, key_id, granted_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING')
         .run(accountId, className, keyId, now.getTime()).changes === 1;
       if (granted) this.#recordChange({ accountId, kind: 'key-granted', className, keyId, at: now });
@@ -133,12 +145,11 @@ export class SqliteFleetStore {
     });
   }
 
-  async revokeKey(accountId: string, className: string, keyId: string, now: Date): Promise<boolean> {
+  /** Revokes a grant; the class_keys_revoked trigger records the change (as it does for every way a grant goes). */
+  async revokeKey(accountId: string, className: string, keyId: string): Promise<boolean> {
     return this.#store.writeTransaction(() => {
-      const revoked = this.#statement('DELETE FROM class_keys WHERE account_id = ? AND class_name = ? AND key_id = ?')
+      return this.#statement('DELETE FROM class_keys WHERE account_id = ? AND class_name = ? AND key_id = ?')
         .run(accountId, className, keyId).changes === 1;
-      if (revoked) this.#recordChange({ accountId, kind: 'key-revoked', className, keyId, at: now });
-      return revoked;
     });
   }
 
@@ -157,18 +168,6 @@ export class SqliteFleetStore {
       this.#statement(`INSERT INTO join_tokens (token_hash, account_id, classes, uses_left, expires_at, created_at, created_by)
         VALUES (?, ?, ?, ?, ?, ?, ?)`).run(token.tokenHash, token.accountId, JSON.stringify(token.classes), token.usesLeft,
         token.expiresAt.getTime(), token.createdAt.getTime(), token.createdBy);
-    });
-  }
-
-  /** Takes one use of a token if it is known, unexpired and not used up; undefined otherwise. */
-  async consumeJoinToken(tokenHash: Buffer, now: Date): Promise<JoinTokenRecord | undefined> {
-    return this.#store.writeTransaction(() => {
-      const row = this.#statement('SELECT * FROM join_tokens WHERE token_hash = ?').get(tokenHash) as Row | undefined;
-      if (!row || Number(row.uses_left) < 1 || Number(row.expires_at) <= now.getTime()) return undefined;
-      this.#statement('UPDATE join_tokens SET uses_left = uses_left - 1 WHERE token_hash = ?').run(tokenHash);
-      return { tokenHash, accountId: String(row.account_id), classes: JSON.parse(String(row.classes)) as string[],
-        usesLeft: Number(row.uses_left) - 1, expiresAt: new Date(Number(row.expires_at)), createdAt: new Date(Number(row.created_at)),
-        createdBy: String(row.created_by) };
     });
   }
 

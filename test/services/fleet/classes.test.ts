@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CreateAliasCommand, CreateKeyCommand } from '@aws-sdk/client-kms';
+import { CreateAliasCommand, CreateKeyCommand, ScheduleKeyDeletionCommand } from '@aws-sdk/client-kms';
 import { makeTempDir, startTestServer, trustplaneBin, type TestServer } from '../../helpers/server.ts';
 import { kmsClient } from '../../helpers/kms-client.ts';
 import { iam, rootCredentials, trustplaneCall } from '../../helpers/iam-client.ts';
@@ -64,6 +64,11 @@ describe('host classes, key grants and join tokens', () => {
     assert.equal((await json<{ KeyId: string }>('class', 'grant-key', 'web/jp', 'alias/web-jp')).KeyId, keyB);
     assert.match(await fails('class', 'grant-key', 'web', 'alias/nope'), /NotFoundException/);
     assert.match(await fails('class', 'grant-key', 'nope', keyA), /NotFoundException: Class nope does not exist/);
+    const doomed = kmsClient(server);
+    const doomedKey = (await doomed.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
+    await doomed.send(new ScheduleKeyDeletionCommand({ KeyId: doomedKey, PendingWindowInDays: 7 }));
+    doomed.destroy();
+    assert.match(await fails('class', 'grant-key', 'web', doomedKey), /NotFoundException: .*pending deletion/);
     const classes = new Map((await json<{ Classes: ClassView[] }>('class', 'list')).Classes.map((record) => [record.Name, record]));
     assert.deepEqual(classes.get('web')!.EntitledKeyIds, [keyA]);
     assert.deepEqual(classes.get('web/jp')!.KeyIds, [keyB]);
@@ -128,17 +133,16 @@ describe('join token use (store)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  it('is used up after its uses, and refused once expired or unknown', async () => {
+  it('offers a token only while it has uses left and has not expired, and forgets it with its class', async () => {
     const fleet = new SqliteFleetStore(store);
     const now = new Date('2026-11-01T00:00:00Z');
-    await fleet.createJoinToken({ tokenHash: joinTokenHash('tpjoin_a'), accountId: '111111111111', classes: ['web'], usesLeft: 2,
+    await fleet.createClass('111111111111', 'web', undefined, now);
+    await fleet.createJoinToken({ tokenHash: joinTokenHash('tpjoin_a'), accountId: '111111111111', classes: ['web'], usesLeft: 1,
       expiresAt: new Date(now.getTime() + 60_000), createdAt: now, createdBy: 'arn:test' });
-    assert.equal((await fleet.consumeJoinToken(joinTokenHash('tpjoin_a'), now))?.usesLeft, 1);
-    assert.deepEqual((await fleet.consumeJoinToken(joinTokenHash('tpjoin_a'), now))?.classes, ['web']);
-    assert.equal(await fleet.consumeJoinToken(joinTokenHash('tpjoin_a'), now), undefined, 'used up');
-    await fleet.createJoinToken({ tokenHash: joinTokenHash('tpjoin_b'), accountId: '111111111111', classes: ['web'], usesLeft: 5,
-      expiresAt: new Date(now.getTime() + 60_000), createdAt: now, createdBy: 'arn:test' });
-    assert.equal(await fleet.consumeJoinToken(joinTokenHash('tpjoin_b'), new Date(now.getTime() + 60_000)), undefined, 'expired');
-    assert.equal(await fleet.consumeJoinToken(joinTokenHash('tpjoin_unknown'), now), undefined);
+    assert.deepEqual((await fleet.peekJoinToken(joinTokenHash('tpjoin_a'), now))?.classes, ['web']);
+    assert.equal(await fleet.peekJoinToken(joinTokenHash('tpjoin_a'), new Date(now.getTime() + 60_000)), undefined, 'expired');
+    assert.equal(await fleet.peekJoinToken(joinTokenHash('tpjoin_unknown'), now), undefined);
+    await fleet.deleteClass('111111111111', 'web', now);
+    assert.equal(await fleet.peekJoinToken(joinTokenHash('tpjoin_a'), now), undefined, 'a deleted class takes its tokens with it');
   });
 });

@@ -19,7 +19,8 @@ export interface CertificateAuthority {
 
 function serialNumber(): string {
   const bytes = randomBytes(16);
-  bytes[0] = (bytes[0] as number) & 0x7f; // positive, as RFC 5280 requires
+  // Positive (RFC 5280) and with a non-zero leading byte, so the hex we store is the serial the certificate carries.
+  bytes[0] = ((bytes[0] as number) & 0x7f) | 0x40;
   return bytes.toString('hex');
 }
 
@@ -57,9 +58,17 @@ export interface IssuedCertificate {
   notAfter: Date;
 }
 
+/** Tolerates clocks a little behind ours: a new certificate is valid from a few minutes ago. */
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
+
 export async function issueCertificate(input: IssueCertificateInput): Promise<IssuedCertificate> {
   const now = input.now ?? new Date();
   const authority = new x509.X509Certificate(input.authority.certificateDer);
+  // The certificate is stored in clear and could have been swapped: sign only if it is the key's own.
+  const keyPublic = nodeCrypto.createPublicKey(nodeCrypto.createPrivateKey({ key: Buffer.from(input.authority.privateKeyPkcs8), format: 'der', type: 'pkcs8' }))
+    .export({ format: 'der', type: 'spki' });
+  const certificatePublic = new nodeCrypto.X509Certificate(Buffer.from(input.authority.certificateDer)).publicKey.export({ format: 'der', type: 'spki' });
+  if (!keyPublic.equals(certificatePublic)) throw new Error('the CA certificate does not match the CA private key');
   const signingKey = await nodeCrypto.webcrypto.subtle.importKey('pkcs8', input.authority.privateKeyPkcs8, EC_P256, false, ['sign']);
   const publicKey = await nodeCrypto.webcrypto.subtle.importKey('spki', input.subjectPublicKeyDer, EC_P256, true, ['verify']);
   const names: x509.JsonGeneralName[] = [
@@ -68,9 +77,11 @@ export async function issueCertificate(input: IssueCertificateInput): Promise<Is
     ...(input.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
   ];
   const serial = serialNumber();
-  const notAfter = new Date(now.getTime() + input.validityDays * DAY_MS);
+  // Never outliving the CA that vouches for it.
+  const notAfter = new Date(Math.min(now.getTime() + input.validityDays * DAY_MS, authority.notAfter.getTime()));
   const certificate = await x509.X509CertificateGenerator.create({
-    serialNumber: serial, subject: `CN=${input.commonName}`, issuer: authority.subject, notBefore: now, notAfter,
+    serialNumber: serial, subject: `CN=${input.commonName}`, issuer: authority.subject,
+    notBefore: new Date(now.getTime() - CLOCK_SKEW_MS), notAfter,
     signingKey, publicKey, signingAlgorithm: EC_P256,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),

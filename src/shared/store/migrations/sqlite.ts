@@ -185,6 +185,11 @@ export const sqliteMigrations: Migration[] = [
         PRIMARY KEY (host_id, class_name), FOREIGN KEY (account_id, class_name) REFERENCES host_classes(account_id, name));
       CREATE INDEX host_memberships_by_class ON host_memberships(account_id, class_name);
       ALTER TABLE fleet_changes ADD COLUMN host_id TEXT;
+      -- However a grant goes (revoked, its class deleted, its key deleted on schedule), the feed says so.
+      CREATE TRIGGER class_keys_revoked AFTER DELETE ON class_keys BEGIN
+        INSERT INTO fleet_changes (account_id, kind, class_name, key_id, at)
+          VALUES (OLD.account_id, 'key-revoked', OLD.class_name, OLD.key_id, CAST(unixepoch('subsec') * 1000 AS INTEGER));
+      END;
     `,
   },
 ];
