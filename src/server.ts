@@ -35,6 +35,8 @@ export interface RunningServer {
 }
 
 const DEV_UNSEAL_FILE = 'dev-unseal.key';
+/** Per source address, for the calls that carry no credentials. */
+const UNAUTHENTICATED_CALLS_PER_SECOND = 50;
 
 /**
  * Dev mode keeps the root key in a 0600 file beside the data: convenient and clearly not for
@@ -160,9 +162,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   };
   const operator: OperatorService = new OperatorService({ seal, store, identity: identityService, authorizer, accountId, rotation, logger,
     onUnsealed: async () => { rotation.resume(); void runDueWork(); } });
-  const handleOperator = createOperatorHttpHandler({ service: operator, logger, audit });
+  // Calls without credentials (init, unseal, status, enrolment) are limited per source address instead.
+  const unauthenticatedLimiter = new RateLimiter({ cryptographic: 1, management: UNAUTHENTICATED_CALLS_PER_SECOND });
+  const handleOperator = createOperatorHttpHandler({ service: operator, logger, audit, rateLimiter: unauthenticatedLimiter });
   const fleetService = new FleetService({ store: new SqliteFleetStore(store), keys: keyService, keyring, authorizer, region, logger });
-  const handleFleetEnrolment = createFleetHttpHandler({ service: fleetService, logger, audit });
+  const handleFleetEnrolment = createFleetHttpHandler({ service: fleetService, logger, audit, rateLimiter: unauthenticatedLimiter });
   const handleApi = createAwsJsonEndpoint({
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane',
       [FLEET_TARGET_PREFIX]: 'trustplane' },

@@ -3,6 +3,7 @@
 // operations. Every call is audited. Must never echo a share.
 import { z } from 'zod';
 import type { AuditLog } from '../../shared/audit/index.ts';
+import type { RateLimiter } from '../../shared/http/index.ts';
 import { createPlainJsonHandler, defineOperation, fields, plainJsonPost } from '../../shared/http/index.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { OperatorService } from './service.ts';
@@ -22,9 +23,9 @@ const unsealInput = z.object({
 }).strict();
 
 /** Handles /v1/operator/{init,unseal,status}; answers false for any other path. */
-export function createOperatorHttpHandler(options: { service: OperatorService; logger: Logger; audit?: AuditLog }) {
+export function createOperatorHttpHandler(options: { service: OperatorService; logger: Logger; audit?: AuditLog; rateLimiter?: RateLimiter }) {
   const { service } = options;
-  return createPlainJsonHandler({ prefix: OPERATOR_PATH_PREFIX, logger: options.logger, audit: options.audit, routes: {
+  return createPlainJsonHandler({ prefix: OPERATOR_PATH_PREFIX, logger: options.logger, audit: options.audit, rateLimiter: options.rateLimiter, routes: {
     init: plainJsonPost('OperatorInit', initInput, (input) => service.init({ shares: input.Shares, threshold: input.Threshold }, input.Recipients)),
     unseal: plainJsonPost('OperatorUnseal', unsealInput, (input) => service.unseal(input.Share, input.Reset ?? false)),
     status: { method: 'GET', operation: 'OperatorGetStatus', handle: () => service.status() },

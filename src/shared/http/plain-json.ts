@@ -10,6 +10,7 @@ import type { Logger } from '../log.ts';
 import { errorReply, toWireJson } from './aws-json.ts';
 import { readBody } from './body.ts';
 import { parseInput } from './validation.ts';
+import type { RateLimiter } from './rate-limit.ts';
 
 const MAX_PLAIN_JSON_BODY_BYTES = 64 * 1024;
 
@@ -43,8 +44,10 @@ async function jsonBody(request: IncomingMessage): Promise<unknown> {
 }
 
 /** Handles `prefix` + route name; answers false for any other path. */
-export function createPlainJsonHandler(options: { prefix: string; routes: Record<string, PlainJsonRoute>; logger: Logger; audit?: AuditLog }) {
-  const { prefix, routes, logger, audit } = options;
+export function createPlainJsonHandler(options: { prefix: string; routes: Record<string, PlainJsonRoute>; logger: Logger; audit?: AuditLog;
+  /** Per source address: these calls have no principal to limit, and each one is audited. */
+  rateLimiter?: RateLimiter }) {
+  const { prefix, routes, logger, audit, rateLimiter } = options;
   return async function handlePlainJson(request: IncomingMessage, response: ServerResponse): Promise<boolean> {
     const path = (request.url ?? '').split('?')[0] ?? '';
     if (!path.startsWith(prefix)) return false;
@@ -54,6 +57,7 @@ export function createPlainJsonHandler(options: { prefix: string; routes: Record
     let status = 200;
     let body: unknown;
     try {
+      rateLimiter?.take(`address ${request.socket.remoteAddress ?? 'unknown'}`, 'management');
       if (!route) throw new UserError('UnknownOperationException', `Unknown path ${path}.`, 404);
       if (request.method !== route.method) throw new UserError('UnknownOperationException', `Use ${route.method} for ${path}.`, 405);
       body = await route.handle(route.method === 'POST' ? await jsonBody(request) : {}, request);
@@ -62,7 +66,8 @@ export function createPlainJsonHandler(options: { prefix: string; routes: Record
       status = reply.status;
       body = { __type: reply.type, message: reply.message };
     }
-    if (route && route.method === 'POST' && audit) {
+    const throttled = (body as { __type?: string }).__type === 'ThrottlingException';
+    if (route && route.method === 'POST' && audit && !throttled) {
       // The caller is not known (no credentials); that the call was made, and its outcome, is recorded.
       const outcome = status === 200 ? 'Success' : String((body as { __type: string }).__type);
       await audit.record({ time: startedAt, requestId, sourceIp: request.socket.remoteAddress, service: 'trustplane',

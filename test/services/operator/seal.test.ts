@@ -224,4 +224,12 @@ describe('shares encrypted to their holders (age)', () => {
     }
     assert.deepEqual(JSON.parse(await cli(['operator', 'status', '--json'])), { Initialized: true, Sealed: false, Progress: 0, Threshold: 2 });
   });
+
+  it('limits calls without credentials per source address', async () => {
+    const replies = await Promise.all(Array.from({ length: 80 }, () => fetch(`${server.url}/v1/operator/status`)
+      .then(async (response) => ({ status: response.status, type: (await response.json() as { __type?: string }).__type }))));
+    const throttled = replies.filter((reply) => reply.type === 'ThrottlingException');
+    assert.ok(throttled.length >= 20, `${throttled.length} of 80 throttled`);
+    assert.ok(replies.filter((reply) => reply.status === 200).length >= 40);
+  });
 });

@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { defineOperation, fields } from '../../../shared/http/index.ts';
 import type { AuditLog } from '../../../shared/audit/index.ts';
+import type { RateLimiter } from '../../../shared/http/index.ts';
 import { createPlainJsonHandler, plainJsonPost } from '../../../shared/http/index.ts';
 import type { Logger } from '../../../shared/log.ts';
 import type { HostClassRecord, HostRecord } from '../../../shared/store/sqlite-fleet.ts';
@@ -21,8 +22,8 @@ const enrollInput = z.object({
 }).strict();
 
 /** POST /v1/fleet/enroll: a host with a join token and no credentials gets its identity. */
-export function createFleetHttpHandler(options: { service: FleetService; logger: Logger; audit?: AuditLog }) {
-  return createPlainJsonHandler({ prefix: FLEET_PATH_PREFIX, logger: options.logger, audit: options.audit, routes: {
+export function createFleetHttpHandler(options: { service: FleetService; logger: Logger; audit?: AuditLog; rateLimiter?: RateLimiter }) {
+  return createPlainJsonHandler({ prefix: FLEET_PATH_PREFIX, logger: options.logger, audit: options.audit, rateLimiter: options.rateLimiter, routes: {
     enroll: plainJsonPost('FleetEnrollHost', enrollInput, async (input) => {
       const enrolled = await options.service.enroll({ joinToken: input.JoinToken, publicKeyDer: Buffer.from(input.PublicKey, 'base64'),
         proof: Buffer.from(input.Proof, 'base64'), name: input.Name, agentVersion: input.AgentVersion });
