@@ -6,6 +6,7 @@ import { randomBytes, zeroize, type SoftwareCryptoModule } from '../../shared/cr
 import type { Pkcs11CryptoModule } from '../../shared/crypto/lib/pkcs11-module.ts';
 import type { Authorizer, Caller } from '../../shared/auth/index.ts';
 import { UserError } from '../../shared/errors.ts';
+import { StoreConflictError } from '../../shared/store/index.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Store } from '../../shared/store/index.ts';
 import type { IdentityService } from '../iam/index.ts';
@@ -95,6 +96,7 @@ export class OperatorService {
   init(scheme: Partial<ShareScheme>, recipients?: string[]): Promise<InitResult> {
     return this.#serialize(async () => {
       const { seal, identity, accountId, logger } = this.#options;
+      await this.#recoverUnfinishedInit();
       const live = (await this.#options.store.listDomainKeys()).find((key) => key.state !== 'retired');
       if (seal.module.status().initialized || live) {
         throw new UserError('AlreadyInitializedException', live && live.module !== seal.kind
@@ -135,6 +137,25 @@ export class OperatorService {
       await this.#options.onUnsealed();
       return { Shares: shares, Threshold: threshold, AccessKeyId: credentials.accessKeyId, SecretAccessKey: credentials.secretAccessKey };
     });
+  }
+
+  /**
+   * An init that crashed after the module committed but before the root account did left a home
+   * nobody can use (its shares were never shown) and nothing in it: start the module over.
+   */
+  async #recoverUnfinishedInit(): Promise<void> {
+    const { seal, store, accountId, logger } = this.#options;
+    if (!seal.module.status().initialized || (await store.getAccount(accountId))) return;
+    try {
+      await store.abandonUnusedModule();
+    } catch (error) {
+      if (error instanceof StoreConflictError) return; // something is wrapped under it: never discard
+      throw error;
+    }
+    seal.module.seal();
+    await seal.module.load();
+    this.#scheme = undefined;
+    logger.warn('an earlier init did not finish (no root account was made): initialising again');
   }
 
   /** Adds one share; unseals when the threshold is reached with shares that rebuild the root key. */

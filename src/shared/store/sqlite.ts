@@ -262,6 +262,20 @@ export class SqliteStore implements Store {
     });
   }
 
+  /**
+   * Forgets a crypto module nothing was ever wrapped under (an init that crashed before its root
+   * account was made, so its shares were never shown): init can then start again. Refuses otherwise.
+   */
+  async abandonUnusedModule(): Promise<void> {
+    this.#write(() => {
+      if (this.#statement(`SELECT 1 FROM (${WRAPPED_RECORDS_SQL}) LIMIT 1`).get()) {
+        throw new StoreConflictError('material is wrapped under this crypto module; it cannot be abandoned');
+      }
+      this.#statement('DELETE FROM domain_keys').run();
+      this.#statement('DELETE FROM module_values').run();
+    });
+  }
+
   async getModuleValue(name: string): Promise<Buffer | undefined> {
     const row = this.#statement('SELECT value FROM module_values WHERE name = ?').get(name) as Row | undefined;
     return row ? (row.value as Buffer) : undefined;

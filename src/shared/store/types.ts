@@ -157,6 +157,8 @@ export interface KeyPatch {
 export interface Store extends DomainKeyStore, WrappedRecordStore {
   close(): Promise<void>;
   getMeta(name: string): Promise<string | undefined>;
+  /** Forgets a crypto module nothing is wrapped under (a crashed init); StoreConflictError otherwise. */
+  abandonUnusedModule(): Promise<void>;
   /** Sets a value only if absent; returns the value in force afterwards. */
   initMeta(name: string, value: string): Promise<string>;
 

@@ -17,6 +17,8 @@ import { kmsOperations } from '../../../src/services/kms/index.ts';
 import { iamOperations } from '../../../src/services/iam/index.ts';
 import type { KeyService } from '../../../src/services/kms/index.ts';
 import type { IdentityService } from '../../../src/services/iam/index.ts';
+import { SqliteStore } from '../../../src/shared/store/index.ts';
+import { randomBytes, SoftwareCryptoModule } from '../../../src/shared/crypto/index.ts';
 
 const run = promisify(execFile);
 
@@ -233,3 +235,36 @@ describe('shares encrypted to their holders (age)', () => {
     assert.ok(replies.filter((reply) => reply.status === 200).length >= 40);
   });
 });
+
+describe('an init that crashed before its root account was made', () => {
+  let server: TestServer | undefined;
+  after(async () => { await server?.dispose(); });
+
+  it('is started over by the next init, and a home with anything in it never is', async () => {
+    // The state such a crash leaves: the module committed (domain key, shares' threshold), no account.
+    const home = (await import('../../helpers/server.ts')).makeTempDir();
+    const store = SqliteStore.open(join(home, 'trustplane.db'));
+    await store.initMeta('region', 'us-east-1');
+    await store.initMeta('account-id', '123456789012');
+    const module = new SoftwareCryptoModule(store);
+    await module.initialize(randomBytes(32), { 'shamir-threshold': Buffer.from('2'), 'shamir-shares': Buffer.from('3') });
+    module.seal();
+    await store.close();
+
+    server = await startTestServer({ dev: false, home });
+    const env = { ...process.env, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
+    const cli = async (...args: string[]) => (await run(process.execPath, [trustplaneBin, ...args, '--endpoint', server!.url, '--json'], { env })).stdout;
+    assert.deepEqual(JSON.parse(await cli('operator', 'status')), { Initialized: true, Sealed: true, Progress: 0, Threshold: 2 });
+    const init = JSON.parse(await cli('operator', 'init', '--shares', '2', '--threshold', '2')) as { Shares: string[]; AccessKeyId: string };
+    assert.equal(init.Shares.length, 2);
+    assert.match(init.AccessKeyId, /^AKTP/);
+    // Now it has an account and wrapped secrets: init refuses, whatever happens to the module.
+    await assert.rejects(cli('operator', 'init', '--shares', '2', '--threshold', '2'),
+      (error: { stderr: string }) => /AlreadyInitializedException/.test(error.stderr));
+    await server.stop();
+    server = await startTestServer({ dev: false, home });
+    await cli('operator', 'unseal', init.Shares[1]!);
+    assert.deepEqual(JSON.parse(await cli('operator', 'unseal', init.Shares[0]!)), { Initialized: true, Sealed: false, Progress: 0, Threshold: 2 });
+  });
+});
+
