@@ -45,7 +45,7 @@ export const keyIdField = text({ min: 1, max: 2048 });
 export const MAX_ENCRYPTION_CONTEXT_BYTES = 8192;
 
 /**
- * An encryption context: a string map copied with defineProperty (so a key such as
+ * An encryption context: a string map copied onto an object with no prototype (so a key such as
  * "__proto__" is an ordinary key), with well-formed Unicode only (an unpaired surrogate would
  * collapse to U+FFFD in UTF-8 and make two contexts bind the same bytes).
  */
@@ -55,7 +55,7 @@ export const encryptionContextField = z.unknown().transform((value, context): Re
     context.addIssue({ code: z.ZodIssueCode.custom, params: { serialization: true }, message: 'EncryptionContext must be a map of strings' });
     return z.NEVER;
   }
-  const copy: Record<string, string> = {};
+  const copy = Object.create(null) as Record<string, string>;
   let bytes = 0;
   for (const [key, entry] of Object.entries(value)) {
     if (typeof entry !== 'string') {
@@ -67,7 +67,7 @@ export const encryptionContextField = z.unknown().transform((value, context): Re
       return z.NEVER;
     }
     bytes += Buffer.byteLength(key) + Buffer.byteLength(entry);
-    Object.defineProperty(copy, key, { value: entry, enumerable: true, writable: false });
+    copy[key] = entry;
   }
   if (bytes > MAX_ENCRYPTION_CONTEXT_BYTES) {
     context.addIssue({ code: z.ZodIssueCode.custom, params: { sensitive: true },
