@@ -20,28 +20,27 @@
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import {
-  randomBytes, SoftwareCryptoModule, type CryptoModule, type DomainKeyRecord, type DomainKeyStore,
+  DEFAULT_KEY_CACHE_ENTRIES, DEFAULT_KEY_CACHE_TTL_MS, Pkcs11CryptoModule, randomBytes, SoftwareCryptoModule, type CryptoModule,
 } from '../src/shared/crypto/index.ts';
-import { Pkcs11CryptoModule } from '../src/shared/crypto/lib/pkcs11-module.ts';
 import { createSoftHsmToken, locateSoftHsm, type SoftHsmToken } from '../test/helpers/softhsm.ts';
 import type { TestServer } from '../test/helpers/server.ts';
+import { MemoryDomainKeyStore } from '../test/helpers/memory-domain-key-store.ts';
 import { BenchLifecycle } from './lib/lifecycle.ts';
-import { runLoad, type LoadResult, type Outcome } from './lib/load-generator.ts';
-import { machineCpu, ownCpuSeconds, processCpuSeconds } from './lib/process-cpu.ts';
-import { judgeReply, keepAliveAgent, SignedJsonClient } from './lib/signed-json-client.ts';
-import { AUDIT_OFF_NOTICE, positiveNumber, serverLogProblems } from './lib/settings.ts';
-
-const REQUEST_TIMEOUT_MS = 10_000;
-const MAX_REQUESTS_PER_MEASUREMENT = 2_000_000;
+import { mergeReasons, runLoad, type ErrorReasons, type LoadResult, type Outcome } from './lib/load-generator.ts';
+import { runLoadWithCpu } from './lib/process-cpu.ts';
+import { count, fixed, printProblemBanner, printTable } from './lib/report.ts';
+import { createSymmetricKey, judgeReply, keepAliveAgent, SignedJsonClient } from './lib/signed-json-client.ts';
+import {
+  AUDIT_OFF_NOTICE, concurrencyFlag, DISTURBED_OTHER_CPU_PERCENT, MAX_REQUESTS_PER_MEASUREMENT, positiveNumber, REQUEST_TIMEOUT_MS,
+  serverLogProblems, warmupFlag,
+} from './lib/settings.ts';
 /** Requests in flight while creating keys and ciphertexts (unmeasured set-up). */
 const SETUP_CONCURRENCY = 16;
 /** The server's default --key-cache-ttl and --key-cache-size, the "cache on" configuration. */
-const DEFAULT_CACHE_TTL_SECONDS = 60;
-const DEFAULT_CACHE_SIZE = 10_000;
+const DEFAULT_CACHE_TTL_SECONDS = DEFAULT_KEY_CACHE_TTL_MS / 1000;
+const DEFAULT_CACHE_SIZE = DEFAULT_KEY_CACHE_ENTRIES;
 /** Set-up creates up to 1000s of keys; the default 500/s management limit would throttle it (Decrypt is not affected). */
 const SETUP_RATE_LIMIT = 'management=100000';
-/** Other load above this (% of one core) during a measurement makes its figures suspect. */
-const DISTURBED_OTHER_CPU_PERCENT = 15;
 /** Warnings every bench server logs by design: dev mode, audit off, and a PKCS#11 server before and at its init. */
 const EXPECTED_NOTICES = ['DEV MODE', AUDIT_OFF_NOTICE, 'crypto module is not initialised', 'crypto module initialised'];
 
@@ -68,14 +67,13 @@ function readSettings(): Settings {
     'no-audit': { type: 'boolean', default: false }, 'no-kms': { type: 'boolean', default: false },
     'no-pkcs11': { type: 'boolean', default: false }, json: { type: 'boolean', default: false },
   } });
-  const concurrency = positiveNumber('concurrency', values.concurrency, true);
-  if (concurrency > 1024) throw new Error('--concurrency is capped at 1024');
+  const concurrency = concurrencyFlag(values.concurrency);
   const keyCounts = [...new Set(values.keys.split(',').map((text) => positiveNumber('keys', text.trim(), true)))].sort((a, b) => a - b);
   if (keyCounts.length === 0 || keyCounts.at(-1)! > 20_000) throw new Error('--keys takes 1 to 20000 keys per measurement');
   return {
     seconds: positiveNumber('seconds', values.seconds, false),
     moduleSeconds: positiveNumber('module-seconds', values['module-seconds'], false),
-    warmupSeconds: Number(values.warmup) === 0 ? 0 : positiveNumber('warmup', values.warmup, false),
+    warmupSeconds: warmupFlag(values.warmup),
     rounds: Math.min(20, positiveNumber('rounds', values.rounds, true)),
     concurrency, keyCounts, audit: !values['no-audit'], kms: !values['no-kms'], pkcs11: !values['no-pkcs11'], json: values.json,
   };
@@ -85,60 +83,7 @@ function progress(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-function fixed(value: number | undefined, digits: number): string {
-  return value === undefined || !Number.isFinite(value) ? '-' : value.toFixed(digits);
-}
-
-function count(value: number): string {
-  return Math.round(value).toLocaleString('en-US');
-}
-
-function printTable(header: string[], rows: string[][], leftColumns = 1, indent = '  '): void {
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
-  const line = (cells: string[]) => `${indent}${cells.map((cell, column) =>
-    (column < leftColumns ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join('  ')}`.trimEnd();
-  console.log(line(header));
-  console.log(`${indent}${widths.map((width) => '-'.repeat(width)).join('  ')}`);
-  for (const row of rows) console.log(line(row));
-}
-
 // ---- part 1: the modules themselves, in this process ------------------------------------------------
-
-/** The store's contract in memory: enough for a module to initialise and unseal. */
-class MemoryDomainKeyStore implements DomainKeyStore {
-  readonly #records: DomainKeyRecord[] = [];
-  readonly #values = new Map<string, Buffer>();
-
-  async listDomainKeys(): Promise<DomainKeyRecord[]> {
-    return this.#records.map((record) => ({ ...record }));
-  }
-
-  async insertDomainKey(record: DomainKeyRecord): Promise<void> {
-    if (record.state === 'active') for (const existing of this.#records) if (existing.state === 'active') existing.state = 'retiring';
-    this.#records.push({ ...record });
-  }
-
-  async retireDomainKey(id: string): Promise<void> {
-    const record = this.#records.find((candidate) => candidate.id === id);
-    if (!record) throw new Error(`no domain key ${id}`);
-    record.state = 'retired';
-    record.wrapped = Buffer.alloc(0);
-  }
-
-  async getModuleValue(name: string): Promise<Buffer | undefined> {
-    return this.#values.get(name);
-  }
-
-  async setModuleValue(name: string, value: Buffer): Promise<void> {
-    this.#values.set(name, value);
-  }
-
-  async initializeModule(firstDomainKey: DomainKeyRecord, values: Record<string, Buffer>): Promise<void> {
-    if (this.#records.length > 0) throw new Error('already initialised');
-    this.#records.push({ ...firstDomainKey });
-    for (const [name, value] of Object.entries(values)) this.#values.set(name, value);
-  }
-}
 
 interface ModuleFigure {
   module: ModuleKind;
@@ -223,7 +168,7 @@ function printModuleFigures(figures: ModuleFigure[], softHsmVersion: string | un
     const base = software(entry.operation);
     return [entry.module, entry.operation, count(entry.opsPerSecond), fixed(entry.microsPerOp, 2),
       entry.module === 'software' || !base ? 'baseline' : `${(entry.opsPerSecond / base.opsPerSecond).toFixed(2)}x`];
-  }), 2);
+  }), { leftColumns: 2 });
 }
 
 // ---- part 2: KMS Decrypt through real servers ---------------------------------------------------------
@@ -254,7 +199,7 @@ interface DecryptRound {
   /** Requests (ok or not) and errors of the unmeasured priming pass and warm-up before it. */
   warmupRequests: number;
   warmupErrors: number;
-  errorReasons: Array<{ reason: string; count: number }>;
+  errorReasons: ErrorReasons;
   serverCpuMicrosPerRequest?: number;
   serverCpuPercent?: number;
   clientCpuPercent: number;
@@ -338,9 +283,7 @@ async function prepareTarget(config: ServerConfig, settings: Settings, lifecycle
   progress(`  creating ${keys} key(s) and a ciphertext under each ...`);
   const samples: Sample[] = new Array(keys);
   await forEachConcurrently(keys, SETUP_CONCURRENCY, async (index) => {
-    const created = await client.call('TrentService.CreateKey', { Description: `bench/crypto-modules.ts ${index}`, KeySpec: 'SYMMETRIC_DEFAULT' });
-    const keyId = (created.body.KeyMetadata as { KeyId?: string } | undefined)?.KeyId;
-    if (created.status !== 200 || !keyId) throw new Error(`${config.label}: CreateKey failed: ${created.status} ${JSON.stringify(created.body)}`);
+    const keyId = await createSymmetricKey(client, `bench/crypto-modules.ts ${index}`, config.label);
     const plaintext = randomBytes(32).toString('base64');
     const context = { purpose: 'bench', object: `object-${index}` };
     const made = await client.call('TrentService.Encrypt', { KeyId: keyId, Plaintext: plaintext, EncryptionContext: context });
@@ -361,55 +304,27 @@ function decryptIssuer(target: KmsTarget, keys: number): () => Promise<Outcome> 
   };
 }
 
-function addReasons(into: Map<string, number>, reasons: Array<{ reason: string; count: number }>): void {
-  for (const { reason, count: times } of reasons) into.set(reason, (into.get(reason) ?? 0) + times);
-}
-
-function sortedReasons(reasons: Map<string, number>): Array<{ reason: string; count: number }> {
-  return [...reasons].map(([reason, times]) => ({ reason, count: times })).sort((a, b) => b.count - a.count);
-}
-
 async function measureDecrypt(target: KmsTarget, keys: number, round: number, settings: Settings): Promise<DecryptRound> {
   const issue = decryptIssuer(target, keys);
   const limits = { concurrency: settings.concurrency, warmupMs: 0, maxRequests: MAX_REQUESTS_PER_MEASUREMENT };
   // One pass over every key first, so with the cache on the measured phase sees the steady state whatever the warm-up.
   const priming = await runLoad(issue, { ...limits, durationMs: 3_600_000, maxRequests: keys });
   const warmup = settings.warmupSeconds > 0 ? await runLoad(issue, { ...limits, durationMs: settings.warmupSeconds * 1000 }) : undefined;
-  const pid = target.server.process.pid;
-  const machineBefore = machineCpu();
-  const serverBefore = processCpuSeconds(pid);
-  const clientBefore = ownCpuSeconds();
-  const wallStart = performance.now();
-  const result = await runLoad(issue, { ...limits, durationMs: settings.seconds * 1000 });
-  const wallSeconds = (performance.now() - wallStart) / 1000;
-  const clientSeconds = ownCpuSeconds() - clientBefore;
-  const serverAfter = processCpuSeconds(pid);
-  const machineAfter = machineCpu();
-  const serverSeconds = serverBefore !== undefined && serverAfter !== undefined ? serverAfter - serverBefore : undefined;
-  const otherSeconds = machineBefore && machineAfter && serverSeconds !== undefined
-    ? Math.max(0, machineAfter.busySeconds - machineBefore.busySeconds - serverSeconds - clientSeconds)
-      + (machineAfter.stealSeconds - machineBefore.stealSeconds)
-    : undefined;
-  const reasons = new Map<string, number>();
-  for (const phase of [priming, warmup, result]) if (phase) addReasons(reasons, phase.errorReasons);
+  const { result, serverCpuMicrosPerRequest, serverCpuPercent, clientCpuPercent, otherCpuPercent } =
+    await runLoadWithCpu(issue, { ...limits, durationMs: settings.seconds * 1000 }, target.server.process.pid);
   return {
     round, label: target.label, keys, result,
     warmupRequests: priming.completed + (warmup?.completed ?? 0), warmupErrors: priming.errors + (warmup?.errors ?? 0),
-    errorReasons: sortedReasons(reasons),
-    serverCpuMicrosPerRequest: serverSeconds === undefined || result.completed === 0 ? undefined : (1e6 * serverSeconds) / result.completed,
-    serverCpuPercent: serverSeconds === undefined ? undefined : (100 * serverSeconds) / wallSeconds,
-    clientCpuPercent: (100 * clientSeconds) / wallSeconds,
-    otherCpuPercent: otherSeconds === undefined ? undefined : (100 * otherSeconds) / wallSeconds,
+    errorReasons: mergeReasons([priming, warmup, result].flatMap((phase) => (phase ? [phase.errorReasons] : []))),
+    serverCpuMicrosPerRequest, serverCpuPercent, clientCpuPercent, otherCpuPercent,
   };
 }
 
 /** The fastest round of one configuration and key count, with every round's requests and errors added in. */
 function keepFastest(config: ServerConfig, rounds: DecryptRound[]): DecryptFigure {
   const fastest = rounds.reduce((best, entry) => (entry.result.requestsPerSecond > best.result.requestsPerSecond ? entry : best));
-  const reasons = new Map<string, number>();
-  for (const entry of rounds) addReasons(reasons, entry.errorReasons);
   return {
-    ...fastest, module: config.module, cache: config.cache, errorReasons: sortedReasons(reasons),
+    ...fastest, module: config.module, cache: config.cache, errorReasons: mergeReasons(rounds.map((entry) => entry.errorReasons)),
     totalErrors: rounds.reduce((sum, entry) => sum + entry.result.errors + entry.warmupErrors, 0),
     totalRequests: rounds.reduce((sum, entry) => sum + entry.result.completed + entry.warmupRequests, 0),
   };
@@ -431,7 +346,7 @@ function printDecryptRounds(rounds: DecryptRound[], settings: Settings): void {
         fixed(entry.result.p99Ms, 2), errors === 0 ? '0' : `${errors} !!!`, `${fixed(entry.serverCpuMicrosPerRequest, 0)} µs`,
         `${fixed(entry.serverCpuPercent, 0)}%`, `${fixed(entry.clientCpuPercent, 0)}%`,
         `${fixed(entry.otherCpuPercent, 0)}%${(entry.otherCpuPercent ?? 0) > DISTURBED_OTHER_CPU_PERCENT ? ' !' : ''}`];
-    }), 2);
+    }), { leftColumns: 2 });
   console.log('  server CPU/req: CPU time of the server process over the measured phase / requests in it; % columns are of one core;');
   console.log('  other: every other process on the machine (and steal). Errors include the priming pass and warm-up.');
 }
@@ -486,7 +401,7 @@ function printSummary(modules: ModuleFigure[], figures: DecryptFigure[], gains: 
       gains.map((gain) => [gain.module, String(gain.keys), count(gain.on.result.requestsPerSecond), count(gain.off.result.requestsPerSecond),
         `${gain.throughputRatio.toFixed(2)}x`, fixed(gain.on.result.p50Ms, 2), fixed(gain.off.result.p50Ms, 2), fixed(gain.on.result.p99Ms, 2),
         fixed(gain.off.result.p99Ms, 2), `${fixed(gain.on.serverCpuMicrosPerRequest, 0)} µs`, `${fixed(gain.off.serverCpuMicrosPerRequest, 0)} µs`,
-        gain.serverCpuRatio === undefined ? '-' : `${gain.serverCpuRatio.toFixed(2)}x`]), 1);
+        gain.serverCpuRatio === undefined ? '-' : `${gain.serverCpuRatio.toFixed(2)}x`]));
     console.log('  cache off: every Decrypt reads the wrapped key version from the store and unwraps it through the module, and the');
     console.log(`  unwrapped key is zeroed on the next turn. cache on: ${settings.keyCounts.at(-1)} keys < ${DEFAULT_CACHE_SIZE} entries and a ${DEFAULT_CACHE_TTL_SECONDS} s TTL`);
     console.log('  longer than a measurement, so after the priming pass every request is a hit (a working set larger than the cache,');
@@ -494,15 +409,6 @@ function printSummary(modules: ModuleFigure[], figures: DecryptFigure[], gains: 
     console.log(`  On ${os.cpus().length} cores the load generator competes with the server: the server-CPU-per-request ratio is the fairer measure`);
     console.log('  of what the cache saves the server; the throughput ratio is what a client saw here.');
   }
-}
-
-function printProblems(problems: string[]): void {
-  if (problems.length === 0) return;
-  console.log('');
-  console.log('!'.repeat(100));
-  console.log('!!! THESE FIGURES ARE NOT A VALID MEASUREMENT:');
-  for (const problem of problems) console.log(`!!!   ${problem}`);
-  console.log('!'.repeat(100));
 }
 
 async function main(lifecycle: BenchLifecycle): Promise<number> {
@@ -554,7 +460,7 @@ async function main(lifecycle: BenchLifecycle): Promise<number> {
       }
     }
     for (const target of targets) {
-      if (target.server.process.exitCode !== null || target.server.process.signalCode !== null) problems.push(`the ${target.label} server exited during the bench`);
+      if (!target.server.isRunning()) problems.push(`the ${target.label} server exited during the bench`);
       const logged = serverLogProblems(target.server.output(), EXPECTED_NOTICES);
       if (logged.length > 0) problems.push(`the ${target.label} server logged ${logged.length} warning/error line(s), first: ${logged[0].slice(0, 300)}`);
       if (!settings.audit && !target.server.output().includes(AUDIT_OFF_NOTICE)) problems.push(`the ${target.label} server never logged its ${AUDIT_OFF_NOTICE} notice`);
@@ -568,7 +474,7 @@ async function main(lifecycle: BenchLifecycle): Promise<number> {
 
   const gains = cacheGains(figures);
   printSummary(modules, figures, gains, settings);
-  printProblems(problems);
+  printProblemBanner('THESE FIGURES ARE NOT A VALID MEASUREMENT:', problems);
 
   if (settings.json) {
     console.log('');

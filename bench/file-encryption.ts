@@ -3,10 +3,8 @@
 //
 //   node --import tsx bench/file-encryption.ts [--mib N] [--chunk-size BYTES] [--repeat N]
 //
-// Reuse: a BenchJob is a label, a byte count and a run(); measureInterleaved() times jobs round by
-// round (so ours and the baseline share the machine's load) and keeps each one's best; pumpThrough()
-// drives generateData() through any Transform into a null sink; compareWithRaw() prints a labelled
-// line with the ratio to a raw figure. A CLI bench adds jobs that spawn `trustplane encrypt …`.
+// Reuse (bench/cli-file-encryption.ts): generateData() for the input, measureThroughput() to time a job,
+// formatThroughput() and compareWithRaw() for the labelled lines with their ratio to a raw figure.
 import * as nodeCrypto from 'node:crypto';
 import { Readable, Writable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -50,7 +48,7 @@ function dataPool(): Buffer[] {
 }
 
 /** Drives `source` through `transform` into a sink that discards everything; returns the bytes out. */
-export async function pumpThrough(source: Iterable<Buffer>, transform: Transform): Promise<number> {
+async function pumpThrough(source: Iterable<Buffer>, transform: Transform): Promise<number> {
   let bytesOut = 0;
   const sink = new Writable({
     highWaterMark: MIB,
@@ -108,14 +106,14 @@ function* repeatPasses(reads: readonly Buffer[], passes: number): Generator<Buff
   for (let pass = 0; pass < passes; pass += 1) yield* reads;
 }
 
-export interface FileEncryptionFigures {
+interface FileEncryptionFigures {
   /** Every raw variant measured, and the fastest of each direction (the baseline for ratios). */
   rawVariants: Throughput[];
   raw: { encrypt: Throughput; decrypt: Throughput };
   chunked: Array<{ chunkSize: number; encrypt: Throughput; decrypt: Throughput }>;
 }
 
-export interface BenchJob {
+interface BenchJob {
   label: string;
   bytes: number;
   run: () => Promise<void> | void;
@@ -126,7 +124,7 @@ export interface BenchJob {
  * means ours and the raw baseline see the same background load, so their ratio stays meaningful
  * on a shared machine even when the absolute figures move.
  */
-export async function measureInterleaved(jobs: readonly BenchJob[], repeat: number): Promise<Throughput[]> {
+async function measureInterleaved(jobs: readonly BenchJob[], repeat: number): Promise<Throughput[]> {
   const best = jobs.map(() => Infinity);
   for (let round = 0; round < repeat; round += 1) {
     for (const [index, job] of jobs.entries()) {
@@ -137,7 +135,7 @@ export async function measureInterleaved(jobs: readonly BenchJob[], repeat: numb
 }
 
 /** The in-process comparison: the chunked streams at each chunk size against one raw AES-256-GCM cipher. */
-export async function benchFileEncryption(options: { mib: number; chunkSizes: number[]; repeat: number }): Promise<FileEncryptionFigures> {
+async function benchFileEncryption(options: { mib: number; chunkSizes: number[]; repeat: number }): Promise<FileEncryptionFigures> {
   const { mib, chunkSizes, repeat } = options;
   const dataKey = nodeCrypto.randomBytes(32);
   const bytes = mib * MIB;
@@ -189,13 +187,14 @@ export async function benchFileEncryption(options: { mib: number; chunkSizes: nu
   return { rawVariants, raw, chunked };
 }
 
-export function formatThroughput(result: Throughput): string {
-  return `${result.label.padEnd(44)} ${result.mibPerSecond.toFixed(0).padStart(6)} MiB/s  (${(result.bytes / MIB).toFixed(0)} MiB in ${result.seconds.toFixed(3)} s)`;
+/** One labelled line: MiB/s, and how many MiB in how long. */
+export function formatThroughput(result: Throughput, labelWidth = 44): string {
+  return `${result.label.padEnd(labelWidth)} ${result.mibPerSecond.toFixed(0).padStart(6)} MiB/s  (${(result.bytes / MIB).toFixed(0)} MiB in ${result.seconds.toFixed(3)} s)`;
 }
 
-/** One labelled line with our figure and its ratio to the raw one. */
-export function compareWithRaw(ours: Throughput, raw: Throughput): string {
-  return `${formatThroughput(ours)}  ratio ours/raw ${(ours.mibPerSecond / raw.mibPerSecond).toFixed(2)}`;
+/** One labelled line with our figure and its ratio to the raw one ("ratio ours/raw", or `oursName`/raw). */
+export function compareWithRaw(ours: Throughput, raw: Throughput, labelWidth = 44, oursName = 'ours'): string {
+  return `${formatThroughput(ours, labelWidth)}  ratio ${oursName}/raw ${(ours.mibPerSecond / raw.mibPerSecond).toFixed(2)}`;
 }
 
 async function main(): Promise<void> {

@@ -6,19 +6,20 @@
 //
 // Every request is serialised and signed on the client as a real SDK does; the servers run in their
 // own processes. Must never leave a server running or a temporary home behind, even on Ctrl-C.
-import { rmSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
-import { makeTempDir, startTestServer, type TestServer } from '../test/helpers/server.ts';
+import type { TestServer } from '../test/helpers/server.ts';
 import { startBareHttpServer, type BareHttpServer } from './lib/bare-http.ts';
-import { runLoad, type LoadOptions, type LoadResult, type Outcome } from './lib/load-generator.ts';
-import { machineCpu, ownCpuSeconds, processCpuSeconds } from './lib/process-cpu.ts';
-import { judgeReply, keepAliveAgent, SignedJsonClient } from './lib/signed-json-client.ts';
-import { positiveNumber, serverLogProblems } from './lib/settings.ts';
+import { BenchLifecycle } from './lib/lifecycle.ts';
+import { mergeReasons, type LoadOptions, type LoadResult, type Outcome } from './lib/load-generator.ts';
+import { runLoadWithCpu } from './lib/process-cpu.ts';
+import { fixed, printProblemBanner, printTable } from './lib/report.ts';
+import { createSymmetricKey, judgeReply, keepAliveAgent, SignedJsonClient } from './lib/signed-json-client.ts';
+import {
+  concurrencyFlag, DISTURBED_OTHER_CPU_PERCENT, MAX_REQUESTS_PER_MEASUREMENT, positiveNumber, REQUEST_TIMEOUT_MS, serverLogProblems, warmupFlag,
+} from './lib/settings.ts';
 
-const REQUEST_TIMEOUT_MS = 10_000;
-const MAX_REQUESTS_PER_MEASUREMENT = 2_000_000;
 const BARE_LABEL = 'bare node http';
 
 interface Settings {
@@ -37,15 +38,13 @@ interface Measurement {
   serverCpuPercent?: number;
   serverCpuMicrosPerRequest?: number;
   clientCpuPercent: number;
-  clientCpuMicrosPerRequest: number;
+  clientCpuMicrosPerRequest?: number;
   /** How many rounds this figure is the fastest of; errors are the sum over all of them. */
   rounds: number;
   /** CPU used by everything else on the machine (other processes, steal), as % of one core. */
   otherCpuPercent?: number;
 }
 
-/** Other load above this (% of one core) during a measurement makes its figures suspect. */
-const DISTURBED_OTHER_CPU_PERCENT = 15;
 /** A load generator this busy (% of one core; it is single-threaded) is the bottleneck, not the server. */
 const CLIENT_BOUND_CPU_PERCENT = 90;
 
@@ -58,64 +57,19 @@ function readSettings(): Settings {
     json: { type: 'boolean', default: false },
     'no-sdk': { type: 'boolean', default: false },
   } });
-  const concurrency = positiveNumber('concurrency', values.concurrency, true);
-  if (concurrency > 1024) throw new Error('--concurrency is capped at 1024');
   return {
     seconds: positiveNumber('seconds', values.seconds, false),
-    warmupSeconds: Number(values.warmup) === 0 ? 0 : positiveNumber('warmup', values.warmup, false),
-    concurrency, rounds: Math.min(20, positiveNumber('rounds', values.rounds, true)), json: values.json, sdk: !values['no-sdk'],
+    warmupSeconds: warmupFlag(values.warmup),
+    concurrency: concurrencyFlag(values.concurrency), rounds: Math.min(20, positiveNumber('rounds', values.rounds, true)), json: values.json, sdk: !values['no-sdk'],
   };
 }
 
-// ---- lifecycle: everything started is stopped, on success, error, SIGINT or SIGTERM ---------------
+// Everything started is stopped by the lifecycle, on success, error, SIGINT or SIGTERM.
 
-const stoppers: Array<() => Promise<void>> = [];
-const lastResorts: Array<() => void> = [];
-let shuttingDown: Promise<void> | undefined;
-
-function shutdown(): Promise<void> {
-  shuttingDown ??= (async () => {
-    for (const stop of stoppers.reverse()) {
-      try {
-        await stop();
-      } catch (error) {
-        process.stderr.write(`cleanup failed: ${String(error)}\n`);
-      }
-    }
-  })();
-  return shuttingDown;
-}
-
-process.on('exit', () => { for (const kill of lastResorts) kill(); });
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.on(signal, () => {
-    process.stderr.write(`\n${signal}: stopping servers and removing the temporary home\n`);
-    void shutdown().finally(() => process.exit(130));
-  });
-}
-
-async function startTrustplane(): Promise<TestServer> {
-  const home = makeTempDir('trustplane-bench-');
-  lastResorts.push(() => rmSync(home, { recursive: true, force: true }));
-  let server: TestServer;
-  try {
-    server = await startTestServer({ home });
-  } catch (error) {
-    rmSync(home, { recursive: true, force: true });
-    throw error;
-  }
-  lastResorts.push(() => { if (server.process.exitCode === null && server.process.signalCode === null) server.process.kill('SIGKILL'); });
-  stoppers.push(async () => {
-    await server.stop();
-    rmSync(home, { recursive: true, force: true });
-  });
-  return server;
-}
-
-async function startBaseline(): Promise<BareHttpServer> {
+async function startBaseline(lifecycle: BenchLifecycle): Promise<BareHttpServer> {
   const bare = await startBareHttpServer();
-  lastResorts.push(() => bare.killNow());
-  stoppers.push(() => bare.stop());
+  lifecycle.lastResort(() => bare.killNow());
+  lifecycle.defer(() => bare.stop());
   return bare;
 }
 
@@ -130,49 +84,20 @@ interface Scenario {
 }
 
 async function measure(scenario: Scenario, loadOptions: LoadOptions): Promise<Measurement> {
-  const { operation, note, pid: serverPid, issue } = scenario;
-  // CPU is sampled around the whole call (warm-up included), so divide by its wall time and request count.
-  const wallStart = performance.now();
-  const machineBefore = machineCpu();
-  const serverBefore = processCpuSeconds(serverPid);
-  const clientBefore = ownCpuSeconds();
-  const result = await runLoad(issue, loadOptions);
-  const clientSeconds = ownCpuSeconds() - clientBefore;
-  const serverAfter = processCpuSeconds(serverPid);
-  const machineAfter = machineCpu();
-  const wallSeconds = (performance.now() - wallStart) / 1000;
-  // Requests during warm-up are not counted, so estimate them at the measured rate.
-  const estimatedRequests = result.completed * (wallSeconds / result.seconds);
-  const serverSeconds = serverBefore !== undefined && serverAfter !== undefined ? serverAfter - serverBefore : undefined;
-  const otherSeconds = machineBefore && machineAfter && serverSeconds !== undefined
-    ? Math.max(0, machineAfter.busySeconds - machineBefore.busySeconds - serverSeconds - clientSeconds)
-      + (machineAfter.stealSeconds - machineBefore.stealSeconds)
-    : undefined;
-  return {
-    operation, note, result, rounds: 1,
-    serverCpuPercent: serverSeconds === undefined ? undefined : (100 * serverSeconds) / wallSeconds,
-    serverCpuMicrosPerRequest: serverSeconds === undefined ? undefined : (1e6 * serverSeconds) / estimatedRequests,
-    clientCpuPercent: (100 * clientSeconds) / wallSeconds,
-    clientCpuMicrosPerRequest: (1e6 * clientSeconds) / estimatedRequests,
-    otherCpuPercent: otherSeconds === undefined ? undefined : (100 * otherSeconds) / wallSeconds,
-  };
+  // CPU is sampled around the whole call (warm-up included), per request of that whole call.
+  const sampled = await runLoadWithCpu(scenario.issue, loadOptions, scenario.pid);
+  return { operation: scenario.operation, note: scenario.note, rounds: 1, ...sampled };
 }
 
 /** The fastest round (the least disturbed by the machine), with every round's errors added in. */
 function keepFastest(rounds: Measurement[]): Measurement {
   const fastest = rounds.reduce((best, entry) => (entry.result.requestsPerSecond > best.result.requestsPerSecond ? entry : best));
-  const reasons = new Map<string, number>();
-  for (const entry of rounds) for (const { reason, count } of entry.result.errorReasons) reasons.set(reason, (reasons.get(reason) ?? 0) + count);
   const errors = rounds.reduce((sum, entry) => sum + entry.result.errors, 0);
   return { ...fastest, rounds: rounds.length, result: { ...fastest.result, errors,
-    errorReasons: [...reasons].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count) } };
+    errorReasons: mergeReasons(rounds.map((entry) => entry.result.errorReasons)) } };
 }
 
-function formatNumber(value: number | undefined, digits: number): string {
-  return value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits);
-}
-
-function printTable(measurements: Measurement[]): void {
+function printMeasurements(measurements: Measurement[]): void {
   const bare = measurements.find((entry) => entry.operation === BARE_LABEL);
   const header = ['operation', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'server CPU', 'server cost', 'client CPU', 'other', 'vs bare'];
   const rows = measurements.map((entry) => {
@@ -180,20 +105,15 @@ function printTable(measurements: Measurement[]): void {
     const ratio = bare && entry !== bare
       ? `${(result.requestsPerSecond / bare.result.requestsPerSecond).toFixed(2)}x of ${BARE_LABEL} (${Math.round(bare.result.requestsPerSecond)} req/s)`
       : entry === bare ? 'baseline' : '-';
-    return [entry.operation, String(Math.round(result.requestsPerSecond)), formatNumber(result.p50Ms, 2),
-      formatNumber(result.p99Ms, 2), result.errors === 0 ? '0' : `${result.errors} !!!`,
-      `${formatNumber(entry.serverCpuMicrosPerRequest, 0)} us/req ${formatNumber(entry.serverCpuPercent, 0)}%`,
+    return [entry.operation, String(Math.round(result.requestsPerSecond)), fixed(result.p50Ms, 2),
+      fixed(result.p99Ms, 2), result.errors === 0 ? '0' : `${result.errors} !!!`,
+      `${fixed(entry.serverCpuMicrosPerRequest, 0)} us/req ${fixed(entry.serverCpuPercent, 0)}%`,
       bare?.serverCpuMicrosPerRequest && entry.serverCpuMicrosPerRequest !== undefined
         ? `${(entry.serverCpuMicrosPerRequest / bare.serverCpuMicrosPerRequest).toFixed(1)}x bare` : '-',
-      `${formatNumber(entry.clientCpuMicrosPerRequest, 0)} us/req ${formatNumber(entry.clientCpuPercent, 0)}%`,
-      `${formatNumber(entry.otherCpuPercent, 0)}%${(entry.otherCpuPercent ?? 0) > DISTURBED_OTHER_CPU_PERCENT ? ' !' : ''}`, ratio];
+      `${fixed(entry.clientCpuMicrosPerRequest, 0)} us/req ${fixed(entry.clientCpuPercent, 0)}%`,
+      `${fixed(entry.otherCpuPercent, 0)}%${(entry.otherCpuPercent ?? 0) > DISTURBED_OTHER_CPU_PERCENT ? ' !' : ''}`, ratio];
   });
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
-  const line = (cells: string[]) => cells.map((cell, column) =>
-    column === 0 || column === cells.length - 1 ? cell.padEnd(widths[column]) : cell.padStart(widths[column])).join('  ').trimEnd();
-  console.log(line(header));
-  console.log(widths.map((width) => '-'.repeat(width)).join('  '));
-  for (const row of rows) console.log(line(row));
+  printTable(header, rows, { leftLast: true, indent: '' });
   console.log('');
   for (const entry of measurements) console.log(`  ${entry.operation}: ${entry.note}`);
   console.log(`  server/client CPU: CPU time of the serving process / this load generator per request, and as % of one core` +
@@ -212,26 +132,24 @@ function printTable(measurements: Measurement[]): void {
   }
 }
 
-async function main(): Promise<number> {
+async function main(lifecycle: BenchLifecycle): Promise<number> {
   const settings = readSettings();
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
   const cpus = os.cpus();
   const loadOptions: LoadOptions = { concurrency: settings.concurrency, durationMs: settings.seconds * 1000,
     warmupMs: settings.warmupSeconds * 1000, maxRequests: MAX_REQUESTS_PER_MEASUREMENT };
 
-  const server = await startTrustplane();
-  const bare = await startBaseline();
+  const server = await lifecycle.startTrustplane('trustplane-bench-', {});
+  const bare = await startBaseline(lifecycle);
   const credentials = { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey };
   const clientFor = (endpoint: string, agent = keepAliveAgent(settings.concurrency)) => {
-    stoppers.push(async () => { agent.destroy(); });
+    lifecycle.defer(() => agent.destroy());
     return new SignedJsonClient({ endpoint, region: server.region, service: 'kms', credentials, agent, timeoutMs: REQUEST_TIMEOUT_MS });
   };
 
   // Set-up, unmeasured: a symmetric key and one ciphertext to decrypt over and over.
   const setup = clientFor(server.url, keepAliveAgent(1));
-  const created = await setup.call('TrentService.CreateKey', { Description: 'bench/kms.ts', KeySpec: 'SYMMETRIC_DEFAULT' });
-  const keyId = (created.body.KeyMetadata as { KeyId?: string } | undefined)?.KeyId;
-  if (created.status !== 200 || !keyId) throw new Error(`CreateKey failed: ${created.status} ${JSON.stringify(created.body)}`);
+  const keyId = await createSymmetricKey(setup, 'bench/kms.ts');
   const plaintext = randomBytes(32);
   const plaintextBase64 = plaintext.toString('base64');
   const context = { purpose: 'bench', tenant: 'acme-corp', object: 'invoices/2024/0001.pdf' };
@@ -265,7 +183,7 @@ async function main(): Promise<number> {
       issue: async () => judgeReply(await kms.call('TrentService.GenerateDataKey', { KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: context }),
         (body) => typeof body.Plaintext === 'string' && typeof body.CiphertextBlob === 'string') },
   ];
-  if (settings.sdk) scenarios.push(await sdkEncryptScenario(server, settings, keyId, plaintext, context));
+  if (settings.sdk) scenarios.push(await sdkEncryptScenario(server, settings, keyId, plaintext, context, lifecycle));
 
   // Rounds interleave the operations, so a burst of outside load spoils one round of each, not all of one.
   const rounds: Measurement[][] = scenarios.map(() => []);
@@ -277,18 +195,13 @@ async function main(): Promise<number> {
   }
   const measurements = rounds.map(keepFastest);
 
-  printTable(measurements);
+  printMeasurements(measurements);
 
   const failed = measurements.filter((entry) => entry.result.errors > 0);
   const totalErrors = failed.reduce((sum, entry) => sum + entry.result.errors, 0);
   if (totalErrors > 0) {
-    console.log('');
-    console.log('!'.repeat(78));
-    console.log(`!!! ${totalErrors} REQUESTS FAILED: these figures are NOT a valid measurement`);
-    for (const entry of failed) {
-      for (const { reason, count } of entry.result.errorReasons.slice(0, 5)) console.log(`!!!   ${entry.operation}: ${count} x ${reason}`);
-    }
-    console.log('!'.repeat(78));
+    printProblemBanner(`${totalErrors} REQUESTS FAILED: these figures are NOT a valid measurement`, failed.flatMap((entry) =>
+      entry.result.errorReasons.slice(0, 5).map(({ reason, count }) => `${entry.operation}: ${count} x ${reason}`)), 78);
   }
   const logProblems = serverLogProblems(server.output());
   if (logProblems.length > 0) {
@@ -321,7 +234,7 @@ async function main(): Promise<number> {
 
 /** The AWS SDK's own client doing Encrypt: what a real application sees, client overhead included. */
 async function sdkEncryptScenario(server: TestServer, settings: Settings, keyId: string, plaintext: Buffer,
-  context: Record<string, string>): Promise<Scenario> {
+  context: Record<string, string>, lifecycle: BenchLifecycle): Promise<Scenario> {
   const { KMSClient, EncryptCommand } = await import('@aws-sdk/client-kms');
   const agent = keepAliveAgent(settings.concurrency);
   const client = new KMSClient({
@@ -329,7 +242,7 @@ async function sdkEncryptScenario(server: TestServer, settings: Settings, keyId:
     credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
     requestHandler: { httpAgent: agent, requestTimeout: REQUEST_TIMEOUT_MS },
   });
-  stoppers.push(async () => { client.destroy(); agent.destroy(); });
+  lifecycle.defer(() => { client.destroy(); agent.destroy(); });
   return {
     operation: 'Encrypt (AWS SDK)', note: '@aws-sdk/client-kms KMSClient.send(EncryptCommand), same input and concurrency',
     pid: server.process.pid,
@@ -345,12 +258,13 @@ async function sdkEncryptScenario(server: TestServer, settings: Settings, keyId:
   };
 }
 
+const lifecycle = new BenchLifecycle();
 let exitCode = 1;
 try {
-  exitCode = await main();
+  exitCode = await main(lifecycle);
 } catch (error) {
   process.stderr.write(`bench failed: ${error instanceof Error ? error.stack ?? error.message : String(error)}\n`);
 } finally {
-  await shutdown();
+  await lifecycle.shutdown();
 }
 process.exit(exitCode);

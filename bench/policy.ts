@@ -20,7 +20,8 @@ import {
 } from '../src/shared/auth/policy/index.ts';
 import { measureEncryptAuditCost, type AuditCostResult, type SideRound } from './lib/audit-cost.ts';
 import { BenchLifecycle } from './lib/lifecycle.ts';
-import { positiveNumber } from './lib/settings.ts';
+import { fixed, printProblemBanner, printTable } from './lib/report.ts';
+import { concurrencyFlag, DISTURBED_OTHER_CPU_PERCENT, positiveNumber, warmupFlag } from './lib/settings.ts';
 
 const A = '111122223333';
 const B = '444455556666';
@@ -96,8 +97,6 @@ interface Settings {
 }
 
 const AUDIT_COST_TARGET_PERCENT = 15;
-/** Other load above this (% of one core) during an Encrypt measurement makes its figures suspect. */
-const DISTURBED_OTHER_CPU_PERCENT = 15;
 
 function readSettings(): Settings {
   const { values } = parseArgs({ options: {
@@ -106,9 +105,8 @@ function readSettings(): Settings {
   } });
   const seconds = values.seconds === undefined ? undefined : positiveNumber('seconds', values.seconds, false);
   const rounds = positiveNumber('rounds', values.rounds, true);
-  const concurrency = positiveNumber('concurrency', values.concurrency, true);
-  if (concurrency > 1024) throw new Error('--concurrency is capped at 1024');
-  const warmupSeconds = Number(values.warmup) === 0 ? 0 : positiveNumber('warmup', values.warmup, false);
+  const concurrency = concurrencyFlag(values.concurrency);
+  const warmupSeconds = warmupFlag(values.warmup);
   return { seconds: seconds ?? 1, rounds, json: values.json, kms: !values['no-kms'], kmsSeconds: seconds ?? 5, warmupSeconds, concurrency };
 }
 
@@ -219,10 +217,6 @@ async function main(): Promise<number> {
   }
 }
 
-function fixed(value: number | undefined, digits: number): string {
-  return value === undefined || !Number.isFinite(value) ? '-' : value.toFixed(digits);
-}
-
 function auditCostJson(cost: AuditCostResult) {
   const round = (entry: SideRound) => ({
     round: entry.round, side: entry.side, requestsPerSecond: entry.result.requestsPerSecond, completed: entry.result.completed,
@@ -255,11 +249,7 @@ function printAuditCost(cost: AuditCostResult): void {
     entry.result.errors + entry.warmupErrors === 0 ? '0' : `${entry.result.errors + entry.warmupErrors} !!!`,
     `${fixed(entry.serverCpuMicrosPerRequest, 0)} µs`, `${fixed(entry.serverCpuPercent, 0)}%`, `${fixed(entry.clientCpuPercent, 0)}%`,
     `${fixed(entry.otherCpuPercent, 0)}%${(entry.otherCpuPercent ?? 0) > DISTURBED_OTHER_CPU_PERCENT ? ' !' : ''}`, entry.auditRecords === undefined ? '?' : String(entry.auditRecords)]);
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
-  const line = (cells: string[]) => `  ${cells.map((cell, column) => (column <= 1 ? cell.padEnd(widths[column]) : cell.padStart(widths[column]))).join('  ')}`;
-  console.log(line(header));
-  console.log(`  ${widths.map((width) => '-'.repeat(width)).join('  ')}`);
-  for (const row of rows) console.log(line(row));
+  printTable(header, rows, { leftColumns: 2 });
   console.log('  server CPU/req: CPU time of the server process over the measured phase / requests in it; % columns are of one core;');
   console.log('  other: every other process on the machine (and steal); audit records: how much the server\'s log grew (warm-up included).');
   console.log('');
@@ -286,13 +276,7 @@ function printAuditCost(cost: AuditCostResult): void {
       `(${disturbed.map((entry) => `round ${entry.round} ${entry.side}`).join(', ')}, marked !): their req/s are disturbed; rerun on a quiet machine.`);
     console.log('    Server CPU per request is much less sensitive to outside load than req/s.');
   }
-  if (cost.problems.length > 0) {
-    console.log('');
-    console.log('!'.repeat(100));
-    console.log('!!! THESE ENCRYPT FIGURES ARE NOT A VALID MEASUREMENT:');
-    for (const problem of cost.problems) console.log(`!!!   ${problem}`);
-    console.log('!'.repeat(100));
-  }
+  printProblemBanner('THESE ENCRYPT FIGURES ARE NOT A VALID MEASUREMENT:', cost.problems);
 }
 
 let exitCode = 1;

@@ -3,12 +3,12 @@
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Authorizer, CredentialDirectory, type IssuedAccessKey } from './shared/auth/index.ts';
+import { Authorizer, CredentialDirectory } from './shared/auth/index.ts';
 import { policyEngine } from './shared/auth/policy-engine.ts';
-import { Keyring, randomBytes, SoftwareCryptoModule, zeroize } from './shared/crypto/index.ts';
-import { Pkcs11CryptoModule } from './shared/crypto/lib/pkcs11-module.ts';
-import { HOME_DATABASE_FILE, SERVER_PID_FILE, type SealConfig, type ServerConfig } from './shared/config.ts';
+import { Keyring, Pkcs11CryptoModule, randomBytes, SoftwareCryptoModule, zeroize } from './shared/crypto/index.ts';
+import { HOME_DATABASE_FILE, readPkcs11Pin, SERVER_PID_FILE, type ServerConfig } from './shared/config.ts';
 import { writeFileDurably } from './shared/fs.ts';
+import { readSharedCredentials, writeSharedConfig, writeSharedCredentials, type SharedCredentials } from './shared/home-files.ts';
 import { createAwsJsonEndpoint, RateLimiter, ReplayGuard, startHttpServer, type RunningHttpServer } from './shared/http/index.ts';
 import type { Logger } from './shared/log.ts';
 import { SqliteStore } from './shared/store/index.ts';
@@ -27,8 +27,8 @@ export interface RunningServer {
   home: string;
   accountId: string;
   region: string;
-  /** Present when this start created the root principal (first start). */
-  rootCredentials?: IssuedAccessKey;
+  /** Dev mode: the root principal's credentials (made at first start, read from the home after). */
+  rootCredentials?: SharedCredentials;
   keyService: KeyService;
   operator: OperatorService;
   stop(): Promise<void>;
@@ -62,27 +62,6 @@ async function devUnseal(module: SoftwareCryptoModule, home: string, logger: Log
   logger.warn({ path }, 'DEV MODE: crypto module unsealed from the auto-unseal file; never use dev mode in production');
 }
 
-/** AWS shared-credentials file (profile trustplane), written durably before the key is stored. */
-export function writeSharedCredentials(home: string, credentials: IssuedAccessKey): void {
-  writeFileDurably(join(home, 'credentials'),
-    `[trustplane]\naws_access_key_id = ${credentials.accessKeyId}\naws_secret_access_key = ${credentials.secretAccessKey}\n`);
-}
-
-/** AWS config file beside it, rewritten at each start so endpoint_url follows --listen. */
-function writeSharedConfig(home: string, region: string, url: string): void {
-  writeFileDurably(join(home, 'config'), `[profile trustplane]\nregion = ${region}\nendpoint_url = ${url}\n`);
-}
-
-/** The PIN comes from the environment or a file, never a flag (flags show in `ps`). */
-function readPin(seal: Extract<SealConfig, { kind: 'pkcs11' }>): string {
-  const fromEnv = process.env.TRUSTPLANE_PKCS11_PIN;
-  // Not passed on in the environment of anything this process starts.
-  delete process.env.TRUSTPLANE_PKCS11_PIN;
-  if (fromEnv) return fromEnv;
-  if (!seal.pinFile) throw new Error('no PKCS#11 PIN: set TRUSTPLANE_PKCS11_PIN or --pkcs11-pin-file');
-  return readFileSync(seal.pinFile, 'utf8').trim();
-}
-
 /** A PKCS#11 module unseals itself by logging in to its token; a software module waits for shares. */
 async function openSealBackend(config: ServerConfig, store: SqliteStore, logger: Logger): Promise<SealBackend> {
   if (config.seal.kind === 'software') {
@@ -91,7 +70,7 @@ async function openSealBackend(config: ServerConfig, store: SqliteStore, logger:
     return { kind: 'software', module };
   }
   const module = new Pkcs11CryptoModule({ store, libraryPath: config.seal.libraryPath, tokenLabel: config.seal.tokenLabel,
-    pin: readPin(config.seal) });
+    pin: readPkcs11Pin(config.seal.pinFile) ?? '' });
   try {
     await module.open();
   } catch (error) {
@@ -134,7 +113,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const identityService = new IdentityService({ store, credentials, authorizer, logger, resourceQuestions: [keyResourceQuestion(keyService)] });
   // Only dev mode makes root credentials at start (and keeps them in a file); otherwise operator init returns them once.
   const rootCredentials = config.dev
-    ? await identityService.ensureManagementAccount(accountId, (issued) => writeSharedCredentials(config.home, issued)) : undefined;
+    ? await identityService.ensureManagementAccount(accountId, (issued) => writeSharedCredentials(config.home, issued))
+      ?? readSharedCredentials(config.home) : undefined;
   const rotation = new DomainKeyRotation({ module, store, logger, batchSize: config.rewrap.batchSize, batchPauseMs: config.rewrap.pauseMs });
 
   let running = false;
@@ -142,13 +122,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     if (running) return;
     running = true;
     try {
-      if (seal.kind === 'pkcs11' && module.status().sealed && module.status().initialized && !operator.sealedByOperator) {
-        // The token went away (or was not there at start): try it again, quietly, each interval.
-        if (await seal.module.reopen()) {
-          logger.warn('PKCS#11 token reachable again: crypto module unsealed');
-          rotation.resume();
-        }
-      }
+      await operator.retryLostToken();
       if (module.status().sealed) return;
       // Another server on this home may have rotated the domain key: wrap under the key it made active.
       await seal.module.refresh();
@@ -177,15 +151,9 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
 
   const handler = async (request: IncomingMessage, response: ServerResponse): Promise<void> => {
     if (request.method === 'GET' && (request.url === '/health' || request.url === '/v1/health')) {
-      const status = await operator.status();
-      const rotating = status.DomainKeyRotation.State !== 'Idle' ? status.DomainKeyRotation : undefined;
-      const body = JSON.stringify({
-        status: !status.Initialized ? 'uninitialized' : status.Sealed ? 'sealed' : 'ok', initialized: status.Initialized,
-        sealed: status.Sealed, module: status.Module, progress: status.Progress, threshold: status.Threshold,
-        sealedReason: status.SealedReason, domainKeyRotation: rotating,
-      });
-      response.writeHead(status.Sealed ? 503 : 200, { 'content-type': 'application/json' });
-      response.end(body);
+      const health = await operator.health();
+      response.writeHead(health.httpStatus, { 'content-type': 'application/json' });
+      response.end(JSON.stringify(health.body));
       return;
     }
     if (await handleOperator(request, response)) return;

@@ -1,16 +1,13 @@
 // What auditing costs KMS Encrypt: two dev servers, one with TRUSTPLANE_AUDIT=off, driven in turn with
 // the same SigV4-signed Encrypt requests. Must never load both at once, nor report a figure it has not checked.
 import { randomBytes } from 'node:crypto';
-import { openAuditLogReadOnly } from '../../src/shared/audit/index.ts';
+import { openAuditLogReadOnly } from '../../src/shared/store/sqlite-audit.ts';
 import type { TestServer } from '../../test/helpers/server.ts';
 import type { BenchLifecycle } from './lifecycle.ts';
-import { runLoad, type LoadResult, type Outcome } from './load-generator.ts';
-import { machineCpu, ownCpuSeconds, processCpuSeconds } from './process-cpu.ts';
-import { judgeReply, keepAliveAgent, SignedJsonClient } from './signed-json-client.ts';
-import { AUDIT_OFF_NOTICE, serverLogProblems } from './settings.ts';
-
-const REQUEST_TIMEOUT_MS = 10_000;
-const MAX_REQUESTS_PER_MEASUREMENT = 2_000_000;
+import { mergeReasons, runLoad, type ErrorReasons, type LoadResult, type Outcome } from './load-generator.ts';
+import { runLoadWithCpu } from './process-cpu.ts';
+import { createSymmetricKey, judgeReply, keepAliveAgent, SignedJsonClient } from './signed-json-client.ts';
+import { AUDIT_OFF_NOTICE, MAX_REQUESTS_PER_MEASUREMENT, REQUEST_TIMEOUT_MS, serverLogProblems } from './settings.ts';
 
 export type Side = 'audited' | 'unaudited';
 
@@ -51,7 +48,7 @@ export interface SideSummary {
   p99Ms: number;
   requests: number;
   errors: number;
-  errorReasons: Array<{ reason: string; count: number }>;
+  errorReasons: ErrorReasons;
   auditRecords?: number;
 }
 
@@ -112,9 +109,7 @@ async function prepare(side: Side, server: TestServer, concurrency: number, life
   lifecycle.defer(() => agent.destroy());
   const client = new SignedJsonClient({ endpoint: server.url, region: server.region, service: 'kms', credentials, agent,
     timeoutMs: REQUEST_TIMEOUT_MS });
-  const created = await client.call('TrentService.CreateKey', { Description: `bench/policy.ts ${side}`, KeySpec: 'SYMMETRIC_DEFAULT' });
-  const keyId = (created.body.KeyMetadata as { KeyId?: string } | undefined)?.KeyId;
-  if (created.status !== 200 || !keyId) throw new Error(`${side}: CreateKey failed: ${created.status} ${JSON.stringify(created.body)}`);
+  const keyId = await createSymmetricKey(client, `bench/policy.ts ${side}`, side);
   const plaintext = randomBytes(32).toString('base64');
   const context = { purpose: 'bench', tenant: 'acme' };
   const issue = async () => judgeReply(await client.call('TrentService.Encrypt', { KeyId: keyId, Plaintext: plaintext, EncryptionContext: context }),
@@ -130,36 +125,19 @@ async function measureRound(target: Target, round: number, options: AuditCostOpt
   // Warm-up as its own unrecorded run, so CPU is sampled around the measured phase alone.
   const warmup = options.warmupSeconds > 0
     ? await runLoad(target.issue, { ...limits, durationMs: options.warmupSeconds * 1000 }) : undefined;
-  const machineBefore = machineCpu();
-  const serverBefore = processCpuSeconds(target.pid);
-  const clientBefore = ownCpuSeconds();
-  const wallStart = performance.now();
-  const result = await runLoad(target.issue, { ...limits, durationMs: options.seconds * 1000 });
-  const wallSeconds = (performance.now() - wallStart) / 1000;
-  const clientSeconds = ownCpuSeconds() - clientBefore;
-  const serverAfter = processCpuSeconds(target.pid);
-  const machineAfter = machineCpu();
+  const { result, serverCpuMicrosPerRequest, serverCpuPercent, clientCpuPercent, otherCpuPercent } =
+    await runLoadWithCpu(target.issue, { ...limits, durationMs: options.seconds * 1000 }, target.pid);
   const headAfter = auditHeadSeq(target.server.home);
-  const serverSeconds = serverBefore !== undefined && serverAfter !== undefined ? serverAfter - serverBefore : undefined;
-  const otherSeconds = machineBefore && machineAfter && serverSeconds !== undefined
-    ? Math.max(0, machineAfter.busySeconds - machineBefore.busySeconds - serverSeconds - clientSeconds)
-      + (machineAfter.stealSeconds - machineBefore.stealSeconds)
-    : undefined;
   return {
     round, side: target.side, result,
     warmupRequests: warmup?.completed ?? 0, warmupErrors: warmup?.errors ?? 0,
-    serverCpuMicrosPerRequest: serverSeconds === undefined || result.completed === 0 ? undefined : (1e6 * serverSeconds) / result.completed,
-    serverCpuPercent: serverSeconds === undefined ? undefined : (100 * serverSeconds) / wallSeconds,
-    clientCpuPercent: (100 * clientSeconds) / wallSeconds,
-    otherCpuPercent: otherSeconds === undefined ? undefined : (100 * otherSeconds) / wallSeconds,
+    serverCpuMicrosPerRequest, serverCpuPercent, clientCpuPercent, otherCpuPercent,
     auditRecords: headBefore !== undefined && headAfter !== undefined ? headAfter - headBefore : undefined,
   };
 }
 
 function summarise(side: Side, rounds: SideRound[]): SideSummary {
   const mine = rounds.filter((entry) => entry.side === side);
-  const reasons = new Map<string, number>();
-  for (const entry of mine) for (const { reason, count } of entry.result.errorReasons) reasons.set(reason, (reasons.get(reason) ?? 0) + count);
   const rates = mine.map((entry) => entry.result.requestsPerSecond);
   const records = mine.map((entry) => entry.auditRecords);
   return {
@@ -171,7 +149,7 @@ function summarise(side: Side, rounds: SideRound[]): SideSummary {
     p99Ms: median(mine.map((entry) => entry.result.p99Ms)),
     requests: mine.reduce((sum, entry) => sum + entry.warmupRequests + entry.result.completed, 0),
     errors: mine.reduce((sum, entry) => sum + entry.warmupErrors + entry.result.errors, 0),
-    errorReasons: [...reasons].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count),
+    errorReasons: mergeReasons(mine.map((entry) => entry.result.errorReasons)),
     auditRecords: records.every((value) => value !== undefined) ? records.reduce((sum, value) => sum! + value!, 0) : undefined,
   };
 }
@@ -233,7 +211,7 @@ export async function measureEncryptAuditCost(options: AuditCostOptions, lifecyc
   if (!unauditedServer.output().includes(AUDIT_OFF_NOTICE)) problems.push('the unaudited server never logged its TRUSTPLANE_AUDIT=off notice');
   if (auditedServer.output().includes(AUDIT_OFF_NOTICE)) problems.push('the audited server logged the TRUSTPLANE_AUDIT=off notice');
   for (const [side, server] of [['audited', auditedServer], ['unaudited', unauditedServer]] as const) {
-    if (server.process.exitCode !== null || server.process.signalCode !== null) problems.push(`the ${side} server exited during the bench`);
+    if (!server.isRunning()) problems.push(`the ${side} server exited during the bench`);
     const logged = serverLogProblems(server.output(), [AUDIT_OFF_NOTICE]);
     if (logged.length > 0) problems.push(`the ${side} server logged ${logged.length} warning/error line(s), first: ${logged[0].slice(0, 300)}`);
   }

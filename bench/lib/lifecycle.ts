@@ -72,8 +72,7 @@ export class BenchLifecycle {
       removeHome();
       throw error;
     }
-    const alive = () => server.process.exitCode === null && server.process.signalCode === null;
-    this.lastResort(() => { if (alive()) server.process.kill('SIGKILL'); });
+    this.lastResort(() => { if (server.isRunning()) server.process.kill('SIGKILL'); });
     this.defer(async () => {
       let timer: NodeJS.Timeout | undefined;
       const timedOut = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), STOP_GRACE_MS); });

@@ -14,12 +14,14 @@ export interface LoadOptions {
   maxRequests: number;
 }
 
+/** Error reasons with their counts, most frequent first. */
+export type ErrorReasons = Array<{ reason: string; count: number }>;
+
 export interface LoadResult {
   completed: number;
   ok: number;
   errors: number;
-  /** Error reasons with their counts, most frequent first. */
-  errorReasons: Array<{ reason: string; count: number }>;
+  errorReasons: ErrorReasons;
   seconds: number;
   /** Successful requests per second over the measured phase. */
   requestsPerSecond: number;
@@ -64,14 +66,24 @@ async function runPhase(issue: () => Promise<Outcome>, concurrency: number, dura
   return { latencies: latencies.subarray(0, completed), completed, ok, reasons, seconds };
 }
 
+function sortReasons(reasons: Map<string, number>): ErrorReasons {
+  return [...reasons].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count);
+}
+
+/** The reasons of several runs added up, most frequent first. */
+export function mergeReasons(runs: Iterable<ErrorReasons>): ErrorReasons {
+  const reasons = new Map<string, number>();
+  for (const run of runs) for (const { reason, count } of run) reasons.set(reason, (reasons.get(reason) ?? 0) + count);
+  return sortReasons(reasons);
+}
+
 /** Warms up, then measures `issue` under constant concurrency. Latency includes client-side signing. */
 export async function runLoad(issue: () => Promise<Outcome>, options: LoadOptions): Promise<LoadResult> {
   if (options.warmupMs > 0) await runPhase(issue, options.concurrency, options.warmupMs, options.maxRequests, false);
   const phase = await runPhase(issue, options.concurrency, options.durationMs, options.maxRequests, true);
   const sorted = phase.latencies.slice().sort();
-  const errorReasons = [...phase.reasons].map(([reason, count]) => ({ reason, count })).sort((a, b) => b.count - a.count);
   return {
-    completed: phase.completed, ok: phase.ok, errors: phase.completed - phase.ok, errorReasons,
+    completed: phase.completed, ok: phase.ok, errors: phase.completed - phase.ok, errorReasons: sortReasons(phase.reasons),
     seconds: phase.seconds, requestsPerSecond: phase.ok / phase.seconds,
     p50Ms: percentile(sorted, 0.5), p99Ms: percentile(sorted, 0.99),
   };

@@ -92,3 +92,13 @@ export function judgeReply(reply: JsonReply, check: (body: Record<string, unknow
   }
   return check(reply.body) ? { ok: true } : { ok: false, reason: 'HTTP 200 with an unexpected body' };
 }
+
+/** Creates a symmetric key for a bench's set-up and returns its id; `label` prefixes the error if it fails. */
+export async function createSymmetricKey(client: SignedJsonClient, description: string, label?: string): Promise<string> {
+  const created = await client.call('TrentService.CreateKey', { Description: description, KeySpec: 'SYMMETRIC_DEFAULT' });
+  const keyId = (created.body.KeyMetadata as { KeyId?: string } | undefined)?.KeyId;
+  if (created.status !== 200 || !keyId) {
+    throw new Error(`${label === undefined ? '' : `${label}: `}CreateKey failed: ${created.status} ${JSON.stringify(created.body)}`);
+  }
+  return keyId;
+}

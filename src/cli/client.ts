@@ -2,6 +2,7 @@
 // connection failures. Must never print credentials.
 import type { Command } from 'commander';
 import { explainConnectionError, KeyServiceClient } from '../clients/kms.ts';
+import { UserError } from '../shared/errors.ts';
 
 export interface ClientFlags {
   endpoint?: string;
@@ -25,3 +26,12 @@ export async function withClient<T>(flags: ClientFlags, work: (client: KeyServic
 }
 
 export const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+/** Repeated `--flag KEY=VALUE` options as pairs; a value may itself contain '='. */
+export function parseKeyValuePairs(flag: string, pairs: string[]): Array<[string, string]> {
+  return pairs.map((pair) => {
+    const equals = pair.indexOf('=');
+    if (equals <= 0) throw new UserError('InvalidArgument', `--${flag} expects KEY=VALUE, got '${pair}'.`);
+    return [pair.slice(0, equals), pair.slice(equals + 1)];
+  });
+}

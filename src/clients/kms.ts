@@ -13,15 +13,16 @@ import { Hash } from '@smithy/hash-node';
 import type { AwsCredentialIdentity, AwsCredentialIdentityProvider } from '@smithy/types';
 import { resolveHome } from '../shared/config.ts';
 import { UserError } from '../shared/errors.ts';
+import { AWS_CONFIG_FILE, AWS_PROFILE, CREDENTIALS_FILE } from '../shared/home-files.ts';
 
-export const DEFAULT_ENDPOINT = 'http://127.0.0.1:8200';
+const DEFAULT_ENDPOINT = 'http://127.0.0.1:8200';
 
 export interface ClientOptions {
   endpoint?: string;
   home?: string;
 }
 
-export function resolveEndpoint(flag: string | undefined): string {
+function resolveEndpoint(flag: string | undefined): string {
   const endpoint = flag ?? process.env.TRUSTPLANE_ENDPOINT ?? DEFAULT_ENDPOINT;
   try {
     const url = new URL(endpoint);
@@ -42,11 +43,11 @@ function credentialChain(home: string | undefined): AwsCredentialIdentityProvide
     try {
       return await standard();
     } catch (error) {
-      const file = join(resolveHome(home), 'credentials');
+      const file = join(resolveHome(home), CREDENTIALS_FILE);
       if (!existsSync(file)) {
         throw new UserError('MissingCredentials', 'No AWS credentials found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, as printed by `trustplane server --dev`.');
       }
-      return fromIni({ filepath: file, configFilepath: join(resolveHome(home), 'config'), profile: 'trustplane' })();
+      return fromIni({ filepath: file, configFilepath: join(resolveHome(home), AWS_CONFIG_FILE), profile: AWS_PROFILE })();
     }
   };
 }

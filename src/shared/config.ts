@@ -1,6 +1,8 @@
 // Server configuration from flags and environment, validated at start-up.
 // Must never carry secrets: credentials and unseal material live in files under the home.
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { DEFAULT_KEY_CACHE_ENTRIES, DEFAULT_KEY_CACHE_TTL_MS } from './crypto/index.ts';
 import { UserError } from './errors.ts';
 import { parseRateLimits, type RateLimits } from './http/rate-limit.ts';
 
@@ -27,6 +29,17 @@ export type SealConfig =
   | { kind: 'software' }
   /** The PIN is read at start-up from TRUSTPLANE_PKCS11_PIN or from pinFile, never from a flag. */
   | { kind: 'pkcs11'; libraryPath: string; tokenLabel: string; pinFile?: string };
+
+/**
+ * The PKCS#11 PIN from TRUSTPLANE_PKCS11_PIN (then removed from the environment, so nothing this
+ * process starts inherits it) or from a file; never from a flag, which `ps` would show.
+ */
+export function readPkcs11Pin(pinFile: string | undefined): string | undefined {
+  const fromEnv = process.env.TRUSTPLANE_PKCS11_PIN;
+  delete process.env.TRUSTPLANE_PKCS11_PIN;
+  if (fromEnv) return fromEnv;
+  return pinFile ? readFileSync(pinFile, 'utf8').trim() : undefined;
+}
 
 export interface ServerFlags {
   home?: string; listen?: string; dev?: boolean; region?: string; scheduleIntervalSeconds?: string; rateLimit?: string;
@@ -85,8 +98,8 @@ export function serverConfig(options: ServerFlags): ServerConfig {
     scheduleIntervalMs: interval * 1000, maxBodyBytes: 1024 * 1024,
     rateLimits: parseRateLimits(options.rateLimit ?? process.env.TRUSTPLANE_RATE_LIMIT),
     audit: process.env.TRUSTPLANE_AUDIT !== 'off', seal: sealConfig(options),
-    keyCache: { maxEntries: numberFlag(options.keyCacheSize, '--key-cache-size', 10_000, 1),
-      ttlMs: numberFlag(options.keyCacheTtl, '--key-cache-ttl', 60, 0) * 1000 },
+    keyCache: { maxEntries: numberFlag(options.keyCacheSize, '--key-cache-size', DEFAULT_KEY_CACHE_ENTRIES, 1),
+      ttlMs: numberFlag(options.keyCacheTtl, '--key-cache-ttl', DEFAULT_KEY_CACHE_TTL_MS / 1000, 0) * 1000 },
     rewrap: { batchSize: numberFlag(options.rewrapBatchSize, '--rewrap-batch-size', 100, 1),
       pauseMs: numberFlag(options.rewrapPause, '--rewrap-pause', 0, 0) } };
 }

@@ -1,8 +1,33 @@
-// Durable file writes for the few files trustplane keeps outside its store.
+// Durable file writes for the few files trustplane keeps outside its store, and directory fsync.
 // Must never leave a half-written file: write a temporary file, fsync it, rename, fsync the folder.
-import { closeSync, fsyncSync, openSync, renameSync, writeSync } from 'node:fs';
+import { close, closeSync, fsync, fsyncSync, open, openSync, renameSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+
+// A directory cannot be opened for fsync on Windows (nor does it need to be for a rename to last).
+const DIRECTORIES_SYNC = process.platform !== 'win32';
+
+/** fsync of a directory, so a file created or renamed in it stays after a power loss. */
+export function syncDirectorySync(path: string): void {
+  if (!DIRECTORIES_SYNC) return;
+  const folder = openSync(path, 'r');
+  try {
+    fsyncSync(folder);
+  } finally {
+    closeSync(folder);
+  }
+}
+
+/** syncDirectorySync on libuv's thread pool, off the event loop. */
+export function syncDirectory(path: string): Promise<void> {
+  return new Promise((done, fail) => {
+    if (!DIRECTORIES_SYNC) { done(); return; }
+    open(path, 'r', (openError, fd) => {
+      if (openError) { fail(openError); return; }
+      fsync(fd, (syncError) => close(fd, () => (syncError ? fail(syncError) : done())));
+    });
+  });
+}
 
 export function writeFileDurably(path: string, content: string | Buffer, mode = 0o600): void {
   const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
@@ -14,10 +39,5 @@ export function writeFileDurably(path: string, content: string | Buffer, mode = 
     closeSync(file);
   }
   renameSync(temporary, path);
-  const folder = openSync(dirname(path), 'r');
-  try {
-    fsyncSync(folder);
-  } finally {
-    closeSync(folder);
-  }
+  syncDirectorySync(dirname(path));
 }

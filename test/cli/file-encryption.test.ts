@@ -2,14 +2,12 @@
 // clobber, and a multi-GB round trip through stdin/stdout with flat memory.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { makeTempDir, startTestServer, trustplaneBin, type TestServer } from '../helpers/server.ts';
-
-const run = promisify(execFile);
+import { cliEnv, trustplane as runTrustplane, trustplaneFailure } from '../helpers/cli.ts';
 const GIB = 1024 ** 3;
 
 describe('trustplane encrypt / decrypt', () => {
@@ -20,33 +18,23 @@ describe('trustplane encrypt / decrypt', () => {
   before(async () => {
     server = await startTestServer();
     work = makeTempDir('trustplane-files-');
-    env = { ...process.env, TRUSTPLANE_ENDPOINT: server.url, AWS_ACCESS_KEY_ID: server.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: server.secretAccessKey, AWS_REGION: server.region, AWS_CONFIG_FILE: '/dev/null',
-      AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
-    await run(process.execPath, [trustplaneBin, 'key', 'create', '--alias', 'alias/files'], { env });
+    env = cliEnv(server);
+    await runTrustplane(['key', 'create', '--alias', 'alias/files'], { env });
   });
   after(async () => {
     await server?.dispose();
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  const trustplane = (...args: string[]) => run(process.execPath, [trustplaneBin, ...args], { env });
-  const failing = async (...args: string[]) => {
-    try {
-      await trustplane(...args);
-    } catch (error) {
-      const failure = error as { code: number; stderr: string };
-      return { code: failure.code, stderr: failure.stderr };
-    }
-    return assert.fail(`expected trustplane ${args.join(' ')} to fail`);
-  };
+  const trustplane = (...args: string[]) => runTrustplane(args, { env });
+  const failing = (...args: string[]) => trustplaneFailure(args, { env });
 
   it('round-trips a file with its encryption context, and reports in JSON', async () => {
     const plain = join(work, 'plain.bin');
     const data = randomBytes(300_000);
     writeFileSync(plain, data);
     const encrypted = await trustplane('encrypt', '--key', 'alias/files', '--context', 'purpose=test', '--json', plain, join(work, 'plain.tpenc'));
-    const summary = JSON.parse(encrypted.stdout) as { KeyId: string; BytesIn: number; BytesOut: number; EncryptionContext: Record<string, string> };
+    const summary = JSON.parse(encrypted) as { KeyId: string; BytesIn: number; BytesOut: number; EncryptionContext: Record<string, string> };
     assert.equal(summary.BytesIn, data.length);
     assert.ok(summary.BytesOut > data.length);
     assert.deepEqual(summary.EncryptionContext, { purpose: 'test' });

@@ -1,11 +1,8 @@
 // `trustplane key ...` as a user runs it: human and --json output, exit status, one-line errors.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
-import { startTestServer, trustplaneBin, type TestServer } from '../helpers/server.ts';
-
-const run = promisify(execFile);
+import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { cliEnv, trustplane as runTrustplane, trustplaneFailure, trustplaneJson } from '../helpers/cli.ts';
 
 describe('trustplane key commands', () => {
   let server: TestServer;
@@ -13,23 +10,13 @@ describe('trustplane key commands', () => {
 
   before(async () => {
     server = await startTestServer();
-    env = { ...process.env, TRUSTPLANE_ENDPOINT: server.url, AWS_ACCESS_KEY_ID: server.accessKeyId,
-      AWS_SECRET_ACCESS_KEY: server.secretAccessKey, AWS_REGION: server.region, AWS_CONFIG_FILE: '/dev/null',
-      AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
+    env = cliEnv(server);
   });
   after(async () => { await server?.dispose(); });
 
-  const trustplane = async (...args: string[]) => (await run(process.execPath, [trustplaneBin, ...args], { env })).stdout;
-  const json = async <T = Record<string, unknown>>(...args: string[]) => JSON.parse(await trustplane(...args, '--json')) as T;
-  const failing = async (args: string[], options: { env?: NodeJS.ProcessEnv } = {}) => {
-    try {
-      await run(process.execPath, [trustplaneBin, ...args], { env: options.env ?? env });
-    } catch (error) {
-      const failure = error as { code: number; stderr: string };
-      return { code: failure.code, stderr: failure.stderr };
-    }
-    return assert.fail(`expected trustplane ${args.join(' ')} to fail`);
-  };
+  const trustplane = (...args: string[]) => runTrustplane(args, { env });
+  const json = <T = Record<string, unknown>>(...args: string[]) => trustplaneJson<T>([...args, '--json'], { env });
+  const failing = (args: string[], options: { env?: NodeJS.ProcessEnv } = {}) => trustplaneFailure(args, { env: options.env ?? env });
 
   it('creates a key with an alias and tags, then describes and lists it', async () => {
     const created = await json<{ KeyMetadata: { KeyId: string; Arn: string; Description: string }; AliasName: string }>(

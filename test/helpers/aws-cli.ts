@@ -1,24 +1,15 @@
 // Runs the real AWS CLI v2 (/usr/bin/aws) against a test server, in a throwaway home, with
 // nothing from the developer's own AWS configuration. Never throws on a failed command: tests judge.
-import { execFile } from 'node:child_process';
 import { accessSync, constants, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
+import { run, skipOrFail, type RunResult } from './exec.ts';
 import { makeTempDir, type TestServer } from './server.ts';
 
 /** Debian's awscli 2.x; an older v1 often comes first on PATH, so the path is absolute. */
 export const AWS_CLI_PATH = '/usr/bin/aws';
 
 export type AwsCliLocation = { path: string; version: string; skip?: undefined } | { skip: string };
-
-function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<AwsCliResult> {
-  return new Promise((resolve) => {
-    execFile(file, args, { env, timeout: 60_000, maxBuffer: 16 * 1024 * 1024 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr: error && code === -1 ? `${stderr}${error.message}` : stderr });
-    });
-  });
-}
 
 /**
  * Finds AWS CLI v2. When it is missing the tests skip with the reason, unless
@@ -29,7 +20,7 @@ export async function locateAwsCli(): Promise<AwsCliLocation> {
   let version = '';
   try {
     accessSync(AWS_CLI_PATH, constants.X_OK);
-    const result = await run(AWS_CLI_PATH, ['--version'], { PATH: process.env.PATH, HOME: process.env.HOME });
+    const result = await run(AWS_CLI_PATH, ['--version'], { env: { PATH: process.env.PATH, HOME: process.env.HOME } });
     version = result.stdout.trim();
     if (result.code !== 0) problem = `${AWS_CLI_PATH} --version failed (${result.code}): ${result.stderr.trim()}`;
     else if (!version.startsWith('aws-cli/2.')) problem = `${AWS_CLI_PATH} is not AWS CLI v2 (${version})`;
@@ -37,15 +28,10 @@ export async function locateAwsCli(): Promise<AwsCliLocation> {
     problem = `AWS CLI v2 not found at ${AWS_CLI_PATH} (install Debian's awscli 2.x)`;
   }
   if (problem === undefined) return { path: AWS_CLI_PATH, version };
-  if (process.env.TRUSTPLANE_REQUIRE_ALL === '1') throw new Error(`${problem}; TRUSTPLANE_REQUIRE_ALL=1 forbids skipping`);
-  return { skip: problem };
+  return skipOrFail(problem);
 }
 
-export interface AwsCliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type AwsCliResult = RunResult;
 
 export interface AwsCliError {
   exitCode: number;
@@ -145,7 +131,7 @@ export class AwsCli {
       AWS_MAX_ATTEMPTS: '1',
     };
     const output = args.includes('--output') ? [] : ['--output', 'json'];
-    return run(this.#path, ['kms', ...args, '--endpoint-url', this.#server.url, ...output], env);
+    return run(this.#path, ['kms', ...args, '--endpoint-url', this.#server.url, ...output], { env });
   }
 
   /** Runs a command that must succeed and returns its JSON output. */

@@ -1,8 +1,6 @@
 // Signed calls to trustplane's identity operations (TrustPlaneIam.*), as tests make them.
 import { randomUUID } from 'node:crypto';
-import { SignatureV4 } from '@smithy/signature-v4';
-import { Hash } from '@smithy/hash-node';
-import { postRaw } from './kms-client.ts';
+import { postRaw, signRequest } from './kms-client.ts';
 import type { TestServer } from './server.ts';
 
 export interface Credentials {
@@ -33,13 +31,10 @@ export async function operatorCall<T = Record<string, unknown>>(server: TestServ
 /** Any operation signed for the service "trustplane". */
 export async function trustplaneCall<T = Record<string, unknown>>(server: TestServer, credentials: Credentials, target: string,
   input: Record<string, unknown> = {}): Promise<T> {
-  const url = new URL(server.url);
   const body = JSON.stringify(input);
-  const signer = new SignatureV4({ service: 'trustplane', region: server.region, sha256: Hash.bind(null, 'sha256'), credentials });
-  const signed = await signer.sign({ method: 'POST', protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: '/', body,
-    headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': target,
-      'amz-sdk-invocation-id': randomUUID() } });
-  const response = await postRaw(server.url, signed.headers as Record<string, string>, Buffer.from(body));
+  const headers = await signRequest(server, { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': target,
+    'amz-sdk-invocation-id': randomUUID() }, body, { service: 'trustplane', credentials });
+  const response = await postRaw(server.url, headers, Buffer.from(body));
   if (response.status !== 200) throw new IamCallError(String(response.json.__type), String(response.json.message), response.status);
   return response.json as T;
 }

@@ -6,11 +6,43 @@ import { Hash } from '@smithy/hash-node';
 import http from 'node:http';
 import type { TestServer } from './server.ts';
 
-export function kmsClient(server: TestServer, credentials?: { accessKeyId: string; secretAccessKey: string }): KMSClient {
+export interface SigningCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+}
+
+/** One attempt per call (a retried 5xx would hide a server fault); the server's own dev credentials unless given others. */
+export function kmsClient(server: Pick<TestServer, 'url' | 'region' | 'accessKeyId' | 'secretAccessKey'>,
+  credentials?: SigningCredentials): KMSClient {
   return new KMSClient({
     endpoint: server.url, region: server.region, maxAttempts: 1,
     credentials: credentials ?? { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
   });
+}
+
+export interface SignOptions {
+  /** The SigV4 service name: 'kms' (default) or 'trustplane'. */
+  service?: string;
+  /** Default: the server's. */
+  region?: string;
+  /** Default: the server's own dev credentials. */
+  credentials?: SigningCredentials;
+  signingDate?: Date;
+}
+
+/**
+ * SigV4-signs `POST /` to the server with exactly `headers` (plus host, first, unless given) and
+ * `body`, and returns the headers to send: these plus the signature's. Nothing else is signed.
+ */
+export async function signRequest(server: TestServer, headers: Record<string, string>, body: string | Buffer,
+  options: SignOptions = {}): Promise<Record<string, string>> {
+  const url = new URL(server.url);
+  const signer = new SignatureV4({ service: options.service ?? 'kms', region: options.region ?? server.region, sha256: Hash.bind(null, 'sha256'),
+    credentials: options.credentials ?? { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
+  const signed = await signer.sign({ method: 'POST', protocol: 'http:', hostname: url.hostname, port: Number(url.port),
+    path: '/', headers: { host: url.host, ...headers }, body }, { signingDate: options.signingDate });
+  return signed.headers as Record<string, string>;
 }
 
 export interface RawResponse {
@@ -23,7 +55,7 @@ export interface RawRequestOptions {
   target?: string;
   body?: string | Buffer;
   signingDate?: Date;
-  credentials?: { accessKeyId: string; secretAccessKey: string };
+  credentials?: SigningCredentials;
   region?: string;
   unsigned?: boolean;
   tamper?: (headers: Record<string, string>) => void;
@@ -37,14 +69,8 @@ export async function rawKmsRequest(server: TestServer, options: RawRequestOptio
     host: url.host, 'content-type': 'application/x-amz-json-1.1',
   };
   if (options.target !== undefined) headers['x-amz-target'] = options.target;
-  let finalHeaders = headers;
-  if (!options.unsigned) {
-    const signer = new SignatureV4({ service: 'kms', region: options.region ?? server.region, sha256: Hash.bind(null, 'sha256'),
-      credentials: options.credentials ?? { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
-    const signed = await signer.sign({ method: 'POST', protocol: 'http:', hostname: url.hostname, port: Number(url.port),
-      path: '/', headers, body }, { signingDate: options.signingDate });
-    finalHeaders = signed.headers as Record<string, string>;
-  }
+  const finalHeaders = options.unsigned ? headers
+    : await signRequest(server, headers, body, { region: options.region, credentials: options.credentials, signingDate: options.signingDate });
   options.tamper?.(finalHeaders);
   return postRaw(server.url, finalHeaders, typeof body === 'string' ? Buffer.from(body) : body);
 }

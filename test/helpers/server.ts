@@ -20,6 +20,8 @@ export interface TestServer {
   process: ChildProcess;
   /** Everything the server wrote to stdout and stderr so far. */
   output(): string;
+  /** Whether the server process has neither exited nor been killed. */
+  isRunning(): boolean;
   /** Stops the server with SIGTERM and waits for it to exit. */
   stop(): Promise<number | null>;
   /** Kills the server with SIGKILL (crash) and waits for it to exit. */
@@ -78,8 +80,9 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
   });
 
   let stopped = false;
+  const isRunning = () => child.exitCode === null && child.signalCode === null;
   const stop = async (): Promise<number | null> => {
-    if (stopped || child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+    if (stopped || !isRunning()) return child.exitCode;
     stopped = true;
     child.kill('SIGTERM');
     return exited;
@@ -88,9 +91,10 @@ export async function startTestServer(options: StartOptions = {}): Promise<TestS
     url: fields.url, home, accountId: fields.accountId, region: fields.region,
     accessKeyId: fields.accessKeyId ?? '', secretAccessKey: fields.secretAccessKey ?? '', process: child,
     output: () => output,
+    isRunning,
     stop,
     async kill() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (!isRunning()) return;
       stopped = true;
       child.kill('SIGKILL');
       await exited;

@@ -1,9 +1,9 @@
 // Throwaway SoftHSM2 tokens for tests of the PKCS#11 crypto module, each in its own temporary
 // directory and configuration. Never touches the system's token directory (/var/lib/softhsm).
-import { execFile } from 'node:child_process';
 import { accessSync, constants, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { run, skipOrFail } from './exec.ts';
 import { makeTempDir } from './server.ts';
 
 /** Debian's softhsm2 package. */
@@ -11,21 +11,6 @@ export const SOFTHSM_LIBRARY_PATH = '/usr/lib/softhsm/libsofthsm2.so';
 export const SOFTHSM_UTIL_PATH = '/usr/bin/softhsm2-util';
 
 export type SoftHsmLocation = { libraryPath: string; utilPath: string; version: string; skip?: undefined } | { skip: string };
-
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function run(file: string, args: string[], env: NodeJS.ProcessEnv): Promise<RunResult> {
-  return new Promise((resolve) => {
-    execFile(file, args, { env, timeout: 60_000 }, (error, stdout, stderr) => {
-      const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-      resolve({ code, stdout, stderr: error && code === -1 ? `${stderr}${error.message}` : stderr });
-    });
-  });
-}
 
 /**
  * Finds SoftHSM2 (the tool and the PKCS#11 library). When either is missing the tests skip with
@@ -37,15 +22,14 @@ export async function locateSoftHsm(): Promise<SoftHsmLocation> {
   try {
     accessSync(SOFTHSM_UTIL_PATH, constants.X_OK);
     accessSync(SOFTHSM_LIBRARY_PATH, constants.R_OK);
-    const result = await run(SOFTHSM_UTIL_PATH, ['--version'], { PATH: process.env.PATH });
+    const result = await run(SOFTHSM_UTIL_PATH, ['--version'], { env: { PATH: process.env.PATH } });
     version = result.stdout.trim();
     if (result.code !== 0) problem = `${SOFTHSM_UTIL_PATH} --version failed (${result.code}): ${result.stderr.trim()}`;
   } catch {
     problem = `SoftHSM2 not found (${SOFTHSM_UTIL_PATH} and ${SOFTHSM_LIBRARY_PATH}; install Debian's softhsm2)`;
   }
   if (problem === undefined) return { libraryPath: SOFTHSM_LIBRARY_PATH, utilPath: SOFTHSM_UTIL_PATH, version };
-  if (process.env.TRUSTPLANE_REQUIRE_ALL === '1') throw new Error(`${problem}; TRUSTPLANE_REQUIRE_ALL=1 forbids skipping`);
-  return { skip: problem };
+  return skipOrFail(problem);
 }
 
 export interface SoftHsmTokenOptions {
@@ -90,7 +74,7 @@ export async function createSoftHsmToken(options: SoftHsmTokenOptions = {}): Pro
   const tokens = join(dir, 'tokens');
   const aside = join(dir, 'removed');
   const env = { SOFTHSM2_CONF: conf };
-  const util = (args: string[]) => run(SOFTHSM_UTIL_PATH, args, { PATH: process.env.PATH, ...env });
+  const util = (args: string[]) => run(SOFTHSM_UTIL_PATH, args, { env: { PATH: process.env.PATH, ...env } });
   try {
     writeFileSync(conf, `directories.tokendir = ${tokens}\nobjectstore.backend = file\nlog.level = ERROR\n`);
     // softhsm2-util fails to enumerate a token directory that does not exist yet.

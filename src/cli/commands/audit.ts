@@ -3,10 +3,10 @@
 import { once } from 'node:events';
 import type { Command } from 'commander';
 import {
-  auditErrors, openAuditLogReadOnly, readAuditRecord, verifyAuditLog, type AuditQuery, type StoredAuditRecord,
+  auditErrors, readAuditRecord, verifyAuditLog, type AuditQuery, type StoredAuditRecord,
 } from '../../shared/audit/index.ts';
 import { resolveHome } from '../../shared/config.ts';
-import type { SqliteAuditStore } from '../../shared/store/sqlite-audit.ts';
+import { openAuditLogReadOnly, type SqliteAuditStore } from '../../shared/store/sqlite-audit.ts';
 
 interface HomeFlags {
   home?: string;

@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { DecryptCommand, GenerateDataKeyCommand } from '@aws-sdk/client-kms';
-import { collect, withClient } from '../client.ts';
+import { collect, parseKeyValuePairs, withClient } from '../client.ts';
 import { createDecryptStream, createEncryptStream, randomBytes, zeroize } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { printResult } from '../output.ts';
@@ -21,13 +21,7 @@ interface FileFlags {
 
 function parseContext(pairs: string[] | undefined): Record<string, string> | undefined {
   if (!pairs || pairs.length === 0) return undefined;
-  const context: Record<string, string> = {};
-  for (const pair of pairs) {
-    const equals = pair.indexOf('=');
-    if (equals <= 0) throw new UserError('InvalidArgument', `--context expects KEY=VALUE, got '${pair}'.`);
-    context[pair.slice(0, equals)] = pair.slice(equals + 1);
-  }
-  return context;
+  return Object.fromEntries(parseKeyValuePairs('context', pairs));
 }
 
 function openInput(path: string): { stream: Readable; size?: number } {

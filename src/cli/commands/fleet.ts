@@ -24,6 +24,11 @@ interface HostView {
   EntitledKeyIds?: string[];
 }
 
+/** `web, db` → ['web', 'db']. */
+function classList(text: string): string[] {
+  return text.split(',').map((name) => name.trim()).filter(Boolean);
+}
+
 function parseDuration(text: string): number {
   const match = /^(\d+)([smhd]?)$/.exec(text.trim());
   if (!match) throw new UserError('ValidationException', `--ttl must be a number of seconds or like 15m, 2h, 7d; got '${text}'.`);
@@ -90,7 +95,7 @@ export function registerFleetCommands(program: Command): void {
 
   withClientFlags(host.command('set-classes').argument('<host-id>').argument('<classes>', 'comma-separated classes'))
     .action(async (hostId: string, classes: string, flags: ClientFlags) => {
-      await withClient(flags, (client) => client.fleet('SetHostClasses', { HostId: hostId, Classes: classes.split(',').map((name) => name.trim()).filter(Boolean) }));
+      await withClient(flags, (client) => client.fleet('SetHostClasses', { HostId: hostId, Classes: classList(classes) }));
       printResult(flags, {}, () => `host ${hostId} is now in ${classes}`);
     });
 
@@ -104,7 +109,7 @@ export function registerFleetCommands(program: Command): void {
     .option('--uses <n>', 'how many hosts may enrol with it (default 1)')
     .option('--ttl <duration>', 'how long it is valid: seconds, or 15m, 2h, 7d (default 1h)'))
     .action(async (flags: ClientFlags & { classes: string; uses?: string; ttl?: string }) => {
-      const classes = flags.classes.split(',').map((name) => name.trim()).filter(Boolean);
+      const classes = classList(flags.classes);
       const result = await withClient(flags, (client) => client.fleet<{ Token: string; ExpiresAt: string; Uses: number }>('CreateJoinToken', {
         Classes: classes, Uses: flags.uses === undefined ? undefined : Number(flags.uses),
         TtlSeconds: flags.ttl === undefined ? undefined : parseDuration(flags.ttl) }));

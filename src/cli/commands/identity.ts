@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UserError } from '../../shared/errors.ts';
 import { printResult } from '../output.ts';
-import { collect, withClient, withClientFlags, type ClientFlags } from '../client.ts';
+import { collect, parseKeyValuePairs, withClient, withClientFlags, type ClientFlags } from '../client.ts';
 
 interface PrincipalView {
   Name: string;
@@ -26,11 +26,7 @@ function readPolicy(value: string): string {
 }
 
 function parseTags(values: string[] | undefined) {
-  return values?.map((pair) => {
-    const equals = pair.indexOf('=');
-    if (equals <= 0) throw new UserError('InvalidArgument', `--tag expects KEY=VALUE, got '${pair}'.`);
-    return { Key: pair.slice(0, equals), Value: pair.slice(equals + 1) };
-  });
+  return values && parseKeyValuePairs('tag', values).map(([Key, Value]) => ({ Key, Value }));
 }
 
 
@@ -171,11 +167,7 @@ export function registerIdentityCommands(program: Command): void {
     .option('--source-ip <address>', 'the request\'s source address'))
     .action(async (flags: ClientFlags & { principal: string; action: string; resource: string; context?: string[]; sourceIp?: string }) => {
       await withClient(flags, async (client) => {
-        const context = flags.context ? Object.fromEntries(flags.context.map((pair) => {
-          const equals = pair.indexOf('=');
-          if (equals <= 0) throw new UserError('InvalidArgument', `--context expects KEY=VALUE, got '${pair}'.`);
-          return [pair.slice(0, equals), pair.slice(equals + 1)];
-        })) : undefined;
+        const context = flags.context ? Object.fromEntries(parseKeyValuePairs('context', flags.context)) : undefined;
         const result = await client.iam<{ Decision: string; DecidedBy?: string; EnabledBy?: string; Reason: string;
           MatchedStatements: Array<{ Source: string; PolicyId?: string; Sid?: string; Index: number; Effect: string }> }>('SimulatePrincipalPolicy', {
           PrincipalArn: flags.principal, Action: flags.action, Resource: flags.resource, EncryptionContext: context, SourceIp: flags.sourceIp });

@@ -7,7 +7,7 @@ import {
   type AliasListEntry, type KeyMetadata, type KeySpec, type KeyUsageType,
 } from '@aws-sdk/client-kms';
 import type { KeyServiceClient } from '../../clients/kms.ts';
-import { collect, withClient, withClientFlags, type ClientFlags } from '../client.ts';
+import { collect, parseKeyValuePairs, withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { printResult } from '../output.ts';
 
 interface KeyVersionsResult {
@@ -19,11 +19,7 @@ interface KeyVersionsResult {
 }
 
 function parseTags(values: string[] | undefined) {
-  return (values ?? []).map((pair) => {
-    const equals = pair.indexOf('=');
-    if (equals <= 0) throw new Error(`--tag expects KEY=VALUE, got '${pair}'`);
-    return { TagKey: pair.slice(0, equals), TagValue: pair.slice(equals + 1) };
-  });
+  return parseKeyValuePairs('tag', values ?? []).map(([TagKey, TagValue]) => ({ TagKey, TagValue }));
 }
 
 function describeLine(metadata: KeyMetadata, aliases: string[]): string {

@@ -1,36 +1,18 @@
 // `trustplane operator init|unseal|seal|status|rotate-domain-key`: the crypto module's lifecycle.
 // Must never write a share or the root credentials anywhere but this process's stdout.
 import { createInterface } from 'node:readline';
-import { armor, Decrypter } from 'age-encryption';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { DomainKeyRotationProgress, InitResult, SealStatus } from '../../services/operator/index.ts';
 import { UserError } from '../../shared/errors.ts';
-import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
+import { collect, withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { printResult } from '../output.ts';
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { HOME_DATABASE_FILE, resolveHome, SERVER_PID_FILE } from '../../shared/config.ts';
-import { SqliteStore } from '../../shared/store/index.ts';
-import { migrateSeal } from '../../services/operator/seal-migration.ts';
+import { readFileSync } from 'node:fs';
+import { readPkcs11Pin, resolveHome } from '../../shared/config.ts';
 
 interface MigrateFlags {
   home?: string; to: string; share?: string[]; shares?: string; threshold?: string; json?: boolean;
   pkcs11Module?: string; pkcs11Token?: string; pkcs11PinFile?: string;
-}
-
-/** A live server on the same home would keep wrapping under the old module while we switch. */
-function refuseLiveServer(home: string): void {
-  const pidFile = join(home, SERVER_PID_FILE);
-  if (!existsSync(pidFile)) return;
-  const pid = Number(readFileSync(pidFile, 'utf8').trim());
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    // ESRCH: no such process, a stale file from a crash. EPERM: alive, under another user.
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return;
-  }
-  throw new UserError('ServerRunning', `a trustplane server (pid ${pid}) is running on ${home}; stop it before migrating the seal.`);
 }
 
 async function readAll(): Promise<string> {
@@ -43,6 +25,7 @@ async function readAll(): Promise<string> {
 async function decryptAgeShare(armored: string, identityFile: string): Promise<string> {
   const identities = identityFile.split('\n').map((line) => line.trim()).filter((line) => line.startsWith('AGE-SECRET-KEY-'));
   if (identities.length === 0) throw new UserError('ValidationException', 'The identity file holds no AGE-SECRET-KEY- line.');
+  const { armor, Decrypter } = await import('age-encryption');
   const decrypter = new Decrypter();
   for (const identity of identities) decrypter.addIdentity(identity);
   try {
@@ -83,9 +66,9 @@ function describeStatus(status: SealStatus): string {
 async function readShare(): Promise<string> {
   const input = process.stdin;
   if (!input.isTTY) {
-    const lines = createInterface({ input });
-    for await (const line of lines) return line.trim();
-    throw new UserError('ValidationException', 'No unseal share on standard input.');
+    const [first] = await readLines();
+    if (first === undefined) throw new UserError('ValidationException', 'No unseal share on standard input.');
+    return first;
   }
   process.stderr.write('Unseal share (input is hidden): ');
   input.setRawMode(true);
@@ -116,7 +99,7 @@ export function registerOperatorCommands(program: Command): void {
     .option('--shares <n>', 'unseal shares to make (software module; default 5)')
     .option('--threshold <k>', 'shares needed to unseal (default 3)')
     .option('--recipient <age-public-key>', 'encrypt share i to the i-th recipient (repeat once per share): no one sees every share',
-      (value: string, previous: string[] = []) => [...previous, value]))
+      collect))
     .action(async (flags: ClientFlags & { shares?: string; threshold?: string; recipient?: string[] }) => {
       const input: Record<string, unknown> = {};
       if (flags.recipient) input.Recipients = flags.recipient;
@@ -168,7 +151,7 @@ export function registerOperatorCommands(program: Command): void {
     .description('move a stopped server\'s home from the software module to a PKCS#11 token, or back; customer keys do not change')
     .requiredOption('--to <module>', 'software or pkcs11')
     .option('--home <dir>', 'server home (default $TRUSTPLANE_HOME or ./.trustplane)')
-    .option('--share <share>', 'an unseal share of the software module (repeat; or one per line on standard input)', (value: string, previous: string[] = []) => [...previous, value])
+    .option('--share <share>', 'an unseal share of the software module (repeat; or one per line on standard input)', collect)
     .option('--shares <n>', 'shares of the new root key, migrating to software (default 5)')
     .option('--threshold <k>', 'shares needed to unseal, migrating to software (default 3)')
     .option('--pkcs11-module <path>', 'PKCS#11 library (or $TRUSTPLANE_PKCS11_MODULE)')
@@ -177,44 +160,35 @@ export function registerOperatorCommands(program: Command): void {
     .option('--json', 'machine-readable output')
     .action(async (flags: MigrateFlags) => {
       if (flags.to !== 'software' && flags.to !== 'pkcs11') throw new UserError('ValidationException', '--to must be software or pkcs11.');
-      const home = resolveHome(flags.home);
-      const database = join(home, HOME_DATABASE_FILE);
-      if (!existsSync(database)) throw new UserError('InvalidConfiguration', `no trustplane home at ${home}.`);
-      refuseLiveServer(home);
       const libraryPath = flags.pkcs11Module ?? process.env.TRUSTPLANE_PKCS11_MODULE;
       const tokenLabel = flags.pkcs11Token ?? process.env.TRUSTPLANE_PKCS11_TOKEN;
-      const pinFile = flags.pkcs11PinFile ?? process.env.TRUSTPLANE_PKCS11_PIN_FILE;
-      const pin = process.env.TRUSTPLANE_PKCS11_PIN ?? (pinFile ? readFileSync(pinFile, 'utf8').trim() : undefined);
+      const pin = readPkcs11Pin(flags.pkcs11PinFile ?? process.env.TRUSTPLANE_PKCS11_PIN_FILE);
       if (!libraryPath || !tokenLabel || !pin) {
         throw new UserError('InvalidConfiguration', 'migrate-seal needs the PKCS#11 side: --pkcs11-module, --pkcs11-token and the PIN ($TRUSTPLANE_PKCS11_PIN or --pkcs11-pin-file).');
       }
-      const shares = flags.to === 'pkcs11' ? [...(flags.share ?? []), ...(flags.share ? [] : await readLines())] : undefined;
-      const store = SqliteStore.open(database);
+      const shares = flags.to === 'pkcs11' ? flags.share ?? await readLines() : undefined;
       const human = !flags.json;
-      try {
-        const result = await migrateSeal({
-          store, to: flags.to, pkcs11: { libraryPath, tokenLabel, pin }, sourceShares: shares,
-          targetScheme: flags.to === 'software' ? { shares: Number(flags.shares ?? 5), threshold: Number(flags.threshold ?? 3) } : undefined,
-          onProgress: (done, total) => { if (human && process.stderr.isTTY) process.stderr.write(`\rrewrapped ${done}/${total}`); },
-          onNewShares: (newShares, threshold) => {
-            // Shown before the switch commits: once it has, these are the only way in.
-            if (human) {
-              process.stdout.write(`New unseal shares (${threshold} of ${newShares.length}); valid only if the migration reports success below:\n\n`);
-              newShares.forEach((share, index) => process.stdout.write(`  share ${index + 1}: ${share}\n`));
-              process.stdout.write('\n');
-            }
-          },
-        });
-        if (human && process.stderr.isTTY) process.stderr.write('\n');
-        if (result.leftInToken.length > 0) {
-          process.stderr.write(`trustplane: warning: ${result.leftInToken.length} old domain key object(s) could not be destroyed in the token (ids ${result.leftInToken.join(', ')}); they protect nothing now.\n`);
-        }
-        printResult(flags, { From: result.from, To: result.to, Rewrapped: result.rewrapped, Shares: result.newShares },
-          () => `Migrated from ${result.from} to ${result.to}: ${result.rewrapped} stored records rewrapped; customer keys unchanged.\n`
-            + `Start the server with ${result.to === 'pkcs11' ? `--seal pkcs11 --pkcs11-module ${libraryPath} --pkcs11-token ${tokenLabel}` : 'the software module (the default) and unseal it with the new shares'}.`);
-      } finally {
-        await store.close();
+      const { migrateSeal } = await import('../../services/operator/seal-migration.ts');
+      const result = await migrateSeal({
+        home: resolveHome(flags.home), to: flags.to, pkcs11: { libraryPath, tokenLabel, pin }, sourceShares: shares,
+        targetScheme: flags.to === 'software' ? { shares: Number(flags.shares ?? 5), threshold: Number(flags.threshold ?? 3) } : undefined,
+        onProgress: (done, total) => { if (human && process.stderr.isTTY) process.stderr.write(`\rrewrapped ${done}/${total}`); },
+        onNewShares: (newShares, threshold) => {
+          // Shown before the switch commits: once it has, these are the only way in.
+          if (human) {
+            process.stdout.write(`New unseal shares (${threshold} of ${newShares.length}); valid only if the migration reports success below:\n\n`);
+            newShares.forEach((share, index) => process.stdout.write(`  share ${index + 1}: ${share}\n`));
+            process.stdout.write('\n');
+          }
+        },
+      });
+      if (human && process.stderr.isTTY) process.stderr.write('\n');
+      if (result.leftInToken.length > 0) {
+        process.stderr.write(`trustplane: warning: ${result.leftInToken.length} old domain key object(s) could not be destroyed in the token (ids ${result.leftInToken.join(', ')}); they protect nothing now.\n`);
       }
+      printResult(flags, { From: result.from, To: result.to, Rewrapped: result.rewrapped, Shares: result.newShares },
+        () => `Migrated from ${result.from} to ${result.to}: ${result.rewrapped} stored records rewrapped; customer keys unchanged.\n`
+          + `Start the server with ${result.to === 'pkcs11' ? `--seal pkcs11 --pkcs11-module ${libraryPath} --pkcs11-token ${tokenLabel}` : 'the software module (the default) and unseal it with the new shares'}.`);
     });
 
   withClientFlags(operator.command('rotate-domain-key')

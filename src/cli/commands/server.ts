@@ -1,20 +1,10 @@
 // `trustplane server`: runs the control plane in the foreground until SIGTERM or SIGINT.
 // Must never print credentials except the dev-mode root credentials meant to be pasted.
-import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { serverConfig, type ServerFlags } from '../../shared/config.ts';
 import { createLogger } from '../../shared/log.ts';
-import { startServer } from '../../server.ts';
-
-function readDevCredentials(home: string): { accessKeyId: string; secretAccessKey: string } | undefined {
-  const path = join(home, 'credentials');
-  if (!existsSync(path)) return undefined;
-  const text = readFileSync(path, 'utf8');
-  const accessKeyId = /aws_access_key_id\s*=\s*(\S+)/.exec(text)?.[1];
-  const secretAccessKey = /aws_secret_access_key\s*=\s*(\S+)/.exec(text)?.[1];
-  return accessKeyId && secretAccessKey ? { accessKeyId, secretAccessKey } : undefined;
-}
+import { AWS_PROFILE, CREDENTIALS_FILE } from '../../shared/home-files.ts';
 
 export function registerServerCommand(program: Command): void {
   program.command('server')
@@ -36,6 +26,8 @@ export function registerServerCommand(program: Command): void {
     .action(async (options: Omit<ServerFlags, 'scheduleIntervalSeconds'> & { scheduleInterval?: string }) => {
       const config = serverConfig({ ...options, scheduleIntervalSeconds: options.scheduleInterval });
       const logger = createLogger();
+      // Loaded here, not at start-up: every other command would pay for the server's modules (native addons among them).
+      const { startServer } = await import('../../server.ts');
       const server = await startServer(config, logger);
       const out = process.stdout;
       out.write(`trustplane server listening on ${server.url}${config.dev ? ' (DEV MODE: auto-unseal, not for production)' : ''}\n`);
@@ -47,9 +39,9 @@ export function registerServerCommand(program: Command): void {
         out.write(`\nThe crypto module is SEALED${sealStatus.SealedReason ? ` (${sealStatus.SealedReason})` : ''}: key operations fail until it is unsealed.\n`);
         if (sealStatus.Module === 'software') out.write(`Unseal with ${sealStatus.Threshold} shares: trustplane operator unseal --endpoint ${server.url}\n`);
       }
-      const credentials = server.rootCredentials ?? (config.dev ? readDevCredentials(server.home) : undefined);
+      const credentials = server.rootCredentials;
       if (credentials) {
-        out.write(`\nRoot credentials (also in ${join(server.home, 'credentials')}, profile trustplane):\n\n`);
+        out.write(`\nRoot credentials (also in ${join(server.home, CREDENTIALS_FILE)}, profile ${AWS_PROFILE}):\n\n`);
         out.write(`export AWS_ACCESS_KEY_ID=${credentials.accessKeyId} AWS_SECRET_ACCESS_KEY=${credentials.secretAccessKey} AWS_REGION=${server.region}\n`);
         out.write(`export AWS_ENDPOINT_URL=${server.url} TRUSTPLANE_ENDPOINT=${server.url}\n\n`);
         out.write(`Try: aws kms create-key --endpoint-url ${server.url}\n`);

@@ -3,9 +3,8 @@ import type { AwsJsonOperation } from '../../shared/http/index.ts';
 import type { FleetService } from './service.ts';
 import { fleetOperations } from './routes/operations.ts';
 
-export { FleetService, joinTokenHash, type FleetServiceOptions } from './service.ts';
-export { FLEET as FLEET_TARGET_PREFIX, FLEET_PATH_PREFIX, createFleetHttpHandler } from './routes/operations.ts';
-export { ENROLL_PROOF_CONTEXT, HOST_CERTIFICATE_DAYS } from './service.ts';
+export { FleetService, joinTokenHash } from './service.ts';
+export { FLEET as FLEET_TARGET_PREFIX, createFleetHttpHandler } from './routes/operations.ts';
 
 export function fleetApiOperations(service: FleetService): AwsJsonOperation[] {
   return fleetOperations(service) as AwsJsonOperation[];

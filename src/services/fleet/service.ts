@@ -8,19 +8,20 @@ import {
 } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
-import { StoreConflictError, StoreDuplicateError } from '../../shared/store/index.ts';
-import type {
-  CertificateAuthorityRecord, FleetChange, HostClassRecord, HostRecord, SqliteFleetStore,
-} from '../../shared/store/sqlite-fleet.ts';
+import {
+  SECRET_PURPOSES, StoreConflictError, StoreDuplicateError, type CertificateAuthorityRecord, type FleetChange, type FleetStore,
+  type HostClassRecord, type HostRecord,
+} from '../../shared/store/index.ts';
 import type { KeyService } from '../kms/index.ts';
+import { classesByName, entitledKeyIds } from './domain/classes.ts';
 import { classArn, JOIN_TOKEN_PREFIX, parseClassName } from './domain/names.ts';
 
-export const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 3600;
+const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 3600;
 export const MAX_JOIN_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
-export const HOST_CERTIFICATE_DAYS = 30;
+const HOST_CERTIFICATE_DAYS = 30;
 const CA_VALIDITY_DAYS = 3650;
-/** The purpose the CA's private key is wrapped for (with the account id); the store's wrapped-record source of the same name. */
-const FLEET_CA_KEY_PURPOSE = 'fleet-ca-key';
+/** The purpose the CA's private key is wrapped for (with the account id). */
+const FLEET_CA_KEY_PURPOSE = SECRET_PURPOSES.fleetCaKey;
 /** What an enrolling host signs with its new key: proof that it holds the key it asks a certificate for. */
 export const ENROLL_PROOF_CONTEXT = 'trustplane-enroll-v1\n';
 
@@ -33,7 +34,7 @@ export interface EnrollInput {
 }
 
 export interface FleetServiceOptions {
-  store: SqliteFleetStore;
+  store: FleetStore;
   keys: KeyService;
   keyring: Keyring;
   authorizer: Authorizer;
@@ -86,8 +87,8 @@ export class FleetService {
   async listClasses(caller: Caller): Promise<Array<HostClassRecord & { entitledKeyIds: string[] }>> {
     await this.#require(caller, 'fleet:ListClasses');
     const classes = await this.#options.store.listClasses(caller.accountId);
-    return Promise.all(classes.map(async (record) => ({ ...record,
-      entitledKeyIds: await this.#options.store.entitledKeyIds(caller.accountId, record.name) })));
+    const byName = classesByName(classes);
+    return classes.map((record) => ({ ...record, entitledKeyIds: entitledKeyIds(byName, [record.name]) }));
   }
 
   async deleteClass(caller: Caller, rawName: string): Promise<void> {
@@ -219,9 +220,8 @@ export class FleetService {
     await this.#require(caller, 'fleet:GetHost');
     const host = await this.#options.store.getHost(caller.accountId, hostId);
     if (!host) throw notFound(`Host ${hostId} does not exist.`);
-    const entitled = new Set<string>();
-    for (const className of host.classes) for (const keyId of await this.#options.store.entitledKeyIds(caller.accountId, className)) entitled.add(keyId);
-    return { ...host, entitledKeyIds: [...entitled].sort() };
+    const classes = classesByName(await this.#options.store.listClasses(caller.accountId));
+    return { ...host, entitledKeyIds: entitledKeyIds(classes, host.classes) };
   }
 
   async setHostClasses(caller: Caller, hostId: string, classNames: string[]): Promise<void> {

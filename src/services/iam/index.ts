@@ -6,8 +6,6 @@ import { principalOperations } from './routes/accounts-and-principals.ts';
 import { credentialOperations } from './routes/credentials.ts';
 
 export { IdentityService, newAccountId, type IdentityServiceOptions } from './service.ts';
-export { IAM as IAM_TARGET_PREFIX } from './routes/common.ts';
-export { rootArn, userArn, roleArn } from './domain/names.ts';
 
 export function iamOperations(service: IdentityService): AwsJsonOperation[] {
   return [...principalOperations(service), ...credentialOperations(service)] as AwsJsonOperation[];

@@ -6,12 +6,12 @@ import { randomBytes } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
-  InvalidMarkerError, StoreDuplicateError, StoreLimitError, type AccountRecord, type PrincipalKind, type PrincipalRecord,
+  StoreDuplicateError, StoreLimitError, type AccountRecord, type PrincipalKind, type PrincipalRecord,
   type Store,
 } from '../../shared/store/index.ts';
 import {
-  ACCOUNT_NAME, accountArn, checkName, DEFAULT_ROLE_MAX_SESSION_SECONDS, MAX_SESSION_SECONDS, MIN_SESSION_SECONDS,
-  parseRoleArn, POLICY_NAME, PRINCIPAL_NAME, roleArn, rootArn, SESSION_NAME, userArn,
+  ACCOUNT_NAME, accountArn, checkName, DEFAULT_ROLE_MAX_SESSION_SECONDS, parseRoleArn, POLICY_NAME, PRINCIPAL_NAME,
+  roleArn, rootArn, SESSION_NAME, userArn,
 } from './domain/names.ts';
 
 /** Builds the authorisation question for a resource another service owns (a key, say). */
@@ -42,6 +42,16 @@ async function withKeyQuota<T>(write: Promise<T>): Promise<T> {
     if (error instanceof StoreLimitError) {
       throw new UserError('LimitExceededException', `Cannot exceed quota for AccessKeysPerUser: ${MAX_ACTIVE_ACCESS_KEYS}`);
     }
+    throw error;
+  }
+}
+
+/** A name already taken (account, user, role), in IAM's words. */
+async function withUniqueName<T>(write: Promise<T>, message: string): Promise<T> {
+  try {
+    return await write;
+  } catch (error) {
+    if (error instanceof StoreDuplicateError) throw entityExists(message);
     throw error;
   }
 }
@@ -87,14 +97,14 @@ export class IdentityService {
     const root: PrincipalRecord = { arn: rootArn(accountId), accountId, kind: 'root', name: 'root', createdAt: account.createdAt };
     const { record, issued } = await this.#credentials.newAccessKey(root.arn);
     beforeCommit?.(issued);
-    try {
-      await this.#store.createAccount(account, root, record);
-    } catch (error) {
-      if (error instanceof StoreDuplicateError) throw entityExists(`An account named ${name} already exists.`);
-      throw error;
-    }
+    await withUniqueName(this.#store.createAccount(account, root, record), `An account named ${name} already exists.`);
     this.#logger.info({ accountId, name }, 'account created');
     return { account, credentials: issued };
+  }
+
+  /** Whether this is the management account (whose principals may create accounts and operate the server). */
+  async isManagementAccount(accountId: string): Promise<boolean> {
+    return (await this.#store.getAccount(accountId))?.management === true;
   }
 
   /** Server start-up: the management account exists, created with this id on first start. */
@@ -104,9 +114,8 @@ export class IdentityService {
   }
 
   async createAccount(caller: Caller, name: string) {
-    const callerAccount = await this.#store.getAccount(caller.accountId);
     await this.#authorizer.require(caller, { action: 'tp:CreateAccount', resource: accountArn(caller.accountId), resourceAccountId: caller.accountId });
-    if (!callerAccount?.management) {
+    if (!(await this.isManagementAccount(caller.accountId))) {
       throw new UserError('AccessDeniedException', 'Only principals of the management account may create accounts.');
     }
     const { account, credentials } = await this.#createAccount(name, false);
@@ -121,16 +130,7 @@ export class IdentityService {
       const own = callerAccount ? [callerAccount] : [];
       return { items: own, nextMarker: undefined };
     }
-    return this.#page(() => this.#store.listAccounts(limit, marker));
-  }
-
-  async #page<T>(read: () => Promise<T>): Promise<T> {
-    try {
-      return await read();
-    } catch (error) {
-      if (error instanceof InvalidMarkerError) throw new UserError('InvalidMarkerException', 'The marker is invalid.');
-      throw error;
-    }
+    return this.#store.listAccounts(limit, marker);
   }
 
   // ---- users and roles ----------------------------------------------------------------------
@@ -148,40 +148,24 @@ export class IdentityService {
     return principal;
   }
 
-  #checkTags(tags: Record<string, string> | undefined): void {
-    if (Object.keys(tags ?? {}).length > 50) throw new UserError('LimitExceededException', 'A principal can have at most 50 tags.');
-  }
-
   async createUser(caller: Caller, name: string, tags?: Record<string, string>): Promise<PrincipalRecord> {
     checkName(name, PRINCIPAL_NAME, 'userName');
-    this.#checkTags(tags);
     const arn = userArn(caller.accountId, name);
     await this.#authorizer.require(caller, { action: 'iam:CreateUser', resource: arn, resourceAccountId: caller.accountId });
     const principal: PrincipalRecord = { arn, accountId: caller.accountId, kind: 'user', name, createdAt: this.#now(), tags };
-    try {
-      await this.#store.createPrincipal(principal);
-    } catch (error) {
-      if (error instanceof StoreDuplicateError) throw entityExists(`User with name ${name} already exists.`);
-      throw error;
-    }
+    await withUniqueName(this.#store.createPrincipal(principal), `User with name ${name} already exists.`);
     return principal;
   }
 
   async createRole(caller: Caller, input: { name: string; trustPolicy: string; maxSessionSeconds?: number; tags?: Record<string, string> }) {
     checkName(input.name, PRINCIPAL_NAME, 'roleName');
-    this.#checkTags(input.tags);
     this.#authorizer.engine.validate(input.trustPolicy, 'trust');
     const maxSessionSeconds = input.maxSessionSeconds ?? DEFAULT_ROLE_MAX_SESSION_SECONDS;
     const arn = roleArn(caller.accountId, input.name);
     await this.#authorizer.require(caller, { action: 'iam:CreateRole', resource: arn, resourceAccountId: caller.accountId });
     const principal: PrincipalRecord = { arn, accountId: caller.accountId, kind: 'role', name: input.name, createdAt: this.#now(),
       tags: input.tags, trustPolicy: input.trustPolicy, maxSessionSeconds };
-    try {
-      await this.#store.createPrincipal(principal);
-    } catch (error) {
-      if (error instanceof StoreDuplicateError) throw entityExists(`Role with name ${input.name} already exists.`);
-      throw error;
-    }
+    await withUniqueName(this.#store.createPrincipal(principal), `Role with name ${input.name} already exists.`);
     return principal;
   }
 
@@ -191,8 +175,8 @@ export class IdentityService {
 
   async listPrincipals(caller: Caller, kind: 'user' | 'role', limit: number, marker?: string) {
     await this.#authorizer.require(caller, { action: kind === 'user' ? 'iam:ListUsers' : 'iam:ListRoles',
-      resource: `arn:aws:iam::${caller.accountId}:${kind}/*`, resourceAccountId: caller.accountId });
-    return this.#page(() => this.#store.listPrincipals(caller.accountId, kind as PrincipalKind, limit, marker));
+      resource: this.#arnFor(kind, caller.accountId, '*'), resourceAccountId: caller.accountId });
+    return this.#store.listPrincipals(caller.accountId, kind as PrincipalKind, limit, marker);
   }
 
   async deletePrincipal(caller: Caller, kind: 'user' | 'role', name: string): Promise<void> {
@@ -204,10 +188,16 @@ export class IdentityService {
 
   // ---- identity policies --------------------------------------------------------------------
 
-  async #policyTarget(caller: Caller, principalArn: string, action: string): Promise<PrincipalRecord> {
+  /** A principal of the caller's account, by ARN, once the caller may take this action on it. */
+  async #accountPrincipal(caller: Caller, principalArn: string, action: string): Promise<PrincipalRecord> {
     await this.#authorizer.require(caller, { action, resource: principalArn, resourceAccountId: caller.accountId });
     const principal = await this.#store.getPrincipal(principalArn);
     if (!principal || principal.accountId !== caller.accountId) throw noSuchEntity(`The principal ${principalArn} cannot be found.`);
+    return principal;
+  }
+
+  async #policyTarget(caller: Caller, principalArn: string, action: string): Promise<PrincipalRecord> {
+    const principal = await this.#accountPrincipal(caller, principalArn, action);
     if (principal.kind === 'root') {
       throw new UserError('ValidationException', 'The account root has every permission in its account; attach policies to users and roles.');
     }
@@ -302,10 +292,7 @@ export class IdentityService {
   /** May this principal (of the caller's account) do this action on this resource, and what decided it? */
   async simulate(caller: Caller, input: { principalArn: string; action: string; resource: string;
     encryptionContext?: Record<string, string>; sourceIp?: string }) {
-    await this.#authorizer.require(caller, { action: 'iam:SimulatePrincipalPolicy', resource: input.principalArn,
-      resourceAccountId: caller.accountId });
-    const principal = await this.#store.getPrincipal(input.principalArn);
-    if (!principal || principal.accountId !== caller.accountId) throw noSuchEntity(`The principal ${input.principalArn} cannot be found.`);
+    const principal = await this.#accountPrincipal(caller, input.principalArn, 'iam:SimulatePrincipalPolicy');
     const subject: Caller = { principalArn: principal.arn, identityArn: principal.arn, accountId: principal.accountId, kind: principal.kind,
       accessKeyId: 'SIMULATION', tags: principal.tags ?? {}, sourceIp: input.sourceIp, signingService: 'simulation' };
     let request: AccessRequest | undefined;
@@ -337,10 +324,8 @@ export class IdentityService {
         `User: ${caller.principalArn} is not authorized to perform: sts:AssumeRole on resource: ${input.roleArn}`);
     }
     const maximum = role.maxSessionSeconds ?? DEFAULT_ROLE_MAX_SESSION_SECONDS;
+    // The route bounds DurationSeconds (MIN_SESSION_SECONDS to MAX_SESSION_SECONDS) and a role's maximum (3600 and up).
     const duration = input.durationSeconds ?? Math.min(DEFAULT_ROLE_MAX_SESSION_SECONDS, maximum);
-    if (duration < MIN_SESSION_SECONDS || duration > MAX_SESSION_SECONDS) {
-      throw new UserError('ValidationException', `1 validation error detected: Value '${duration}' at 'durationSeconds' failed to satisfy constraint: Member must have value between ${MIN_SESSION_SECONDS} and ${MAX_SESSION_SECONDS}`);
-    }
     if (duration > maximum) {
       throw new UserError('ValidationException', `The requested DurationSeconds exceeds the MaxSessionDuration set for this role (${maximum} seconds).`);
     }

@@ -13,7 +13,6 @@ import { extensionOperations } from './routes/extensions.ts';
 import { grantOperations } from './routes/grants.ts';
 
 export { KeyService, type KeyServiceOptions, type KeyMetadata } from './service.ts';
-export { EXTENSIONS as KMS_EXTENSION_PREFIX } from './routes/common.ts';
 
 /** Every operation the key service answers on the AWS JSON 1.1 protocol. */
 export function kmsOperations(service: KeyService): AwsJsonOperation[] {

@@ -1,15 +1,16 @@
 // Key service use cases: resolve and authorise keys, run key operations, keep versions and
 // rotation. Must never return key material other than data keys the API defines as returned.
 import type { AccessRequest, Authorizer, Caller, ConditionValue } from '../../shared/auth/index.ts';
+import { rootArn } from '../../shared/auth/index.ts';
 import {
-  CustomerKey, DATA_KEY_PAIR_SPECS, generateAsymmetricPair, hashLength, isAsymmetricSpec, Keyring,
+  CustomerKey, generateAsymmetricPair, hashLength, isAsymmetricSpec, Keyring,
   parseCiphertextBlob, randomBytes, randomUuid, sha256, UnsupportedDigestSigningError, zeroize,
   type DataKeyPairSpec, type EncryptionContext, type KeySpec, type MacAlgorithm, type ParsedCiphertext,
 } from '../../shared/crypto/index.ts';
 import { CiphertextError, UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
-  InvalidMarkerError, StoreConflictError, StoreDuplicateError, type KeyPatch, type KeyRecord, type KeyUsage,
+  StoreConflictError, StoreDuplicateError, type KeyPatch, type KeyRecord, type KeyUsage,
   type GrantConstraints, type GrantRecord, type KeyVersionRecord, type Page, type Store, type TagRecord,
 } from '../../shared/store/index.ts';
 import { kmsErrors } from './domain/errors.ts';
@@ -24,8 +25,8 @@ import {
 } from './domain/key-specs.ts';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
-export const DEFAULT_ROTATION_PERIOD_DAYS = 365;
-export const MAX_TAGS_PER_KEY = 50;
+const DEFAULT_ROTATION_PERIOD_DAYS = 365;
+const MAX_TAGS_PER_KEY = 50;
 
 export interface KeyServiceOptions {
   store: Store;
@@ -79,6 +80,17 @@ interface AuthorizationExtras {
   grantsApply?: boolean;
 }
 
+/** A key as the caller named it: by id or ARN, or by an alias (kms:RequestAlias). */
+interface ResolvedKey {
+  key: KeyRecord;
+  requestAlias?: string;
+}
+
+interface ResolveOptions {
+  /** Refuse a key pending deletion (KMSInvalidStateException), right after authorisation. */
+  refusePendingDeletion?: boolean;
+}
+
 interface OpenedKey {
   record: KeyRecord;
   key: CustomerKey;
@@ -94,13 +106,6 @@ const REQUIRED_USAGE: Record<KeyOperation, KeyUsage> = {
   GenerateDataKeyPairWithoutPlaintext: 'ENCRYPT_DECRYPT', Sign: 'SIGN_VERIFY', Verify: 'SIGN_VERIFY',
   GetPublicKey: 'SIGN_VERIFY', GenerateMac: 'GENERATE_VERIFY_MAC', VerifyMac: 'GENERATE_VERIFY_MAC',
 };
-
-function withStoreErrors<T>(promise: Promise<T>): Promise<T> {
-  return promise.catch((error: unknown) => {
-    if (error instanceof InvalidMarkerError) throw kmsErrors.invalidMarker();
-    throw error;
-  });
-}
 
 export class KeyService {
   readonly #store: Store;
@@ -119,10 +124,6 @@ export class KeyService {
     this.#now = options.now ?? (() => new Date());
   }
 
-  get region(): string {
-    return this.#region;
-  }
-
   // ---- resolution and authorisation -------------------------------------------------------
 
   /**
@@ -130,23 +131,15 @@ export class KeyService {
    * and the key's grants decide, with the KMS condition keys of this request.
    */
   async #authorize(caller: Caller, action: string, key: KeyRecord, request: AuthorizationExtras = {}): Promise<void> {
-    await this.#authorizer.require(caller, await this.#accessRequest(caller, action, key, request));
+    await this.#authorizer.require(caller, this.#accessRequest(caller, action, key, request));
   }
 
   /** The authorisation question for an action on a key: its policy, condition keys and grants. */
-  async #accessRequest(caller: Caller, action: string, key: KeyRecord, request: AuthorizationExtras): Promise<AccessRequest> {
-    const conditionKeys: Record<string, ConditionValue> = {
-      'kms:CallerAccount': caller.accountId, 'kms:KeySpec': key.keySpec, 'kms:KeyUsage': key.keyUsage,
-      'kms:RequestAlias': request.requestAlias,
-    };
-    // As in AWS, a request without an encryption context has no kms:EncryptionContext* keys at all.
-    if (request.context !== undefined) {
-      const contextKeys = Object.keys(request.context);
-      conditionKeys['kms:EncryptionContextKeys'] = contextKeys;
-      for (const contextKey of contextKeys) conditionKeys[`kms:EncryptionContext:${contextKey}`] = request.context[contextKey];
-    }
-    Object.assign(conditionKeys, request.conditionKeys);
-    return { action, resource: key.arn, resourceAccountId: key.accountId, resourcePolicy: key.policy, conditionKeys,
+  #accessRequest(caller: Caller, action: string, key: KeyRecord, request: AuthorizationExtras): AccessRequest {
+    // The policy engine builds the kms:* condition keys (kms:CallerAccount is the caller's account) from these facts.
+    return { action, resource: key.arn, resourceAccountId: key.accountId, resourcePolicy: key.policy,
+      kms: { encryptionContext: request.context, requestAlias: request.requestAlias, keySpec: key.keySpec, keyUsage: key.keyUsage },
+      conditionKeys: request.conditionKeys,
       grantAllows: request.grantsApply === false ? false : () => this.#grantAllows(caller, action, key, request.context) };
   }
 
@@ -155,10 +148,9 @@ export class KeyService {
    * without asking it. The caller of the simulation must already be allowed to simulate.
    */
   async simulationRequest(principal: Caller, action: string, keyId: string, context?: EncryptionContext): Promise<AccessRequest> {
-    const key = await this.#resolve(principal, keyId);
+    const { key, requestAlias } = await this.#resolve(principal, keyId);
     if (key.accountId !== principal.accountId) throw kmsErrors.keyNotFound(key.arn);
-    const reference = parseKeyReference(keyId);
-    return this.#accessRequest(principal, action, key, { context, requestAlias: reference.kind === 'alias' ? reference.aliasName : undefined });
+    return this.#accessRequest(principal, action, key, { context, requestAlias });
   }
 
   /** Account-level actions (CreateKey, ListKeys, ListAliases) and aliases: identity policies decide. */
@@ -166,20 +158,24 @@ export class KeyService {
     await this.#authorizer.require(caller, { action, resource, resourceAccountId: caller.accountId });
   }
 
+  /** The caller's grants on the key, then (for a role session) its role's; read only as far as they are asked for. */
+  async *#grantsHeldBy(caller: Caller, key: KeyRecord): AsyncGenerator<GrantRecord> {
+    for (const grantee of new Set([caller.principalArn, caller.identityArn])) {
+      yield* await this.#store.grantsFor(key.keyId, grantee);
+    }
+  }
+
   /** A grant on the key for the caller (or the role behind its session) covering this operation and context. */
   async #grantAllows(caller: Caller, action: string, key: KeyRecord, context: EncryptionContext | undefined): Promise<boolean> {
     const operation = action.slice('kms:'.length);
-    const grantees = caller.identityArn === caller.principalArn ? [caller.principalArn] : [caller.principalArn, caller.identityArn];
-    for (const grantee of grantees) {
-      for (const grant of await this.#store.grantsFor(key.keyId, grantee)) {
-        if (grant.operations.includes(operation) && grantConstraintsHold(grant.constraints, context)) return true;
-      }
+    for await (const grant of this.#grantsHeldBy(caller, key)) {
+      if (grant.operations.includes(operation) && grantConstraintsHold(grant.constraints, context)) return true;
     }
     return false;
   }
 
   /** Resolves a KeyId (id, ARN, alias, alias ARN) to a key; other accounts' keys only by ARN. */
-  async #resolve(caller: Caller, raw: string, options: { allowAlias?: boolean } = {}): Promise<KeyRecord> {
+  async #resolve(caller: Caller, raw: string, options: { allowAlias?: boolean } = {}): Promise<ResolvedKey> {
     const reference = parseKeyReference(raw);
     if (reference.kind === 'invalid') throw kmsErrors.invalidKeyId(raw);
     const accountId = reference.accountId ?? caller.accountId;
@@ -190,20 +186,21 @@ export class KeyService {
       if (!alias) throw kmsErrors.aliasNotFound(aliasArn(this.#region, accountId, reference.aliasName));
       const key = await this.#store.getKey(alias.keyId);
       if (!key) throw kmsErrors.aliasNotFound(aliasArn(this.#region, accountId, reference.aliasName));
-      return key;
+      return { key, requestAlias: reference.aliasName };
     }
     const key = await this.#store.getKey(reference.keyId);
     const arn = keyArn(reference.region ?? this.#region, accountId, reference.keyId);
     if (!key || key.accountId !== accountId || (reference.region !== undefined && reference.region !== this.#region)) {
       throw kmsErrors.keyNotFound(arn);
     }
-    return key;
+    return { key };
   }
 
-  async #resolveAuthorized(caller: Caller, raw: string, action: string, context?: EncryptionContext): Promise<KeyRecord> {
-    const key = await this.#resolve(caller, raw);
-    const reference = parseKeyReference(raw);
-    await this.#authorize(caller, action, key, { context, requestAlias: reference.kind === 'alias' ? reference.aliasName : undefined });
+  async #resolveAuthorized(caller: Caller, raw: string, action: string,
+    options: ResolveOptions & { context?: EncryptionContext } = {}): Promise<KeyRecord> {
+    const { key, requestAlias } = await this.#resolve(caller, raw);
+    await this.#authorize(caller, action, key, { context: options.context, requestAlias });
+    if (options.refusePendingDeletion && key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
     return key;
   }
 
@@ -244,9 +241,9 @@ export class KeyService {
 
   /** Read-modify-write of a key with optimistic concurrency. */
   async #mutateKey(caller: Caller, raw: string, action: string,
-    change: (key: KeyRecord) => KeyPatch | Promise<KeyPatch>): Promise<KeyRecord> {
+    change: (key: KeyRecord) => KeyPatch | Promise<KeyPatch>, options: ResolveOptions = {}): Promise<KeyRecord> {
     return this.#retryOnConflict(async () => {
-      const key = await this.#resolveAuthorized(caller, raw, action);
+      const key = await this.#resolveAuthorized(caller, raw, action, options);
       return this.#store.updateKey(key.keyId, key.revision, await change(key));
     });
   }
@@ -284,17 +281,12 @@ export class KeyService {
       throw kmsErrors.limitExceeded(`A key can have at most ${MAX_TAGS_PER_KEY} tags.`);
     }
     const keyId = randomUuid();
+    const arn = keyArn(this.#region, caller.accountId, keyId);
     const now = this.#now();
-    if (input.policy !== undefined && !input.bypassLockoutCheck) {
-      const after = await this.#authorizer.evaluate(caller, { action: 'kms:PutKeyPolicy', resource: keyArn(this.#region, caller.accountId, keyId),
-        resourceAccountId: caller.accountId, resourcePolicy: input.policy });
-      if (!after.allowed) {
-        throw kmsErrors.malformedPolicy('The new key policy will not allow you to update the key policy in the future (kms:PutKeyPolicy). Set BypassPolicyLockoutSafetyCheck to apply it anyway.');
-      }
-    }
+    if (input.policy !== undefined && !input.bypassLockoutCheck) await this.#checkLockout(caller, arn, caller.accountId, input.policy);
     const material = await this.#keyring.createKeyMaterial(keyId, 1, spec);
     const key: KeyRecord = {
-      keyId, accountId: caller.accountId, arn: keyArn(this.#region, caller.accountId, keyId),
+      keyId, accountId: caller.accountId, arn,
       description: input.description ?? '', keySpec: spec, keyUsage: usage, keyState: 'Enabled', origin: 'AWS_KMS',
       createdAt: now, currentVersion: 1, minDecryptVersion: 1, rotationEnabled: false,
       policy: input.policy ?? defaultKeyPolicy(caller.accountId), revision: 1,
@@ -311,36 +303,27 @@ export class KeyService {
 
   async listKeys(caller: Caller, limit: number, marker?: string): Promise<Page<KeyRecord>> {
     await this.#authorizeInAccount(caller, 'kms:ListKeys');
-    return withStoreErrors(this.#store.listKeys(caller.accountId, limit, marker));
+    return this.#store.listKeys(caller.accountId, limit, marker);
   }
 
   async updateKeyDescription(caller: Caller, raw: string, description: string): Promise<void> {
-    await this.#mutateKey(caller, raw, 'kms:UpdateKeyDescription', (key) => {
-      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
-      return { description };
-    });
+    await this.#mutateKey(caller, raw, 'kms:UpdateKeyDescription', () => ({ description }),
+      { refusePendingDeletion: true });
   }
 
   async enableKey(caller: Caller, raw: string): Promise<void> {
-    await this.#mutateKey(caller, raw, 'kms:EnableKey', (key) => {
-      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
-      return { keyState: 'Enabled' };
-    });
+    await this.#mutateKey(caller, raw, 'kms:EnableKey', () => ({ keyState: 'Enabled' }),
+      { refusePendingDeletion: true });
   }
 
   async disableKey(caller: Caller, raw: string): Promise<void> {
-    await this.#mutateKey(caller, raw, 'kms:DisableKey', (key) => {
-      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
-      return { keyState: 'Disabled' };
-    });
+    await this.#mutateKey(caller, raw, 'kms:DisableKey', () => ({ keyState: 'Disabled' }),
+      { refusePendingDeletion: true });
   }
 
   async scheduleKeyDeletion(caller: Caller, raw: string, pendingWindowInDays = 30): Promise<KeyRecord> {
-    return this.#mutateKey(caller, raw, 'kms:ScheduleKeyDeletion', (key) => {
-      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
-      return { keyState: 'PendingDeletion', pendingWindowInDays,
-        deletionDate: new Date(this.#now().getTime() + pendingWindowInDays * DAY_MS) };
-    });
+    return this.#mutateKey(caller, raw, 'kms:ScheduleKeyDeletion', () => ({ keyState: 'PendingDeletion', pendingWindowInDays,
+      deletionDate: new Date(this.#now().getTime() + pendingWindowInDays * DAY_MS) }), { refusePendingDeletion: true });
   }
 
   async cancelKeyDeletion(caller: Caller, raw: string): Promise<KeyRecord> {
@@ -372,7 +355,7 @@ export class KeyService {
   async #aliasTarget(caller: Caller, targetKeyId: string, action: string): Promise<KeyRecord> {
     const reference = parseKeyReference(targetKeyId);
     if (reference.kind === 'alias') throw kmsErrors.validation('TargetKeyId must be a key ID or key ARN, not an alias.');
-    const key = await this.#resolve(caller, targetKeyId);
+    const { key } = await this.#resolve(caller, targetKeyId);
     if (key.accountId !== caller.accountId) throw kmsErrors.keyNotFound(key.arn);
     await this.#authorize(caller, action, key);
     if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
@@ -419,8 +402,8 @@ export class KeyService {
 
   async listAliases(caller: Caller, keyIdFilter: string | undefined, limit: number, marker?: string) {
     await this.#authorizeInAccount(caller, 'kms:ListAliases');
-    const keyId = keyIdFilter ? (await this.#resolve(caller, keyIdFilter, { allowAlias: false })).keyId : undefined;
-    const page = await withStoreErrors(this.#store.listAliases(caller.accountId, keyId, limit, marker));
+    const keyId = keyIdFilter ? (await this.#resolve(caller, keyIdFilter, { allowAlias: false })).key.keyId : undefined;
+    const page = await this.#store.listAliases(caller.accountId, keyId, limit, marker);
     return { ...page, items: page.items.map((alias) => ({
       AliasName: alias.aliasName, AliasArn: aliasArn(this.#region, alias.accountId, alias.aliasName),
       TargetKeyId: alias.keyId, CreationDate: alias.createdAt, LastUpdatedDate: alias.updatedAt })) };
@@ -439,7 +422,7 @@ export class KeyService {
 
   async encrypt(caller: Caller, input: { keyId: string; plaintext: Buffer; context?: EncryptionContext;
     algorithm?: EncryptionAlgorithm; dryRun?: boolean }) {
-    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:Encrypt', input.context);
+    const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:Encrypt', { context: input.context });
     this.#checkUsable(key, 'Encrypt');
     return this.#encryptWith(key, input);
   }
@@ -468,12 +451,11 @@ export class KeyService {
   /** Opens the key a symmetric blob names, after every state, version and policy check. */
   async #keyForBlob(caller: Caller, parsed: ParsedCiphertext, requestedKeyId: string | undefined, action: string,
     context: EncryptionContext | undefined): Promise<OpenedKey> {
-    if (requestedKeyId !== undefined) {
-      const requested = await this.#resolve(caller, requestedKeyId);
-      if (requested.keyId !== parsed.keyId) throw kmsErrors.incorrectKey();
-    }
-    const key = await this.#store.getKey(parsed.keyId);
-    // A blob naming an unknown key is indistinguishable from a corrupted one.
+    const requested = requestedKeyId === undefined ? undefined : (await this.#resolve(caller, requestedKeyId)).key;
+    if (requested && requested.keyId !== parsed.keyId) throw kmsErrors.incorrectKey();
+    // The key the caller named is the blob's key: no second read. A blob naming an unknown key is
+    // indistinguishable from a corrupted one.
+    const key = requested ?? await this.#store.getKey(parsed.keyId);
     if (!key) throw new CiphertextError();
     await this.#authorize(caller, action, key, { context });
     this.#checkUsable(key, 'Decrypt');
@@ -489,7 +471,7 @@ export class KeyService {
     algorithm: EncryptionAlgorithm | undefined, action: string): Promise<{ plaintext: Buffer; key: KeyRecord; algorithm: EncryptionAlgorithm }> {
     if (algorithm !== undefined && algorithm !== 'SYMMETRIC_DEFAULT') {
       if (keyId === undefined) throw kmsErrors.validation('KeyId is required to decrypt with an asymmetric encryption algorithm.');
-      const key = await this.#resolveAuthorized(caller, keyId, action, context);
+      const key = await this.#resolveAuthorized(caller, keyId, action, { context });
       this.#checkUsable(key, 'Decrypt');
       this.#checkEncryptionAlgorithm(key, algorithm);
       const opened = await this.#openCurrent(key);
@@ -513,7 +495,8 @@ export class KeyService {
   async reEncrypt(caller: Caller, input: { ciphertextBlob: Buffer; sourceContext?: EncryptionContext; sourceKeyId?: string;
     destinationKeyId: string; destinationContext?: EncryptionContext; sourceAlgorithm?: EncryptionAlgorithm;
     destinationAlgorithm?: EncryptionAlgorithm; dryRun?: boolean }) {
-    const destination = await this.#resolveAuthorized(caller, input.destinationKeyId, 'kms:ReEncryptTo', input.destinationContext);
+    const destination = await this.#resolveAuthorized(caller, input.destinationKeyId, 'kms:ReEncryptTo',
+      { context: input.destinationContext });
     this.#checkUsable(destination, 'ReEncrypt');
     const source = await this.#decryptBlob(caller, input.ciphertextBlob, input.sourceContext, input.sourceKeyId,
       input.sourceAlgorithm, 'kms:ReEncryptFrom');
@@ -536,7 +519,7 @@ export class KeyService {
     if (input.numberOfBytes !== undefined && input.keySpec !== undefined) {
       throw kmsErrors.validation('Please specify either number of bytes or key spec, not both.');
     }
-    const key = await this.#resolveAuthorized(caller, input.keyId, `kms:${operation}`, input.context);
+    const key = await this.#resolveAuthorized(caller, input.keyId, `kms:${operation}`, { context: input.context });
     this.#checkUsable(key, operation);
     this.#checkSymmetric(key, operation);
     const length = input.numberOfBytes ?? (input.keySpec === 'AES_128' ? 16 : 32);
@@ -554,8 +537,7 @@ export class KeyService {
   async generateDataKeyPair(caller: Caller, input: { keyId: string; context?: EncryptionContext;
     keyPairSpec: DataKeyPairSpec; withPlaintext: boolean; dryRun?: boolean }) {
     const operation = input.withPlaintext ? 'GenerateDataKeyPair' : 'GenerateDataKeyPairWithoutPlaintext';
-    if (!DATA_KEY_PAIR_SPECS.includes(input.keyPairSpec)) throw kmsErrors.validation(`KeyPairSpec ${input.keyPairSpec} is not supported.`);
-    const key = await this.#resolveAuthorized(caller, input.keyId, `kms:${operation}`, input.context);
+    const key = await this.#resolveAuthorized(caller, input.keyId, `kms:${operation}`, { context: input.context });
     this.#checkUsable(key, operation);
     this.#checkSymmetric(key, operation);
     if (input.dryRun) {
@@ -732,7 +714,7 @@ export class KeyService {
     if (key.keySpec !== 'SYMMETRIC_DEFAULT') {
       throw kmsErrors.unsupported(`${key.arn} key spec is ${key.keySpec}; only symmetric encryption keys have rotations.`);
     }
-    const page = await withStoreErrors(this.#store.listKeyVersions(key.keyId, limit, marker, { rotationsOnly: true }));
+    const page = await this.#store.listKeyVersions(key.keyId, limit, marker, { rotationsOnly: true });
     return {
       Rotations: page.items.map((version) => ({ KeyId: key.arn, RotationDate: version.createdAt, RotationType: version.rotationType })),
       Truncated: page.nextMarker !== undefined,
@@ -742,18 +724,17 @@ export class KeyService {
 
   async listKeyVersions(caller: Caller, raw: string, limit: number, marker?: string) {
     const key = await this.#resolveAuthorized(caller, raw, 'kms:DescribeKey');
-    const page = await withStoreErrors(this.#store.listKeyVersions(key.keyId, limit, marker));
+    const page = await this.#store.listKeyVersions(key.keyId, limit, marker);
     return { key, versions: page.items, nextMarker: page.nextMarker };
   }
 
   async setMinimumDecryptionVersion(caller: Caller, raw: string, minimum: number): Promise<KeyRecord> {
     return this.#mutateKey(caller, raw, 'kms:PutKeyPolicy', (key) => {
-      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
       if (minimum > key.currentVersion) {
         throw kmsErrors.validation(`MinimumDecryptionVersion ${minimum} is above the key's current version ${key.currentVersion}.`);
       }
       return { minDecryptVersion: minimum };
-    });
+    }, { refusePendingDeletion: true });
   }
 
   // ---- policies and tags ---------------------------------------------------------------------
@@ -774,17 +755,18 @@ export class KeyService {
     this.#checkPolicyName(options.policyName);
     this.#authorizer.engine.validate(policy, 'resource');
     await this.#mutateKey(caller, raw, 'kms:PutKeyPolicy', async (key) => {
-      if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
-      if (!options.bypassLockoutCheck) {
-        // AWS's lockout safety check: the caller must still be allowed to change the policy afterwards.
-        const after = await this.#authorizer.evaluate(caller, { action: 'kms:PutKeyPolicy', resource: key.arn,
-          resourceAccountId: key.accountId, resourcePolicy: policy });
-        if (!after.allowed) {
-          throw kmsErrors.malformedPolicy('The new key policy will not allow you to update the key policy in the future (kms:PutKeyPolicy). Set BypassPolicyLockoutSafetyCheck to apply it anyway.');
-        }
-      }
+      if (!options.bypassLockoutCheck) await this.#checkLockout(caller, key.arn, key.accountId, policy);
       return { policy };
-    });
+    }, { refusePendingDeletion: true });
+  }
+
+  /** AWS's lockout safety check: under the new policy the caller must still be allowed to change the policy. */
+  async #checkLockout(caller: Caller, resource: string, resourceAccountId: string, policy: string): Promise<void> {
+    const after = await this.#authorizer.evaluate(caller, { action: 'kms:PutKeyPolicy', resource,
+      resourceAccountId, resourcePolicy: policy });
+    if (!after.allowed) {
+      throw kmsErrors.malformedPolicy('The new key policy will not allow you to update the key policy in the future (kms:PutKeyPolicy). Set BypassPolicyLockoutSafetyCheck to apply it anyway.');
+    }
   }
 
   async listKeyPolicies(caller: Caller, raw: string) {
@@ -800,8 +782,7 @@ export class KeyService {
 
   async tagResource(caller: Caller, raw: string, tags: TagRecord[]): Promise<void> {
     this.#checkTags(tags);
-    const key = await this.#resolveAuthorized(caller, raw, 'kms:TagResource');
-    if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+    const key = await this.#resolveAuthorized(caller, raw, 'kms:TagResource', { refusePendingDeletion: true });
     const existing = await this.#store.listTags(key.keyId, MAX_TAGS_PER_KEY + 1);
     const keys = new Set([...existing.items.map((tag) => tag.tagKey), ...tags.map((tag) => tag.tagKey)]);
     if (keys.size > MAX_TAGS_PER_KEY) throw kmsErrors.limitExceeded(`A key can have at most ${MAX_TAGS_PER_KEY} tags.`);
@@ -809,14 +790,13 @@ export class KeyService {
   }
 
   async untagResource(caller: Caller, raw: string, tagKeys: string[]): Promise<void> {
-    const key = await this.#resolveAuthorized(caller, raw, 'kms:UntagResource');
-    if (key.keyState === 'PendingDeletion') throw kmsErrors.pendingDeletion(key.arn);
+    const key = await this.#resolveAuthorized(caller, raw, 'kms:UntagResource', { refusePendingDeletion: true });
     await this.#store.removeTags(key.keyId, tagKeys);
   }
 
   async listResourceTags(caller: Caller, raw: string, limit: number, marker?: string): Promise<Page<TagRecord>> {
     const key = await this.#resolveAuthorized(caller, raw, 'kms:ListResourceTags');
-    return withStoreErrors(this.#store.listTags(key.keyId, limit, marker));
+    return this.#store.listTags(key.keyId, limit, marker);
   }
 
   // ---- grants -------------------------------------------------------------------------------
@@ -838,11 +818,11 @@ export class KeyService {
       throw kmsErrors.validation('Specify EncryptionContextEquals or EncryptionContextSubset, not both.');
     }
     const operations = [...new Set(input.operations)];
-    const key = await this.#resolve(caller, input.keyId);
+    const { key } = await this.#resolve(caller, input.keyId);
     const conditionKeys: Record<string, ConditionValue> = { 'kms:GrantOperations': operations,
       'kms:GranteePrincipal': input.granteePrincipal, 'kms:RetiringPrincipal': input.retiringPrincipal,
       'kms:GrantIsForAWSResource': false };
-    const request = await this.#accessRequest(caller, 'kms:CreateGrant', key, { conditionKeys, grantsApply: false });
+    const request = this.#accessRequest(caller, 'kms:CreateGrant', key, { conditionKeys, grantsApply: false });
     const decision = await this.#authorizer.decide(caller, request);
     if (!decision.allowed) {
       // A grant that includes CreateGrant may only hand on what it holds itself, no looser.
@@ -856,7 +836,7 @@ export class KeyService {
     const grant: GrantRecord = {
       grantId: randomBytes(32).toString('hex'), keyId: key.keyId, accountId: key.accountId, name: input.name,
       granteePrincipal: input.granteePrincipal, retiringPrincipal: input.retiringPrincipal,
-      operations, constraints: input.constraints, issuingAccount: `arn:aws:iam::${caller.accountId}:root`,
+      operations, constraints: input.constraints, issuingAccount: rootArn(caller.accountId),
       createdAt: this.#now(), tokenHash: sha256(grantToken),
     };
     await this.#store.createGrant(grant);
@@ -865,13 +845,10 @@ export class KeyService {
 
   /** A grant of the caller's with CreateGrant whose operations cover these and whose constraints the new ones keep. */
   async #delegatingGrant(caller: Caller, key: KeyRecord, operations: string[], constraints: GrantConstraints | undefined) {
-    const grantees = [...new Set([caller.principalArn, caller.identityArn])];
-    for (const grantee of grantees) {
-      for (const grant of await this.#store.grantsFor(key.keyId, grantee)) {
-        if (!grant.operations.includes('CreateGrant') || !operations.every((operation) => grant.operations.includes(operation))) continue;
-        if (JSON.stringify(grant.constraints ?? null) !== JSON.stringify(constraints ?? null) && grant.constraints !== undefined) continue;
-        return grant;
-      }
+    for await (const grant of this.#grantsHeldBy(caller, key)) {
+      if (!grant.operations.includes('CreateGrant') || !operations.every((operation) => grant.operations.includes(operation))) continue;
+      if (JSON.stringify(grant.constraints ?? null) !== JSON.stringify(constraints ?? null) && grant.constraints !== undefined) continue;
+      return grant;
     }
     return undefined;
   }
@@ -886,8 +863,8 @@ export class KeyService {
 
   async listGrants(caller: Caller, input: { keyId: string; grantId?: string; granteePrincipal?: string; limit: number; marker?: string }) {
     const key = await this.#resolveAuthorized(caller, input.keyId, 'kms:ListGrants');
-    return withStoreErrors(this.#store.listGrants({ keyId: key.keyId, grantId: input.grantId, grantee: input.granteePrincipal },
-      input.limit, input.marker));
+    return this.#store.listGrants({ keyId: key.keyId, grantId: input.grantId, grantee: input.granteePrincipal },
+      input.limit, input.marker);
   }
 
   async listRetirableGrants(caller: Caller, retiringPrincipal: string, limit: number, marker?: string) {
@@ -897,7 +874,7 @@ export class KeyService {
       throw kmsErrors.accessDenied(caller.principalArn, 'kms:ListRetirableGrants', retiringPrincipal);
     }
     await this.#authorizer.require(caller, { action: 'kms:ListRetirableGrants', resource: retiringPrincipal, resourceAccountId: account });
-    return withStoreErrors(this.#store.listGrants({ retiringPrincipal }, limit, marker));
+    return this.#store.listGrants({ retiringPrincipal }, limit, marker);
   }
 
   /** Retiring is for the retiring principal, a grantee allowed RetireGrant, or the key's account root. */
@@ -905,7 +882,7 @@ export class KeyService {
     let grant: GrantRecord | undefined;
     if (input.grantToken) grant = input.grantToken.startsWith('TPGT') ? await this.#store.findGrantByTokenHash(sha256(input.grantToken)) : undefined;
     else if (input.keyId && input.grantId) {
-      const key = await this.#resolve(caller, input.keyId);
+      const { key } = await this.#resolve(caller, input.keyId);
       grant = await this.#store.getGrant(input.grantId);
       if (grant && grant.keyId !== key.keyId) grant = undefined;
     } else {

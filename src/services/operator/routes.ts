@@ -9,7 +9,7 @@ import type { Logger } from '../../shared/log.ts';
 import type { OperatorService } from './service.ts';
 
 export const OPERATOR_TARGET_PREFIX = 'TrustPlaneOperator';
-export const OPERATOR_PATH_PREFIX = '/v1/operator/';
+const OPERATOR_PATH_PREFIX = '/v1/operator/';
 
 const initInput = z.object({
   Shares: fields.integer({ min: 1, max: 255 }).optional(),

@@ -2,14 +2,18 @@
 // back. Every wrapped row is rewrapped under the target's new domain key and the switch commits in
 // one transaction, so a crash leaves the store wholly on one module or the other. Customer keys do
 // not change; only what wraps them does. Must never write a share or the root key to disk.
-import { rewrapBatch, randomBytes, ROOT_CHECK_NAME, SoftwareCryptoModule, zeroize, type CryptoModule, type DomainKeyRecord,
-  type WrappedRecordCursor, type WrappedRecordReplacement } from '../../shared/crypto/index.ts';
-import { Pkcs11CryptoModule } from '../../shared/crypto/lib/pkcs11-module.ts';
-import type { CryptoModuleKind } from '../../shared/crypto/index.ts';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Pkcs11CryptoModule, rewrapBatch, ROOT_CHECK_NAME, SoftwareCryptoModule, zeroize, type CryptoModule, type CryptoModuleKind,
+  type DomainKeyRecord, type WrappedRecordCursor, type WrappedRecordReplacement } from '../../shared/crypto/index.ts';
+import { HOME_DATABASE_FILE, SERVER_PID_FILE } from '../../shared/config.ts';
 import { UserError } from '../../shared/errors.ts';
-import type { SqliteStore } from '../../shared/store/index.ts';
-import { decodeShare, encodeShare, splitRootKey, UnsealProgress, validateShareScheme, ROOT_KEY_BYTES, type ShareScheme } from './domain/shares.ts';
-import { SHAMIR_SHARES_VALUE, SHAMIR_THRESHOLD_VALUE } from './service.ts';
+import { SqliteStore } from '../../shared/store/index.ts';
+import {
+  decodeShare, encodeShare, newSplitRootKey, parseShareScheme, shareSchemeValues, UnsealProgress,
+  SHAMIR_SHARES_VALUE, SHAMIR_THRESHOLD_VALUE, type ShareScheme,
+} from './domain/shares.ts';
+import { unsealWithRootKey } from './root-key.ts';
 
 export interface Pkcs11Target {
   libraryPath: string;
@@ -18,7 +22,8 @@ export interface Pkcs11Target {
 }
 
 export interface SealMigrationOptions {
-  store: SqliteStore;
+  /** The stopped server's home. */
+  home: string;
   to: CryptoModuleKind;
   /** The token on the PKCS#11 side (source or target). */
   pkcs11: Pkcs11Target;
@@ -43,11 +48,12 @@ export interface SealMigrationResult {
 async function openSoftwareSource(store: SqliteStore, shares: string[] | undefined): Promise<SoftwareCryptoModule> {
   const module = new SoftwareCryptoModule(store);
   await module.load();
-  const thresholdValue = await store.getModuleValue(SHAMIR_THRESHOLD_VALUE);
-  if (!thresholdValue) {
+  const scheme = parseShareScheme({ threshold: await store.getModuleValue(SHAMIR_THRESHOLD_VALUE),
+    shares: await store.getModuleValue(SHAMIR_SHARES_VALUE) });
+  if (!scheme) {
     throw new UserError('InvalidConfiguration', 'This software module was not initialised with shares (a dev home?); it cannot be migrated.');
   }
-  const threshold = Number(thresholdValue.toString());
+  const { threshold } = scheme;
   if (!shares || shares.length < threshold) {
     throw new UserError('ValidationException', `The software module needs ${threshold} unseal shares (one per line on standard input, or --share).`);
   }
@@ -56,22 +62,41 @@ async function openSoftwareSource(store: SqliteStore, shares: string[] | undefin
     const added = await progress.add(decodeShare(text, threshold), threshold);
     if (added.kind === 'duplicate') throw new UserError('DuplicateShareException', 'The same share was given twice.');
     if (added.kind === 'complete') {
-      try {
-        if (added.rootKey.length !== ROOT_KEY_BYTES || !(await module.checkRootKey(added.rootKey))) {
-          throw new UserError('InvalidShareException', 'The shares do not rebuild the root key: at least one is wrong.');
-        }
-        await module.unseal(added.rootKey);
-      } finally {
-        zeroize(added.rootKey);
-      }
+      await unsealWithRootKey(module, added.rootKey, 'The shares do not rebuild the root key: at least one is wrong.');
       return module;
     }
   }
   throw new UserError('ValidationException', `The software module needs ${threshold} distinct unseal shares.`);
 }
 
+/** A live server on the same home would keep wrapping under the old module while we switch. */
+function refuseLiveServer(home: string): void {
+  const pidFile = join(home, SERVER_PID_FILE);
+  if (!existsSync(pidFile)) return;
+  const pid = Number(readFileSync(pidFile, 'utf8').trim());
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    // ESRCH: no such process, a stale file from a crash. EPERM: alive, under another user.
+    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return;
+  }
+  throw new UserError('ServerRunning', `a trustplane server (pid ${pid}) is running on ${home}; stop it before migrating the seal.`);
+}
+
 export async function migrateSeal(options: SealMigrationOptions): Promise<SealMigrationResult> {
-  const { store, to } = options;
+  const database = join(options.home, HOME_DATABASE_FILE);
+  if (!existsSync(database)) throw new UserError('InvalidConfiguration', `no trustplane home at ${options.home}.`);
+  refuseLiveServer(options.home);
+  const store = SqliteStore.open(database);
+  try {
+    return await migrateStore(store, options);
+  } finally {
+    await store.close();
+  }
+}
+
+async function migrateStore(store: SqliteStore, options: SealMigrationOptions): Promise<SealMigrationResult> {
+  const { to } = options;
   const domainKeys = await store.listDomainKeys();
   const active = domainKeys.find((key) => key.state === 'active');
   if (!active) throw new UserError('NotInitializedException', 'The store has no active domain key: initialise it first.');
@@ -102,15 +127,12 @@ export async function migrateSeal(options: SealMigrationOptions): Promise<SealMi
       if (token.status().sealed) throw new UserError('UnsealFailedException', `The PKCS#11 token did not unseal: ${token.status().sealedReason ?? 'unknown reason'}.`);
       source = token;
       const scheme = options.targetScheme ?? { shares: 5, threshold: 3 };
-      validateShareScheme(scheme);
-      const rootKey = randomBytes(ROOT_KEY_BYTES);
+      const { rootKey, shares: split } = await newSplitRootKey(scheme);
       const software = new SoftwareCryptoModule(store);
-      const split = await splitRootKey(rootKey, scheme);
       try {
         const prepared = software.prepareMigrationTarget(rootKey);
         targetKey = prepared.domainKey;
-        values = { ...prepared.values, [SHAMIR_THRESHOLD_VALUE]: Buffer.from(String(scheme.threshold)),
-          [SHAMIR_SHARES_VALUE]: Buffer.from(String(scheme.shares)) };
+        values = { ...prepared.values, ...shareSchemeValues(scheme) };
         newShares.push(...split.map(encodeShare));
         newThreshold = scheme.threshold;
       } finally {

@@ -2,20 +2,19 @@
 // token), seal it, rotate the domain key. Init, unseal and status need no credentials (there are
 // none while sealed: every secret is wrapped); seal and rotation need a management principal.
 // Must never store, log or return a share or the root key except the one init response.
-import { randomBytes, zeroize, type SoftwareCryptoModule } from '../../shared/crypto/index.ts';
-import type { Pkcs11CryptoModule } from '../../shared/crypto/lib/pkcs11-module.ts';
-import type { Authorizer, Caller } from '../../shared/auth/index.ts';
+import { zeroize, type Pkcs11CryptoModule, type SoftwareCryptoModule } from '../../shared/crypto/index.ts';
+import { accountArn, type Authorizer, type Caller } from '../../shared/auth/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { StoreConflictError } from '../../shared/store/index.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { Store } from '../../shared/store/index.ts';
 import type { IdentityService } from '../iam/index.ts';
-import { accountArn } from '../iam/domain/names.ts';
-import type { DomainKeyRotation, DomainKeyRotationProgress } from './domain/domain-key-rotation.ts';
-import { decodeShare, encodeShare, encryptSharesToRecipients, splitRootKey, UnsealProgress, validateShareScheme, ROOT_KEY_BYTES, type ShareScheme } from './domain/shares.ts';
-
-export const SHAMIR_THRESHOLD_VALUE = 'shamir-threshold';
-export const SHAMIR_SHARES_VALUE = 'shamir-shares';
+import type { DomainKeyRotation, DomainKeyRotationProgress } from './domain-key-rotation.ts';
+import {
+  decodeShare, encodeShare, encryptSharesToRecipients, newSplitRootKey, parseShareScheme, shareSchemeValues, UnsealProgress,
+  SHAMIR_SHARES_VALUE, SHAMIR_THRESHOLD_VALUE, type ShareScheme,
+} from './domain/shares.ts';
+import { unsealWithRootKey } from './root-key.ts';
 
 export type SealBackend =
   | { kind: 'software'; module: SoftwareCryptoModule }
@@ -72,11 +71,9 @@ export class OperatorService {
   }
 
   async #shareScheme(): Promise<ShareScheme | undefined> {
-    if (this.#scheme) return this.#scheme;
-    const threshold = await this.#options.store.getModuleValue(SHAMIR_THRESHOLD_VALUE);
-    const shares = await this.#options.store.getModuleValue(SHAMIR_SHARES_VALUE);
-    if (!threshold || !shares) return undefined;
-    this.#scheme = { threshold: Number(threshold.toString()), shares: Number(shares.toString()) };
+    const { store } = this.#options;
+    this.#scheme ??= parseShareScheme({ threshold: await store.getModuleValue(SHAMIR_THRESHOLD_VALUE),
+      shares: await store.getModuleValue(SHAMIR_SHARES_VALUE) });
     return this.#scheme;
   }
 
@@ -107,19 +104,11 @@ export class OperatorService {
       let threshold = 0;
       if (seal.kind === 'software') {
         const wanted = { shares: scheme.shares ?? recipients?.length ?? 5, threshold: scheme.threshold ?? 3 };
-        validateShareScheme(wanted);
-        if (recipients && recipients.length !== wanted.shares) {
-          throw new UserError('ValidationException', `Give one recipient per share: ${wanted.shares} shares, ${recipients.length} recipients.`);
-        }
-        const rootKey = randomBytes(ROOT_KEY_BYTES);
-        const split = await splitRootKey(rootKey, wanted);
+        const { rootKey, shares: split } = await newSplitRootKey(wanted);
         try {
-          shares = split.map(encodeShare);
           // Encrypted before they leave the server (and before anything is stored, so a bad recipient changes nothing).
-          if (recipients) shares = await encryptSharesToRecipients(shares, recipients);
-          await seal.module.initialize(rootKey, {
-            [SHAMIR_THRESHOLD_VALUE]: Buffer.from(String(wanted.threshold)), [SHAMIR_SHARES_VALUE]: Buffer.from(String(wanted.shares)),
-          });
+          shares = recipients ? await encryptSharesToRecipients(split.map(encodeShare), recipients) : split.map(encodeShare);
+          await seal.module.initialize(rootKey, shareSchemeValues(wanted));
           threshold = wanted.threshold;
           this.#scheme = wanted;
         } finally {
@@ -144,8 +133,8 @@ export class OperatorService {
    * nobody can use (its shares were never shown) and nothing in it: start the module over.
    */
   async #recoverUnfinishedInit(): Promise<void> {
-    const { seal, store, accountId, logger } = this.#options;
-    if (!seal.module.status().initialized || (await store.getAccount(accountId))) return;
+    const { seal, store, identity, accountId, logger } = this.#options;
+    if (!seal.module.status().initialized || (await identity.isManagementAccount(accountId))) return;
     try {
       await store.abandonUnusedModule();
     } catch (error) {
@@ -190,16 +179,12 @@ export class OperatorService {
         throw new UserError('DuplicateShareException', `This share was already submitted; ${this.#progress.progress}/${scheme.threshold} distinct shares so far.`);
       }
       if (added.kind === 'pending') return this.status();
-      const { rootKey } = added;
       try {
-        if (rootKey.length !== ROOT_KEY_BYTES || !(await seal.module.checkRootKey(rootKey))) {
-          logger.warn('unseal failed: the submitted shares do not rebuild the root key; progress reset');
-          throw new UserError('InvalidShareException',
-            `The ${scheme.threshold} shares submitted do not rebuild the root key: at least one is wrong. Progress was reset; submit ${scheme.threshold} shares again.`);
-        }
-        await seal.module.unseal(rootKey);
-      } finally {
-        zeroize(rootKey);
+        await unsealWithRootKey(seal.module, added.rootKey,
+          `The ${scheme.threshold} shares submitted do not rebuild the root key: at least one is wrong. Progress was reset; submit ${scheme.threshold} shares again.`);
+      } catch (error) {
+        if (error instanceof UserError) logger.warn('unseal failed: the submitted shares do not rebuild the root key; progress reset');
+        throw error;
       }
       await this.#afterUnseal();
       return this.status();
@@ -213,10 +198,9 @@ export class OperatorService {
   }
 
   async #requireOperator(caller: Caller, action: string): Promise<void> {
-    const { authorizer, store, accountId } = this.#options;
+    const { authorizer, identity, accountId } = this.#options;
     await authorizer.require(caller, { action, resource: accountArn(caller.accountId), resourceAccountId: caller.accountId });
-    const account = await store.getAccount(caller.accountId);
-    if (!account?.management || caller.accountId !== accountId) {
+    if (caller.accountId !== accountId || !(await identity.isManagementAccount(accountId))) {
       throw new UserError('AccessDeniedException', 'Only principals of the management account may operate the crypto module.');
     }
   }
@@ -229,9 +213,32 @@ export class OperatorService {
     return this.status();
   }
 
-  /** A module sealed on purpose stays sealed until an operator unseals it (a token module is not reopened behind their back). */
-  get sealedByOperator(): boolean {
-    return this.#sealedByOperator;
+  /**
+   * Scheduled work: a PKCS#11 token that went away (or was absent at start) is tried again. A
+   * module an operator sealed stays sealed: reopening it behind their back would undo the tamper response.
+   */
+  async retryLostToken(): Promise<void> {
+    const { seal, logger, rotation } = this.#options;
+    if (seal.kind !== 'pkcs11' || this.#sealedByOperator) return;
+    const status = seal.module.status();
+    if (!status.sealed || !status.initialized) return;
+    if (await seal.module.reopen()) {
+      logger.warn('PKCS#11 token reachable again: crypto module unsealed');
+      rotation.resume();
+    }
+  }
+
+  /** GET /health: 200 when keys can be used, 503 otherwise, with why and any rotation in progress. */
+  async health(): Promise<{ httpStatus: number; body: Record<string, unknown> }> {
+    const status = await this.status();
+    return {
+      httpStatus: status.Sealed ? 503 : 200,
+      body: {
+        status: !status.Initialized ? 'uninitialized' : status.Sealed ? 'sealed' : 'ok', initialized: status.Initialized,
+        sealed: status.Sealed, module: status.Module, progress: status.Progress, threshold: status.Threshold,
+        sealedReason: status.SealedReason, domainKeyRotation: status.DomainKeyRotation.State !== 'Idle' ? status.DomainKeyRotation : undefined,
+      },
+    };
   }
 
   /** The tamper response and the shutdown path: no authorisation, no awaiting. */
@@ -244,12 +251,7 @@ export class OperatorService {
 
   async rotateDomainKey(caller: Caller): Promise<DomainKeyRotationProgress> {
     await this.#requireOperator(caller, 'tp:RotateDomainKey');
-    const { rotation, store } = this.#options;
-    // The store decides, not this process's memory: another server may be mid-rewrap.
-    const retiring = (await store.listDomainKeys()).some((key) => key.state === 'retiring');
-    if (rotation.running || retiring) {
-      throw new UserError('ConflictException', 'A domain key rotation is still rewrapping; wait for it to finish.', 409);
-    }
+    const { rotation } = this.#options;
     return rotation.rotate();
   }
 

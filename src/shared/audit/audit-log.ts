@@ -64,6 +64,8 @@ export class AuditLog {
   #checkpointRun: Promise<AuditCheckpoint | undefined> | undefined;
   #signingKey: Promise<AuditSigningKeyRecord> | undefined;
   #lastCheckpointAt: number;
+  /** The head's checkpoint seq as last read or written: only this log writes checkpoints. */
+  #checkpointSeq: number | undefined;
   #closing: Promise<void> | undefined;
   /** A committed batch is waiting for its fsync; records queued meanwhile commit together once it is done. */
   #syncing = false;
@@ -124,7 +126,7 @@ export class AuditLog {
    */
   recordInTransaction(draft: AuditRecordDraft): AuditRecord {
     if (this.#closing) throw new AuditLogClosedError();
-    const [record] = this.#store.appendInTransaction([this.#admit(draft)], this.#now());
+    const [record] = this.#store.appendInTransaction([this.#admit(draft)]);
     // After the caller's transaction has ended, whichever way it went.
     if (!this.#checkScheduled) {
       this.#checkScheduled = true;
@@ -224,19 +226,24 @@ export class AuditLog {
   #flushNow(): void {
     if (this.#syncing || this.#pending.length === 0) return;
     let synced: Promise<void> | undefined;
+    // The head after the last batch that committed; unknown (read it) if any batch failed.
+    let headSeq: number | undefined;
+    let failed = false;
     while (this.#pending.length > 0) {
       const batch = this.#pending.splice(0, this.#maxBatch);
       let appended: { records: AuditRecord[]; durable: Promise<void> };
       try {
-        appended = this.#store.appendBatchDurably(batch.map((pending) => pending.draft), this.#now());
+        appended = this.#store.appendBatchDurably(batch.map((pending) => pending.draft));
       } catch (error) {
         this.#logger?.error({ err: error, records: batch.length }, 'audit: writing records failed');
         for (const pending of batch) pending.reject(error);
+        failed = true;
         continue;
       }
       this.#stats.transactions += 1;
       this.#stats.recordsWritten += appended.records.length;
       const { records } = appended;
+      headSeq = records.at(-1)?.seq ?? headSeq;
       // Committed now; acknowledged once on disk.
       synced = appended.durable.then(() => {
         for (let index = 0; index < batch.length; index += 1) batch[index].resolve(records[index].seq);
@@ -252,16 +259,22 @@ export class AuditLog {
         this.#flushNow();
       });
     }
-    this.#checkCheckpoint();
+    this.#checkCheckpoint(failed ? undefined : headSeq);
   }
 
-  #checkCheckpoint(): void {
+  /** `committedSeq`: the head just committed by this log, which spares reading it back. */
+  #checkCheckpoint(committedSeq?: number): void {
     if (this.#checkpointRun || this.#closing) return;
     let due: boolean;
     try {
-      const head = this.#store.readHead();
-      due = isCheckpointDue(this.#policy, { headSeq: head.seq, checkpointSeq: head.checkpointSeq,
-        lastCheckpointAt: this.#lastCheckpointAt, now: this.#now() });
+      let headSeq = committedSeq;
+      let checkpointSeq = this.#checkpointSeq;
+      if (headSeq === undefined || checkpointSeq === undefined) {
+        const head = this.#store.readHead();
+        headSeq = head.seq;
+        checkpointSeq = this.#checkpointSeq = head.checkpointSeq;
+      }
+      due = isCheckpointDue(this.#policy, { headSeq, checkpointSeq, lastCheckpointAt: this.#lastCheckpointAt, now: this.#now() });
     } catch (error) {
       this.#logger?.error({ err: error }, 'audit: reading the log head failed');
       return;
@@ -280,6 +293,7 @@ export class AuditLog {
       return undefined;
     }
     const head = this.#store.readHead();
+    this.#checkpointSeq = head.checkpointSeq;
     if (head.seq === head.checkpointSeq) return undefined;
     try {
       const key = await this.#ensureSigningKey();
@@ -289,6 +303,7 @@ export class AuditLog {
       const checkpoint: AuditCheckpoint = { ...body, signature };
       this.#store.writeCheckpoint(checkpoint);
       this.#lastCheckpointAt = checkpoint.time;
+      this.#checkpointSeq = checkpoint.seq;
       this.#stats.checkpointsWritten += 1;
       return checkpoint;
     } catch (error) {

@@ -40,16 +40,15 @@ export interface AuditStore {
   /**
    * Appends drafts after the current head, assigning seq and chain hash. Synchronous and only
    * inside an open transaction on the same connection, so a state change and its record commit
-   * (or roll back) together.
+   * (or roll back) together. Drafts come as AuditLog admits them: through the guard, time set.
    */
-  appendInTransaction(drafts: readonly AuditRecordDraft[], now?: number): AuditRecord[];
-  /** appendInTransaction in a transaction of its own: one commit (one fsync) for the whole batch. */
-  appendBatch(drafts: readonly AuditRecordDraft[], now?: number): AuditRecord[];
+  appendInTransaction(drafts: readonly AuditRecordDraft[]): AuditRecord[];
   /**
-   * Like appendBatch, but the fsync may happen off the event loop: the records are committed (and
-   * visible) on return, and on disk once `durable` resolves. Group commit is built on this.
+   * Appends in a transaction of its own (one commit for the whole batch); the fsync may happen off
+   * the event loop: the records are committed (and visible) on return, and on disk once `durable`
+   * resolves. Group commit is built on this.
    */
-  appendBatchDurably(drafts: readonly AuditRecordDraft[], now?: number): { records: AuditRecord[]; durable: Promise<void> };
+  appendBatchDurably(drafts: readonly AuditRecordDraft[]): { records: AuditRecord[]; durable: Promise<void> };
   /** Stores a signed checkpoint if it is the next one and names a stored record's hash. */
   writeCheckpoint(checkpoint: AuditCheckpoint): void;
   lastCheckpoint(): AuditCheckpoint | undefined;

@@ -3,7 +3,7 @@
 export { AuditLog, type AuditLogOptions, type AuditLogStats } from './audit-log.ts';
 export type { AuditStore, AuditQuery, AuditSigningKeyRecord } from './audit-store.ts';
 export {
-  AUDIT_DECISIONS, AUDIT_SUCCESS, AUDIT_RECORD_FORMAT_VERSION, AuditRecordError, sanitizeAuditDraft, encodeAuditRecord,
+  AUDIT_DECISIONS, AUDIT_SUCCESS, AUDIT_RECORD_FORMAT_VERSION, AuditRecordError, encodeAuditRecord,
   decodeAuditRecord, readAuditRecord, verifyAuditChain, checkpointMessage, chainHash, auditGenesisHash,
   DEFAULT_CHECKPOINT_POLICY,
   type AuditRecord, type AuditRecordDraft, type AuditDecision, type AuditCheckpoint, type AuditHead,
@@ -11,6 +11,5 @@ export {
 } from './domain/index.ts';
 export { AUDIT_SIGNING_KEY_PURPOSE, auditKeyFingerprint } from './signing-key.ts';
 export { verifyAuditLog, type AuditLogReport, type VerifyAuditLogOptions } from './verify-log.ts';
-export { openAuditLogReadOnly, HOME_DATABASE_FILE } from './home.ts';
 export { auditErrors, AuditLogClosedError, AuditSigningKeyMismatchError } from './errors.ts';
 export { auditRequestScope, recordCurrentRequestInTransaction, type RequestAuditScope } from './request-scope.ts';

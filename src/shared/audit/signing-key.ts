@@ -4,12 +4,13 @@ import {
   importPrivateKeyDer, importPublicKeyDer, importRawPrivateKey, importRawPublicKey, Keyring, randomBytes, sha256Hex,
   signMessage, verifyMessage, zeroize,
 } from '../crypto/index.ts';
+import { SECRET_PURPOSES } from '../store/index.ts';
 import type { AuditSigningKeyRecord } from './audit-store.ts';
 import { AUDIT_SIGNATURE_SCHEME } from './domain/index.ts';
 import { AuditSigningKeyMismatchError } from './errors.ts';
 
 /** The purpose the private half is wrapped for (bound into the wrap's associated data with the key id). */
-export const AUDIT_SIGNING_KEY_PURPOSE = 'audit-signing-key';
+export const AUDIT_SIGNING_KEY_PURPOSE = SECRET_PURPOSES.auditSigningKey;
 
 /** SHA-256 of the SubjectPublicKeyInfo, hex: what an operator records to pin the key. */
 export function auditKeyFingerprint(publicKeyDer: Uint8Array): string {

@@ -7,6 +7,15 @@ import type { Caller } from './credentials.ts';
 
 export type ConditionValue = string | string[] | number | boolean | undefined;
 
+export interface KmsRequestFacts {
+  /** When absent, the request has no kms:EncryptionContext* keys at all (as in AWS). */
+  encryptionContext?: Readonly<Record<string, string>>;
+  /** The alias the request named the key by, e.g. `alias/app`. */
+  requestAlias?: string;
+  keySpec?: string;
+  keyUsage?: string;
+}
+
 export interface AccessRequest {
   action: string;
   resource: string;
@@ -15,7 +24,9 @@ export interface AccessRequest {
   resourcePolicy?: string;
   /** 'trust' for a role's trust policy (no Resource element); default 'resource'. */
   resourcePolicyKind?: 'resource' | 'trust';
-  /** Service-specific condition keys (kms:EncryptionContext:…, kms:KeySpec …). */
+  /** The KMS request's facts the policy engine turns into kms:* condition keys (kms:KeySpec, kms:EncryptionContext:…). */
+  kms?: KmsRequestFacts;
+  /** Further condition keys of this request (CreateGrant's kms:GrantOperations, say); they win over built ones. */
   conditionKeys?: Record<string, ConditionValue>;
   /** Whether a grant on the resource allows this request; asked only when no policy allows. */
   grantAllows?: boolean | (() => Promise<boolean>);

@@ -2,7 +2,7 @@
 // domain key, session tokens kept only as hashes) and resolving a signed request to its caller.
 // Must never store or log a secret or token in clear, nor accept an expired session.
 import { constantTimeEqual, Keyring, randomBytes, sha256, zeroize } from '../crypto/index.ts';
-import type { AccessKeyRecord, PrincipalKind, PrincipalRecord, Store } from '../store/index.ts';
+import { SECRET_PURPOSES, type AccessKeyRecord, type PrincipalKind, type PrincipalRecord, type Store } from '../store/index.ts';
 import { deriveSigningKey, verifySigV4, type SignedHttpRequest, type SigV4Scope } from './sigv4.ts';
 import { UserError } from '../errors.ts';
 
@@ -36,7 +36,7 @@ export interface IssuedSession extends IssuedAccessKey {
   expiresAt: Date;
 }
 
-const ACCESS_KEY_SECRET_PURPOSE = 'access-key';
+const ACCESS_KEY_SECRET_PURPOSE = SECRET_PURPOSES.accessKey;
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 export const MAX_ACTIVE_ACCESS_KEYS = 2;
 
@@ -58,6 +58,22 @@ interface CachedSigningKey {
 }
 
 const MAX_CACHED_SIGNING_KEYS = 10_000;
+
+export function accountArn(accountId: string): string {
+  return `arn:aws:iam::${accountId}:account`;
+}
+
+export function rootArn(accountId: string): string {
+  return `arn:aws:iam::${accountId}:root`;
+}
+
+export function userArn(accountId: string, name: string): string {
+  return `arn:aws:iam::${accountId}:user/${name}`;
+}
+
+export function roleArn(accountId: string, name: string): string {
+  return `arn:aws:iam::${accountId}:role/${name}`;
+}
 
 export function assumedRoleArn(accountId: string, roleName: string, sessionName: string): string {
   return `arn:aws:sts::${accountId}:assumed-role/${roleName}/${sessionName}`;
@@ -90,8 +106,22 @@ export class CredentialDirectory {
   }
 
   /** Makes a new long-term access key for a principal, not yet stored; the secret is returned once. */
-  async newAccessKey(principalArn: string): Promise<{ record: AccessKeyRecord; issued: IssuedAccessKey }> {
-    const accessKeyId = newKeyId('AKTP');
+  newAccessKey(principalArn: string): Promise<{ record: AccessKeyRecord; issued: IssuedAccessKey }> {
+    return this.#newKey(principalArn, 'AKTP');
+  }
+
+  /** Issues temporary credentials for a role session; only the token's hash is stored. */
+  async issueSession(roleArn: string, sessionName: string, expiresAt: Date): Promise<IssuedSession> {
+    const { record, issued } = await this.#newKey(roleArn, 'ASTP');
+    const sessionToken = `TPST${randomBytes(48).toString('base64url')}`;
+    await this.#store.addAccessKey({ ...record, session: { tokenHash: sha256(sessionToken), name: sessionName, expiresAt } },
+      MAX_ACTIVE_ACCESS_KEYS);
+    return { ...issued, sessionToken, expiresAt };
+  }
+
+  /** A new key id with `prefix` (AKTP long-term, ASTP session) and secret, the secret wrapped and its clear bytes zeroized. */
+  async #newKey(principalArn: string, prefix: string): Promise<{ record: AccessKeyRecord; issued: IssuedAccessKey }> {
+    const accessKeyId = newKeyId(prefix);
     const secretAccessKey = newSecret();
     const secretBytes = Buffer.from(secretAccessKey, 'utf8');
     try {
@@ -101,22 +131,6 @@ export class CredentialDirectory {
     } finally {
       zeroize(secretBytes);
     }
-  }
-
-  /** Issues temporary credentials for a role session; only the token's hash is stored. */
-  async issueSession(roleArn: string, sessionName: string, expiresAt: Date): Promise<IssuedSession> {
-    const accessKeyId = newKeyId('ASTP');
-    const secretAccessKey = newSecret();
-    const sessionToken = `TPST${randomBytes(48).toString('base64url')}`;
-    const secretBytes = Buffer.from(secretAccessKey, 'utf8');
-    try {
-      const secret = await this.#keyring.wrapSecret(ACCESS_KEY_SECRET_PURPOSE, accessKeyId, secretBytes);
-      await this.#store.addAccessKey({ accessKeyId, principalArn: roleArn, secret, status: 'Active', createdAt: new Date(),
-        session: { tokenHash: sha256(sessionToken), name: sessionName, expiresAt } }, MAX_ACTIVE_ACCESS_KEYS);
-    } finally {
-      zeroize(secretBytes);
-    }
-    return { accessKeyId, secretAccessKey, sessionToken, expiresAt };
   }
 
   /** Authenticates a SigV4-signed request and returns the caller. */

@@ -46,7 +46,9 @@ function decideInput(input: { caller: Caller; request: AccessRequest; identityPo
   const principal = { arn: caller.principalArn, accountId: caller.accountId, kind: caller.kind, tags: caller.tags };
   const conditionKeys: Record<string, ConditionKeyValue> = {
     ...kmsConditionKeys({ principal, now: input.now, sourceIp: caller.sourceIp,
-      roleArn: caller.kind === 'assumed-role' ? caller.identityArn : undefined }),
+      roleArn: caller.kind === 'assumed-role' ? caller.identityArn : undefined,
+      encryptionContext: request.kms?.encryptionContext, requestAlias: request.kms?.requestAlias,
+      keySpec: request.kms?.keySpec, keyUsage: request.kms?.keyUsage }),
     ...(request.conditionKeys as Record<string, ConditionKeyValue> | undefined),
   };
   return {

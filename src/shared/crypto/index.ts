@@ -24,7 +24,12 @@ export type {
   CryptoModule, CryptoModuleStatus, CryptoModuleKind, WrappedSecret, DomainKeyRecord, DomainKeyStore, DomainKeyState,
 } from './lib/crypto-module.ts';
 export { SoftwareCryptoModule, WrongRootKeyError, ROOT_CHECK_NAME } from './lib/software-module.ts';
-export { Keyring, type StoredKeyMaterial, type NewKeyMaterial, type KeyCacheOptions } from './lib/keyring.ts';
+export {
+  Pkcs11CryptoModule, Pkcs11LoginError, Pkcs11TokenError, type Pkcs11CryptoModuleOptions,
+} from './lib/pkcs11-module.ts';
+export {
+  Keyring, DEFAULT_KEY_CACHE_ENTRIES, DEFAULT_KEY_CACHE_TTL_MS, type StoredKeyMaterial, type NewKeyMaterial, type KeyCacheOptions,
+} from './lib/keyring.ts';
 export {
   encodeFileHeader, readFileHeader, createEncryptStream, createDecryptStream, decryptChunk, decryptRange,
   deriveChunkedFileKey, plaintextRangeToChunks, ciphertextLength, plaintextLength, ChunkedFileKey,
@@ -33,7 +38,7 @@ export {
   type EncryptStreamOptions, type DecryptStreamOptions,
 } from './lib/chunked-aead.ts';
 export {
-  rewrapBatch, aadForOwner, type WrappedRecord, type WrappedRecordCursor, type WrappedRecordOwner,
+  rewrapBatch, type WrappedRecord, type WrappedRecordCursor, type WrappedRecordOwner,
   type WrappedRecordReplacement, type WrappedRecordStore, type RewrapBatchResult,
 } from './lib/rewrap.ts';
 export {

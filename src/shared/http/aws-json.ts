@@ -1,12 +1,13 @@
 // The AWS JSON 1.1 protocol: POST / with X-Amz-Target, SigV4 on every request, typed inputs,
 // AWS-shaped errors. Must never answer a caller's mistake with a 5xx or a stack trace.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import type { Caller, CredentialDirectory } from '../auth/index.ts';
+import { randomUuid } from '../crypto/index.ts';
 import { CiphertextError, SealedError, UserError } from '../errors.ts';
+import { InvalidMarkerError } from '../store/index.ts';
 import type { Logger } from '../log.ts';
-import { readBody } from './body.ts';
+import { parseJsonBody, readBody } from './body.ts';
 import { parseInput } from './validation.ts';
 import type { RateClass, RateLimiter, ReplayGuard } from './rate-limit.ts';
 import {
@@ -81,6 +82,8 @@ interface ErrorReply {
  */
 export function errorReply(error: unknown, requestId: string, logger: Logger, protocol: 'aws' | 'trustplane' = 'aws'): ErrorReply {
   if (error instanceof UserError) return { status: error.httpStatus, type: error.code, message: error.message };
+  // A paging marker the store did not issue is the caller's mistake, whichever service listed.
+  if (error instanceof InvalidMarkerError) return { status: 400, type: 'InvalidMarkerException', message: 'The marker is invalid.' };
   if (error instanceof CiphertextError) return { status: 400, type: error.code, message: error.message };
   if (error instanceof SealedError) {
     return protocol === 'aws' ? { status: 500, type: error.code, message: error.message }
@@ -90,9 +93,10 @@ export function errorReply(error: unknown, requestId: string, logger: Logger, pr
   return { status: 500, type: 'KMSInternalException', message: `An internal error occurred. Request id: ${requestId}` };
 }
 
-export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string>): void {
+export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string>,
+  contentType = 'application/x-amz-json-1.1'): void {
   const payload = Buffer.from(JSON.stringify(body));
-  response.writeHead(status, { 'content-type': 'application/x-amz-json-1.1', 'content-length': payload.length, ...headers });
+  response.writeHead(status, { 'content-type': contentType, 'content-length': payload.length, ...headers });
   response.end(payload);
 }
 
@@ -104,26 +108,49 @@ export function pageMarkers(nextMarker: string | undefined): { Truncated: boolea
 /** Headers that decide what a JSON 1.1 request means: they must be covered by the signature. */
 const SIGNED_HEADERS = ['x-amz-target', 'content-type'];
 
+/** An operation with what its target implies, worked out once at start-up. */
+interface ResolvedTarget {
+  operation: AwsJsonOperation;
+  /** The SigV4 service its requests must be signed for (undefined when its prefix has none: nothing is). */
+  signingService: string | undefined;
+  protocol: 'aws' | 'trustplane';
+  /** Its name in the audit log. */
+  name: string;
+}
+
+/** How errors are said: the AWS KMS protocol for TrentService, trustplane's own for every other prefix. */
+function protocolOf(target: unknown): 'aws' | 'trustplane' {
+  return typeof target === 'string' && target.startsWith('TrentService.') ? 'aws' : 'trustplane';
+}
+
+/** The audit log's name for a target: what follows its prefix, at most 128 characters. */
+function operationName(target: string): string {
+  return target.slice(target.indexOf('.') + 1).slice(0, 128) || 'UnknownOperation';
+}
+
 export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
-  const operations = new Map(options.operations.map((operation) => [operation.target, operation]));
+  const targets = new Map<string, ResolvedTarget>(options.operations.map((operation) => [operation.target, {
+    operation, signingService: options.signingServices[operation.target.slice(0, operation.target.indexOf('.'))],
+    protocol: protocolOf(operation.target), name: operationName(operation.target),
+  }]));
   const { logger } = options;
   const services = [...new Set(Object.values(options.signingServices))];
 
   return async function handleAwsJson(request: IncomingMessage, response: ServerResponse): Promise<void> {
-    const requestId = randomUUID();
+    const requestId = randomUuid();
     const startedAt = Date.now();
     const started = performance.now();
     let caller: Caller | undefined;
-    let operation: AwsJsonOperation | undefined;
+    // Set once the caller is authenticated and the target is known.
+    let resolved: ResolvedTarget | undefined;
     const draft = (outcome: string): AuditRecordDraft => {
       const decisions = caller?.decisions ?? [];
       // A denial ends the request, so the last decision taken is the one that decided it.
       const deciding = decisions.at(-1);
-      const target = operation?.target ?? String(request.headers['x-amz-target'] ?? 'UnknownOperation');
       return {
         time: startedAt, requestId, accountId: caller?.accountId, principalArn: caller?.principalArn,
-        sourceIp: request.socket.remoteAddress, service: operation ? options.signingServices[target.slice(0, target.indexOf('.'))] ?? 'unknown' : 'unknown',
-        operation: target.slice(target.indexOf('.') + 1).slice(0, 128) || 'UnknownOperation', resource: deciding?.resource,
+        sourceIp: request.socket.remoteAddress, service: resolved?.signingService ?? 'unknown',
+        operation: resolved?.name ?? operationName(String(request.headers['x-amz-target'] ?? 'UnknownOperation')), resource: deciding?.resource,
         decision: (caller ? deciding?.decision ?? 'Allow' : 'Unauthenticated') as AuditDecision,
         decidingStatement: deciding?.decidedBy, outcome, latencyMs: performance.now() - started,
       };
@@ -147,29 +174,24 @@ export function createAwsJsonEndpoint(options: AwsJsonEndpointOptions) {
         caller.sourceIp = request.socket.remoteAddress;
         caller.decisions = [];
         const target = request.headers['x-amz-target'];
-        operation = typeof target === 'string' ? operations.get(target) : undefined;
-        if (!operation) throw new UserError('UnknownOperationException', `Unknown operation ${String(target ?? '(no X-Amz-Target)')}.`);
-        const expectedService = options.signingServices[operation.target.slice(0, operation.target.indexOf('.'))];
-        if (caller.signingService !== expectedService) {
-          throw new UserError('InvalidSignatureException', `Credential should be scoped to correct service: '${expectedService}'. `);
+        resolved = typeof target === 'string' ? targets.get(target) : undefined;
+        if (!resolved) throw new UserError('UnknownOperationException', `Unknown operation ${String(target ?? '(no X-Amz-Target)')}.`);
+        const { operation, signingService } = resolved;
+        // SigV4 accepted any of the endpoint's services; this operation takes only its own.
+        if (caller.signingService !== signingService) {
+          throw new UserError('InvalidSignatureException', `Credential should be scoped to correct service: '${signingService}'. `);
         }
         // Per identity, not per session: new role sessions must not mint fresh buckets.
         options.rateLimiter?.take(caller.identityArn, operation.rateClass ?? 'management');
         if (operation.refuseReplays) options.replayGuard?.check(signature);
-        let parsedBody: unknown;
-        try {
-          parsedBody = payload.length === 0 ? {} : JSON.parse(payload.toString('utf8'));
-        } catch {
-          throw new UserError('SerializationException', 'The request body is not valid JSON.');
-        }
+        const parsedBody = parseJsonBody(payload);
         if (parsedBody === null || typeof parsedBody !== 'object' || Array.isArray(parsedBody)) {
           throw new UserError('SerializationException', 'The request body must be a JSON object.');
         }
         const input = parseInput(operation.input, parsedBody);
         body = toWireJson(await operation.handle(caller, input)) ?? {};
       } catch (error) {
-        const targetHeader = request.headers['x-amz-target'];
-        const protocol = typeof targetHeader === 'string' && targetHeader.startsWith('TrentService.') ? 'aws' : 'trustplane';
+        const protocol = resolved?.protocol ?? protocolOf(request.headers['x-amz-target']);
         const reply = errorReply(error, requestId, logger, protocol);
         logger.debug({ requestId, type: reply.type }, 'request failed');
         status = reply.status;

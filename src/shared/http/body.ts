@@ -1,4 +1,5 @@
-// Reading request bodies with a hard size limit. Must never buffer more than the limit.
+// Reading request bodies with a hard size limit, and parsing them as JSON.
+// Must never buffer more than the limit.
 import type { IncomingMessage } from 'node:http';
 import { UserError } from '../errors.ts';
 
@@ -19,4 +20,19 @@ export async function readBody(request: IncomingMessage, limitBytes: number): Pr
     chunks.push(chunk as Buffer);
   }
   return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, total);
+}
+
+/** A request body as JSON; an empty body is {}. Checks no shape: the caller's schema does that. */
+export function parseJsonBody(payload: Buffer): unknown {
+  if (payload.length === 0) return {};
+  try {
+    return JSON.parse(payload.toString('utf8'));
+  } catch {
+    throw new UserError('SerializationException', 'The request body is not valid JSON.');
+  }
+}
+
+/** readBody, then parseJsonBody. */
+export async function readJsonBody(request: IncomingMessage, limitBytes: number): Promise<unknown> {
+  return parseJsonBody(await readBody(request, limitBytes));
 }

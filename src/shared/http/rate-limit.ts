@@ -80,12 +80,19 @@ export class ReplayGuard {
 
   check(signature: string, now = Date.now()): void {
     if (this.#seen.size > 100_000) {
-      for (const [entry, expires] of this.#seen) if (expires <= now) this.#seen.delete(entry);
+      // Every entry lives windowMs and is (re)inserted at the end, so the map is in expiry order:
+      // the expired ones are at its front.
+      for (const [entry, expires] of this.#seen) {
+        if (expires > now) break;
+        this.#seen.delete(entry);
+      }
     }
     const expires = this.#seen.get(signature);
     if (expires !== undefined && expires > now) {
       throw new UserError('InvalidSignatureException', 'This signed request was already received; a replayed credential-issuing request is refused. Sign a new request (add a unique amz-sdk-invocation-id header to repeat one within a second).');
     }
+    // An expired entry for it is deleted first: set() would keep the entry's old place in the order.
+    if (expires !== undefined) this.#seen.delete(signature);
     this.#seen.set(signature, now + this.#windowMs);
   }
 }

@@ -2,8 +2,7 @@
 // Must never echo a sensitive value (plaintext, keys) in an error message.
 import { z } from 'zod';
 import { UserError } from '../errors.ts';
-
-const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+import { BASE64_PATTERN } from '../auth/policy/index.ts';
 
 /** A base64 blob field decoded to bytes, with AWS's length limits on the decoded bytes. */
 export function blob(limits: { min?: number; max?: number } = {}) {

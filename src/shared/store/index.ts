@@ -1,4 +1,7 @@
-// The store's public surface: one interface, the SQLite implementation, record types.
+// The store's public surface: its interfaces, the SQLite implementations, record types.
 // Must never be reached except through a service (routes do not touch storage).
 export * from './types.ts';
-export { SqliteStore, InvalidMarkerError, encodeMarker, decodeMarker } from './sqlite.ts';
+export * from './fleet-types.ts';
+export { SqliteStore, InvalidMarkerError } from './sqlite.ts';
+export { SqliteFleetStore } from './sqlite-fleet.ts';
+export { SqliteAuditStore, NoAuditLogError } from './sqlite-audit.ts';

@@ -5,12 +5,15 @@
 // (the WAL write reaches the OS, no fsync), then the WAL file is fsynced on libuv's thread pool and
 // only then is the batch reported durable. That is what synchronous=FULL would have done inside the
 // commit, on the event loop; checkpoints of the WAL still sync as usual under NORMAL.
-import { close as closeFile, closeSync, fsync, open as openFile, openSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { close as closeFile, closeSync, existsSync, fsync, openSync, statSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import Database from 'better-sqlite3';
+import { syncDirectory } from '../fs.ts';
 import type { AuditQuery, AuditSigningKeyRecord, AuditStore } from '../audit/audit-store.ts';
+import { auditErrors } from '../audit/errors.ts';
+import { HOME_DATABASE_FILE } from '../config.ts';
 import {
-  chainHash, encodeAuditRecord, sameHash, toAuditRecord, type AuditCheckpoint, type AuditHead, type AuditRecord,
+  chainHash, encodeAuditRecord, placeAuditDraft, sameHash, type AuditCheckpoint, type AuditHead, type AuditRecord,
   type AuditRecordDraft, type AuditSigningPublicKey, type StoredAuditRecord,
 } from '../audit/domain/index.ts';
 import { StoreConflictError } from './types.ts';
@@ -35,17 +38,6 @@ function storedRecordFromRow(row: Row): StoredAuditRecord {
   return { seq: Number(row.seq), text: String(row.record), hash: row.hash as Buffer };
 }
 
-/** fsync of a directory, so a file created in it stays after a power loss (not possible on Windows). */
-function syncDirectory(path: string): Promise<void> {
-  return new Promise((done, fail) => {
-    if (process.platform === 'win32') { done(); return; }
-    openFile(path, 'r', (openError, fd) => {
-      if (openError) { fail(openError); return; }
-      fsync(fd, (syncError) => closeFile(fd, () => (syncError ? fail(syncError) : done())));
-    });
-  });
-}
-
 function escapeLike(value: string): string {
   return value.replace(/[\\%_]/g, (character) => `\\${character}`);
 }
@@ -53,6 +45,20 @@ function escapeLike(value: string): string {
 /** Thrown by the read-only opener when the file has no audit tables (a home from before the audit log). */
 export class NoAuditLogError extends Error {
   constructor(path: string) { super(`${path} has no audit log (its schema predates it)`); this.name = 'NoAuditLogError'; }
+}
+
+/** Finds and opens a home's audit log read-only, for the CLI on a stopped (or running) server; never creates a home. */
+export function openAuditLogReadOnly(home: string): SqliteAuditStore {
+  if (!existsSync(home)) throw auditErrors.homeNotFound(`${home} does not exist; pass --home DIR or set TRUSTPLANE_HOME.`);
+  if (!statSync(home).isDirectory()) throw auditErrors.homeNotFound(`${home} is not a directory; pass --home DIR or set TRUSTPLANE_HOME.`);
+  const path = join(home, HOME_DATABASE_FILE);
+  if (!existsSync(path)) throw auditErrors.homeNotFound(`${home} is not a trustplane home (no ${HOME_DATABASE_FILE}); has a server run there?`);
+  try {
+    return SqliteAuditStore.openReadOnly(path);
+  } catch (error) {
+    if (error instanceof NoAuditLogError) throw auditErrors.unavailable(`${path} has no audit log yet; start this version of the server on it once.`);
+    throw auditErrors.unavailable(`cannot read ${path}: ${(error as Error).message}`);
+  }
 }
 
 export class SqliteAuditStore implements AuditStore {
@@ -130,7 +136,7 @@ export class SqliteAuditStore implements AuditStore {
     const records: AuditRecord[] = [];
     for (const draft of drafts) {
       seq += 1;
-      const record = toAuditRecord(draft, seq, now);
+      const record = placeAuditDraft(draft, seq, now);
       const text = encodeAuditRecord(record);
       hash = chainHash(hash, text);
       insert.run(seq, text, hash);
@@ -257,26 +263,23 @@ export class SqliteAuditStore implements AuditStore {
   // Paged rather than one open cursor: better-sqlite3 refuses writes on a connection while a
   // cursor is open, and a reader must not stall the writer sharing its connection.
   *records(options: { afterSeq?: number; pageSize?: number } = {}): Generator<StoredAuditRecord> {
-    const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
-    const page = this.#statement('SELECT seq, record, hash FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?');
-    let after = options.afterSeq ?? 0;
-    for (;;) {
-      const rows = page.all(after, pageSize) as Row[];
-      for (const row of rows) yield storedRecordFromRow(row);
-      if (rows.length < pageSize) return;
-      after = Number(rows[rows.length - 1].seq);
-    }
+    yield* this.#paged('SELECT seq, record, hash FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?', 'seq',
+      options.afterSeq ?? 0, options.pageSize ?? DEFAULT_PAGE_SIZE, storedRecordFromRow);
   }
 
   *checkpoints(options: { pageSize?: number } = {}): Generator<AuditCheckpoint> {
-    const pageSize = options.pageSize ?? DEFAULT_PAGE_SIZE;
-    const page = this.#statement('SELECT * FROM audit_checkpoints WHERE number > ? ORDER BY number LIMIT ?');
-    let after = 0;
+    yield* this.#paged('SELECT * FROM audit_checkpoints WHERE number > ? ORDER BY number LIMIT ?', 'number',
+      0, options.pageSize ?? DEFAULT_PAGE_SIZE, checkpointFromRow);
+  }
+
+  /** Rows of `sql` (parameters: the last `key` seen, then the page size), a page at a time in `key` order. */
+  *#paged<T>(sql: string, key: string, after: number, pageSize: number, fromRow: (row: Row) => T): Generator<T> {
+    const page = this.#statement(sql);
     for (;;) {
       const rows = page.all(after, pageSize) as Row[];
-      for (const row of rows) yield checkpointFromRow(row);
+      for (const row of rows) yield fromRow(row);
       if (rows.length < pageSize) return;
-      after = Number(rows[rows.length - 1].number);
+      after = Number(rows[rows.length - 1][key]);
     }
   }
 

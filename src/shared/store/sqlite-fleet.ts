@@ -2,66 +2,35 @@
 // service's SQLite connection, so a change and its feed entry and audit record commit together.
 // Must never store a join token in clear: only its SHA-256.
 import type Database from 'better-sqlite3';
-import type { WrappedSecret } from '../crypto/index.ts';
+import type {
+  CertificateAuthorityRecord, FleetChange, FleetChangeKind, FleetStore, HostClassRecord, HostRecord, JoinTokenRecord,
+} from './fleet-types.ts';
 import type { SqliteStore } from './sqlite.ts';
 import { StoreConflictError, StoreDuplicateError } from './types.ts';
 import { StatementCache } from './statements.ts';
 
 type Row = Record<string, unknown>;
 
-export interface HostClassRecord {
-  accountId: string;
-  name: string;
-  parent?: string;
-  createdAt: Date;
-  keyIds: string[];
+// One query per listing: each class with its grants, each host with its classes, gathered as JSON arrays.
+const CLASSES_SQL = `SELECT c.*, json_group_array(k.key_id ORDER BY k.key_id) FILTER (WHERE k.key_id IS NOT NULL) AS key_ids
+  FROM host_classes c LEFT JOIN class_keys k ON k.account_id = c.account_id AND k.class_name = c.name`;
+const HOSTS_SQL = `SELECT h.*, json_group_array(m.class_name ORDER BY m.class_name) FILTER (WHERE m.class_name IS NOT NULL) AS classes
+  FROM hosts h LEFT JOIN host_memberships m ON m.host_id = h.host_id`;
+
+function classFromRow(row: Row): HostClassRecord {
+  return { accountId: String(row.account_id), name: String(row.name), parent: (row.parent as string | null) ?? undefined,
+    createdAt: new Date(Number(row.created_at)), keyIds: JSON.parse(String(row.key_ids)) as string[] };
 }
 
-export interface JoinTokenRecord {
-  tokenHash: Buffer;
-  accountId: string;
-  classes: string[];
-  usesLeft: number;
-  expiresAt: Date;
-  createdAt: Date;
-  createdBy: string;
+function hostFromRow(row: Row): HostRecord {
+  return { hostId: String(row.host_id), accountId: String(row.account_id), name: String(row.name), publicKeyDer: row.public_key as Buffer,
+    certificateSerial: String(row.certificate_serial), certificateNotAfter: new Date(Number(row.certificate_not_after)),
+    status: row.status as HostRecord['status'], agentVersion: (row.agent_version as string | null) ?? undefined,
+    createdAt: new Date(Number(row.created_at)), lastSeen: row.last_seen === null ? undefined : new Date(Number(row.last_seen)),
+    classes: JSON.parse(String(row.classes)) as string[] };
 }
 
-export type FleetChangeKind = 'class-created' | 'class-deleted' | 'key-granted' | 'key-revoked'
-  | 'host-enrolled' | 'host-classes-changed' | 'host-removed';
-
-export interface HostRecord {
-  hostId: string;
-  accountId: string;
-  name: string;
-  publicKeyDer: Buffer;
-  certificateSerial: string;
-  certificateNotAfter: Date;
-  status: 'active' | 'quarantined';
-  agentVersion?: string;
-  createdAt: Date;
-  lastSeen?: Date;
-  classes: string[];
-}
-
-export interface CertificateAuthorityRecord {
-  accountId: string;
-  certificateDer: Buffer;
-  privateKey: WrappedSecret;
-  createdAt: Date;
-}
-
-export interface FleetChange {
-  revision: number;
-  accountId: string;
-  kind: FleetChangeKind;
-  className?: string;
-  keyId?: string;
-  hostId?: string;
-  at: Date;
-}
-
-export class SqliteFleetStore {
+export class SqliteFleetStore implements FleetStore {
   readonly #store: SqliteStore;
   readonly #statements: StatementCache;
 
@@ -92,20 +61,14 @@ export class SqliteFleetStore {
   }
 
   async getClass(accountId: string, name: string): Promise<HostClassRecord | undefined> {
-    const row = this.#statement('SELECT * FROM host_classes WHERE account_id = ? AND name = ?').get(accountId, name) as Row | undefined;
-    return row ? this.#classFromRow(row) : undefined;
+    const row = this.#statement(`${CLASSES_SQL} WHERE c.account_id = ? AND c.name = ? GROUP BY c.account_id, c.name`)
+      .get(accountId, name) as Row | undefined;
+    return row ? classFromRow(row) : undefined;
   }
 
   async listClasses(accountId: string): Promise<HostClassRecord[]> {
-    return (this.#statement('SELECT * FROM host_classes WHERE account_id = ? ORDER BY name').all(accountId) as Row[])
-      .map((row) => this.#classFromRow(row));
-  }
-
-  #classFromRow(row: Row): HostClassRecord {
-    const keyIds = (this.#statement('SELECT key_id FROM class_keys WHERE account_id = ? AND class_name = ? ORDER BY key_id')
-      .all(row.account_id, row.name) as Row[]).map((key) => String(key.key_id));
-    return { accountId: String(row.account_id), name: String(row.name), parent: (row.parent as string | null) ?? undefined,
-      createdAt: new Date(Number(row.created_at)), keyIds };
+    return (this.#statement(`${CLASSES_SQL} WHERE c.account_id = ? GROUP BY c.account_id, c.name ORDER BY c.name`)
+      .all(accountId) as Row[]).map(classFromRow);
   }
 
   /** Deletes a class with no child classes; its key grants go with it. */
@@ -118,12 +81,12 @@ export class SqliteFleetStore {
         throw new StoreConflictError(`class ${name} has hosts`);
       }
       const deleted = this.#statement('DELETE FROM host_classes WHERE account_id = ? AND name = ?').run(accountId, name).changes === 1;
-      // A token naming the class must not enrol hosts into a later class of the same name.
       if (deleted) {
+        // A token naming the class must not enrol hosts into a later class of the same name.
         this.#statement('DELETE FROM join_tokens WHERE account_id = ? AND EXISTS (SELECT 1 FROM json_each(join_tokens.classes) WHERE value = ?)')
           .run(accountId, name);
+        this.#recordChange({ accountId, kind: 'class-deleted', className: name, at: now });
       }
-      if (deleted) this.#recordChange({ accountId, kind: 'class-deleted', className: name, at: now });
       return deleted;
     });
   }
@@ -151,16 +114,6 @@ export class SqliteFleetStore {
       return this.#statement('DELETE FROM class_keys WHERE account_id = ? AND class_name = ? AND key_id = ?')
         .run(accountId, className, keyId).changes === 1;
     });
-  }
-
-  /** Keys a class may use: its own grants and every ancestor's. */
-  async entitledKeyIds(accountId: string, className: string): Promise<string[]> {
-    const rows = this.#statement(`WITH RECURSIVE lineage(name) AS (
-        SELECT ? UNION ALL SELECT c.parent FROM host_classes c JOIN lineage l ON c.name = l.name
-        WHERE c.account_id = ? AND c.parent IS NOT NULL)
-      SELECT DISTINCT key_id FROM class_keys WHERE account_id = ? AND class_name IN (SELECT name FROM lineage) ORDER BY key_id`)
-      .all(className, accountId, accountId) as Row[];
-    return rows.map((row) => String(row.key_id));
   }
 
   async createJoinToken(token: JoinTokenRecord): Promise<void> {
@@ -231,22 +184,15 @@ export class SqliteFleetStore {
     }
   }
 
-  #hostFromRow(row: Row): HostRecord {
-    const classes = (this.#statement('SELECT class_name FROM host_memberships WHERE host_id = ? ORDER BY class_name').all(row.host_id) as Row[])
-      .map((membership) => String(membership.class_name));
-    return { hostId: String(row.host_id), accountId: String(row.account_id), name: String(row.name), publicKeyDer: row.public_key as Buffer,
-      certificateSerial: String(row.certificate_serial), certificateNotAfter: new Date(Number(row.certificate_not_after)),
-      status: row.status as HostRecord['status'], agentVersion: (row.agent_version as string | null) ?? undefined,
-      createdAt: new Date(Number(row.created_at)), lastSeen: row.last_seen === null ? undefined : new Date(Number(row.last_seen)), classes };
-  }
-
   async getHost(accountId: string, hostId: string): Promise<HostRecord | undefined> {
-    const row = this.#statement('SELECT * FROM hosts WHERE account_id = ? AND host_id = ?').get(accountId, hostId) as Row | undefined;
-    return row ? this.#hostFromRow(row) : undefined;
+    const row = this.#statement(`${HOSTS_SQL} WHERE h.account_id = ? AND h.host_id = ? GROUP BY h.host_id`)
+      .get(accountId, hostId) as Row | undefined;
+    return row ? hostFromRow(row) : undefined;
   }
 
   async listHosts(accountId: string): Promise<HostRecord[]> {
-    return (this.#statement('SELECT * FROM hosts WHERE account_id = ? ORDER BY host_id').all(accountId) as Row[]).map((row) => this.#hostFromRow(row));
+    return (this.#statement(`${HOSTS_SQL} WHERE h.account_id = ? GROUP BY h.host_id ORDER BY h.host_id`)
+      .all(accountId) as Row[]).map(hostFromRow);
   }
 
   async setHostClasses(accountId: string, hostId: string, classes: string[], now: Date): Promise<boolean> {

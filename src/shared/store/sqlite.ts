@@ -8,9 +8,9 @@ import type {
 } from '../crypto/index.ts';
 import { sqliteMigrations, type Migration } from './migrations/sqlite.ts';
 import {
-  StoreConflictError, StoreDuplicateError, StoreLimitError, type AccessKeyRecord, type AccessKeyStatus, type AccountRecord,
+  SECRET_PURPOSES, StoreConflictError, StoreDuplicateError, StoreLimitError, type AccessKeyRecord, type AccessKeyStatus, type AccountRecord,
   type AliasRecord, type GrantRecord, type KeyPatch, type KeyRecord, type KeyVersionRecord, type Page, type PrincipalKind,
-  type PrincipalPolicyRecord, type PrincipalRecord, type Store, type TagRecord,
+  type PrincipalPolicyRecord, type PrincipalRecord, type SecretPurpose, type Store, type TagRecord,
 } from './types.ts';
 import { StatementCache } from './statements.ts';
 
@@ -19,12 +19,12 @@ type Row = Record<string, unknown>;
 const toDate = (value: unknown): Date | undefined => (value === null || value === undefined ? undefined : new Date(Number(value)));
 const fromDate = (value: Date | null | undefined): number | null => (value ? value.getTime() : null);
 
-export function encodeMarker(value: string): string {
+function encodeMarker(value: string): string {
   return Buffer.from(value, 'utf8').toString('base64url');
 }
 
 /** Decodes a pagination marker; undefined when absent, InvalidMarker when garbled. */
-export function decodeMarker(marker: string | undefined): string | undefined {
+function decodeMarker(marker: string | undefined): string | undefined {
   if (marker === undefined) return undefined;
   const value = Buffer.from(marker, 'base64url').toString('utf8');
   if (value.length === 0 || encodeMarker(value) !== marker) throw new InvalidMarkerError();
@@ -35,29 +35,40 @@ export class InvalidMarkerError extends Error {
   constructor() { super('The marker is invalid.'); this.name = 'InvalidMarkerError'; }
 }
 
-/** Every row holding material wrapped under a domain key, so rotation and migration miss none. */
-const WRAPPED_RECORD_SOURCES = {
-  'access-key': { table: 'access_keys', column: 'wrapped_secret' },
-  'audit-signing-key': { table: 'audit_signing_keys', column: 'wrapped_private_key' },
-  'fleet-ca-key': { table: 'fleet_ca', column: 'wrapped_private_key' },
-  'key-version': { table: 'key_versions', column: 'wrapped_material' },
-} as const satisfies Record<WrappedRecord['source'], { table: string; column: string }>;
+/** A table holding wrapped material: the material's column, and the column the wrap's associated data names the row by. */
+interface WrappedTable {
+  table: string;
+  column: string;
+  name: string;
+}
 
-const WRAPPED_RECORDS_SQL = `
-  SELECT 'access-key' AS source, rowid AS row_id, access_key_id AS name, NULL AS version, NULL AS key_spec,
-    domain_key_id, wrapped_secret AS wrapped FROM access_keys
-  UNION ALL
-  SELECT 'audit-signing-key', rowid, key_id, NULL, NULL, domain_key_id, wrapped_private_key FROM audit_signing_keys
-  UNION ALL
-  SELECT 'fleet-ca-key', rowid, account_id, NULL, NULL, domain_key_id, wrapped_private_key FROM fleet_ca
-  UNION ALL
-  SELECT 'key-version', v.rowid, v.key_id, v.version, k.key_spec, v.domain_key_id, v.wrapped_material
-    FROM key_versions v JOIN keys k ON k.key_id = v.key_id`;
+/** Rows of secrets: each source is named by its purpose, so a row's source is the purpose it was wrapped for. */
+const WRAPPED_SECRET_SOURCES = {
+  [SECRET_PURPOSES.accessKey]: { table: 'access_keys', column: 'wrapped_secret', name: 'access_key_id' },
+  [SECRET_PURPOSES.auditSigningKey]: { table: 'audit_signing_keys', column: 'wrapped_private_key', name: 'key_id' },
+  [SECRET_PURPOSES.fleetCaKey]: { table: 'fleet_ca', column: 'wrapped_private_key', name: 'account_id' },
+} as const satisfies Record<SecretPurpose, WrappedTable>;
+
+const KEY_VERSION_SOURCE = 'key-version';
+
+/** Every row holding material wrapped under a domain key, so rotation and migration miss none. */
+const WRAPPED_RECORD_SOURCES: ReadonlyMap<string, WrappedTable> = new Map(Object.entries({
+  ...WRAPPED_SECRET_SOURCES,
+  [KEY_VERSION_SOURCE]: { table: 'key_versions', column: 'wrapped_material', name: 'key_id' },
+}));
+
+// Customer key versions also carry the version and spec their associated data binds.
+const WRAPPED_RECORDS_SQL = [
+  ...Object.entries(WRAPPED_SECRET_SOURCES).map(([source, { table, column, name }]) =>
+    `SELECT '${source}' AS source, rowid AS row_id, ${name} AS name, NULL AS version, NULL AS key_spec, domain_key_id, ${column} AS wrapped FROM ${table}`),
+  `SELECT '${KEY_VERSION_SOURCE}', v.rowid, v.key_id, v.version, k.key_spec, v.domain_key_id, v.wrapped_material
+    FROM key_versions v JOIN keys k ON k.key_id = v.key_id`,
+].join('\n  UNION ALL\n  ');
 
 function wrappedRecordFromRow(row: Row): WrappedRecord {
   const material = { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped as Buffer };
-  const source = row.source as WrappedRecord['source'];
-  const owner: WrappedRecordOwner = source === 'key-version'
+  const source = String(row.source);
+  const owner: WrappedRecordOwner = source === KEY_VERSION_SOURCE
     ? { kind: 'customer-key', keyId: String(row.name), version: Number(row.version), spec: String(row.key_spec) }
     : { kind: 'secret', purpose: source, name: String(row.name) };
   return { source, rowId: Number(row.row_id), owner, material };
@@ -229,11 +240,23 @@ export class SqliteStore implements Store {
     }));
   }
 
+  /** One domain key row; `replace` overwrites a row of the same id (seal migration re-records the old keys as retired). */
+  #putDomainKey(record: DomainKeyRecord, options: { replace?: boolean } = {}): void {
+    const insert = 'INSERT INTO domain_keys (id, module, wrapped, created_at, state) VALUES (?, ?, ?, ?, ?)';
+    this.#statement(options.replace
+      ? `${insert} ON CONFLICT (id) DO UPDATE SET module = excluded.module, wrapped = excluded.wrapped, state = excluded.state`
+      : insert)
+      .run(record.id, record.module, record.wrapped, record.createdAt.getTime(), record.state);
+  }
+
+  #putModuleValue(name: string, value: Buffer): void {
+    this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value').run(name, value);
+  }
+
   async insertDomainKey(record: DomainKeyRecord): Promise<void> {
     this.#write(() => {
       if (record.state === 'active') this.#statement("UPDATE domain_keys SET state = 'retiring' WHERE state = 'active'").run();
-      this.#statement('INSERT INTO domain_keys (id, module, wrapped, created_at, state) VALUES (?, ?, ?, ?, ?)')
-        .run(record.id, record.module, record.wrapped, record.createdAt.getTime(), record.state);
+      this.#putDomainKey(record);
     });
   }
 
@@ -254,11 +277,8 @@ export class SqliteStore implements Store {
     this.#write(() => {
       const existing = this.#statement("SELECT COUNT(*) AS n FROM domain_keys WHERE state != 'retired'").get() as Row;
       if (Number(existing.n) > 0) throw new StoreDuplicateError('the crypto module is already initialised');
-      this.#statement('INSERT INTO domain_keys (id, module, wrapped, created_at, state) VALUES (?, ?, ?, ?, ?)')
-        .run(firstDomainKey.id, firstDomainKey.module, firstDomainKey.wrapped, firstDomainKey.createdAt.getTime(), firstDomainKey.state);
-      for (const [name, value] of Object.entries(values)) {
-        this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value').run(name, value);
-      }
+      this.#putDomainKey(firstDomainKey);
+      for (const [name, value] of Object.entries(values)) this.#putModuleValue(name, value);
     });
   }
 
@@ -281,12 +301,6 @@ export class SqliteStore implements Store {
     return row ? (row.value as Buffer) : undefined;
   }
 
-  async setModuleValue(name: string, value: Buffer): Promise<void> {
-    this.#write(() => {
-      this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value').run(name, value);
-    });
-  }
-
   /**
    * Seal migration in one transaction: every rewrapped row, the domain keys in the order given
    * (retire the old ones before adding the new active one) and the module values. All or nothing.
@@ -297,14 +311,10 @@ export class SqliteStore implements Store {
       for (const { record, material } of change.replacements) {
         if (this.#swapWrapped(record, material) !== 1) throw new StoreConflictError(`${record.source} row ${record.rowId} changed during the migration`);
       }
-      for (const record of change.domainKeys) {
-        this.#statement(`INSERT INTO domain_keys (id, module, wrapped, created_at, state) VALUES (?, ?, ?, ?, ?)
-          ON CONFLICT (id) DO UPDATE SET module = excluded.module, wrapped = excluded.wrapped, state = excluded.state`)
-          .run(record.id, record.module, record.wrapped, record.createdAt.getTime(), record.state);
-      }
+      for (const record of change.domainKeys) this.#putDomainKey(record, { replace: true });
       for (const [name, value] of Object.entries(change.values)) {
         if (value === undefined) this.#statement('DELETE FROM module_values WHERE name = ?').run(name);
-        else this.#statement('INSERT INTO module_values (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value').run(name, value);
+        else this.#putModuleValue(name, value);
       }
     });
   }
@@ -333,7 +343,8 @@ export class SqliteStore implements Store {
 
   /** Compare-and-swap of one row's material: a row changed or deleted since it was read is left alone (0). */
   #swapWrapped(record: WrappedRecord, material: WrappedSecret): number {
-    const target = WRAPPED_RECORD_SOURCES[record.source];
+    const target = WRAPPED_RECORD_SOURCES.get(record.source);
+    if (!target) throw new Error(`unknown wrapped record source ${record.source}`);
     return this.#statement(`UPDATE ${target.table} SET domain_key_id = ?, ${target.column} = ?
       WHERE rowid = ? AND domain_key_id = ? AND ${target.column} = ?`)
       .run(material.domainKeyId, material.wrapped, record.rowId, record.material.domainKeyId, record.material.wrapped).changes;

@@ -2,6 +2,18 @@
 // wrapped (WrappedSecret); nothing in a record is usable without the crypto module.
 import type { DomainKeyStore, WrappedRecordStore, WrappedSecret } from '../crypto/index.ts';
 
+/**
+ * What each stored secret (not a customer key) is wrapped for: bound into the wrap's associated
+ * data with the row's name, and the store's name for the rows that hold it. Defined once, here.
+ */
+export const SECRET_PURPOSES = {
+  accessKey: 'access-key',
+  auditSigningKey: 'audit-signing-key',
+  fleetCaKey: 'fleet-ca-key',
+} as const;
+
+export type SecretPurpose = (typeof SECRET_PURPOSES)[keyof typeof SECRET_PURPOSES];
+
 export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion';
 export type KeyUsage = 'ENCRYPT_DECRYPT' | 'SIGN_VERIFY' | 'GENERATE_VERIFY_MAC';
 export type RotationType = 'AUTOMATIC' | 'ON_DEMAND';

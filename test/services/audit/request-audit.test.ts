@@ -2,16 +2,13 @@
 // state changes (recorded in their own transaction); verify catches tampering with a copy.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { CreateKeyCommand, DecryptCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
-import { makeTempDir, startTestServer, trustplaneBin, type TestServer } from '../../helpers/server.ts';
+import { makeTempDir, startTestServer, type TestServer } from '../../helpers/server.ts';
 import { kmsClient, rawKmsRequest } from '../../helpers/kms-client.ts';
-
-const run = promisify(execFile);
+import { trustplane } from '../../helpers/cli.ts';
 
 interface Record {
   seq: number; requestId: string; principalArn?: string; operation: string; resource?: string; decision: string;
@@ -41,8 +38,8 @@ describe('audit of every request', () => {
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  const query = async (home: string, ...args: string[]) => (await run(process.execPath, [trustplaneBin, 'audit', 'query', '--home', home, '--json', ...args]))
-    .stdout.trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record);
+  const query = async (home: string, ...args: string[]) => (await trustplane(['audit', 'query', '--home', home, '--json', ...args]))
+    .trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as Record);
 
   it('records successes, state changes, errors and unauthenticated calls, and never plaintext', async () => {
     const records = await query(server.home);
@@ -65,7 +62,7 @@ describe('audit of every request', () => {
     assert.equal(unauthenticated.principalArn, undefined);
     const seqs = records.map((record) => record.seq);
     assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b));
-    const raw = (await run(process.execPath, [trustplaneBin, 'audit', 'query', '--home', server.home, '--json'])).stdout;
+    const raw = await trustplane(['audit', 'query', '--home', server.home, '--json']);
     assert.ok(!raw.includes('audit-plaintext-marker') && !raw.includes(Buffer.from('audit-plaintext-marker').toString('base64')));
     assert.ok(!raw.includes(server.secretAccessKey));
     const byOperation = await query(server.home, '--operation', 'Decrypt');
@@ -73,7 +70,7 @@ describe('audit of every request', () => {
   });
 
   it('verifies an intact log, and names the first bad record of a tampered copy', async () => {
-    const verified = JSON.parse((await run(process.execPath, [trustplaneBin, 'audit', 'verify', '--home', server.home, '--json'])).stdout) as
+    const verified = JSON.parse(await trustplane(['audit', 'verify', '--home', server.home, '--json'])) as
       { Intact: boolean; Records: number; Checkpoints: number };
     assert.equal(verified.Intact, true);
     assert.ok(verified.Records >= 5);
@@ -85,7 +82,7 @@ describe('audit of every request', () => {
     db.prepare("UPDATE audit_records SET record = replace(record, '\"Success\"', '\"Denied\"') WHERE seq = 2").run();
     db.close();
     try {
-      await run(process.execPath, [trustplaneBin, 'audit', 'verify', '--home', copy]);
+      await trustplane(['audit', 'verify', '--home', copy]);
       assert.fail('verify must fail on a tampered copy');
     } catch (error) {
       const failure = error as { code: number; stderr: string };

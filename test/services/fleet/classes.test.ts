@@ -2,19 +2,16 @@
 // signed calls against a real server, and the join token's single use in the store.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { CreateAliasCommand, CreateKeyCommand, ScheduleKeyDeletionCommand } from '@aws-sdk/client-kms';
-import { makeTempDir, startTestServer, trustplaneBin, type TestServer } from '../../helpers/server.ts';
+import { makeTempDir, startTestServer, type TestServer } from '../../helpers/server.ts';
 import { kmsClient } from '../../helpers/kms-client.ts';
 import { iam, rootCredentials, trustplaneCall } from '../../helpers/iam-client.ts';
+import { cliEnv, trustplane as runTrustplane, trustplaneFails, trustplaneJson } from '../../helpers/cli.ts';
 import { SqliteStore } from '../../../src/shared/store/index.ts';
 import { SqliteFleetStore } from '../../../src/shared/store/sqlite-fleet.ts';
 import { joinTokenHash } from '../../../src/services/fleet/index.ts';
-
-const run = promisify(execFile);
 
 interface ClassView { Name: string; Parent?: string; KeyIds: string[]; EntitledKeyIds: string[] }
 
@@ -24,21 +21,13 @@ describe('host classes, key grants and join tokens', () => {
   let keyA: string;
   let keyB: string;
 
-  const trustplane = async (...args: string[]) => (await run(process.execPath, [trustplaneBin, ...args, '--endpoint', server.url], { env })).stdout;
-  const json = async <T>(...args: string[]) => JSON.parse(await trustplane(...args, '--json')) as T;
-  const fails = async (...args: string[]) => {
-    try {
-      await trustplane(...args);
-    } catch (error) {
-      return (error as { stderr: string }).stderr;
-    }
-    return assert.fail(`expected trustplane ${args.join(' ')} to fail`);
-  };
+  const trustplane = (...args: string[]) => runTrustplane(args, { env });
+  const json = <T>(...args: string[]) => trustplaneJson<T>([...args, '--json'], { env });
+  const fails = (...args: string[]) => trustplaneFails(args, { env });
 
   before(async () => {
     server = await startTestServer();
-    env = { ...process.env, AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
-      AWS_REGION: server.region, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
+    env = cliEnv(server);
     const client = kmsClient(server);
     keyA = (await client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
     keyB = (await client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;

@@ -2,16 +2,13 @@
 // certificate from the account's fleet CA, single-use tokens, and the host inventory.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
-import { promisify } from 'node:util';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
-import { startTestServer, trustplaneBin, type TestServer } from '../../helpers/server.ts';
+import { startTestServer, type TestServer } from '../../helpers/server.ts';
 import { kmsClient } from '../../helpers/kms-client.ts';
 import { operatorCall, rootCredentials, trustplaneCall } from '../../helpers/iam-client.ts';
-
-const run = promisify(execFile);
+import { cliEnv, trustplane as runTrustplane, trustplaneJson } from '../../helpers/cli.ts';
 
 interface Enrolled { HostId: string; AccountId: string; Classes: string[]; Certificate: string; CaCertificate: string; CertificateExpiresAt: number }
 
@@ -28,8 +25,8 @@ describe('host enrolment', () => {
   let server: TestServer;
   let env: NodeJS.ProcessEnv;
   let keyId: string;
-  const trustplane = async (...args: string[]) => (await run(process.execPath, [trustplaneBin, ...args, '--endpoint', server.url], { env })).stdout;
-  const json = async <T>(...args: string[]) => JSON.parse(await trustplane(...args, '--json')) as T;
+  const trustplane = (...args: string[]) => runTrustplane(args, { env });
+  const json = <T>(...args: string[]) => trustplaneJson<T>([...args, '--json'], { env });
   const enroll = async (body: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
     const response = await fetch(`${server.url}/v1/fleet/enroll`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
     return { status: response.status, json: await response.json() as Record<string, unknown> };
@@ -38,8 +35,7 @@ describe('host enrolment', () => {
 
   before(async () => {
     server = await startTestServer();
-    env = { ...process.env, AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
-      AWS_REGION: server.region, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
+    env = cliEnv(server);
     const client = kmsClient(server);
     keyId = (await client.send(new CreateKeyCommand({}))).KeyMetadata!.KeyId!;
     client.destroy();

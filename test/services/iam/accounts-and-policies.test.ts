@@ -12,10 +12,7 @@ import {
 } from '@aws-sdk/client-kms';
 import { startTestServer, type TestServer } from '../../helpers/server.ts';
 import { iam, rootCredentials, type Credentials } from '../../helpers/iam-client.ts';
-
-function sdk(server: TestServer, credentials: Credentials): KMSClient {
-  return new KMSClient({ endpoint: server.url, region: server.region, maxAttempts: 1, credentials });
-}
+import { kmsClient, postRaw, signRequest } from '../../helpers/kms-client.ts';
 
 async function failure(promise: Promise<unknown>): Promise<{ name: string; message: string }> {
   try {
@@ -34,7 +31,7 @@ describe('accounts, principals and policies', () => {
   let accountA: string;
   const clients: KMSClient[] = [];
   const client = (credentials: Credentials) => {
-    const made = sdk(server, credentials);
+    const made = kmsClient(server, credentials);
     clients.push(made);
     return made;
   };
@@ -337,19 +334,13 @@ describe('replays', () => {
   after(async () => { await server?.dispose(); });
 
   it('refuses a replayed credential-issuing request, and answers a replay of anything else as before', async () => {
-    const { SignatureV4 } = await import('@smithy/signature-v4');
-    const { Hash } = await import('@smithy/hash-node');
-    const { postRaw } = await import('../../helpers/kms-client.ts');
     await iam(server, rootCredentials(server), 'CreateUser', { UserName: 'target' });
-    const url = new URL(server.url);
-    const signer = new SignatureV4({ service: 'trustplane', region: server.region, sha256: Hash.bind(null, 'sha256'),
-      credentials: rootCredentials(server) });
     const body = JSON.stringify({ UserName: 'target' });
-    const signed = await signer.sign({ method: 'POST', protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: '/', body,
-      headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrustPlaneIam.CreateAccessKey' } });
-    const first = await postRaw(server.url, signed.headers as Record<string, string>, Buffer.from(body));
+    const signed = await signRequest(server, { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrustPlaneIam.CreateAccessKey' },
+      body, { service: 'trustplane', credentials: rootCredentials(server) });
+    const first = await postRaw(server.url, signed, Buffer.from(body));
     assert.equal(first.status, 200);
-    const replayed = await postRaw(server.url, signed.headers as Record<string, string>, Buffer.from(body));
+    const replayed = await postRaw(server.url, signed, Buffer.from(body));
     assert.equal(replayed.json.__type, 'InvalidSignatureException');
     assert.match(String(replayed.json.message), /replayed/);
     const listed = await iam<{ AccessKeyMetadata: unknown[] }>(server, rootCredentials(server), 'ListAccessKeys', { UserName: 'target' });
@@ -368,12 +359,12 @@ describe('throttling', () => {
     await iam(server, root, 'PutPrincipalPolicy', { PrincipalArn: user.User.Arn, PolicyName: 'list',
       PolicyDocument: JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Action: 'kms:ListKeys', Resource: '*' }] }) });
     const key = await iam<{ AccessKey: { AccessKeyId: string; SecretAccessKey: string } }>(server, root, 'CreateAccessKey', { UserName: 'calm' });
-    const kms = sdk(server, root);
+    const kms = kmsClient(server, root);
     const results = await Promise.allSettled(Array.from({ length: 20 }, () => kms.send(new ListKeysCommand({}))));
     const throttled = results.filter((result) => result.status === 'rejected');
     assert.ok(throttled.length >= 15, `${throttled.length} of 20 throttled`);
     for (const result of throttled) assert.equal((result as PromiseRejectedResult).reason.name, 'ThrottlingException');
-    const calm = sdk(server, { accessKeyId: key.AccessKey.AccessKeyId, secretAccessKey: key.AccessKey.SecretAccessKey });
+    const calm = kmsClient(server, { accessKeyId: key.AccessKey.AccessKeyId, secretAccessKey: key.AccessKey.SecretAccessKey });
     const listed = await calm.send(new ListKeysCommand({}));
     assert.ok(Array.isArray(listed.Keys), 'another principal has its own bucket');
     kms.destroy();

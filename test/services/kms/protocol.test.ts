@@ -4,7 +4,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { CreateKeyCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
 import { startTestServer, type TestServer } from '../../helpers/server.ts';
-import { kmsClient, postRaw, rawKmsRequest } from '../../helpers/kms-client.ts';
+import { kmsClient, postRaw, rawKmsRequest, signRequest } from '../../helpers/kms-client.ts';
 
 describe('AWS JSON protocol and SigV4', () => {
   let server: TestServer;
@@ -69,16 +69,10 @@ describe('AWS JSON protocol and SigV4', () => {
   });
 
   it('requires X-Amz-Target and Content-Type to be signed, so a relay cannot change the operation', async () => {
-    const url = new URL(server.url);
-    const { SignatureV4 } = await import('@smithy/signature-v4');
-    const { Hash } = await import('@smithy/hash-node');
-    const signer = new SignatureV4({ service: 'kms', region: server.region, sha256: Hash.bind(null, 'sha256'),
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
     const body = JSON.stringify({ KeyId: keyId });
     // Sign only host and x-amz-date, then attach a target the signature does not cover.
-    const signed = await signer.sign({ method: 'POST', protocol: 'http:', hostname: url.hostname, port: Number(url.port),
-      path: '/', headers: { host: url.host }, body });
-    const headers = { ...signed.headers as Record<string, string>, 'x-amz-target': 'TrentService.ScheduleKeyDeletion',
+    const signed = await signRequest(server, {}, body);
+    const headers = { ...signed, 'x-amz-target': 'TrentService.ScheduleKeyDeletion',
       'content-type': 'application/x-amz-json-1.1' };
     const response = await postRaw(server.url, headers, Buffer.from(body));
     assert.equal(response.status, 400);
@@ -87,15 +81,10 @@ describe('AWS JSON protocol and SigV4', () => {
   });
 
   it('binds the signing service to the operation: kms requests cannot be signed for another service', async () => {
-    const { SignatureV4 } = await import('@smithy/signature-v4');
-    const { Hash } = await import('@smithy/hash-node');
-    const url = new URL(server.url);
-    const signer = new SignatureV4({ service: 'trustplane', region: server.region, sha256: Hash.bind(null, 'sha256'),
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey } });
     const body = encryptBody();
-    const signed = await signer.sign({ method: 'POST', protocol: 'http:', hostname: url.hostname, port: Number(url.port), path: '/',
-      headers: { host: url.host, 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.Encrypt' }, body });
-    const response = await postRaw(server.url, signed.headers as Record<string, string>, Buffer.from(body));
+    const signed = await signRequest(server, { 'content-type': 'application/x-amz-json-1.1', 'x-amz-target': 'TrentService.Encrypt' }, body,
+      { service: 'trustplane' });
+    const response = await postRaw(server.url, signed, Buffer.from(body));
     assert.equal(response.json.__type, 'InvalidSignatureException');
   });
 

@@ -10,6 +10,8 @@ import { CreateKeyCommand, DecryptCommand, EncryptCommand, GenerateDataKeyComman
 import { startTestServer, type TestServer } from '../../helpers/server.ts';
 import { kmsClient } from '../../helpers/kms-client.ts';
 import { operatorCall, rootCredentials } from '../../helpers/iam-client.ts';
+import { health as healthOf } from '../../helpers/operator.ts';
+import { readDomainKeys } from '../../helpers/domain-keys.ts';
 import type { DomainKeyRotationProgress } from '../../../src/services/operator/index.ts';
 
 interface StoreView {
@@ -18,9 +20,9 @@ interface StoreView {
 }
 
 function readStore(home: string): StoreView {
+  const domainKeys = readDomainKeys(home).map((key) => ({ id: key.id, state: key.state, wrappedLength: key.wrapped.length }));
   const db = new Database(join(home, 'trustplane.db'), { readonly: true });
   try {
-    const domainKeys = (db.prepare('SELECT id, state, length(wrapped) AS wrappedLength FROM domain_keys ORDER BY created_at').all()) as StoreView['domainKeys'];
     const rows = db.prepare(`SELECT domain_key_id AS id, COUNT(*) AS n FROM (
       SELECT domain_key_id FROM key_versions UNION ALL SELECT domain_key_id FROM access_keys
       UNION ALL SELECT domain_key_id FROM audit_signing_keys) GROUP BY domain_key_id`).all() as Array<{ id: string; n: number }>;
@@ -96,7 +98,7 @@ describe('domain key rotation', () => {
     assert.notEqual(started.ActiveDomainKeyId, oldKey);
     assert.deepEqual(started.RetiringDomainKeyIds, [oldKey]);
     await assert.rejects(operatorCall(server, rootCredentials(server), 'RotateDomainKey'), { name: 'ConflictException' });
-    const health = await (await fetch(`${server.url}/health`)).json() as { domainKeyRotation?: { State: string } };
+    const health = (await healthOf(server)).body;
     assert.ok(health.domainKeyRotation, 'health shows the rotation in progress');
     const finished = await waitForRotation(server, (progress) => progress.State === 'Idle');
     stop = true;

@@ -2,20 +2,19 @@
 // one token, a token that goes away and comes back, a wrong PIN, and an operator seal that sticks.
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { promisify } from 'node:util';
-import Database from 'better-sqlite3';
 import { CreateKeyCommand, DecryptCommand, EncryptCommand, type KMSClient } from '@aws-sdk/client-kms';
-import { makeTempDir, startTestServer, trustplaneBin, type TestServer } from '../../helpers/server.ts';
+import { makeTempDir, startTestServer, type TestServer } from '../../helpers/server.ts';
 import { kmsClient } from '../../helpers/kms-client.ts';
 import { operatorCall, type Credentials } from '../../helpers/iam-client.ts';
+import { health, initializeOverApi, operatorPost } from '../../helpers/operator.ts';
+import { cliEnv, trustplaneJson } from '../../helpers/cli.ts';
+import { readDomainKeys } from '../../helpers/domain-keys.ts';
 import { createSoftHsmToken, locateSoftHsm, type SoftHsmToken } from '../../helpers/softhsm.ts';
 
 const located = await locateSoftHsm();
-const run = promisify(execFile);
 
 /** Seconds between the server's scheduled runs, which retry a token that went away. */
 const SCHEDULE_INTERVAL_SECONDS = 1;
@@ -32,35 +31,18 @@ interface OperatorStatus {
   SealedReason?: string;
 }
 
-interface Health {
-  code: number;
-  body: { status: string; sealed: boolean; module: string; sealedReason?: string };
-}
-
 async function operatorStatus(server: TestServer): Promise<OperatorStatus> {
   const response = await fetch(`${server.url}/v1/operator/status`);
   assert.equal(response.status, 200);
   return await response.json() as OperatorStatus;
 }
 
-async function health(server: TestServer): Promise<Health> {
-  const response = await fetch(`${server.url}/health`);
-  return { code: response.status, body: await response.json() as Health['body'] };
-}
-
-async function operatorPost(server: TestServer, path: 'init' | 'unseal', body: Record<string, unknown>): Promise<{ code: number; json: Record<string, unknown> }> {
-  const response = await fetch(`${server.url}/v1/operator/${path}`, { method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(body) });
-  return { code: response.status, json: await response.json() as Record<string, unknown> };
-}
-
 /** Initialises a PKCS#11 server over the operator API and returns the root credentials it answers once. */
 async function initialize(server: TestServer): Promise<Credentials> {
-  const { code, json } = await operatorPost(server, 'init', {});
-  assert.equal(code, 200, JSON.stringify(json));
+  const { credentials, json } = await initializeOverApi(server);
   assert.deepEqual(json.Shares, []);
   assert.equal(json.Threshold, 0);
-  return { accessKeyId: String(json.AccessKeyId), secretAccessKey: String(json.SecretAccessKey) };
+  return credentials;
 }
 
 /** Polls the operator status until `done` holds; fails with the last status and the server's output after the bound. */
@@ -87,20 +69,6 @@ async function assertHoldsForIntervals(server: TestServer, intervals: number, wh
     await delay(100);
   }
   assert.ok(polls >= intervals, `${what}: polled only ${polls} times`);
-}
-
-function readDomainKeys(home: string): Array<{ id: string; module: string; wrapped: Buffer; state: string }> {
-  const db = new Database(join(home, 'trustplane.db'), { readonly: true });
-  try {
-    return db.prepare('SELECT id, module, wrapped, state FROM domain_keys ORDER BY created_at').all() as
-      Array<{ id: string; module: string; wrapped: Buffer; state: string }>;
-  } finally {
-    db.close();
-  }
-}
-
-function isRunning(server: TestServer): boolean {
-  return server.process.exitCode === null && server.process.signalCode === null;
 }
 
 async function encrypt(client: KMSClient, keyId: string, plaintext: string): Promise<Uint8Array> {
@@ -165,9 +133,7 @@ describe('trustplane server with the PKCS#11 crypto module on SoftHSM2', { skip:
     const token = await newToken();
     const home = newHome();
     let server = await startPkcs11Server(token, home);
-    const cliEnv = { ...process.env, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null', AWS_REGION: server.region };
-    const cliJson = async <T>(...args: string[]) =>
-      JSON.parse((await run(process.execPath, [trustplaneBin, ...args, '--endpoint', server.url, '--json'], { env: cliEnv })).stdout) as T;
+    const cliJson = <T>(...args: string[]) => trustplaneJson<T>([...args, '--endpoint', server.url, '--json'], { env: cliEnv(server) });
 
     const fresh = await operatorStatus(server);
     assert.equal(fresh.Module, 'pkcs11');
@@ -238,9 +204,9 @@ describe('trustplane server with the PKCS#11 crypto module on SoftHSM2', { skip:
 
     token.remove();
     await assert.rejects(decrypt(kms, ciphertext), { name: 'KMSInternalException', message: /sealed/ });
-    assert.ok(isRunning(server), `the server exited when its token went away:\n${server.output()}`);
+    assert.ok(server.isRunning(), `the server exited when its token went away:\n${server.output()}`);
     const sealed = await health(server);
-    assert.equal(sealed.code, 503);
+    assert.equal(sealed.status, 503);
     assert.equal(sealed.body.status, 'sealed');
     assert.match(sealed.body.sealedReason ?? '', /PKCS#11 token/);
     const status = await operatorStatus(server);
@@ -253,7 +219,7 @@ describe('trustplane server with the PKCS#11 crypto module on SoftHSM2', { skip:
     assert.equal((await health(server)).body.status, 'ok');
     assert.equal(await decrypt(kms, ciphertext), 'outlives the token');
     assert.equal(await decrypt(kms, await encrypt(kms, keyId, 'after the token came back')), 'after the token came back');
-    assert.ok(isRunning(server));
+    assert.ok(server.isRunning());
   });
 
   it('with a wrong PIN starts sealed, says the login was refused, stays sealed, and prints no PIN', async () => {
@@ -273,7 +239,7 @@ describe('trustplane server with the PKCS#11 crypto module on SoftHSM2', { skip:
     assert.equal(status.Sealed, true);
     assert.match(status.SealedReason ?? '', /refused the login/);
     const reported = await health(server);
-    assert.equal(reported.code, 503);
+    assert.equal(reported.status, 503);
     assert.equal(reported.body.status, 'sealed');
     assert.match(reported.body.sealedReason ?? '', /refused the login/);
     assert.match(server.output(), /refused the login/);

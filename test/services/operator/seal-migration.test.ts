@@ -2,50 +2,39 @@
 // again, on a stopped server's home, with every customer key unchanged across the round trip.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { join } from 'node:path';
-import { promisify } from 'node:util';
-import Database from 'better-sqlite3';
 import {
-  CreateKeyCommand, DecryptCommand, EncryptCommand, GenerateMacCommand, GetPublicKeyCommand, KMSClient, VerifyMacCommand,
+  CreateKeyCommand, DecryptCommand, EncryptCommand, GenerateMacCommand, GetPublicKeyCommand, VerifyMacCommand,
 } from '@aws-sdk/client-kms';
-import { makeTempDir, startTestServer, trustplaneBin, type TestServer } from '../../helpers/server.ts';
+import { makeTempDir, startTestServer, type TestServer } from '../../helpers/server.ts';
 import { createSoftHsmToken, locateSoftHsm, type SoftHsmToken } from '../../helpers/softhsm.ts';
+import { cliEnv, trustplane as runTrustplane } from '../../helpers/cli.ts';
+import { kmsClient } from '../../helpers/kms-client.ts';
+import { readDomainKeys } from '../../helpers/domain-keys.ts';
 
-const run = promisify(execFile);
 const softHsm = await locateSoftHsm();
 
 interface Status { Initialized: boolean; Sealed: boolean; Progress: number; Threshold: number }
 
 function domainKeyModules(home: string): string[] {
-  const db = new Database(join(home, 'trustplane.db'), { readonly: true });
-  try {
-    return (db.prepare("SELECT module FROM domain_keys WHERE state != 'retired'").all() as Array<{ module: string }>).map((row) => row.module);
-  } finally {
-    db.close();
-  }
+  return readDomainKeys(home).filter((key) => key.state !== 'retired').map((key) => key.module);
 }
 
 describe('seal migration between the software module and a PKCS#11 token', { skip: softHsm.skip }, () => {
   let token: SoftHsmToken;
   let home: string;
   let server: TestServer | undefined;
-  let env: NodeJS.ProcessEnv;
   let credentials: { accessKeyId: string; secretAccessKey: string };
   let shares: string[];
   const pkcs11Flags = () => ['--pkcs11-module', token.libraryPath, '--pkcs11-token', token.label];
 
-  const trustplane = (args: string[], input?: string) => {
-    const child = run(process.execPath, [trustplaneBin, ...args], { env });
-    if (input !== undefined) child.child.stdin!.end(input);
-    return child.then((result) => result.stdout);
-  };
-  const kms = () => new KMSClient({ endpoint: server!.url, region: server!.region, maxAttempts: 1, credentials });
+  // Every command (on the home or the server) gets the token's configuration and PIN.
+  const trustplane = (args: string[], input?: string) =>
+    runTrustplane(args, { env: { ...cliEnv(server!), ...token.env, TRUSTPLANE_PKCS11_PIN: token.pin }, input });
+  const kms = () => kmsClient(server!, credentials);
 
   before(async () => {
     token = await createSoftHsmToken();
     home = makeTempDir();
-    env = { ...process.env, ...token.env, TRUSTPLANE_PKCS11_PIN: token.pin, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
   });
   after(async () => {
     await server?.dispose();

@@ -2,25 +2,22 @@
 // CLI's scripted interface, sealed answers from every API, and seal proven by a memory search.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { createDecipheriv } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import Database from 'better-sqlite3';
 import { combine } from 'shamir-secret-sharing';
-import { DecryptCommand, EncryptCommand, KMSClient } from '@aws-sdk/client-kms';
-import { startTestServer, trustplaneBin, type TestServer } from '../../helpers/server.ts';
-import { rawKmsRequest } from '../../helpers/kms-client.ts';
+import { DecryptCommand, EncryptCommand } from '@aws-sdk/client-kms';
+import { startTestServer, type TestServer } from '../../helpers/server.ts';
+import { kmsClient, rawKmsRequest } from '../../helpers/kms-client.ts';
 import { processMemoryContains } from '../../helpers/memory.ts';
+import { cliEnv, trustplane, trustplaneFails } from '../../helpers/cli.ts';
+import { health as healthOf } from '../../helpers/operator.ts';
+import { readDomainKeys } from '../../helpers/domain-keys.ts';
 import { kmsOperations } from '../../../src/services/kms/index.ts';
 import { iamOperations } from '../../../src/services/iam/index.ts';
 import type { KeyService } from '../../../src/services/kms/index.ts';
 import type { IdentityService } from '../../../src/services/iam/index.ts';
 import { SqliteStore } from '../../../src/shared/store/index.ts';
-import { randomBytes, SoftwareCryptoModule } from '../../../src/shared/crypto/index.ts';
-
-const run = promisify(execFile);
+import { aesGcmDecrypt, randomBytes, SoftwareCryptoModule } from '../../../src/shared/crypto/index.ts';
 
 interface Status { Initialized: boolean; Sealed: boolean; Progress: number; Threshold: number }
 
@@ -29,28 +26,17 @@ describe('sealed root of trust (software module, Shamir shares)', () => {
   let home: string;
   let shares: string[];
   let credentials: { accessKeyId: string; secretAccessKey: string };
-  let env: NodeJS.ProcessEnv;
 
-  const cli = async (...args: string[]) => (await run(process.execPath, [trustplaneBin, ...args, '--endpoint', server.url], { env })).stdout;
+  // Operator commands run without credentials (the server has none to give) unless one needs them.
+  const cli = (...args: string[]) => trustplane([...args, '--endpoint', server.url], { env: cliEnv(server) });
   const cliJson = async <T>(...args: string[]) => JSON.parse(await cli(...args, '--json')) as T;
-  const cliFails = async (...args: string[]) => {
-    try {
-      await cli(...args);
-    } catch (error) {
-      return (error as { stderr: string }).stderr;
-    }
-    return assert.fail(`expected trustplane ${args.join(' ')} to fail`);
-  };
-  const kms = () => new KMSClient({ endpoint: server.url, region: server.region, maxAttempts: 1, credentials });
-  const health = async () => {
-    const response = await fetch(`${server.url}/health`);
-    return { status: response.status, body: await response.json() as Record<string, unknown> };
-  };
+  const cliFails = (...args: string[]) => trustplaneFails([...args, '--endpoint', server.url], { env: cliEnv(server) });
+  const kms = () => kmsClient(server, credentials);
+  const health = () => healthOf(server);
 
   before(async () => {
     server = await startTestServer({ dev: false });
     home = server.home;
-    env = { ...process.env, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null', AWS_REGION: server.region };
   });
   after(async () => { await server?.dispose(); });
 
@@ -138,9 +124,7 @@ describe('sealed root of trust (software module, Shamir shares)', () => {
     assert.match(await cli('operator', 'unseal', '--reset'), /progress 0\/3/);
     // Shares from standard input work the same; any 3 of the 5 unseal.
     for (const share of [shares[4]!, shares[1]!]) {
-      const child = run(process.execPath, [trustplaneBin, 'operator', 'unseal', '--endpoint', server.url, '--json'], { env });
-      child.child.stdin!.end(`${share}\n`);
-      await child;
+      await trustplane(['operator', 'unseal', '--endpoint', server.url, '--json'], { env: cliEnv(server), input: `${share}\n` });
     }
     const unsealed = await cliJson<Status>('operator', 'unseal', shares[3]!);
     assert.deepEqual(unsealed, { Initialized: true, Sealed: false, Progress: 0, Threshold: 3 });
@@ -155,17 +139,13 @@ describe('sealed root of trust (software module, Shamir shares)', () => {
     assert.match(await cliFails('operator', 'seal'), /MissingCredentials|UnrecognizedClientException|credentials/i);
     // Rebuild the domain key from the shares and the store, so the process memory can be searched for it.
     const rootKey = Buffer.from(await combine(shares.slice(0, 3).map((share) => new Uint8Array(Buffer.from(share, 'base64')))));
-    const db = new Database(join(home, 'trustplane.db'), { readonly: true });
-    const row = db.prepare("SELECT id, wrapped FROM domain_keys WHERE state = 'active'").get() as { id: string; wrapped: Buffer };
-    db.close();
-    const decipher = createDecipheriv('aes-256-gcm', rootKey, row.wrapped.subarray(1, 13));
-    decipher.setAAD(Buffer.from(`trustplane/domain-key/v1/${row.id}`));
-    decipher.setAuthTag(row.wrapped.subarray(row.wrapped.length - 16));
-    const domainKey = Buffer.concat([decipher.update(row.wrapped.subarray(13, row.wrapped.length - 16)), decipher.final()]);
+    const row = readDomainKeys(home).find((key) => key.state === 'active')!;
+    // The stored layout, read here rather than through the module: version byte, 12-byte nonce, ciphertext, 16-byte tag.
+    const domainKey = aesGcmDecrypt(rootKey, row.wrapped.subarray(1, 13), row.wrapped.subarray(13, row.wrapped.length - 16),
+      row.wrapped.subarray(row.wrapped.length - 16), Buffer.from(`trustplane/domain-key/v1/${row.id}`));
     const pid = server.process.pid!;
     assert.equal(processMemoryContains(pid, domainKey), true, 'control: the unsealed server holds its domain key');
-    const sealed = JSON.parse((await run(process.execPath, [trustplaneBin, 'operator', 'seal', '--endpoint', server.url, '--json'], {
-      env: { ...env, AWS_ACCESS_KEY_ID: credentials.accessKeyId, AWS_SECRET_ACCESS_KEY: credentials.secretAccessKey } })).stdout) as Status;
+    const sealed = JSON.parse(await trustplane(['operator', 'seal', '--endpoint', server.url, '--json'], { env: cliEnv(server, credentials) })) as Status;
     assert.equal(sealed.Sealed, true);
     // The collection that cleanses cipher contexts runs a turn after the seal; a status call is a turn later still.
     assert.equal((await cliJson<Status>('operator', 'status')).Sealed, true);
@@ -180,7 +160,6 @@ describe('sealed root of trust (software module, Shamir shares)', () => {
 describe('shares encrypted to their holders (age)', () => {
   let server: TestServer;
   let dir: string;
-  const env = { ...process.env, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
   before(async () => {
     server = await startTestServer({ dev: false });
     dir = server.home;
@@ -191,11 +170,7 @@ describe('shares encrypted to their holders (age)', () => {
     const age = await import('age-encryption');
     const identities = await Promise.all([1, 2, 3].map(() => age.generateIdentity()));
     const recipients = await Promise.all(identities.map((identity) => age.identityToRecipient(identity)));
-    const cli = (args: string[], input?: string) => {
-      const child = run(process.execPath, [trustplaneBin, ...args, '--endpoint', server.url], { env });
-      if (input !== undefined) child.child.stdin!.end(input);
-      return child.then((result) => result.stdout);
-    };
+    const cli = (args: string[], input?: string) => trustplane([...args, '--endpoint', server.url], { env: cliEnv(server), input });
     await assert.rejects(cli(['operator', 'init', '--shares', '3', '--threshold', '2', '--recipient', recipients[0]!]),
       (error: { stderr: string }) => /ValidationException: Give one recipient per share/.test(error.stderr));
     await assert.rejects(cli(['operator', 'init', '--shares', '2', '--threshold', '2', '--recipient', 'age1nonsense', '--recipient', recipients[1]!]),
@@ -252,8 +227,7 @@ describe('an init that crashed before its root account was made', () => {
     await store.close();
 
     server = await startTestServer({ dev: false, home });
-    const env = { ...process.env, AWS_CONFIG_FILE: '/dev/null', AWS_SHARED_CREDENTIALS_FILE: '/dev/null' };
-    const cli = async (...args: string[]) => (await run(process.execPath, [trustplaneBin, ...args, '--endpoint', server!.url, '--json'], { env })).stdout;
+    const cli = (...args: string[]) => trustplane([...args, '--endpoint', server!.url, '--json'], { env: cliEnv(server!) });
     assert.deepEqual(JSON.parse(await cli('operator', 'status')), { Initialized: true, Sealed: true, Progress: 0, Threshold: 2 });
     const init = JSON.parse(await cli('operator', 'init', '--shares', '2', '--threshold', '2')) as { Shares: string[]; AccessKeyId: string };
     assert.equal(init.Shares.length, 2);

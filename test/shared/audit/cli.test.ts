@@ -2,27 +2,19 @@
 // exit status, --json shapes, the one-line error naming the first bad record.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { repoRoot, trustplaneBin } from '../../helpers/server.ts';
+import { trustplane as runTrustplane, trustplaneFailure } from '../../helpers/cli.ts';
 import { SqliteAuditStore } from '../../../src/shared/store/sqlite-audit.ts';
 import {
   ALICE, BOB, copyHome, createAuditHome, draft, KEY_ID, makeTempHome, openConnection, tamper, type AuditHome,
 } from './fixture.ts';
 
-const run = promisify(execFile);
-const trustplane = (...args: string[]) => run(process.execPath, [trustplaneBin, ...args], { cwd: repoRoot });
-
-async function failing(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  try {
-    await trustplane(...args);
-  } catch (error) {
-    return error as { code: number; stdout: string; stderr: string };
-  }
-  return assert.fail(`expected trustplane ${args.join(' ')} to fail`);
-}
+// Both resolve to the same shape, as a failed command reports its output too.
+const trustplane = async (...args: string[]) => ({ stdout: await runTrustplane(args) });
+const failing = (...args: string[]) => trustplaneFailure(args);
 
 describe('trustplane audit', () => {
   let home: AuditHome;

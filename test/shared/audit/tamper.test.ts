@@ -5,9 +5,10 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import {
-  auditKeyFingerprint, checkpointMessage, chainHash, encodeAuditRecord, openAuditLogReadOnly, verifyAuditLog,
+  auditKeyFingerprint, checkpointMessage, chainHash, encodeAuditRecord, verifyAuditLog,
   type AuditLogReport, type AuditRecord,
 } from '../../../src/shared/audit/index.ts';
+import { openAuditLogReadOnly } from '../../../src/shared/store/sqlite-audit.ts';
 import { copyHome, createAuditHome, draft, tamper } from './fixture.ts';
 
 type Row = Record<string, unknown>;

@@ -6,17 +6,16 @@ import type { AuditLog } from '../../../shared/audit/index.ts';
 import type { RateLimiter } from '../../../shared/http/index.ts';
 import { createPlainJsonHandler, plainJsonPost } from '../../../shared/http/index.ts';
 import type { Logger } from '../../../shared/log.ts';
-import type { HostClassRecord, HostRecord } from '../../../shared/store/sqlite-fleet.ts';
-import { DEFAULT_JOIN_TOKEN_TTL_SECONDS, MAX_JOIN_TOKEN_TTL_SECONDS, type FleetService } from '../service.ts';
+import type { HostClassRecord, HostRecord } from '../../../shared/store/index.ts';
+import { MAX_JOIN_TOKEN_TTL_SECONDS, type FleetService } from '../service.ts';
 
 export const FLEET = 'TrustPlaneFleet';
-export const FLEET_PATH_PREFIX = '/v1/fleet/';
+const FLEET_PATH_PREFIX = '/v1/fleet/';
 
-const base64 = fields.text({ min: 4, max: 8192, pattern: /^[A-Za-z0-9+/]+={0,2}$/ });
 const enrollInput = z.object({
   JoinToken: fields.text({ min: 1, max: 256 }),
-  PublicKey: base64,
-  Proof: base64,
+  PublicKey: fields.blob({ min: 1, max: 6144 }),
+  Proof: fields.blob({ min: 1, max: 6144 }),
   Name: fields.text({ min: 1, max: 253, pattern: /^[\w.-]+$/ }),
   AgentVersion: fields.text({ min: 1, max: 64 }).optional(),
 }).strict();
@@ -25,8 +24,8 @@ const enrollInput = z.object({
 export function createFleetHttpHandler(options: { service: FleetService; logger: Logger; audit?: AuditLog; rateLimiter?: RateLimiter }) {
   return createPlainJsonHandler({ prefix: FLEET_PATH_PREFIX, logger: options.logger, audit: options.audit, rateLimiter: options.rateLimiter, routes: {
     enroll: plainJsonPost('FleetEnrollHost', enrollInput, async (input) => {
-      const enrolled = await options.service.enroll({ joinToken: input.JoinToken, publicKeyDer: Buffer.from(input.PublicKey, 'base64'),
-        proof: Buffer.from(input.Proof, 'base64'), name: input.Name, agentVersion: input.AgentVersion });
+      const enrolled = await options.service.enroll({ joinToken: input.JoinToken, publicKeyDer: input.PublicKey,
+        proof: input.Proof, name: input.Name, agentVersion: input.AgentVersion });
       return { HostId: enrolled.host.hostId, AccountId: enrolled.host.accountId, Classes: enrolled.host.classes,
         Certificate: enrolled.certificatePem, CaCertificate: enrolled.caCertificatePem, CertificateExpiresAt: enrolled.host.certificateNotAfter };
     }),
@@ -82,7 +81,7 @@ export function fleetOperations(service: FleetService) {
       input: z.object({ Classes: z.array(className).min(1).max(64), Uses: fields.integer({ min: 1, max: 100_000 }).optional(),
         TtlSeconds: fields.integer({ min: 60, max: MAX_JOIN_TOKEN_TTL_SECONDS }).optional() }),
       handle: async (caller, input) => {
-        const made = await service.createJoinToken(caller, input.Classes, input.Uses ?? 1, input.TtlSeconds ?? DEFAULT_JOIN_TOKEN_TTL_SECONDS);
+        const made = await service.createJoinToken(caller, input.Classes, input.Uses, input.TtlSeconds);
         return { Token: made.token, ExpiresAt: made.expiresAt, Classes: made.classes, Uses: made.uses };
       },
     }),

@@ -2,6 +2,9 @@
 // Must never do I/O.
 import { UserError } from '../../../shared/errors.ts';
 
+// Principal ARNs are shared with every service that names principals (key policies, grants).
+export { accountArn, rootArn, userArn, roleArn } from '../../../shared/auth/index.ts';
+
 export const PRINCIPAL_NAME = /^[\w+=,.@-]{1,64}$/;
 export const SESSION_NAME = /^[\w+=,.@-]{2,64}$/;
 export const ACCOUNT_NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
@@ -9,22 +12,6 @@ export const POLICY_NAME = /^[\w+=,.@-]{1,128}$/;
 export const MIN_SESSION_SECONDS = 900;
 export const MAX_SESSION_SECONDS = 43_200;
 export const DEFAULT_ROLE_MAX_SESSION_SECONDS = 3_600;
-
-export function rootArn(accountId: string): string {
-  return `arn:aws:iam::${accountId}:root`;
-}
-
-export function userArn(accountId: string, name: string): string {
-  return `arn:aws:iam::${accountId}:user/${name}`;
-}
-
-export function roleArn(accountId: string, name: string): string {
-  return `arn:aws:iam::${accountId}:role/${name}`;
-}
-
-export function accountArn(accountId: string): string {
-  return `arn:aws:iam::${accountId}:account`;
-}
 
 export function parseRoleArn(arn: string): { accountId: string; name: string } {
   const match = /^arn:aws:iam::(\d{12}):role\/([\w+=,.@-]{1,64})$/.exec(arn);

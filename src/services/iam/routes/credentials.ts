@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { defineOperation, fields } from '../../../shared/http/index.ts';
 import type { AccessKeyRecord, PrincipalRecord } from '../../../shared/store/index.ts';
 import type { IdentityService } from '../service.ts';
+import { MAX_SESSION_SECONDS, MIN_SESSION_SECONDS } from '../domain/names.ts';
 import { IAM, name } from './common.ts';
 
 function keyMetadata(owner: PrincipalRecord, key: AccessKeyRecord) {
@@ -50,7 +51,7 @@ export function credentialOperations(service: IdentityService) {
     defineOperation({
       target: `${IAM}.AssumeRole`, refuseReplays: true, action: 'sts:AssumeRole',
       input: z.object({ RoleArn: fields.text({ min: 20, max: 2048 }), RoleSessionName: fields.text({ min: 2, max: 64 }),
-        DurationSeconds: fields.integer({ min: 900, max: 43200 }).optional() }),
+        DurationSeconds: fields.integer({ min: MIN_SESSION_SECONDS, max: MAX_SESSION_SECONDS }).optional() }),
       handle: async (caller, input) => {
         const result = await service.assumeRole(caller, { roleArn: input.RoleArn, sessionName: input.RoleSessionName,
           durationSeconds: input.DurationSeconds });

@@ -26,7 +26,6 @@ export const kmsErrors = {
   malformedPolicy: (reason: string) => new UserError('MalformedPolicyDocumentException', reason),
   tagError: (message: string) => new UserError('TagException', message),
   limitExceeded: (message: string) => new UserError('LimitExceededException', message),
-  invalidMarker: () => new UserError('InvalidMarkerException', 'The marker is invalid.'),
   accessDenied: (principalArn: string, action: string, resource: string) => new UserError('AccessDeniedException',
     `User: ${principalArn} is not authorized to perform: ${action} on resource: ${resource} because no resource-based policy allows the ${action} action`),
   dryRun: () => new UserError('DryRunOperationException', 'The request would have succeeded, but the DryRun option is set.', 412),

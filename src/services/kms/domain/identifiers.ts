@@ -10,10 +10,6 @@ const ARN = /^arn:aws[a-z-]*:kms:([a-z0-9-]*):(\d{12}):(key\/.+|alias\/.+)$/;
 export const ALIAS_NAME_PATTERN = /^alias\/[a-zA-Z0-9/_-]+$/;
 export const RESERVED_ALIAS_PREFIX = 'alias/aws/';
 
-export function isKeyId(value: string): boolean {
-  return KEY_ID.test(value);
-}
-
 /** Parses what a caller sent as KeyId: key id, key ARN, alias name or alias ARN. */
 export function parseKeyReference(raw: string): KeyReference {
   if (KEY_ID.test(raw)) return { kind: 'key', keyId: raw };

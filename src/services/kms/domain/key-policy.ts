@@ -1,5 +1,6 @@
 // Key policy documents: the default key policy and the one policy name keys have.
 // Must never do I/O. Validation and evaluation live in the policy engine (shared/auth/policy).
+import { rootArn } from '../../../shared/auth/index.ts';
 
 export const DEFAULT_POLICY_NAME = 'default';
 
@@ -10,7 +11,7 @@ export function defaultKeyPolicy(accountId: string): string {
     Statement: [{
       Sid: 'Enable IAM User Permissions',
       Effect: 'Allow',
-      Principal: { AWS: `arn:aws:iam::${accountId}:root` },
+      Principal: { AWS: rootArn(accountId) },
       Action: 'kms:*',
       Resource: '*',
     }],

@@ -7,7 +7,7 @@ import { CiphertextError, UserError } from '../../../shared/errors.ts';
 import type { KeyService } from '../service.ts';
 import { ciphertextBlob, context, EXTENSIONS, keyId, limit, marker, plaintext } from './common.ts';
 
-export const MAX_BATCH_ITEMS = 1000;
+const MAX_BATCH_ITEMS = 1000;
 
 type ItemResult<T> = T | { ErrorCode: string; ErrorMessage: string };
 

@@ -23,13 +23,11 @@ export function grantOperations(service: KeyService) {
         Operations: z.array(z.enum(GRANT_OPERATIONS)).min(1), Name: fields.text({ min: 1, max: 256 }).optional(),
         Constraints: z.object({ EncryptionContextEquals: context, EncryptionContextSubset: context }).optional(),
         GrantTokens: grantTokens, DryRun: dryRun }),
-      handle: async (caller, input) => {
-        await service.checkGrantTokens(input.GrantTokens);
-        return service.createGrant(caller, { keyId: input.KeyId, granteePrincipal: input.GranteePrincipal,
-          retiringPrincipal: input.RetiringPrincipal, operations: input.Operations, name: input.Name, dryRun: input.DryRun,
-          constraints: input.Constraints ? { encryptionContextEquals: input.Constraints.EncryptionContextEquals,
-            encryptionContextSubset: input.Constraints.EncryptionContextSubset } : undefined });
-      },
+      // Its GrantTokens are checked before the handler, with every other operation's (see index.ts).
+      handle: (caller, input) => service.createGrant(caller, { keyId: input.KeyId, granteePrincipal: input.GranteePrincipal,
+        retiringPrincipal: input.RetiringPrincipal, operations: input.Operations, name: input.Name, dryRun: input.DryRun,
+        constraints: input.Constraints ? { encryptionContextEquals: input.Constraints.EncryptionContextEquals,
+          encryptionContextSubset: input.Constraints.EncryptionContextSubset } : undefined }),
     }),
     defineOperation({
       target: `${TRENT}.ListGrants`, action: 'kms:ListGrants',

@@ -3,11 +3,14 @@
 // Must never log a share, and must zero every share and every combined key when done with it.
 import { combine, split } from 'shamir-secret-sharing';
 import { armor, Encrypter } from 'age-encryption';
-import { constantTimeEqual, zeroize } from '../../../shared/crypto/index.ts';
+import { constantTimeEqual, randomBytes, zeroize } from '../../../shared/crypto/index.ts';
 import { UserError } from '../../../shared/errors.ts';
 
 export const ROOT_KEY_BYTES = 32;
-export const MAX_SHARES = 255;
+const MAX_SHARES = 255;
+/** Module values recording how the root key was split (read at unseal, written with the module). */
+export const SHAMIR_THRESHOLD_VALUE = 'shamir-threshold';
+export const SHAMIR_SHARES_VALUE = 'shamir-shares';
 
 export interface ShareScheme {
   shares: number;
@@ -28,9 +31,29 @@ export function validateShareScheme(scheme: ShareScheme): void {
   }
 }
 
-/** N shares of which any K rebuild the root key. A 1-of-1 scheme is the key itself. */
-export async function splitRootKey(rootKey: Uint8Array, scheme: ShareScheme): Promise<Buffer[]> {
+export function shareSchemeValues(scheme: ShareScheme): Record<string, Buffer> {
+  return { [SHAMIR_THRESHOLD_VALUE]: Buffer.from(String(scheme.threshold)), [SHAMIR_SHARES_VALUE]: Buffer.from(String(scheme.shares)) };
+}
+
+export function parseShareScheme(values: { threshold?: Buffer; shares?: Buffer }): ShareScheme | undefined {
+  if (!values.threshold || !values.shares) return undefined;
+  return { threshold: Number(values.threshold.toString()), shares: Number(values.shares.toString()) };
+}
+
+/** A new root key and its shares; the caller zeroizes both. */
+export async function newSplitRootKey(scheme: ShareScheme): Promise<{ rootKey: Buffer; shares: Buffer[] }> {
   validateShareScheme(scheme);
+  const rootKey = randomBytes(ROOT_KEY_BYTES);
+  try {
+    return { rootKey, shares: await splitRootKey(rootKey, scheme) };
+  } catch (error) {
+    zeroize(rootKey);
+    throw error;
+  }
+}
+
+/** N shares of which any K rebuild the root key. A 1-of-1 scheme is the key itself. */
+async function splitRootKey(rootKey: Uint8Array, scheme: ShareScheme): Promise<Buffer[]> {
   if (scheme.shares === 1) return [Buffer.from(rootKey)];
   // The library checks for a plain Uint8Array (a Buffer is refused); the copy is zeroed after.
   const plain = new Uint8Array(rootKey);
@@ -82,7 +105,7 @@ export function decodeShare(text: string, threshold: number): Buffer {
   return bytes;
 }
 
-export type AddShareResult = { kind: 'duplicate' } | { kind: 'pending'; progress: number } | { kind: 'complete'; rootKey: Buffer };
+type AddShareResult = { kind: 'duplicate' } | { kind: 'pending'; progress: number } | { kind: 'complete'; rootKey: Buffer };
 
 /**
  * Shares submitted so far, from any number of terminals. Identical shares count once. When the

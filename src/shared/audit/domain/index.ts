@@ -3,7 +3,7 @@
 export { canonicalJson, type CanonicalValue } from './canonical-json.ts';
 export {
   AUDIT_RECORD_FORMAT_VERSION, AUDIT_DECISIONS, AUDIT_SUCCESS, MAX_AUDIT_FIELD_LENGTH, AuditRecordError,
-  sanitizeAuditDraft, toAuditRecord, encodeAuditRecord, decodeAuditRecord, readAuditRecord,
+  sanitizeAuditDraft, toAuditRecord, placeAuditDraft, encodeAuditRecord, decodeAuditRecord, readAuditRecord,
   type AuditRecord, type AuditRecordDraft, type AuditDecision, type SanitizedDraft,
 } from './record.ts';
 export { AUDIT_HASH_LENGTH, auditGenesisHash, chainHash, sameHash } from './chain.ts';

@@ -6,7 +6,7 @@ export { compilePolicy, compilePolicyDocument, type CompiledPolicy, type Compile
 export { evaluatePolicy } from './lib/evaluate.ts';
 export { decideAccess, simulate, checkLockout, type DecideAccessInput } from './lib/decide.ts';
 export { kmsConditionKeys, type KmsConditionInput } from './lib/context.ts';
-export { CONDITION_OPERATORS } from './lib/conditions.ts';
+export { BASE64_PATTERN } from './lib/conditions.ts';
 export type {
   AccessDecision, BaseOperator, ConditionKeyValue, Decision, DecisionRef, DecisionSource, Effect, GrantDecider,
   ParsedCondition, ParsedPolicy, ParsedPrincipal, ParsedStatement, PolicyEvaluation, PolicyKind, PolicyVersion,

@@ -4,6 +4,7 @@
 import 'reflect-metadata'; // @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs it
 import * as x509 from '@peculiar/x509';
 import * as nodeCrypto from 'node:crypto';
+import { importPrivateKeyDer, importPublicKeyDer } from './asymmetric.ts';
 import { randomBytes } from './bytes.ts';
 
 x509.cryptoProvider.set(nodeCrypto.webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
@@ -65,8 +66,7 @@ export async function issueCertificate(input: IssueCertificateInput): Promise<Is
   const now = input.now ?? new Date();
   const authority = new x509.X509Certificate(input.authority.certificateDer);
   // The certificate is stored in clear and could have been swapped: sign only if it is the key's own.
-  const keyPublic = nodeCrypto.createPublicKey(nodeCrypto.createPrivateKey({ key: Buffer.from(input.authority.privateKeyPkcs8), format: 'der', type: 'pkcs8' }))
-    .export({ format: 'der', type: 'spki' });
+  const keyPublic = nodeCrypto.createPublicKey(importPrivateKeyDer(input.authority.privateKeyPkcs8)).export({ format: 'der', type: 'spki' });
   const certificatePublic = new nodeCrypto.X509Certificate(Buffer.from(input.authority.certificateDer)).publicKey.export({ format: 'der', type: 'spki' });
   if (!keyPublic.equals(certificatePublic)) throw new Error('the CA certificate does not match the CA private key');
   const signingKey = await nodeCrypto.webcrypto.subtle.importKey('pkcs8', input.authority.privateKeyPkcs8, EC_P256, false, ['sign']);
@@ -98,10 +98,10 @@ export function certificateToPem(der: Uint8Array): string {
   return new x509.X509Certificate(der).toString('pem');
 }
 
-/** Whether a DER SubjectPublicKeyInfo is an ECDSA P-256 key (what hosts enrol with). */
+/** Whether a DER SubjectPublicKeyInfo is an ECDSA P-256 key naming its curve (what hosts enrol with). */
 export function isP256PublicKey(spkiDer: Uint8Array): boolean {
   try {
-    const key = nodeCrypto.createPublicKey({ key: Buffer.from(spkiDer), format: 'der', type: 'spki' });
+    const key = importPublicKeyDer(spkiDer);
     return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1';
   } catch {
     return false;

@@ -58,7 +58,6 @@ export interface DomainKeyStore {
   /** Marks a key retired and drops its wrapped bytes. */
   retireDomainKey(id: string): Promise<void>;
   getModuleValue(name: string): Promise<Buffer | undefined>;
-  setModuleValue(name: string, value: Buffer): Promise<void>;
   /** First-time set-up in one transaction: the first domain key and the module values together. */
   initializeModule(firstDomainKey: DomainKeyRecord, values: Record<string, Buffer>): Promise<void>;
 }

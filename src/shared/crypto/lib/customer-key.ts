@@ -124,10 +124,6 @@ export class CustomerKey {
     this.#publicKey = undefined;
   }
 
-  get destroyed(): boolean {
-    return this.#destroyed;
-  }
-
   /** Encrypts into a self-describing ciphertext blob (symmetric keys). */
   encrypt(plaintext: Uint8Array, context: EncryptionContext | undefined): Buffer {
     const secret = this.#requireSymmetric();

@@ -26,8 +26,10 @@ export function secretAad(purpose: string, name: string): Buffer {
   return Buffer.from(`trustplane/secret/v1/${purpose}/${name}`);
 }
 
-const DEFAULT_CACHE_ENTRIES = 10_000;
-const DEFAULT_CACHE_TTL_MS = 60_000;
+/** Most unwrapped key versions cached at once, unless configured otherwise (--key-cache-size). */
+export const DEFAULT_KEY_CACHE_ENTRIES = 10_000;
+/** How long an unwrapped key version stays cached, unless configured otherwise (--key-cache-ttl). */
+export const DEFAULT_KEY_CACHE_TTL_MS = 60_000;
 
 export interface KeyCacheOptions {
   /** Most unwrapped key versions held at once (least recently used go first). */
@@ -50,18 +52,13 @@ export class Keyring {
 
   constructor(module: CryptoModule, options: KeyCacheOptions = {}) {
     this.#module = module;
-    this.#maxEntries = options.maxCachedKeys ?? DEFAULT_CACHE_ENTRIES;
-    this.#ttlMs = options.cacheTtlMs ?? DEFAULT_CACHE_TTL_MS;
+    this.#maxEntries = options.maxCachedKeys ?? DEFAULT_KEY_CACHE_ENTRIES;
+    this.#ttlMs = options.cacheTtlMs ?? DEFAULT_KEY_CACHE_TTL_MS;
     module.onSeal(() => this.clearCache());
   }
 
   get module(): CryptoModule {
     return this.#module;
-  }
-
-  /** Unwrapped key versions held right now. */
-  get cachedKeyCount(): number {
-    return this.#cache.size;
   }
 
   /** Destroys every cached key version at once (seal, shutdown). */
@@ -90,8 +87,8 @@ export class Keyring {
     }
   }
 
+  /** Only called with caching on (a positive TTL). */
   #remember(cacheKey: string, key: CustomerKey): void {
-    if (this.#ttlMs <= 0) return;
     while (this.#cache.size >= this.#maxEntries) {
       const [oldestKey, oldest] = this.#cache.entries().next().value as [string, CacheEntry];
       this.#evict(oldestKey, oldest);

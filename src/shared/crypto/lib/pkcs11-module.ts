@@ -3,13 +3,12 @@
 import pkcs11js from 'pkcs11js';
 import type { GcmParams, Handle, Mechanism, PKCS11 } from 'pkcs11js';
 import { CiphertextError, InternalError, SealedError } from '../../errors.ts';
+import { GCM_NONCE_LENGTH, GCM_TAG_LENGTH } from './aead.ts';
 import { collectGarbageSoon, randomBytes, randomUuid, zeroize } from './bytes.ts';
 import type { CryptoModule, CryptoModuleStatus, DomainKeyRecord, DomainKeyStore, WrappedSecret } from './crypto-module.ts';
 
 // 1 is the software module's format; a distinct byte keeps the two from being confused.
 const WRAP_FORMAT_VERSION = 2;
-const GCM_IV_LENGTH = 12;
-const GCM_TAG_LENGTH = 16;
 const DOMAIN_KEY_LENGTH = 32;
 const DOMAIN_KEY_LABEL_PREFIX = 'trustplane-domain-key-';
 
@@ -77,7 +76,7 @@ function asBuffer(bytes: Uint8Array): Buffer {
 }
 
 function gcmMechanism(iv: Buffer, aad: Uint8Array): Mechanism {
-  const parameter: GcmParams = { type: pkcs11js.CK_PARAMS_AES_GCM, iv, ivBits: GCM_IV_LENGTH * 8, aad: asBuffer(aad),
+  const parameter: GcmParams = { type: pkcs11js.CK_PARAMS_AES_GCM, iv, ivBits: GCM_NONCE_LENGTH * 8, aad: asBuffer(aad),
     tagBits: GCM_TAG_LENGTH * 8 };
   return { mechanism: pkcs11js.CKM_AES_GCM, parameter };
 }
@@ -214,7 +213,7 @@ export class Pkcs11CryptoModule implements CryptoModule {
 
   async wrap(secret: Uint8Array, aad: Uint8Array): Promise<WrappedSecret> {
     const { library, session, domainKeyId, handle } = this.#unsealed();
-    const iv = randomBytes(GCM_IV_LENGTH);
+    const iv = randomBytes(GCM_NONCE_LENGTH);
     const output = Buffer.alloc(secret.length + GCM_TAG_LENGTH);
     let sealed: Buffer;
     try {
@@ -263,9 +262,9 @@ export class Pkcs11CryptoModule implements CryptoModule {
     const handle = this.#domainKeys.get(wrapped.domainKeyId);
     if (!handle) throw new CiphertextError('The wrapped key names a domain key this module does not hold.');
     const bytes = wrapped.wrapped;
-    if (bytes.length < 1 + GCM_IV_LENGTH + GCM_TAG_LENGTH || bytes[0] !== WRAP_FORMAT_VERSION) throw new CiphertextError();
-    const iv = bytes.subarray(1, 1 + GCM_IV_LENGTH);
-    const sealed = bytes.subarray(1 + GCM_IV_LENGTH);
+    if (bytes.length < 1 + GCM_NONCE_LENGTH + GCM_TAG_LENGTH || bytes[0] !== WRAP_FORMAT_VERSION) throw new CiphertextError();
+    const iv = bytes.subarray(1, 1 + GCM_NONCE_LENGTH);
+    const sealed = bytes.subarray(1 + GCM_NONCE_LENGTH);
     const output = Buffer.alloc(sealed.length);
     try {
       const plaintext = this.#guard(() => {
@@ -329,9 +328,7 @@ export class Pkcs11CryptoModule implements CryptoModule {
       // A session that lost its login sees no private objects, and finding none would look like success.
       if (!this.#tokenReachable()) this.#sealAsUnreachable('the active domain key cannot be reached');
       // Found afresh rather than by the remembered handle, so an object destroyed by another instance still completes.
-      this.#guard(() => {
-        for (const handle of this.#findDomainKeyObjects(library, session, domainKeyId)) library.C_DestroyObject(session, handle);
-      });
+      this.#guard(() => this.#destroyObjects(library, session, domainKeyId));
       this.#domainKeys.delete(domainKeyId);
     });
   }
@@ -359,9 +356,7 @@ export class Pkcs11CryptoModule implements CryptoModule {
     await this.#exclusive(async () => {
       const { library, session } = this.#openSession();
       if (!this.#tokenReachable()) this.#sealAsUnreachable('the token cannot be reached');
-      this.#guard(() => {
-        for (const handle of this.#findDomainKeyObjects(library, session, domainKeyId)) library.C_DestroyObject(session, handle);
-      });
+      this.#guard(() => this.#destroyObjects(library, session, domainKeyId));
       this.#domainKeys.delete(domainKeyId);
       if (this.#activeDomainKeyId === domainKeyId) this.#activeDomainKeyId = undefined;
     });
@@ -526,6 +521,11 @@ export class Pkcs11CryptoModule implements CryptoModule {
       throw new Pkcs11TokenError(`Domain key ${id} in the PKCS#11 token is extractable or not sensitive; refusing to use it.`);
     }
     return handles[0];
+  }
+
+  /** Destroys every token object carrying the domain key's id (none is fine: another instance got there first). */
+  #destroyObjects(library: PKCS11, session: Handle, id: string): void {
+    for (const handle of this.#findDomainKeyObjects(library, session, id)) library.C_DestroyObject(session, handle);
   }
 
   #generateDomainKey(library: PKCS11, session: Handle, id: string): Handle {

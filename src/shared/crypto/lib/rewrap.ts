@@ -13,7 +13,8 @@ export type WrappedRecordOwner =
   | { kind: 'secret'; purpose: string; name: string };
 
 export interface WrappedRecord {
-  source: 'access-key' | 'audit-signing-key' | 'fleet-ca-key' | 'key-version';
+  /** Which kind of stored row this is; named by the store, opaque here (a cursor orders by it). */
+  source: string;
   rowId: number;
   owner: WrappedRecordOwner;
   material: WrappedSecret;

@@ -6,6 +6,7 @@ import { collectGarbageSoon, randomBytes, randomUuid, zeroize } from './bytes.ts
 import type { CryptoModule, CryptoModuleStatus, DomainKeyRecord, DomainKeyStore, WrappedSecret } from './crypto-module.ts';
 
 const WRAP_FORMAT_VERSION = 1;
+const DOMAIN_KEY_LENGTH = 32;
 /** The module value holding the root key's check value (a known plaintext sealed under it). */
 export const ROOT_CHECK_NAME = 'root-check';
 const ROOT_CHECK_PLAINTEXT = Buffer.from('trustplane root key check v1');
@@ -28,6 +29,23 @@ function openUnder(key: Uint8Array, wrapped: Buffer, aad: Uint8Array): Buffer {
   const nonce = wrapped.subarray(1, 1 + GCM_NONCE_LENGTH);
   const tag = wrapped.subarray(wrapped.length - GCM_TAG_LENGTH);
   return aesGcmDecrypt(key, nonce, wrapped.subarray(1 + GCM_NONCE_LENGTH, wrapped.length - GCM_TAG_LENGTH), tag, aad);
+}
+
+function rootCheckValue(rootKey: Uint8Array): Buffer {
+  return sealUnder(rootKey, ROOT_CHECK_PLAINTEXT, Buffer.alloc(0));
+}
+
+/** A fresh domain key and its record, wrapped under the root key. The caller owns (and zeroizes) `bytes`. */
+function newDomainKey(rootKey: Uint8Array): { record: DomainKeyRecord; bytes: Buffer } {
+  const id = randomUuid();
+  const bytes = randomBytes(DOMAIN_KEY_LENGTH);
+  try {
+    return { record: { id, module: 'software', wrapped: sealUnder(rootKey, bytes, domainKeyAad(id)), createdAt: new Date(), state: 'active' },
+      bytes };
+  } catch (error) {
+    zeroize(bytes);
+    throw error;
+  }
 }
 
 export class WrongRootKeyError extends Error {
@@ -79,40 +97,30 @@ export class SoftwareCryptoModule implements CryptoModule {
   async initialize(rootKeyBytes: Uint8Array, values: Record<string, Buffer> = {}): Promise<void> {
     if (this.#initialized) throw new Error('crypto module is already initialised');
     const rootKey = Buffer.from(rootKeyBytes);
-    const domainKeyBytes = randomBytes(32);
     try {
-      const id = randomUuid();
+      const domainKey = newDomainKey(rootKey);
+      // Not kept: the unseal below unwraps it from the store like any other.
+      zeroize(domainKey.bytes);
       // One transaction: a crash leaves either nothing or a complete, unsealable module.
-      await this.#store.initializeModule({ id, module: 'software', wrapped: sealUnder(rootKey, domainKeyBytes, domainKeyAad(id)),
-        createdAt: new Date(), state: 'active' }, { ...values, [ROOT_CHECK_NAME]: sealUnder(rootKey, ROOT_CHECK_PLAINTEXT, Buffer.alloc(0)) });
+      await this.#store.initializeModule(domainKey.record, { ...values, [ROOT_CHECK_NAME]: rootCheckValue(rootKey) });
       this.#initialized = true;
     } finally {
-      zeroize(domainKeyBytes, rootKey);
+      zeroize(rootKey);
     }
     await this.unseal(rootKeyBytes);
   }
 
   /** Loads every domain key under the root key; throws WrongRootKeyError for another key. */
   async unseal(rootKeyBytes: Uint8Array): Promise<void> {
-    const check = await this.#store.getModuleValue(ROOT_CHECK_NAME);
-    if (!check) throw new Error('crypto module is not initialised');
-    const rootKey = Buffer.from(rootKeyBytes);
-    try {
-      zeroize(openUnder(rootKey, check, Buffer.alloc(0)));
-    } catch {
-      zeroize(rootKey);
-      throw new WrongRootKeyError();
-    }
+    const matches = await this.#opensRootCheck(rootKeyBytes);
+    if (matches === undefined) throw new Error('crypto module is not initialised');
+    if (!matches) throw new WrongRootKeyError();
     const records = await this.#store.listDomainKeys();
+    const rootKey = Buffer.from(rootKeyBytes);
     const keys = new Map<string, Buffer>();
     let active: string | undefined;
     try {
-      for (const record of records) {
-        if (record.state === 'retired') continue;
-        if (record.module !== 'software') throw new ForeignModuleError(record.module);
-        keys.set(record.id, openUnder(rootKey, record.wrapped, domainKeyAad(record.id)));
-        if (record.state === 'active') active = record.id;
-      }
+      active = this.#followDomainKeys(rootKey, records, keys, { refuseForeign: true });
       if (!active) throw new Error('crypto module has no active domain key');
     } catch (error) {
       zeroize(rootKey, ...keys.values());
@@ -123,16 +131,40 @@ export class SoftwareCryptoModule implements CryptoModule {
     this.#rootKey = rootKey;
   }
 
-  /** Checks a candidate root key without unsealing (the unseal flow reports a wrong share set). */
-  async checkRootKey(rootKeyBytes: Uint8Array): Promise<boolean> {
+  /** Whether a root key opens the stored check value; undefined when there is none (never initialised). */
+  async #opensRootCheck(rootKey: Uint8Array): Promise<boolean | undefined> {
     const check = await this.#store.getModuleValue(ROOT_CHECK_NAME);
-    if (!check) return false;
+    if (!check) return undefined;
     try {
-      zeroize(openUnder(rootKeyBytes, check, Buffer.alloc(0)));
+      zeroize(openUnder(rootKey, check, Buffer.alloc(0)));
       return true;
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Brings `keys` in line with the store's software domain keys: unwraps the live ones it lacks and
+   * zeroizes the retired ones. Returns the active key's id, if one is listed. A live key of another
+   * module is skipped, or refused (ForeignModuleError) with `refuseForeign`: this home is sealed with that module.
+   */
+  #followDomainKeys(rootKey: Uint8Array, records: DomainKeyRecord[], keys: Map<string, Buffer>,
+    options: { refuseForeign?: boolean } = {}): string | undefined {
+    let active: string | undefined;
+    for (const record of records) {
+      if (record.module !== 'software') {
+        if (options.refuseForeign && record.state !== 'retired') throw new ForeignModuleError(record.module);
+        continue;
+      }
+      if (record.state === 'retired') {
+        zeroize(keys.get(record.id));
+        keys.delete(record.id);
+      } else if (!keys.has(record.id)) {
+        keys.set(record.id, openUnder(rootKey, record.wrapped, domainKeyAad(record.id)));
+      }
+      if (record.state === 'active') active = record.id;
+    }
+    return active;
   }
 
   /**
@@ -141,15 +173,12 @@ export class SoftwareCryptoModule implements CryptoModule {
    */
   prepareMigrationTarget(rootKeyBytes: Uint8Array): { domainKey: DomainKeyRecord; values: Record<string, Buffer> } {
     const rootKey = Buffer.from(rootKeyBytes);
-    const id = randomUuid();
-    const bytes = randomBytes(32);
-    const domainKey: DomainKeyRecord = { id, module: 'software', wrapped: sealUnder(rootKey, bytes, domainKeyAad(id)),
-      createdAt: new Date(), state: 'active' };
-    this.#domainKeys = new Map([[id, bytes]]);
-    this.#activeDomainKeyId = id;
+    const { record, bytes } = newDomainKey(rootKey);
+    this.#domainKeys = new Map([[record.id, bytes]]);
+    this.#activeDomainKeyId = record.id;
     this.#rootKey = rootKey;
     this.#initialized = true;
-    return { domainKey, values: { [ROOT_CHECK_NAME]: sealUnder(rootKey, ROOT_CHECK_PLAINTEXT, Buffer.alloc(0)) } };
+    return { domainKey: record, values: { [ROOT_CHECK_NAME]: rootCheckValue(rootKey) } };
   }
 
   holdsDomainKey(domainKeyId: string): boolean {
@@ -159,18 +188,16 @@ export class SoftwareCryptoModule implements CryptoModule {
   async rotateDomainKey(): Promise<string> {
     const rootKey = this.#rootKey;
     if (!rootKey || this.#activeDomainKeyId === undefined) throw new SealedError();
-    const id = randomUuid();
-    const bytes = randomBytes(32);
+    const { record, bytes } = newDomainKey(rootKey);
     try {
-      await this.#store.insertDomainKey({ id, module: 'software', wrapped: sealUnder(rootKey, bytes, domainKeyAad(id)),
-        createdAt: new Date(), state: 'active' });
-      this.#domainKeys.set(id, bytes);
+      await this.#store.insertDomainKey(record);
+      this.#domainKeys.set(record.id, bytes);
     } catch (error) {
       zeroize(bytes);
       throw error;
     }
-    this.#activeDomainKeyId = id;
-    return id;
+    this.#activeDomainKeyId = record.id;
+    return record.id;
   }
 
   async retireDomainKey(domainKeyId: string): Promise<void> {
@@ -184,17 +211,8 @@ export class SoftwareCryptoModule implements CryptoModule {
   async refresh(): Promise<void> {
     const rootKey = this.#rootKey;
     if (!rootKey) return;
-    for (const record of await this.#store.listDomainKeys()) {
-      if (record.module !== 'software') continue;
-      if (record.state === 'retired') {
-        zeroize(this.#domainKeys.get(record.id));
-        this.#domainKeys.delete(record.id);
-      }
-      else if (!this.#domainKeys.has(record.id)) {
-        this.#domainKeys.set(record.id, openUnder(rootKey, record.wrapped, domainKeyAad(record.id)));
-      }
-      if (record.state === 'active') this.#activeDomainKeyId = record.id;
-    }
+    const active = this.#followDomainKeys(rootKey, await this.#store.listDomainKeys(), this.#domainKeys);
+    if (active !== undefined) this.#activeDomainKeyId = active;
   }
 
   async wrap(secret: Uint8Array, aad: Uint8Array): Promise<WrappedSecret> {

@@ -1,11 +1,11 @@
 // Compiles a parsed policy once into matchers that evaluate without re-reading the document.
 // Must never defer validation to evaluation: anything that could fail to parse was refused by parsePolicy.
-import { compileCondition, type CompiledCondition } from './conditions.ts';
+import { compileCondition, variableTemplate, type CompiledCondition } from './conditions.ts';
 import type { KeyView } from './context.ts';
 import { parsePolicy, type ParsePolicyOptions } from './parse.ts';
 import { compilePrincipal, type PrincipalMatcher } from './principals.ts';
 import type { Effect, ParsedPolicy, ParsedStatement, PolicyKind, PolicyVersion } from './types.ts';
-import { hasVariables, parseTemplate, resolveGlob, type Template } from './variables.ts';
+import { resolveGlob, type Template } from './variables.ts';
 import { arnGlobFromGlob, arnGlobMatch, globFromPattern, globMatch, hasWildcard, type ArnGlob, type Glob } from './wildcard.ts';
 
 export interface CompilePolicyOptions {
@@ -98,8 +98,8 @@ function compileResources(resources: readonly string[], variables: boolean): Res
   const patterns: ArnGlob[] = [];
   const templates: Template[] = [];
   for (const resource of resources) {
-    const template = variables && resource.includes('${') ? parseTemplate(resource) : undefined;
-    if (template !== undefined && typeof template !== 'string' && hasVariables(template)) templates.push(template);
+    const template = variableTemplate(resource, variables);
+    if (template) templates.push(template);
     else if (hasWildcard(resource)) patterns.push(arnGlobFromGlob(globFromPattern(resource)));
     else exact.add(resource);
   }

@@ -83,7 +83,8 @@ export function parseOperatorName(name: string): OperatorName | string {
 const NUMBER = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/;
 const EPOCH = /^-?\d+(?:\.\d+)?$/;
 const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|z|[+-]\d{2}(?::?\d{2})?)?)?$/;
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+/** Padded standard base64, as AWS writes binary values (also what the HTTP layer accepts as a blob). */
+export const BASE64_PATTERN = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 export function parseNumber(value: string | number): number | undefined {
   if (typeof value === 'number') return Number.isFinite(value) ? value : undefined;
@@ -177,7 +178,7 @@ export function normaliseConditionValue(base: BaseOperator, raw: string | number
       return b === undefined ? { problem: `${JSON.stringify(raw)} is not true or false` } : String(b);
     }
     case 'binary':
-      return typeof raw === 'string' && raw.length > 0 && BASE64.test(raw) ? raw : { problem: `${JSON.stringify(raw)} is not base64` };
+      return typeof raw === 'string' && raw.length > 0 && BASE64_PATTERN.test(raw) ? raw : { problem: `${JSON.stringify(raw)} is not base64` };
     case 'ip':
       return typeof raw === 'string' && parseCidr(raw) !== undefined
         ? raw : { problem: `${JSON.stringify(raw)} is not an IPv4 or IPv6 address or CIDR block` };
@@ -211,13 +212,23 @@ function compareWith(comparison: Comparison): (a: number, b: number) => boolean 
   }
 }
 
+/**
+ * A policy value as a template, when `variables` allows them and it has any; undefined for a plain value
+ * (a malformed reference, which parsePolicy refuses anyway, leaves the value plain).
+ */
+export function variableTemplate(value: string, variables: boolean): Template | undefined {
+  if (!variables || !value.includes('${')) return undefined;
+  const template = parseTemplate(value);
+  return typeof template !== 'string' && hasVariables(template) ? template : undefined;
+}
+
 function stringMatcher(values: readonly string[], variables: boolean, foldCase: boolean): ValueMatcher {
   const fold = (s: string) => (foldCase ? s.toLowerCase() : s);
   const templates: Template[] = [];
   const plain = new Set<string>();
   for (const value of values) {
-    const template = variables && value.includes('${') ? parseTemplate(value) : undefined;
-    if (template !== undefined && typeof template !== 'string' && hasVariables(template)) templates.push(template);
+    const template = variableTemplate(value, variables);
+    if (template) templates.push(template);
     else plain.add(fold(value));
   }
   if (templates.length === 0) return (value) => plain.has(fold(asText(value)));
@@ -236,8 +247,8 @@ function likeMatcher(values: readonly string[], variables: boolean): ValueMatche
   const globs: Glob[] = [];
   const templates: Template[] = [];
   for (const value of values) {
-    const template = variables && value.includes('${') ? parseTemplate(value) : undefined;
-    if (template !== undefined && typeof template !== 'string') templates.push(template);
+    const template = variableTemplate(value, variables);
+    if (template) templates.push(template);
     else globs.push(globFromPattern(value));
   }
   return (value, keys) => {
@@ -255,8 +266,8 @@ function arnMatcher(values: readonly string[], variables: boolean): ValueMatcher
   const patterns: ArnGlob[] = [];
   const templates: Template[] = [];
   for (const value of values) {
-    const template = variables && value.includes('${') ? parseTemplate(value) : undefined;
-    if (template !== undefined && typeof template !== 'string') templates.push(template);
+    const template = variableTemplate(value, variables);
+    if (template) templates.push(template);
     else patterns.push(arnGlobFromGlob(globFromPattern(value)));
   }
   return (value, keys) => {
@@ -298,7 +309,7 @@ function ipMatcher(values: readonly string[]): ValueMatcher {
 function binaryMatcher(values: readonly string[]): ValueMatcher {
   const policy = values.map((v) => Buffer.from(v, 'base64'));
   return (value) => {
-    if (typeof value !== 'string' || !BASE64.test(value)) return false;
+    if (typeof value !== 'string' || !BASE64_PATTERN.test(value)) return false;
     const bytes = Buffer.from(value, 'base64');
     return policy.some((p) => p.equals(bytes));
   };

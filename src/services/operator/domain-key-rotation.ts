@@ -5,10 +5,10 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   rewrapBatch, type CryptoModule, type DomainKeyStore, type WrappedRecordCursor, type WrappedRecordStore,
-} from '../../../shared/crypto/index.ts';
-import { SealedError } from '../../../shared/errors.ts';
-import { StoreConflictError } from '../../../shared/store/index.ts';
-import type { Logger } from '../../../shared/log.ts';
+} from '../../shared/crypto/index.ts';
+import { SealedError, UserError } from '../../shared/errors.ts';
+import { StoreConflictError } from '../../shared/store/index.ts';
+import type { Logger } from '../../shared/log.ts';
 
 export interface DomainKeyRotationProgress {
   State: 'Idle' | 'Rewrapping' | 'Retiring' | 'Paused' | 'Stuck';
@@ -55,8 +55,12 @@ export class DomainKeyRotation {
     return this.#running !== undefined;
   }
 
-  /** Makes a new active domain key and starts rewrapping under it. */
+  /** Makes a new active domain key and starts rewrapping under it; refused while a rewrap is still due. */
   async rotate(): Promise<DomainKeyRotationProgress> {
+    // The store decides, not this process's memory: another server may be mid-rewrap.
+    if (this.#running || (await this.#retiringKeyIds()).length > 0) {
+      throw new UserError('ConflictException', 'A domain key rotation is still rewrapping; wait for it to finish.', 409);
+    }
     const id = await this.#options.module.rotateDomainKey();
     this.#options.logger.info({ domainKeyId: id }, 'domain key rotated; rewrapping stored records in the background');
     const retiring = await this.#retiringKeyIds();

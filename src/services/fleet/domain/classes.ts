@@ -1,0 +1,30 @@
+// Key inheritance down the class tree: a class may use its own keys and every ancestor's.
+// Must never do I/O: it works on the classes the caller has already read.
+
+/** What inheritance needs of a class: its name, its parent, and the keys granted to it directly. */
+export interface ClassGrants {
+  name: string;
+  parent?: string;
+  keyIds: string[];
+}
+
+/** Keys the named classes may use (their own grants and every ancestor's), distinct and sorted. */
+export function entitledKeyIds(classes: ReadonlyMap<string, ClassGrants>, names: Iterable<string>): string[] {
+  const entitled = new Set<string>();
+  const visited = new Set<string>();
+  for (const name of names) {
+    let current = classes.get(name);
+    // A class shared by two lineages is walked once (and a cycle, which the store cannot hold, would end).
+    while (current && !visited.has(current.name)) {
+      visited.add(current.name);
+      for (const keyId of current.keyIds) entitled.add(keyId);
+      current = current.parent === undefined ? undefined : classes.get(current.parent);
+    }
+  }
+  return [...entitled].sort();
+}
+
+/** Indexes listed classes by name, for entitledKeyIds. */
+export function classesByName<T extends ClassGrants>(classes: readonly T[]): Map<string, T> {
+  return new Map(classes.map((record) => [record.name, record]));
+}
