@@ -14,7 +14,10 @@ import type { Logger } from './shared/log.ts';
 import { SqliteStore } from './shared/store/index.ts';
 import { SqliteAuditStore } from './shared/store/sqlite-audit.ts';
 import { SqliteFleetStore } from './shared/store/sqlite-fleet.ts';
-import { createFleetHttpHandler, FleetService, fleetApiOperations, FLEET_TARGET_PREFIX } from './services/fleet/index.ts';
+import {
+  createFleetHttpHandler, FleetPushHub, FleetService, fleetApiOperations, FLEET_TARGET_PREFIX, KeyRingDistributor, startAgentListener,
+  type RunningAgentListener,
+} from './services/fleet/index.ts';
 import { AuditLog, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations, newAccountId } from './services/iam/index.ts';
@@ -31,6 +34,8 @@ export interface RunningServer {
   rootCredentials?: SharedCredentials;
   keyService: KeyService;
   operator: OperatorService;
+  /** The port host agents connect to (mutual TLS). */
+  fleetPort: number;
   stop(): Promise<void>;
 }
 
@@ -109,7 +114,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   if (audit) store.setAfterWriteHook(() => recordCurrentRequestInTransaction((draft) => audit.recordInTransaction(draft)));
   else logger.warn('TRUSTPLANE_AUDIT=off: requests are NOT audited (for benchmarks only)');
 
-  const keyService = new KeyService({ store, keyring, authorizer, region, logger });
+  const fleetStore = new SqliteFleetStore(store);
+  const keyService = new KeyService({ store, keyring, authorizer, region, logger, stagedRotations: {
+    isDistributed: (keyId) => fleetStore.isKeyDistributed(keyId),
+    recordInTransaction: (record) => fleetStore.recordStagedRotationInTransaction(record),
+  } });
   const identityService = new IdentityService({ store, credentials, authorizer, logger, resourceQuestions: [keyResourceQuestion(keyService)] });
   // Only dev mode makes root credentials at start (and keeps them in a file); otherwise operator init returns them once.
   const rootCredentials = config.dev
@@ -127,6 +136,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       // Another server on this home may have rotated the domain key: wrap under the key it made active.
       await seal.module.refresh();
       await keyService.runDueWork();
+      await fleetService.runDueWork();
       await identityService.runDueWork();
     } catch (error) {
       logger.error({ err: error }, 'scheduled work failed');
@@ -139,7 +149,10 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   // Calls without credentials (init, unseal, status, enrolment) are limited per source address instead.
   const unauthenticatedLimiter = new RateLimiter({ cryptographic: 1, management: UNAUTHENTICATED_CALLS_PER_SECOND });
   const handleOperator = createOperatorHttpHandler({ service: operator, logger, audit, rateLimiter: unauthenticatedLimiter });
-  const fleetService = new FleetService({ store: new SqliteFleetStore(store), keys: keyService, keyring, authorizer, region, logger });
+  let agentListener: RunningAgentListener | undefined;
+  const fleetService: FleetService = new FleetService({ store: fleetStore, keys: keyService, keyring, authorizer, region, logger, audit,
+    hostCertificateLifetimeMs: config.fleet.hostCertificateLifetimeMs, fleetPort: () => agentListener?.port });
+  const pushHub = new FleetPushHub({ store: fleetStore, distributor: new KeyRingDistributor({ keys: store, fleet: fleetStore, keyring }), logger });
   const handleFleetEnrolment = createFleetHttpHandler({ service: fleetService, logger, audit, rateLimiter: unauthenticatedLimiter });
   const handleApi = createAwsJsonEndpoint({
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane',
@@ -161,6 +174,15 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     await handleApi(request, response);
   };
   const http: RunningHttpServer = await startHttpServer({ host: config.host, port: config.port, handler, logger });
+  await pushHub.start();
+  const stopWaking = store.onCommit(() => pushHub.wake());
+  try {
+    agentListener = await startAgentListener({ host: config.fleet.host, port: config.fleet.port, service: fleetService, hub: pushHub, logger, audit });
+  } catch (error) {
+    await http.close();
+    throw error;
+  }
+  logger.info({ port: agentListener.port }, 'listening for host agents (mutual TLS)');
   writeSharedConfig(config.home, region, http.url);
   // Lets offline commands (operator migrate-seal) refuse to run under a live server.
   writeFileDurably(join(config.home, SERVER_PID_FILE), `${process.pid}\n`);
@@ -171,10 +193,12 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   timer.unref();
 
   return {
-    url: http.url, home: config.home, accountId, region, rootCredentials, keyService, operator,
+    url: http.url, home: config.home, accountId, region, rootCredentials, keyService, operator, fleetPort: agentListener.port,
     async stop() {
       clearInterval(timer);
       try {
+        stopWaking();
+        await agentListener?.close();
         await http.close();
         await rotation.stop();
         // In-flight requests have recorded; flush, fsync and sign a final checkpoint before sealing.

@@ -23,6 +23,8 @@ export interface ServerConfig {
   keyCache: { maxEntries: number; ttlMs: number };
   /** Background rewrap after a domain key rotation: records per transaction, pause between batches. */
   rewrap: { batchSize: number; pauseMs: number };
+  /** The mutual-TLS listener host agents connect to (port 0: any free port, which enrolment tells agents). */
+  fleet: { host: string; port: number; hostCertificateLifetimeMs: number };
 }
 
 export type SealConfig =
@@ -45,6 +47,15 @@ export interface ServerFlags {
   home?: string; listen?: string; dev?: boolean; region?: string; scheduleIntervalSeconds?: string; rateLimit?: string;
   seal?: string; pkcs11Module?: string; pkcs11Token?: string; pkcs11PinFile?: string;
   keyCacheSize?: string; keyCacheTtl?: string; rewrapBatchSize?: string; rewrapPause?: string;
+  fleetListen?: string; hostCertificateLifetime?: string;
+}
+
+/** `90`, `90s`, `15m`, `2h`, `7d` → seconds. */
+export function parseDurationSeconds(text: string, flag: string): number {
+  const match = /^(\d+)([smhd]?)$/.exec(text.trim());
+  if (!match) throw new UserError('ValidationException', `${flag} must be a number of seconds or like 15m, 2h, 7d; got '${text}'.`);
+  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
+  return Number(match[1]) * unit;
 }
 
 function numberFlag(value: string | undefined, name: string, fallback: number, min: number): number {
@@ -71,16 +82,18 @@ export function sealConfig(options: Pick<ServerFlags, 'seal' | 'pkcs11Module' | 
 }
 
 export const DEFAULT_LISTEN = '127.0.0.1:8200';
+/** Agents' mutual-TLS listener: by default the next port after --listen's. */
+const DEFAULT_HOST_CERTIFICATE_LIFETIME_SECONDS = 30 * 86400;
 /** The database file the server keeps in its home; the audit CLI reads the same file. */
 export const HOME_DATABASE_FILE = 'trustplane.db';
 /** The running server's pid, removed at a clean stop. */
 export const SERVER_PID_FILE = 'server.pid';
 export const DEFAULT_REGION = 'us-east-1';
 
-export function parseListen(listen: string): { host: string; port: number } {
+export function parseListen(listen: string, flag = '--listen'): { host: string; port: number } {
   const match = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(listen);
   const port = match ? Number(match[2]) : NaN;
-  if (!match || port > 65535) throw new UserError('InvalidConfiguration', `--listen must be HOST:PORT, got '${listen}'.`);
+  if (!match || port > 65535) throw new UserError('InvalidConfiguration', `${flag} must be HOST:PORT, got '${listen}'.`);
   return { host: match[1].replace(/^\[|\]$/g, ''), port };
 }
 
@@ -101,5 +114,17 @@ export function serverConfig(options: ServerFlags): ServerConfig {
     keyCache: { maxEntries: numberFlag(options.keyCacheSize, '--key-cache-size', DEFAULT_KEY_CACHE_ENTRIES, 1),
       ttlMs: numberFlag(options.keyCacheTtl, '--key-cache-ttl', DEFAULT_KEY_CACHE_TTL_MS / 1000, 0) * 1000 },
     rewrap: { batchSize: numberFlag(options.rewrapBatchSize, '--rewrap-batch-size', 100, 1),
-      pauseMs: numberFlag(options.rewrapPause, '--rewrap-pause', 0, 0) } };
+      pauseMs: numberFlag(options.rewrapPause, '--rewrap-pause', 0, 0) },
+    fleet: fleetConfig(options, host, port) };
+}
+
+function fleetConfig(options: ServerFlags, host: string, port: number): ServerConfig['fleet'] {
+  const listen = options.fleetListen ?? process.env.TRUSTPLANE_FLEET_LISTEN;
+  const fleet = listen ? parseListen(listen, '--fleet-listen') : { host, port: port === 0 ? 0 : port + 1 };
+  const lifetime = options.hostCertificateLifetime === undefined ? DEFAULT_HOST_CERTIFICATE_LIFETIME_SECONDS
+    : parseDurationSeconds(options.hostCertificateLifetime, '--host-certificate-lifetime');
+  if (lifetime < 30 || lifetime > 397 * 86400) {
+    throw new UserError('InvalidConfiguration', '--host-certificate-lifetime must be between 30s and 397d.');
+  }
+  return { ...fleet, hostCertificateLifetimeMs: lifetime * 1000 };
 }

@@ -1,7 +1,7 @@
 // `trustplane class ...` and `trustplane host join-token`: the fleet's classes, the keys each may
 // hold, and the tokens hosts enrol with. Must never print a join token except the one just made.
 import type { Command } from 'commander';
-import { UserError } from '../../shared/errors.ts';
+import { parseDurationSeconds } from '../../shared/config.ts';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { printResult } from '../output.ts';
 
@@ -29,12 +29,6 @@ function classList(text: string): string[] {
   return text.split(',').map((name) => name.trim()).filter(Boolean);
 }
 
-function parseDuration(text: string): number {
-  const match = /^(\d+)([smhd]?)$/.exec(text.trim());
-  if (!match) throw new UserError('ValidationException', `--ttl must be a number of seconds or like 15m, 2h, 7d; got '${text}'.`);
-  const unit = { '': 1, s: 1, m: 60, h: 3600, d: 86400 }[match[2] as '' | 's' | 'm' | 'h' | 'd'];
-  return Number(match[1]) * unit;
-}
 
 export function registerFleetCommands(program: Command): void {
   const hostClass = program.command('class').description('host classes: a tree per account; a class holds its keys and its ancestors\'');
@@ -112,7 +106,7 @@ export function registerFleetCommands(program: Command): void {
       const classes = classList(flags.classes);
       const result = await withClient(flags, (client) => client.fleet<{ Token: string; ExpiresAt: string; Uses: number }>('CreateJoinToken', {
         Classes: classes, Uses: flags.uses === undefined ? undefined : Number(flags.uses),
-        TtlSeconds: flags.ttl === undefined ? undefined : parseDuration(flags.ttl) }));
+        TtlSeconds: flags.ttl === undefined ? undefined : parseDurationSeconds(flags.ttl, '--ttl') }));
       printResult(flags, { Token: result.Token, ExpiresAt: result.ExpiresAt },
         () => `${result.Token}\n(valid until ${result.ExpiresAt} for ${result.Uses} host(s); shown once)`);
     });

@@ -23,6 +23,8 @@ export function registerServerCommand(program: Command): void {
     .option('--key-cache-ttl <seconds>', 'how long an unwrapped key version stays in memory; 0 disables the cache (default 60)')
     .option('--rewrap-batch-size <n>', 'records rewrapped per transaction after a domain key rotation (default 100)')
     .option('--rewrap-pause <ms>', 'pause between rewrap batches, to leave room for requests (default 0)')
+    .option('--fleet-listen <host:port>', 'mutual-TLS listener for host agents (default: the --listen port + 1; port 0 = any free port)')
+    .option('--host-certificate-lifetime <duration>', 'lifetime of host certificates, e.g. 30d, 12h (default 30d); agents renew at two thirds')
     .action(async (options: Omit<ServerFlags, 'scheduleIntervalSeconds'> & { scheduleInterval?: string }) => {
       const config = serverConfig({ ...options, scheduleIntervalSeconds: options.scheduleInterval });
       const logger = createLogger();
@@ -31,7 +33,7 @@ export function registerServerCommand(program: Command): void {
       const server = await startServer(config, logger);
       const out = process.stdout;
       out.write(`trustplane server listening on ${server.url}${config.dev ? ' (DEV MODE: auto-unseal, not for production)' : ''}\n`);
-      out.write(`home: ${server.home}  account: ${server.accountId}  region: ${server.region}\n`);
+      out.write(`home: ${server.home}  account: ${server.accountId}  region: ${server.region}  host agents: port ${server.fleetPort} (mutual TLS)\n`);
       const sealStatus = await server.operator.status();
       if (!sealStatus.Initialized) {
         out.write(`\nThe crypto module (${sealStatus.Module}) is not initialised. Run:\n  trustplane operator init --endpoint ${server.url}${sealStatus.Module === 'software' ? ' --shares 5 --threshold 3' : ''}\n`);

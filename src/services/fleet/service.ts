@@ -2,10 +2,13 @@
 // tokens hosts enrol with. Every change lands in the fleet change feed, which agents follow.
 // Must never return a join token except once, when it is made; only its hash is stored.
 import type { Authorizer, Caller } from '../../shared/auth/index.ts';
+import type { SecureContext } from 'node:tls';
+import { createSecureContext } from 'node:tls';
 import {
-  certificateToPem, createCertificateAuthority, importPublicKeyDer, isP256PublicKey, issueCertificate, randomBytes, sha256,
-  verifyMessage, zeroize, type Keyring,
+  certificateToPem, createCertificateAuthority, describeCertificate, generateAsymmetricPair, importPublicKeyDer, isHpkePublicKey,
+  isP256PublicKey, issueCertificate, normalizeSerial, privateKeyToPem, randomBytes, sha256, verifyMessage, zeroize, type Keyring,
 } from '../../shared/crypto/index.ts';
+import { accountFromServerName, fleetServerName, hostUri, parseHostUri, type AckRequest } from '../../shared/fleet-wire.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
@@ -13,21 +16,35 @@ import {
   type HostClassRecord, type HostRecord,
 } from '../../shared/store/index.ts';
 import type { KeyService } from '../kms/index.ts';
+import type { AuditLog } from '../../shared/audit/index.ts';
+import { rotationStatus, type RotationStatus } from './domain/rotation.ts';
 import { classesByName, entitledKeyIds } from './domain/classes.ts';
-import { classArn, JOIN_TOKEN_PREFIX, parseClassName } from './domain/names.ts';
+import { classArn, hostArn, JOIN_TOKEN_PREFIX, parseClassName } from './domain/names.ts';
 
 const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 3600;
 export const MAX_JOIN_TOKEN_TTL_SECONDS = 30 * 24 * 3600;
-const HOST_CERTIFICATE_DAYS = 30;
+const DAY_MS = 86_400_000;
+const DEFAULT_HOST_CERTIFICATE_LIFETIME_MS = 30 * DAY_MS;
+/** The listener's own certificate per account: re-made when less than this is left. */
+const SERVER_CERTIFICATE_DAYS = 30;
+const SERVER_CERTIFICATE_RENEW_MS = DAY_MS;
 const CA_VALIDITY_DAYS = 3650;
 /** The purpose the CA's private key is wrapped for (with the account id). */
 const FLEET_CA_KEY_PURPOSE = SECRET_PURPOSES.fleetCaKey;
 /** What an enrolling host signs with its new key: proof that it holds the key it asks a certificate for. */
 export const ENROLL_PROOF_CONTEXT = 'trustplane-enroll-v1\n';
+/** What an agent renewing its certificate signs with its new key (and presents its current certificate for). */
+export const RENEW_PROOF_CONTEXT = 'trustplane-renew-v1\n';
+
+/** The enrolment proof: the identity key signs the token and the key ring (HPKE) key it asks keys to be sealed to. */
+export function enrollmentProofMessage(joinToken: string, hpkePublicKey: Uint8Array): Buffer {
+  return Buffer.from(`${ENROLL_PROOF_CONTEXT}${joinToken}\n${Buffer.from(hpkePublicKey).toString('base64')}`);
+}
 
 export interface EnrollInput {
   joinToken: string;
   publicKeyDer: Buffer;
+  hpkePublicKey: Buffer;
   proof: Buffer;
   name: string;
   agentVersion?: string;
@@ -40,12 +57,17 @@ export interface FleetServiceOptions {
   authorizer: Authorizer;
   region: string;
   logger: Logger;
+  audit?: AuditLog;
+  hostCertificateLifetimeMs?: number;
+  /** The agents' listener port, told to enrolling agents. */
+  fleetPort?: () => number | undefined;
   now?: () => Date;
 }
 
 const notFound = (message: string) => new UserError('NotFoundException', message, 404);
 // One answer for unknown, expired and used-up tokens: a guesser learns nothing from the difference.
 const invalidJoinToken = () => new UserError('InvalidJoinTokenException', 'The join token is unknown, expired or used up.', 401);
+const badCertificate = (why: string) => new UserError('InvalidHostCertificateException', why, 401);
 
 export function joinTokenHash(token: string): Buffer {
   return sha256(token);
@@ -54,10 +76,15 @@ export function joinTokenHash(token: string): Buffer {
 export class FleetService {
   readonly #options: FleetServiceOptions;
   readonly #now: () => Date;
+  readonly #serverContexts = new Map<string, Promise<{ context: SecureContext; notAfter: Date }>>();
 
   constructor(options: FleetServiceOptions) {
     this.#options = options;
     this.#now = options.now ?? (() => new Date());
+  }
+
+  get #certificateLifetimeDays(): number {
+    return (this.#options.hostCertificateLifetimeMs ?? DEFAULT_HOST_CERTIFICATE_LIFETIME_MS) / DAY_MS;
   }
 
   async #require(caller: Caller, action: string, className = '*'): Promise<void> {
@@ -133,6 +160,8 @@ export class FleetService {
     const keyId = found.keyIds.includes(key) ? key : (await this.#options.keys.describeKey(caller, key)).keyId;
     const changed = await this.#options.store.revokeKey(caller.accountId, found.name, keyId);
     if (!changed) throw notFound(`Class ${found.name} holds no grant of key ${keyId}.`);
+    // The class's hosts had the key's material: it rotates for the hosts that keep it (where the key asks for it).
+    await this.#rotateAfterLoss([keyId], 'class-revoked');
     return { keyId, changed };
   }
 
@@ -183,24 +212,18 @@ export class FleetService {
     if (!isP256PublicKey(input.publicKeyDer)) {
       throw new UserError('ValidationException', 'PublicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 key (base64).');
     }
+    if (!isHpkePublicKey(input.hpkePublicKey)) {
+      throw new UserError('ValidationException', 'HpkePublicKey must be a raw X25519 public key (32 bytes, base64).');
+    }
     const proven = verifyMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPublicKeyDer(input.publicKeyDer),
-      Buffer.from(`${ENROLL_PROOF_CONTEXT}${input.joinToken}`), input.proof);
+      enrollmentProofMessage(input.joinToken, input.hpkePublicKey), input.proof);
     if (!proven) throw new UserError('InvalidProofException', 'Proof is not a signature of the join token by the key being enrolled.');
 
-    const authority = await this.#authority(token.accountId);
     const hostId = `h-${randomBytes(10).toString('hex')}`;
-    const caKey = await this.#options.keyring.unsafeUnwrapSecret(FLEET_CA_KEY_PURPOSE, token.accountId, authority.privateKey);
-    let issued;
-    try {
-      issued = await issueCertificate({ authority: { certificateDer: authority.certificateDer, privateKeyPkcs8: caKey },
-        subjectPublicKeyDer: input.publicKeyDer, commonName: hostId, usage: 'client',
-        uris: [`trustplane:host:${token.accountId}:${hostId}`], validityDays: HOST_CERTIFICATE_DAYS, now });
-    } finally {
-      zeroize(caKey);
-    }
+    const { issued, authority } = await this.#issueHostCertificate(token.accountId, hostId, input.publicKeyDer, now);
     const host: HostRecord = { hostId, accountId: token.accountId, name: input.name, publicKeyDer: input.publicKeyDer,
-      certificateSerial: issued.serialNumber, certificateNotAfter: issued.notAfter, status: 'active', agentVersion: input.agentVersion,
-      createdAt: now, lastSeen: now, classes: token.classes };
+      hpkePublicKey: input.hpkePublicKey, certificateSerial: issued.serialNumber, certificateNotAfter: issued.notAfter, status: 'active',
+      agentVersion: input.agentVersion, createdAt: now, lastSeen: now, revision: 0, classes: token.classes };
     try {
       if (!(await this.#options.store.enrollHost(tokenHash, host, now))) throw invalidJoinToken();
     } catch (error) {
@@ -208,20 +231,254 @@ export class FleetService {
       throw error;
     }
     this.#options.logger.info({ hostId, classes: token.classes }, 'host enrolled');
-    return { host, certificatePem: certificateToPem(issued.certificateDer), caCertificatePem: certificateToPem(authority.certificateDer) };
+    return { host, certificatePem: certificateToPem(issued.certificateDer), caCertificatePem: certificateToPem(authority.certificateDer),
+      fleetPort: this.#options.fleetPort?.(), serverName: fleetServerName(token.accountId) };
   }
 
-  async listHosts(caller: Caller): Promise<HostRecord[]> {
+  async #issueHostCertificate(accountId: string, hostId: string, publicKeyDer: Buffer, now: Date) {
+    const authority = await this.#authority(accountId);
+    const caKey = await this.#options.keyring.unsafeUnwrapSecret(FLEET_CA_KEY_PURPOSE, accountId, authority.privateKey);
+    try {
+      const issued = await issueCertificate({ authority: { certificateDer: authority.certificateDer, privateKeyPkcs8: caKey },
+        subjectPublicKeyDer: publicKeyDer, commonName: hostId, usage: 'client', uris: [hostUri(accountId, hostId)],
+        validityDays: this.#certificateLifetimeDays, now });
+      return { issued, authority };
+    } finally {
+      zeroize(caKey);
+    }
+  }
+
+  /** Where agents connect: the port of the mutual-TLS listener (the host is the one they enrolled at). */
+  fleetInfo(): { fleetPort?: number } {
+    return { fleetPort: this.#options.fleetPort?.() };
+  }
+
+  // ---- the agents' mutual-TLS listener ---------------------------------------------------------
+
+  /**
+   * The TLS context for an account's agents, chosen by the server name they ask for: the listener's
+   * certificate from the account's CA, and that CA as the only issuer of client certificates.
+   */
+  async tlsContextFor(serverName: string): Promise<SecureContext> {
+    const accountId = accountFromServerName(serverName);
+    if (!accountId) throw new Error(`unknown server name ${serverName}`);
+    const cached = this.#serverContexts.get(accountId);
+    if (cached) {
+      const current = await cached.catch(() => undefined);
+      if (current && current.notAfter.getTime() - this.#now().getTime() > SERVER_CERTIFICATE_RENEW_MS) return current.context;
+    }
+    const made = this.#makeServerContext(accountId);
+    this.#serverContexts.set(accountId, made);
+    made.catch(() => this.#serverContexts.delete(accountId));
+    return (await made).context;
+  }
+
+  async #makeServerContext(accountId: string): Promise<{ context: SecureContext; notAfter: Date }> {
+    const authority = await this.#options.store.getCertificateAuthority(accountId);
+    if (!authority) throw new Error(`account ${accountId} has no fleet CA yet`);
+    const pair = await generateAsymmetricPair('ECC_NIST_P256');
+    const caKey = await this.#options.keyring.unsafeUnwrapSecret(FLEET_CA_KEY_PURPOSE, accountId, authority.privateKey);
+    try {
+      const issued = await issueCertificate({ authority: { certificateDer: authority.certificateDer, privateKeyPkcs8: caKey },
+        subjectPublicKeyDer: pair.publicKeyDer, commonName: fleetServerName(accountId), usage: 'server',
+        dnsNames: [fleetServerName(accountId)], validityDays: SERVER_CERTIFICATE_DAYS, now: this.#now() });
+      const context = createSecureContext({ key: privateKeyToPem(pair.privateKeyDer), cert: certificateToPem(issued.certificateDer),
+        ca: certificateToPem(authority.certificateDer), minVersion: 'TLSv1.3' });
+      return { context, notAfter: issued.notAfter };
+    } finally {
+      zeroize(caKey, pair.privateKeyDer);
+    }
+  }
+
+  /**
+   * The host a mutual-TLS connection belongs to. TLS has checked the chain to the account's CA
+   * (verification result in `authorizationError`); this checks the rest: the host exists, is
+   * active, and the certificate is the one it was last issued (a renewed-away one is refused).
+   */
+  async authenticateAgent(serverName: string | undefined, peer: { authorized: boolean; authorizationError?: string; certificateDer?: Buffer }): Promise<HostRecord> {
+    const accountId = accountFromServerName(serverName);
+    if (!peer.certificateDer || peer.certificateDer.length === 0) throw badCertificate('A host certificate is required on this listener.');
+    if (!peer.authorized || !accountId) {
+      throw badCertificate(`The host certificate was refused: ${peer.authorizationError ?? 'not issued by this account\'s fleet CA'}.`);
+    }
+    const certificate = describeCertificate(peer.certificateDer);
+    const identity = certificate.uris.map(parseHostUri).find((parsed) => parsed !== undefined);
+    if (!identity || identity.accountId !== accountId) throw badCertificate('The certificate names no host of this account.');
+    const host = await this.#options.store.findHost(identity.hostId);
+    if (!host || host.accountId !== accountId) throw new UserError('HostRevokedException', `Host ${identity.hostId} was removed from the fleet.`, 403);
+    if (normalizeSerial(host.certificateSerial) !== certificate.serialNumber) {
+      throw badCertificate('The certificate was replaced by a renewal; use the current one.');
+    }
+    if (host.status !== 'active') throw new UserError('HostRevokedException', `Host ${host.hostId} is ${host.status}.`, 403);
+    return host;
+  }
+
+  /** An agent's acknowledgement: what it now holds. Staged versions it completes are promoted. */
+  async acknowledge(host: HostRecord, ack: AckRequest): Promise<{ promoted: Array<{ keyId: string; version: number }> }> {
+    const now = this.#now();
+    const holdings = ack.Full ? { ...ack.Holds } : ack.Holds;
+    const removed = ack.Removed ?? [];
+    if (ack.Full) {
+      // A full report replaces everything: keys it no longer mentions are gone from the host.
+      const before = await this.#options.store.holdingsOf(host.hostId);
+      for (const keyId of Object.keys(before)) if (!(keyId in holdings)) removed.push(keyId);
+    }
+    await this.#options.store.recordHoldings(host.hostId, holdings, removed, ack.Revision, now);
+    if (ack.AgentVersion && ack.AgentVersion !== host.agentVersion) await this.#options.store.touchHost(host.hostId, now, ack.AgentVersion);
+    const promoted: Array<{ keyId: string; version: number }> = [];
+    for (const keyId of Object.keys(holdings)) {
+      const version = await this.#promoteIfComplete(keyId);
+      if (version !== undefined) promoted.push({ keyId, version });
+    }
+    return { promoted };
+  }
+
+  /** A new certificate for a new key, asked for over a connection made with the current one. */
+  async renew(host: HostRecord, publicKeyDer: Buffer, proof: Buffer) {
+    if (!isP256PublicKey(publicKeyDer)) {
+      throw new UserError('ValidationException', 'PublicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 key (base64).');
+    }
+    const proven = verifyMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPublicKeyDer(publicKeyDer),
+      Buffer.from(`${RENEW_PROOF_CONTEXT}${host.hostId}`), proof);
+    if (!proven) throw new UserError('InvalidProofException', 'Proof is not a signature of the host id by the new key.');
+    const now = this.#now();
+    const { issued } = await this.#issueHostCertificate(host.accountId, host.hostId, publicKeyDer, now);
+    if (!(await this.#options.store.replaceHostCertificate(host.hostId, issued.serialNumber, issued.notAfter, publicKeyDer))) {
+      throw new UserError('HostRevokedException', `Host ${host.hostId} was removed from the fleet.`, 403);
+    }
+    this.#options.logger.info({ hostId: host.hostId, notAfter: issued.notAfter }, 'host certificate renewed');
+    return { certificatePem: certificateToPem(issued.certificateDer), notAfter: issued.notAfter };
+  }
+
+  // ---- two-phase rotation --------------------------------------------------------------------
+
+  /** Active hosts entitled to a key, and what every host of the account holds of it. */
+  async #keyAudience(accountId: string, keyId: string) {
+    const classes = classesByName(await this.#options.store.listClasses(accountId));
+    const hosts = await this.#options.store.listHosts(accountId);
+    const entitled = hosts.filter((host) => host.status === 'active' && entitledKeyIds(classes, host.classes).includes(keyId))
+      .map((host) => host.hostId);
+    return { entitled, hosts };
+  }
+
+  async #status(keyId: string): Promise<RotationStatus | undefined> {
+    const key = await this.#options.keys.findKey(keyId);
+    if (!key) return undefined;
+    const rotation = await this.#options.store.latestRotation(keyId);
+    const version = key.pendingVersion ?? rotation?.version ?? key.currentVersion;
+    const { entitled } = await this.#keyAudience(key.accountId, keyId);
+    const holding = await this.#options.store.hostsHolding(keyId, version);
+    return rotationStatus({ key, rotation: rotation?.version === version ? rotation : undefined, version, entitled, holding });
+  }
+
+  /** Promotes a key's pending version if every entitled host holds it; returns the version promoted. */
+  async #promoteIfComplete(keyId: string): Promise<number | undefined> {
+    const status = await this.#status(keyId);
+    if (!status || status.State !== 'pending' || status.Missing.length > 0 || status.PendingVersion === undefined) return undefined;
+    return (await this.#promote(keyId, status.PendingVersion, 'trustplane:fleet (every entitled host acknowledged)', [])) ? status.PendingVersion : undefined;
+  }
+
+  async #promote(keyId: string, version: number, by: string, leftBehind: string[]): Promise<boolean> {
+    const promoted = await this.#options.store.promoteRotation(keyId, version, by, leftBehind, this.#now());
+    if (promoted) this.#options.logger.info({ keyId, version, by, leftBehind }, 'staged key version promoted to default');
+    return promoted;
+  }
+
+  async rotateStaged(caller: Caller, key: string, promoteAfterSeconds?: number): Promise<RotationStatus> {
+    const promoteAfter = promoteAfterSeconds === undefined ? undefined : new Date(this.#now().getTime() + promoteAfterSeconds * 1000);
+    const rotated = await this.#options.keys.rotateKeyStaged(caller, key, { promoteAfter });
+    // No host to wait for (or all already hold it): promoted at once.
+    await this.#promoteIfComplete(rotated.keyId);
+    return (await this.#status(rotated.keyId)) as RotationStatus;
+  }
+
+  async setRotateOnHostLoss(caller: Caller, key: string, enabled: boolean) {
+    return this.#options.keys.setRotateOnHostLoss(caller, key, enabled);
+  }
+
+  async rotationStatusOf(caller: Caller, key: string): Promise<RotationStatus> {
+    await this.#require(caller, 'fleet:GetRotationStatus');
+    const record = await this.#options.keys.describeKey(caller, key);
+    return (await this.#status(record.keyId)) as RotationStatus;
+  }
+
+  /**
+   * Promotes a pending version now. Without force only when no host is missing; with force the
+   * hosts left behind are named in the answer and recorded with the rotation (and so audited).
+   */
+  async promoteNow(caller: Caller, key: string, force: boolean): Promise<RotationStatus & { LeftBehind: string[] }> {
+    await this.#require(caller, 'fleet:PromoteRotation');
+    const record = await this.#options.keys.authorizeKey(caller, key, 'kms:RotateKeyOnDemand');
+    const status = await this.#status(record.keyId) as RotationStatus;
+    if (status.State !== 'pending' || status.PendingVersion === undefined) {
+      throw new UserError('ConflictException', `Key ${record.keyId} has no staged version waiting for promotion.`, 409);
+    }
+    if (status.Missing.length > 0 && !force) {
+      throw new UserError('ConflictException', `${status.Missing.length} host(s) have not acknowledged version ${status.PendingVersion}: `
+        + `${status.Missing.join(', ')}. Pass --force to promote anyway and leave them behind.`, 409);
+    }
+    if (!(await this.#promote(record.keyId, status.PendingVersion, caller.principalArn, status.Missing))) {
+      throw new UserError('ConflictException', `Version ${status.PendingVersion} of ${record.keyId} was promoted or superseded meanwhile.`, 409);
+    }
+    await this.#auditLeftBehind(record, status.PendingVersion, caller.principalArn, status.Missing);
+    return { ...(await this.#status(record.keyId) as RotationStatus), LeftBehind: status.Missing };
+  }
+
+  /** Scheduled: promotes pending versions past their promote-after time (leaving missing hosts behind) or now complete. */
+  async runDueWork(): Promise<number> {
+    let promoted = 0;
+    for (const rotation of await this.#options.store.pendingRotations()) {
+      const status = await this.#status(rotation.keyId);
+      if (!status || status.State !== 'pending' || status.PendingVersion !== rotation.version) continue;
+      const due = rotation.promoteAfter !== undefined && rotation.promoteAfter.getTime() <= this.#now().getTime();
+      if (status.Missing.length > 0 && !due) continue;
+      const by = status.Missing.length > 0 ? 'trustplane:scheduler (promote-after reached)' : 'trustplane:fleet (every entitled host acknowledged)';
+      if (await this.#promote(rotation.keyId, rotation.version, by, status.Missing)) {
+        promoted += 1;
+        const key = await this.#options.keys.findKey(rotation.keyId);
+        if (key) await this.#auditLeftBehind(key, rotation.version, 'trustplane:scheduler', status.Missing);
+      }
+    }
+    return promoted;
+  }
+
+  /** One audit record per host a promotion left behind (who promoted, which host), beside the rotation's own record of them. */
+  async #auditLeftBehind(key: { accountId: string; arn: string }, version: number, by: string, hostIds: string[]): Promise<void> {
+    if (hostIds.length === 0) return;
+    const requestId = randomBytes(16).toString('hex');
+    this.#options.logger.warn({ key: key.arn, version, by, leftBehind: hostIds }, 'staged version promoted with hosts left behind');
+    for (const hostId of hostIds) {
+      await this.#options.audit?.record({ requestId, accountId: key.accountId, principalArn: by, service: 'trustplane',
+        operation: 'FleetPromotionLeftHostBehind', resource: hostArn(this.#options.region, key.accountId, hostId), decision: 'Allow',
+        decidingStatement: `${key.arn} version ${version}`, outcome: 'Success', latencyMs: 0 })
+        .catch((error: unknown) => this.#options.logger.error({ err: error, hostId }, 'a host left behind could not be audited'));
+    }
+  }
+
+  /** Rotates (staged) every key `lostKeyIds` a departed host or class held, where the key asks for it. */
+  async #rotateAfterLoss(keyIds: Iterable<string>, reason: string): Promise<void> {
+    for (const keyId of new Set(keyIds)) {
+      try {
+        const rotated = await this.#options.keys.rotateKeyForEvent(keyId, reason, 'trustplane:fleet');
+        if (rotated) await this.#promoteIfComplete(keyId);
+      } catch (error) {
+        this.#options.logger.error({ err: error, keyId, reason }, 'event-triggered rotation failed');
+      }
+    }
+  }
+
+  async listHosts(caller: Caller): Promise<Array<HostRecord & { holdings: Record<string, number[]> }>> {
     await this.#require(caller, 'fleet:ListHosts');
-    return this.#options.store.listHosts(caller.accountId);
+    const holdings = await this.#options.store.holdingsByHost(caller.accountId);
+    return (await this.#options.store.listHosts(caller.accountId)).map((host) => ({ ...host, holdings: holdings.get(host.hostId) ?? {} }));
   }
 
-  async getHost(caller: Caller, hostId: string): Promise<HostRecord & { entitledKeyIds: string[] }> {
+  async getHost(caller: Caller, hostId: string): Promise<HostRecord & { entitledKeyIds: string[]; holdings: Record<string, number[]> }> {
     await this.#require(caller, 'fleet:GetHost');
     const host = await this.#options.store.getHost(caller.accountId, hostId);
     if (!host) throw notFound(`Host ${hostId} does not exist.`);
     const classes = classesByName(await this.#options.store.listClasses(caller.accountId));
-    return { ...host, entitledKeyIds: entitledKeyIds(classes, host.classes) };
+    return { ...host, entitledKeyIds: entitledKeyIds(classes, host.classes), holdings: await this.#options.store.holdingsOf(hostId) };
   }
 
   async setHostClasses(caller: Caller, hostId: string, classNames: string[]): Promise<void> {
@@ -230,16 +487,23 @@ export class FleetService {
     const current = await this.#options.store.getHost(caller.accountId, hostId);
     // Taking a host out of a class is as much a change to that class as putting it in.
     for (const name of new Set([...classes, ...(current?.classes ?? [])])) await this.#require(caller, 'fleet:SetHostClasses', name);
+    const before = current ? new Set(entitledKeyIds(classesByName(await this.#options.store.listClasses(caller.accountId)), current.classes)) : new Set<string>();
     try {
       if (!(await this.#options.store.setHostClasses(caller.accountId, hostId, classes, this.#now()))) throw notFound(`Host ${hostId} does not exist.`);
     } catch (error) {
       if (error instanceof StoreConflictError) throw notFound(error.message.replace(/^class (\S+) does not exist$/, 'Class $1 does not exist.'));
       throw error;
     }
+    // Keys the host held and may no longer hold: it had their material, so they rotate (where the key asks for it).
+    const after = new Set(entitledKeyIds(classesByName(await this.#options.store.listClasses(caller.accountId)), classes));
+    await this.#rotateAfterLoss([...before].filter((keyId) => !after.has(keyId)), 'class-revoked');
   }
 
   async removeHost(caller: Caller, hostId: string): Promise<void> {
     await this.#require(caller, 'fleet:RemoveHost');
+    const held = Object.keys(await this.#options.store.holdingsOf(hostId));
     if (!(await this.#options.store.removeHost(caller.accountId, hostId, this.#now()))) throw notFound(`Host ${hostId} does not exist.`);
+    this.#options.logger.info({ hostId, keys: held.length }, 'host removed');
+    await this.#rotateAfterLoss(held, 'host-removed');
   }
 }

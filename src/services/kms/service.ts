@@ -11,7 +11,7 @@ import { CiphertextError, UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
   StoreConflictError, StoreDuplicateError, type KeyPatch, type KeyRecord, type KeyUsage,
-  type GrantConstraints, type GrantRecord, type KeyVersionRecord, type Page, type Store, type TagRecord,
+  type GrantConstraints, type GrantRecord, type KeyVersionRecord, type Page, type RotationRecord, type Store, type TagRecord,
 } from '../../shared/store/index.ts';
 import { kmsErrors } from './domain/errors.ts';
 import { grantConstraintsHold } from './domain/grants.ts';
@@ -35,6 +35,23 @@ export interface KeyServiceOptions {
   region: string;
   logger: Logger;
   now?: () => Date;
+  /** Two-phase rotation of keys hosts hold (the fleet); without it every rotation takes effect at once. */
+  stagedRotations?: StagedRotationHooks;
+}
+
+/** How the key service hands a staged version to the fleet, in the transaction that adds it. */
+export interface StagedRotationHooks {
+  isDistributed(keyId: string): boolean;
+  recordInTransaction(record: RotationRecord): void;
+}
+
+export interface StagedRotationInput {
+  /** `staged` (asked for), `scheduled`, or the event that caused it (`host-removed`, `class-revoked`). */
+  reason: string;
+  startedBy: string;
+  promoteAfter?: Date;
+  /** Replaces a pending version instead of refusing (an event that exposed it). */
+  supersede?: boolean;
 }
 
 export interface KeyMetadata {
@@ -114,8 +131,10 @@ export class KeyService {
   readonly #region: string;
   readonly #logger: Logger;
   readonly #now: () => Date;
+  readonly #stagedRotations?: StagedRotationHooks;
 
   constructor(options: KeyServiceOptions) {
+    this.#stagedRotations = options.stagedRotations;
     this.#store = options.store;
     this.#authorizer = options.authorizer;
     this.#keyring = options.keyring;
@@ -288,13 +307,23 @@ export class KeyService {
     const key: KeyRecord = {
       keyId, accountId: caller.accountId, arn,
       description: input.description ?? '', keySpec: spec, keyUsage: usage, keyState: 'Enabled', origin: 'AWS_KMS',
-      createdAt: now, currentVersion: 1, minDecryptVersion: 1, rotationEnabled: false,
+      createdAt: now, currentVersion: 1, minDecryptVersion: 1, rotateOnHostLoss: true, rotationEnabled: false,
       policy: input.policy ?? defaultKeyPolicy(caller.accountId), revision: 1,
     };
     await this.#store.createKey(key, { keyId, version: 1, material: material.material, publicKeyDer: material.publicKeyDer,
       createdAt: now }, tags);
     this.#logger.info({ keyId, spec, usage, principal: caller.principalArn }, 'key created');
     return key;
+  }
+
+  /** A key by id, without authorisation: for services that decided access themselves (the fleet). */
+  async findKey(keyId: string): Promise<KeyRecord | undefined> {
+    return this.#store.getKey(keyId);
+  }
+
+  /** Resolves a key (id, ARN or alias) and authorises `action` on it. */
+  async authorizeKey(caller: Caller, raw: string, action: string): Promise<KeyRecord> {
+    return this.#resolveAuthorized(caller, raw, action);
   }
 
   async describeKey(caller: Caller, raw: string): Promise<KeyRecord> {
@@ -460,7 +489,8 @@ export class KeyService {
     await this.#authorize(caller, action, key, { context });
     this.#checkUsable(key, 'Decrypt');
     if (key.keySpec !== 'SYMMETRIC_DEFAULT') throw new CiphertextError();
-    if (parsed.keyVersion > key.currentVersion) throw new CiphertextError();
+    // A staged version decrypts already (as on hosts); nothing encrypts under it until it is promoted.
+    if (parsed.keyVersion > (key.pendingVersion ?? key.currentVersion)) throw new CiphertextError();
     if (parsed.keyVersion < key.minDecryptVersion) {
       throw new CiphertextError(`The ciphertext was made with version ${parsed.keyVersion} of the key, below its minimum decryption version ${key.minDecryptVersion}.`);
     }
@@ -687,17 +717,26 @@ export class KeyService {
       NextRotationDate: key.nextRotationAt };
   }
 
-  /** Makes a new version the default. Old versions keep decrypting. */
-  async #rotate(key: KeyRecord, rotationType: 'AUTOMATIC' | 'ON_DEMAND'): Promise<KeyRecord> {
-    const version = key.currentVersion + 1;
+  /** Makes a new version the default (or, staged, the pending version). Old versions keep decrypting. */
+  async #rotate(key: KeyRecord, rotationType: 'AUTOMATIC' | 'ON_DEMAND', staged?: StagedRotationInput): Promise<KeyRecord> {
+    if (key.pendingVersion !== undefined && !staged?.supersede) {
+      throw new UserError('ConflictException', `Version ${key.pendingVersion} of ${key.arn} is staged and waiting for hosts; `
+        + 'promote it first (trustplane rotation promote, --force to leave missing hosts behind).', 409);
+    }
+    const version = Math.max(key.currentVersion, key.pendingVersion ?? 0) + 1;
     const material = await this.#keyring.createKeyMaterial(key.keyId, version, key.keySpec as KeySpec);
     const now = this.#now();
     const patch: KeyPatch = rotationType === 'AUTOMATIC' && key.rotationPeriodInDays
       ? { nextRotationAt: new Date(now.getTime() + key.rotationPeriodInDays * DAY_MS) } : {};
     const record: KeyVersionRecord = { keyId: key.keyId, version, material: material.material,
       publicKeyDer: material.publicKeyDer, createdAt: now, rotationType };
-    const updated = await this.#store.addKeyVersion(key.keyId, key.revision, record, patch);
-    this.#logger.info({ keyId: key.keyId, version, rotationType }, 'key rotated');
+    const hooks = this.#stagedRotations;
+    const updated = staged && hooks
+      ? await this.#store.addKeyVersion(key.keyId, key.revision, record, patch, { staged: true,
+        alsoInTransaction: () => hooks.recordInTransaction({ keyId: key.keyId, version, accountId: key.accountId, state: 'pending',
+          reason: staged.reason, startedAt: now, startedBy: staged.startedBy, promoteAfter: staged.promoteAfter }) })
+      : await this.#store.addKeyVersion(key.keyId, key.revision, record, patch);
+    this.#logger.info({ keyId: key.keyId, version, rotationType, staged: staged?.reason }, staged ? 'key version staged' : 'key rotated');
     return updated;
   }
 
@@ -707,6 +746,32 @@ export class KeyService {
       this.#checkRotatable(key);
       return this.#rotate(key, 'ON_DEMAND');
     });
+  }
+
+  /**
+   * Two-phase rotation, phase one: a new version hosts receive and decrypt with, promoted to the
+   * default once every entitled host acknowledged it (the fleet decides when).
+   */
+  async rotateKeyStaged(caller: Caller, raw: string, input: Omit<StagedRotationInput, 'startedBy' | 'reason'>): Promise<KeyRecord> {
+    if (!this.#stagedRotations) throw kmsErrors.unsupported('Staged rotation needs the fleet service.');
+    return this.#retryOnConflict(async () => {
+      const key = await this.#resolveAuthorized(caller, raw, 'kms:RotateKeyOnDemand');
+      this.#checkRotatable(key);
+      return this.#rotate(key, 'ON_DEMAND', { ...input, reason: 'staged', startedBy: caller.principalArn });
+    });
+  }
+
+  /** An event-triggered staged rotation (a host that held the key is gone); no caller authorisation: the fleet decided. */
+  async rotateKeyForEvent(keyId: string, reason: string, startedBy: string): Promise<KeyRecord | undefined> {
+    return this.#retryOnConflict(async () => {
+      const key = await this.#store.getKey(keyId);
+      if (!key || key.keyState !== 'Enabled' || key.keySpec !== 'SYMMETRIC_DEFAULT' || !key.rotateOnHostLoss) return undefined;
+      return this.#rotate(key, 'ON_DEMAND', { reason, startedBy, supersede: true });
+    });
+  }
+
+  async setRotateOnHostLoss(caller: Caller, raw: string, enabled: boolean): Promise<KeyRecord> {
+    return this.#mutateKey(caller, raw, 'kms:EnableKeyRotation', () => ({ rotateOnHostLoss: enabled }), { refusePendingDeletion: true });
   }
 
   async listKeyRotations(caller: Caller, raw: string, limit: number, marker?: string) {
@@ -921,8 +986,11 @@ export class KeyService {
     let rotated = 0;
     let deleted = 0;
     for (const key of await this.#store.listKeysDueForRotation(now)) {
+      // A key hosts hold rotates in two phases, like an asked-for staged rotation; one still waiting for hosts waits on.
+      const staged = this.#stagedRotations?.isDistributed(key.keyId);
+      if (staged && key.pendingVersion !== undefined) continue;
       try {
-        await this.#rotate(key, 'AUTOMATIC');
+        await this.#rotate(key, 'AUTOMATIC', staged ? { reason: 'scheduled', startedBy: 'trustplane:scheduler' } : undefined);
         rotated += 1;
       } catch (error) {
         // A concurrent change wins; the key is picked up again on the next pass.

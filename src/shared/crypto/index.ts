@@ -13,7 +13,7 @@ export {
   UnsupportedDigestSigningError, OaepDecryptionError, type SignatureScheme, type RawKeyType, type EcCurveName,
 } from './lib/asymmetric.ts';
 export {
-  encodeEncryptionContext, decodeEncryptionContext, parseCiphertextBlob, encodeCiphertextHeader,
+  encodeEncryptionContext, decodeEncryptionContext, parseCiphertextBlob, encodeCiphertextHeader, uuidToBytes, bytesToUuid,
   MIN_CIPHERTEXT_BLOB_LENGTH, CIPHERTEXT_FORMAT_VERSION, type EncryptionContext, type ParsedCiphertext,
 } from './lib/ciphertext-blob.ts';
 export {
@@ -42,6 +42,9 @@ export {
   type WrappedRecordReplacement, type WrappedRecordStore, type RewrapBatchResult,
 } from './lib/rewrap.ts';
 export {
-  createCertificateAuthority, issueCertificate, certificateToPem, isP256PublicKey,
+  createCertificateAuthority, issueCertificate, certificateToPem, isP256PublicKey, privateKeyToPem, describeCertificate, normalizeSerial,
   type CertificateAuthority, type IssueCertificateInput, type IssuedCertificate,
 } from './lib/certificates.ts';
+export {
+  generateHpkeKeyPair, hpkeSeal, hpkeOpen, isHpkePublicKey, HPKE_PUBLIC_KEY_LENGTH, type HpkeKeyPair, type HpkeSealed,
+} from './lib/hpke.ts';

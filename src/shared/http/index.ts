@@ -5,3 +5,6 @@ export { createAwsJsonEndpoint, defineOperation, pageMarkers, type AwsJsonOperat
 export * as fields from './validation.ts';
 export { RateLimiter, ReplayGuard, parseRateLimits, DEFAULT_RATE_LIMITS, type RateClass, type RateLimits } from './rate-limit.ts';
 export { createPlainJsonHandler, plainJsonPost, type PlainJsonRoute } from './plain-json.ts';
+export { errorReply, sendJson } from './aws-json.ts';
+export { readJsonBody } from './body.ts';
+export { parseInput } from './validation.ts';

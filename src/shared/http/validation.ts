@@ -124,7 +124,7 @@ function constraintOf(issue: z.ZodIssue): string {
  * Parses a request body against a schema. Wrong JSON types are SerializationException (as AWS
  * answers them); constraint violations are one ValidationException listing every violation.
  */
-export function parseInput<T>(schema: z.ZodType<T>, body: unknown): T {
+export function parseInput<T>(schema: z.ZodType<T, z.ZodTypeDef, unknown>, body: unknown): T {
   const result = schema.safeParse(body);
   if (result.success) return result.data;
   const issues = result.error.issues;

@@ -21,20 +21,47 @@ export interface JoinTokenRecord {
 }
 
 export type FleetChangeKind = 'class-created' | 'class-deleted' | 'key-granted' | 'key-revoked'
-  | 'host-enrolled' | 'host-classes-changed' | 'host-removed';
+  | 'host-enrolled' | 'host-classes-changed' | 'host-removed'
+  /** A distributed key's versions, default, state or aliases changed (recorded by triggers on the key tables). */
+  | 'key-changed';
 
 export interface HostRecord {
   hostId: string;
   accountId: string;
   name: string;
   publicKeyDer: Buffer;
+  /** The X25519 key key material is sealed to (HPKE); never the identity key. */
+  hpkePublicKey?: Buffer;
   certificateSerial: string;
   certificateNotAfter: Date;
   status: 'active' | 'quarantined';
   agentVersion?: string;
   createdAt: Date;
   lastSeen?: Date;
+  /** The last change-feed revision the agent acknowledged. */
+  revision: number;
   classes: string[];
+}
+
+/** Key id → versions a host holds, as its agent acknowledged them. */
+export type HostHoldings = Record<string, number[]>;
+
+export type RotationState = 'pending' | 'promoted' | 'superseded';
+
+export interface RotationRecord {
+  keyId: string;
+  version: number;
+  accountId: string;
+  state: RotationState;
+  /** Why: `staged` (asked for), `scheduled`, `host-removed`, `class-revoked`. */
+  reason: string;
+  startedAt: Date;
+  startedBy: string;
+  promoteAfter?: Date;
+  promotedAt?: Date;
+  promotedBy?: string;
+  /** Hosts that had not acknowledged when the version was promoted anyway. */
+  leftBehind?: string[];
 }
 
 export interface CertificateAuthorityRecord {
@@ -83,4 +110,30 @@ export interface FleetStore {
   /** False when the host does not exist; StoreConflictError when a class does not. */
   setHostClasses(accountId: string, hostId: string, classes: string[], now: Date): Promise<boolean>;
   removeHost(accountId: string, hostId: string, now: Date): Promise<boolean>;
+
+  /** A host by id alone (the mTLS listener learns the id from the certificate). */
+  findHost(hostId: string): Promise<HostRecord | undefined>;
+  replaceHostCertificate(hostId: string, serial: string, notAfter: Date, publicKeyDer: Buffer): Promise<boolean>;
+  /** Records what a host holds of the given keys (replacing what it held of them) and that it was seen. */
+  recordHoldings(hostId: string, holdings: HostHoldings, removedKeyIds: string[], revision: number, now: Date): Promise<boolean>;
+  touchHost(hostId: string, now: Date, agentVersion?: string): Promise<void>;
+  holdingsOf(hostId: string): Promise<HostHoldings>;
+  /** Every host's holdings in an account (the inventory), by host id. */
+  holdingsByHost(accountId: string): Promise<Map<string, HostHoldings>>;
+  /** Hosts that acknowledged one version of a key. */
+  hostsHolding(keyId: string, version: number): Promise<string[]>;
+
+  /** Changes of every account after a revision (the push follower's tail). */
+  changesAfter(revision: number, limit: number): Promise<FleetChange[]>;
+  latestRevision(): Promise<number>;
+
+  /** Inside the caller's write transaction (the key store's addKeyVersion): records a staged version. */
+  recordStagedRotationInTransaction(record: RotationRecord): void;
+  getRotation(keyId: string, version: number): Promise<RotationRecord | undefined>;
+  latestRotation(keyId: string): Promise<RotationRecord | undefined>;
+  pendingRotations(): Promise<RotationRecord[]>;
+  /** Makes the pending version the default; false when it is no longer pending (someone else promoted it). */
+  promoteRotation(keyId: string, version: number, promotedBy: string, leftBehind: string[], now: Date): Promise<boolean>;
+  /** Whether any class holds a grant of the key (its rotations go through hosts). */
+  isKeyDistributed(keyId: string): boolean;
 }

@@ -3,7 +3,8 @@
 // Must never store a join token in clear: only its SHA-256.
 import type Database from 'better-sqlite3';
 import type {
-  CertificateAuthorityRecord, FleetChange, FleetChangeKind, FleetStore, HostClassRecord, HostRecord, JoinTokenRecord,
+  CertificateAuthorityRecord, FleetChange, FleetChangeKind, FleetStore, HostClassRecord, HostHoldings, HostRecord, JoinTokenRecord,
+  RotationRecord, RotationState,
 } from './fleet-types.ts';
 import type { SqliteStore } from './sqlite.ts';
 import { StoreConflictError, StoreDuplicateError } from './types.ts';
@@ -27,7 +28,30 @@ function hostFromRow(row: Row): HostRecord {
     certificateSerial: String(row.certificate_serial), certificateNotAfter: new Date(Number(row.certificate_not_after)),
     status: row.status as HostRecord['status'], agentVersion: (row.agent_version as string | null) ?? undefined,
     createdAt: new Date(Number(row.created_at)), lastSeen: row.last_seen === null ? undefined : new Date(Number(row.last_seen)),
+    hpkePublicKey: (row.hpke_public_key as Buffer | null) ?? undefined, revision: Number(row.revision),
     classes: JSON.parse(String(row.classes)) as string[] };
+}
+
+function changeFromRow(row: Row): FleetChange {
+  return { revision: Number(row.revision), accountId: String(row.account_id), kind: row.kind as FleetChangeKind,
+    className: (row.class_name as string | null) ?? undefined, keyId: (row.key_id as string | null) ?? undefined,
+    hostId: (row.host_id as string | null) ?? undefined, at: new Date(Number(row.at)) };
+}
+
+const optionalDate = (value: unknown): Date | undefined => (value === null || value === undefined ? undefined : new Date(Number(value)));
+
+function rotationFromRow(row: Row): RotationRecord {
+  return { keyId: String(row.key_id), version: Number(row.version), accountId: String(row.account_id), state: row.state as RotationState,
+    reason: String(row.reason), startedAt: new Date(Number(row.started_at)), startedBy: String(row.started_by),
+    promoteAfter: optionalDate(row.promote_after), promotedAt: optionalDate(row.promoted_at),
+    promotedBy: (row.promoted_by as string | null) ?? undefined,
+    leftBehind: row.left_behind === null ? undefined : JSON.parse(String(row.left_behind)) as string[] };
+}
+
+function holdingsFromRows(rows: Row[]): HostHoldings {
+  const holdings: HostHoldings = {};
+  for (const row of rows) (holdings[String(row.key_id)] ??= []).push(Number(row.version));
+  return holdings;
 }
 
 export class SqliteFleetStore implements FleetStore {
@@ -126,12 +150,17 @@ export class SqliteFleetStore implements FleetStore {
 
   async changesSince(accountId: string, revision: number, limit: number): Promise<FleetChange[]> {
     return (this.#statement('SELECT * FROM fleet_changes WHERE account_id = ? AND revision > ? ORDER BY revision LIMIT ?')
-      .all(accountId, revision, limit) as Row[]).map((row) => ({
-      revision: Number(row.revision), accountId: String(row.account_id), kind: row.kind as FleetChangeKind,
-      className: (row.class_name as string | null) ?? undefined, keyId: (row.key_id as string | null) ?? undefined,
-      hostId: (row.host_id as string | null) ?? undefined,
-      at: new Date(Number(row.at)),
-    }));
+      .all(accountId, revision, limit) as Row[]).map(changeFromRow);
+  }
+
+  async changesAfter(revision: number, limit: number): Promise<FleetChange[]> {
+    return (this.#statement('SELECT * FROM fleet_changes WHERE revision > ? ORDER BY revision LIMIT ?').all(revision, limit) as Row[])
+      .map(changeFromRow);
+  }
+
+  async latestRevision(): Promise<number> {
+    const row = this.#statement('SELECT max(revision) AS revision FROM fleet_changes').get() as Row;
+    return Number(row.revision ?? 0);
   }
 
   async getCertificateAuthority(accountId: string): Promise<CertificateAuthorityRecord | undefined> {
@@ -165,10 +194,10 @@ export class SqliteFleetStore implements FleetStore {
       const used = this.#statement('UPDATE join_tokens SET uses_left = uses_left - 1 WHERE token_hash = ? AND uses_left > 0 AND expires_at > ?')
         .run(tokenHash, now.getTime()).changes === 1;
       if (!used) return false;
-      this.#statement(`INSERT INTO hosts (host_id, account_id, name, public_key, certificate_serial, certificate_not_after, status,
-        agent_version, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(host.hostId, host.accountId, host.name,
-        host.publicKeyDer, host.certificateSerial, host.certificateNotAfter.getTime(), host.status, host.agentVersion ?? null,
-        host.createdAt.getTime(), host.lastSeen?.getTime() ?? null);
+      this.#statement(`INSERT INTO hosts (host_id, account_id, name, public_key, hpke_public_key, certificate_serial, certificate_not_after,
+        status, agent_version, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(host.hostId, host.accountId, host.name,
+        host.publicKeyDer, host.hpkePublicKey ?? null, host.certificateSerial, host.certificateNotAfter.getTime(), host.status,
+        host.agentVersion ?? null, host.createdAt.getTime(), host.lastSeen?.getTime() ?? null);
       this.#insertMemberships(host.accountId, host.hostId, host.classes);
       this.#recordChange({ accountId: host.accountId, kind: 'host-enrolled', hostId: host.hostId, at: now });
       return true;
@@ -211,5 +240,101 @@ export class SqliteFleetStore implements FleetStore {
       if (removed) this.#recordChange({ accountId, kind: 'host-removed', hostId, at: now });
       return removed;
     });
+  }
+
+  async findHost(hostId: string): Promise<HostRecord | undefined> {
+    const row = this.#statement(`${HOSTS_SQL} WHERE h.host_id = ? GROUP BY h.host_id`).get(hostId) as Row | undefined;
+    return row ? hostFromRow(row) : undefined;
+  }
+
+  async replaceHostCertificate(hostId: string, serial: string, notAfter: Date, publicKeyDer: Buffer): Promise<boolean> {
+    return this.#store.writeTransaction(() => this.#statement(
+      'UPDATE hosts SET certificate_serial = ?, certificate_not_after = ?, public_key = ? WHERE host_id = ?')
+      .run(serial, notAfter.getTime(), publicKeyDer, hostId).changes === 1);
+  }
+
+  async recordHoldings(hostId: string, holdings: HostHoldings, removedKeyIds: string[], revision: number, now: Date): Promise<boolean> {
+    return this.#store.writeTransaction(() => {
+      const updated = this.#statement('UPDATE hosts SET last_seen = ?, revision = max(revision, ?) WHERE host_id = ?')
+        .run(now.getTime(), revision, hostId).changes === 1;
+      if (!updated) return false;
+      for (const keyId of [...Object.keys(holdings), ...removedKeyIds]) {
+        this.#statement('DELETE FROM host_key_versions WHERE host_id = ? AND key_id = ?').run(hostId, keyId);
+      }
+      for (const [keyId, versions] of Object.entries(holdings)) {
+        for (const version of versions) {
+          this.#statement('INSERT INTO host_key_versions (host_id, key_id, version, received_at) VALUES (?, ?, ?, ?)')
+            .run(hostId, keyId, version, now.getTime());
+        }
+      }
+      return true;
+    });
+  }
+
+  async touchHost(hostId: string, now: Date, agentVersion?: string): Promise<void> {
+    this.#store.writeTransaction(() => {
+      this.#statement('UPDATE hosts SET last_seen = ?, agent_version = coalesce(?, agent_version) WHERE host_id = ?')
+        .run(now.getTime(), agentVersion ?? null, hostId);
+    });
+  }
+
+  async holdingsOf(hostId: string): Promise<HostHoldings> {
+    return holdingsFromRows(this.#statement('SELECT key_id, version FROM host_key_versions WHERE host_id = ? ORDER BY key_id, version')
+      .all(hostId) as Row[]);
+  }
+
+  async holdingsByHost(accountId: string): Promise<Map<string, HostHoldings>> {
+    const rows = this.#statement(`SELECT v.host_id, v.key_id, v.version FROM host_key_versions v JOIN hosts h ON h.host_id = v.host_id
+      WHERE h.account_id = ? ORDER BY v.host_id, v.key_id, v.version`).all(accountId) as Row[];
+    const byHost = new Map<string, Row[]>();
+    for (const row of rows) {
+      const list = byHost.get(String(row.host_id)) ?? [];
+      list.push(row);
+      byHost.set(String(row.host_id), list);
+    }
+    return new Map([...byHost].map(([hostId, hostRows]) => [hostId, holdingsFromRows(hostRows)]));
+  }
+
+  async hostsHolding(keyId: string, version: number): Promise<string[]> {
+    return (this.#statement('SELECT host_id FROM host_key_versions WHERE key_id = ? AND version = ? ORDER BY host_id')
+      .all(keyId, version) as Row[]).map((row) => String(row.host_id));
+  }
+
+  recordStagedRotationInTransaction(record: RotationRecord): void {
+    // A still-pending older version is superseded: it never became a default, so nothing was encrypted under it.
+    this.#statement("UPDATE fleet_rotations SET state = 'superseded' WHERE key_id = ? AND state = 'pending'").run(record.keyId);
+    this.#statement(`INSERT INTO fleet_rotations (key_id, version, account_id, state, reason, started_at, started_by, promote_after)
+      VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)`).run(record.keyId, record.version, record.accountId, record.reason,
+      record.startedAt.getTime(), record.startedBy, record.promoteAfter?.getTime() ?? null);
+  }
+
+  async getRotation(keyId: string, version: number): Promise<RotationRecord | undefined> {
+    const row = this.#statement('SELECT * FROM fleet_rotations WHERE key_id = ? AND version = ?').get(keyId, version) as Row | undefined;
+    return row ? rotationFromRow(row) : undefined;
+  }
+
+  async latestRotation(keyId: string): Promise<RotationRecord | undefined> {
+    const row = this.#statement('SELECT * FROM fleet_rotations WHERE key_id = ? ORDER BY version DESC LIMIT 1').get(keyId) as Row | undefined;
+    return row ? rotationFromRow(row) : undefined;
+  }
+
+  async pendingRotations(): Promise<RotationRecord[]> {
+    return (this.#statement("SELECT * FROM fleet_rotations WHERE state = 'pending' ORDER BY key_id").all() as Row[]).map(rotationFromRow);
+  }
+
+  async promoteRotation(keyId: string, version: number, promotedBy: string, leftBehind: string[], now: Date): Promise<boolean> {
+    return this.#store.writeTransaction(() => {
+      const promoted = this.#statement(`UPDATE keys SET current_version = pending_version, pending_version = NULL, revision = revision + 1
+        WHERE key_id = ? AND pending_version = ?`).run(keyId, version).changes === 1;
+      if (!promoted) return false;
+      this.#statement(`UPDATE fleet_rotations SET state = 'promoted', promoted_at = ?, promoted_by = ?, left_behind = ?
+        WHERE key_id = ? AND version = ?`).run(now.getTime(), promotedBy, leftBehind.length > 0 ? JSON.stringify(leftBehind) : null,
+        keyId, version);
+      return true;
+    });
+  }
+
+  isKeyDistributed(keyId: string): boolean {
+    return this.#statement('SELECT 1 FROM class_keys WHERE key_id = ? LIMIT 1').get(keyId) !== undefined;
   }
 }

@@ -81,6 +81,7 @@ function keyFromRow(row: Row): KeyRecord {
     keyState: row.key_state as KeyRecord['keyState'], origin: String(row.origin), createdAt: toDate(row.created_at) as Date,
     deletionDate: toDate(row.deletion_date), pendingWindowInDays: (row.pending_window_days as number | null) ?? undefined,
     currentVersion: Number(row.current_version), minDecryptVersion: Number(row.min_decrypt_version),
+    pendingVersion: (row.pending_version as number | null) ?? undefined, rotateOnHostLoss: row.rotate_on_host_loss !== 0,
     rotationEnabled: row.rotation_enabled === 1, rotationPeriodInDays: (row.rotation_period_days as number | null) ?? undefined,
     nextRotationAt: toDate(row.next_rotation_at), policy: String(row.policy), revision: Number(row.revision),
   };
@@ -134,7 +135,8 @@ const PATCH_COLUMNS: Record<keyof KeyPatch, string> = {
   description: 'description', keyState: 'key_state', deletionDate: 'deletion_date',
   pendingWindowInDays: 'pending_window_days', rotationEnabled: 'rotation_enabled',
   rotationPeriodInDays: 'rotation_period_days', nextRotationAt: 'next_rotation_at',
-  minDecryptVersion: 'min_decrypt_version', currentVersion: 'current_version', policy: 'policy',
+  minDecryptVersion: 'min_decrypt_version', currentVersion: 'current_version', pendingVersion: 'pending_version',
+  rotateOnHostLoss: 'rotate_on_host_loss', policy: 'policy',
 };
 
 function patchValue(value: unknown): unknown {
@@ -153,6 +155,7 @@ export class SqliteStore implements Store {
   readonly #db: Database.Database;
   readonly #statements: StatementCache;
   #afterWrite: (() => void) | undefined;
+  readonly #commitListeners = new Set<() => void>();
 
   private constructor(db: Database.Database) {
     this.#db = db;
@@ -197,11 +200,19 @@ export class SqliteStore implements Store {
    * the request that caused the write commits together with the write (or not at all).
    */
   #write<T>(work: () => T): T {
-    return this.#db.transaction(() => {
-      const result = work();
+    const result = this.#db.transaction(() => {
+      const written = work();
       this.#afterWrite?.();
-      return result;
+      return written;
     })();
+    if (!this.#db.inTransaction) for (const listener of this.#commitListeners) listener();
+    return result;
+  }
+
+  /** Called after every committed write transaction (the fleet push wakes on it); must not throw or write. */
+  onCommit(listener: () => void): () => void {
+    this.#commitListeners.add(listener);
+    return () => this.#commitListeners.delete(listener);
   }
 
   /** Called inside every write transaction; the server sets it to record the request's audit entry. */
@@ -582,10 +593,13 @@ export class SqliteStore implements Store {
     return this.#write(() => this.#applyPatch(keyId, expectedRevision, patch));
   }
 
-  async addKeyVersion(keyId: string, expectedRevision: number, version: KeyVersionRecord, patch: KeyPatch): Promise<KeyRecord> {
+  async addKeyVersion(keyId: string, expectedRevision: number, version: KeyVersionRecord, patch: KeyPatch,
+    options: { staged?: boolean; alsoInTransaction?: () => void } = {}): Promise<KeyRecord> {
     return this.#write(() => {
-      const updated = this.#applyPatch(keyId, expectedRevision, { ...patch, currentVersion: version.version });
+      const updated = this.#applyPatch(keyId, expectedRevision,
+        { ...patch, ...(options.staged ? { pendingVersion: version.version } : { currentVersion: version.version }) });
       this.#insertVersion(version);
+      options.alsoInTransaction?.();
       return updated;
     });
   }

@@ -32,8 +32,12 @@ export interface KeyRecord {
   pendingWindowInDays?: number;
   /** The default version: new ciphertexts and signatures use it. */
   currentVersion: number;
+  /** A staged version (two-phase rotation): decrypts, is pushed to hosts, not yet the default. */
+  pendingVersion?: number;
   /** Versions below this one are refused for decryption (trustplane extension). */
   minDecryptVersion: number;
+  /** Whether losing a host that held the key (removed, or its class's grant revoked) rotates it. */
+  rotateOnHostLoss: boolean;
   rotationEnabled: boolean;
   rotationPeriodInDays?: number;
   nextRotationAt?: Date;
@@ -159,6 +163,8 @@ export interface KeyPatch {
   nextRotationAt?: Date | null;
   minDecryptVersion?: number;
   currentVersion?: number;
+  pendingVersion?: number | null;
+  rotateOnHostLoss?: boolean;
   policy?: string;
 }
 
@@ -213,7 +219,9 @@ export interface Store extends DomainKeyStore, WrappedRecordStore {
   /** Applies a patch if the key is still at `expectedRevision`; StoreConflictError otherwise. */
   updateKey(keyId: string, expectedRevision: number, patch: KeyPatch): Promise<KeyRecord>;
   /** Adds the next version and makes it the default, in one transaction. */
-  addKeyVersion(keyId: string, expectedRevision: number, version: KeyVersionRecord, patch: KeyPatch): Promise<KeyRecord>;
+  /** Adds a version; it becomes the default unless `staged`, when it becomes the pending version instead. */
+  addKeyVersion(keyId: string, expectedRevision: number, version: KeyVersionRecord, patch: KeyPatch,
+    options?: { staged?: boolean; alsoInTransaction?: () => void }): Promise<KeyRecord>;
   getKeyVersion(keyId: string, version: number): Promise<KeyVersionRecord | undefined>;
   listKeyVersions(keyId: string, limit: number, marker?: string, options?: { rotationsOnly?: boolean }): Promise<Page<KeyVersionRecord>>;
   /** Removes a key (with its versions, aliases and tags) only if it is still pending deletion and due. */

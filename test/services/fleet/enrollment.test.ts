@@ -2,7 +2,7 @@
 // certificate from the account's fleet CA, single-use tokens, and the host inventory.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, sign, X509Certificate, type KeyObject } from 'node:crypto';
+import { generateKeyPairSync, randomBytes, sign, X509Certificate, type KeyObject } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
 import { CreateKeyCommand } from '@aws-sdk/client-kms';
 import { startTestServer, type TestServer } from '../../helpers/server.ts';
@@ -17,8 +17,11 @@ function hostKey(): { privateKey: KeyObject; spki: Buffer } {
   return { privateKey, spki: publicKey.export({ format: 'der', type: 'spki' }) };
 }
 
+/** The key ring (HPKE, X25519) public key hosts enrol with: any 32 bytes will do for these tests. */
+const HPKE_PUBLIC_KEY = randomBytes(32).toString('base64');
+
 function proofFor(privateKey: KeyObject, token: string): string {
-  return sign('sha256', Buffer.from(`trustplane-enroll-v1\n${token}`), privateKey).toString('base64');
+  return sign('sha256', Buffer.from(`trustplane-enroll-v1\n${token}\n${HPKE_PUBLIC_KEY}`), privateKey).toString('base64');
 }
 
 describe('host enrolment', () => {
@@ -28,7 +31,8 @@ describe('host enrolment', () => {
   const trustplane = (...args: string[]) => runTrustplane(args, { env });
   const json = <T>(...args: string[]) => trustplaneJson<T>([...args, '--json'], { env });
   const enroll = async (body: unknown): Promise<{ status: number; json: Record<string, unknown> }> => {
-    const response = await fetch(`${server.url}/v1/fleet/enroll`, { method: 'POST', body: typeof body === 'string' ? body : JSON.stringify(body) });
+    const payload = typeof body === 'string' ? body : JSON.stringify({ HpkePublicKey: HPKE_PUBLIC_KEY, ...body as object });
+    const response = await fetch(`${server.url}/v1/fleet/enroll`, { method: 'POST', body: payload });
     return { status: response.status, json: await response.json() as Record<string, unknown> };
   };
   const token = async (classes: string, uses = 1) => (await json<{ Token: string }>('host', 'join-token', '--classes', classes, '--uses', String(uses))).Token;

@@ -19,3 +19,7 @@ export function parseClassName(name: string, parent?: string): { name: string; p
 export function classArn(region: string, accountId: string, name: string): string {
   return `arn:aws:trustplane:${region}:${accountId}:class/${name}`;
 }
+
+export function hostArn(region: string, accountId: string, hostId: string): string {
+  return `arn:aws:trustplane:${region}:${accountId}:host/${hostId}`;
+}

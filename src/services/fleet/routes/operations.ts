@@ -15,6 +15,7 @@ const FLEET_PATH_PREFIX = '/v1/fleet/';
 const enrollInput = z.object({
   JoinToken: fields.text({ min: 1, max: 256 }),
   PublicKey: fields.blob({ min: 1, max: 6144 }),
+  HpkePublicKey: fields.blob({ min: 32, max: 32 }),
   Proof: fields.blob({ min: 1, max: 6144 }),
   Name: fields.text({ min: 1, max: 253, pattern: /^[\w.-]+$/ }),
   AgentVersion: fields.text({ min: 1, max: 64 }).optional(),
@@ -25,17 +26,21 @@ export function createFleetHttpHandler(options: { service: FleetService; logger:
   return createPlainJsonHandler({ prefix: FLEET_PATH_PREFIX, logger: options.logger, audit: options.audit, rateLimiter: options.rateLimiter, routes: {
     enroll: plainJsonPost('FleetEnrollHost', enrollInput, async (input) => {
       const enrolled = await options.service.enroll({ joinToken: input.JoinToken, publicKeyDer: input.PublicKey,
-        proof: input.Proof, name: input.Name, agentVersion: input.AgentVersion });
+        hpkePublicKey: input.HpkePublicKey, proof: input.Proof, name: input.Name, agentVersion: input.AgentVersion });
       return { HostId: enrolled.host.hostId, AccountId: enrolled.host.accountId, Classes: enrolled.host.classes,
-        Certificate: enrolled.certificatePem, CaCertificate: enrolled.caCertificatePem, CertificateExpiresAt: enrolled.host.certificateNotAfter };
+        Certificate: enrolled.certificatePem, CaCertificate: enrolled.caCertificatePem, CertificateExpiresAt: enrolled.host.certificateNotAfter,
+        FleetPort: enrolled.fleetPort, ServerName: enrolled.serverName };
     }),
+    // Where agents connect (the listener's port can change across restarts); no secrets, so no credentials.
+    info: { method: 'GET', operation: 'FleetInfo', handle: async () => ({ FleetPort: options.service.fleetInfo().fleetPort }) },
   } });
 }
 
-function describeHost(host: HostRecord & { entitledKeyIds?: string[] }) {
-  // Keys: what the host holds, per key id, as its agent reports it (none until agents report).
+function describeHost(host: HostRecord & { entitledKeyIds?: string[]; holdings?: Record<string, number[]> }) {
+  // Keys: what the host holds, per key id, as its agent acknowledged it.
   return { HostId: host.hostId, Name: host.name, Classes: host.classes, Status: host.status, LastSeen: host.lastSeen,
-    AgentVersion: host.agentVersion, CertificateExpiresAt: host.certificateNotAfter, Keys: {}, EntitledKeyIds: host.entitledKeyIds };
+    AgentVersion: host.agentVersion, CertificateExpiresAt: host.certificateNotAfter, Revision: host.revision, Keys: host.holdings ?? {},
+    EntitledKeyIds: host.entitledKeyIds };
 }
 
 const className = fields.text({ min: 1, max: 512 });
@@ -101,6 +106,27 @@ export function fleetOperations(service: FleetService) {
     defineOperation({
       target: `${FLEET}.RemoveHost`, action: 'fleet:RemoveHost', input: z.object({ HostId: hostId }),
       handle: async (caller, input) => { await service.removeHost(caller, input.HostId); return {}; },
+    }),
+    defineOperation({
+      target: `${FLEET}.RotateKeyStaged`, action: 'kms:RotateKeyOnDemand',
+      input: z.object({ KeyId: keyRef, PromoteAfterSeconds: fields.integer({ min: 0, max: 366 * 86400 }).optional() }),
+      handle: async (caller, input) => service.rotateStaged(caller, input.KeyId, input.PromoteAfterSeconds),
+    }),
+    defineOperation({
+      target: `${FLEET}.GetRotationStatus`, action: 'fleet:GetRotationStatus', input: z.object({ KeyId: keyRef }),
+      handle: async (caller, input) => service.rotationStatusOf(caller, input.KeyId),
+    }),
+    defineOperation({
+      target: `${FLEET}.PromoteRotation`, action: 'fleet:PromoteRotation', input: z.object({ KeyId: keyRef, Force: z.boolean().optional() }),
+      handle: async (caller, input) => service.promoteNow(caller, input.KeyId, input.Force ?? false),
+    }),
+    defineOperation({
+      target: `${FLEET}.SetKeyFleetOptions`, action: 'kms:EnableKeyRotation',
+      input: z.object({ KeyId: keyRef, RotateOnHostLoss: z.boolean() }),
+      handle: async (caller, input) => {
+        const key = await service.setRotateOnHostLoss(caller, input.KeyId, input.RotateOnHostLoss);
+        return { KeyId: key.keyId, RotateOnHostLoss: key.rotateOnHostLoss };
+      },
     }),
     defineOperation({
       target: `${FLEET}.ListChanges`, action: 'fleet:ListChanges',

@@ -107,3 +107,20 @@ export function isP256PublicKey(spkiDer: Uint8Array): boolean {
     return false;
   }
 }
+
+/** PKCS#8 DER → PEM, for TLS contexts (which take PEM). The caller zeroizes the DER; the PEM string cannot be. */
+export function privateKeyToPem(pkcs8Der: Uint8Array): string {
+  return importPrivateKeyDer(pkcs8Der).export({ format: 'pem', type: 'pkcs8' }) as string;
+}
+
+/** Serial (upper-case hex, no leading zeros), issuer check and validity of a certificate, for checks TLS leaves to us. */
+export function describeCertificate(der: Uint8Array): { serialNumber: string; notAfter: Date; uris: string[]; publicKeyDer: Buffer } {
+  const certificate = new nodeCrypto.X509Certificate(Buffer.from(der));
+  const uris = (certificate.subjectAltName ?? '').split(', ').filter((name) => name.startsWith('URI:')).map((name) => name.slice(4));
+  return { serialNumber: normalizeSerial(certificate.serialNumber), notAfter: new Date(certificate.validTo), uris,
+    publicKeyDer: certificate.publicKey.export({ format: 'der', type: 'spki' }) };
+}
+
+export function normalizeSerial(serial: string): string {
+  return serial.toUpperCase().replace(/^0+(?=.)/, '');
+}

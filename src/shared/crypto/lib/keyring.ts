@@ -153,6 +153,14 @@ export class Keyring {
   }
 
   /** Unwraps a secret made by wrapSecret; the caller zeroizes the result when done. */
+  /**
+   * The raw material of one customer key version, for sealing to a host that may hold it (the
+   * fleet push). The caller zeroizes it as soon as it is sealed.
+   */
+  async unsafeExportKeyMaterial(stored: StoredKeyMaterial): Promise<Buffer> {
+    return this.#module.unwrap(stored.material, customerKeyAad(stored.keyId, stored.version, stored.spec));
+  }
+
   async unsafeUnwrapSecret(purpose: string, name: string, wrapped: WrappedSecret): Promise<Buffer> {
     return this.#module.unwrap(wrapped, secretAad(purpose, name));
   }

@@ -192,4 +192,45 @@ export const sqliteMigrations: Migration[] = [
       END;
     `,
   },
+  {
+    version: 7,
+    name: 'fleet: staged key versions, what each host holds, rotations, host HPKE keys, key changes in the feed',
+    sql: `
+      -- A staged version: pushed to hosts and good for decryption, not yet the default for encryption.
+      ALTER TABLE keys ADD COLUMN pending_version INTEGER;
+      -- Whether losing a host (removed, or its class revoked) rotates the key.
+      ALTER TABLE keys ADD COLUMN rotate_on_host_loss INTEGER NOT NULL DEFAULT 1;
+      ALTER TABLE hosts ADD COLUMN hpke_public_key BLOB;
+      ALTER TABLE hosts ADD COLUMN revision INTEGER NOT NULL DEFAULT 0;
+      -- The inventory: which versions of which keys each host has acknowledged holding.
+      CREATE TABLE host_key_versions (
+        host_id TEXT NOT NULL REFERENCES hosts(host_id) ON DELETE CASCADE, key_id TEXT NOT NULL, version INTEGER NOT NULL,
+        received_at INTEGER NOT NULL, PRIMARY KEY (host_id, key_id, version));
+      CREATE INDEX host_key_versions_by_key ON host_key_versions(key_id, version);
+      CREATE TABLE fleet_rotations (
+        key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE, version INTEGER NOT NULL, account_id TEXT NOT NULL,
+        state TEXT NOT NULL, reason TEXT NOT NULL, started_at INTEGER NOT NULL, started_by TEXT NOT NULL, promote_after INTEGER,
+        promoted_at INTEGER, promoted_by TEXT, left_behind TEXT, PRIMARY KEY (key_id, version));
+      CREATE INDEX fleet_rotations_pending ON fleet_rotations(state, key_id) WHERE state = 'pending';
+      -- New, staged, promoted or retired versions, state changes and alias changes of a distributed key reach its hosts.
+      CREATE TRIGGER keys_fleet_changed AFTER UPDATE OF current_version, pending_version, key_state, min_decrypt_version ON keys
+        WHEN (OLD.current_version IS NOT NEW.current_version OR OLD.pending_version IS NOT NEW.pending_version
+          OR OLD.key_state IS NOT NEW.key_state OR OLD.min_decrypt_version IS NOT NEW.min_decrypt_version)
+          AND EXISTS (SELECT 1 FROM class_keys WHERE key_id = NEW.key_id)
+        BEGIN INSERT INTO fleet_changes (account_id, kind, key_id, at)
+          VALUES (NEW.account_id, 'key-changed', NEW.key_id, CAST(unixepoch('subsec') * 1000 AS INTEGER)); END;
+      CREATE TRIGGER aliases_fleet_added AFTER INSERT ON aliases WHEN EXISTS (SELECT 1 FROM class_keys WHERE key_id = NEW.key_id)
+        BEGIN INSERT INTO fleet_changes (account_id, kind, key_id, at)
+          VALUES (NEW.account_id, 'key-changed', NEW.key_id, CAST(unixepoch('subsec') * 1000 AS INTEGER)); END;
+      CREATE TRIGGER aliases_fleet_removed AFTER DELETE ON aliases WHEN EXISTS (SELECT 1 FROM class_keys WHERE key_id = OLD.key_id)
+        BEGIN INSERT INTO fleet_changes (account_id, kind, key_id, at)
+          VALUES (OLD.account_id, 'key-changed', OLD.key_id, CAST(unixepoch('subsec') * 1000 AS INTEGER)); END;
+      CREATE TRIGGER aliases_fleet_moved AFTER UPDATE OF key_id ON aliases BEGIN
+        INSERT INTO fleet_changes (account_id, kind, key_id, at) SELECT OLD.account_id, 'key-changed', OLD.key_id,
+          CAST(unixepoch('subsec') * 1000 AS INTEGER) WHERE EXISTS (SELECT 1 FROM class_keys WHERE key_id = OLD.key_id);
+        INSERT INTO fleet_changes (account_id, kind, key_id, at) SELECT NEW.account_id, 'key-changed', NEW.key_id,
+          CAST(unixepoch('subsec') * 1000 AS INTEGER) WHERE EXISTS (SELECT 1 FROM class_keys WHERE key_id = NEW.key_id);
+      END;
+    `,
+  },
 ];

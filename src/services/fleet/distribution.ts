@@ -1,0 +1,118 @@
+// What a host is sent: the keys its classes entitle it to, with sealed material for the versions
+// it does not hold yet, and the keys it must drop. Only material a host lacks is ever sent.
+// Must never put key material anywhere but the HPKE-sealed part, and zero it once sealed.
+import { hpkeSeal, zeroize, type Keyring, type KeySpec } from '../../shared/crypto/index.ts';
+import {
+  keyRingAad, KEY_RING_HPKE_INFO, packMaterial, type PackedMaterial, type RingKey, type RingMessage,
+} from '../../shared/fleet-wire.ts';
+import type { FleetChange, FleetStore, HostClassRecord, HostRecord, Store } from '../../shared/store/index.ts';
+import { classesByName, entitledKeyIds } from './domain/classes.ts';
+
+/** Which keys a batch of changes touches for one host: all of them, some, or the host is gone. */
+export type RingScope = { kind: 'all' } | { kind: 'keys'; keyIds: Set<string> } | { kind: 'revoked' };
+
+const MAX_ALIASES_PER_KEY = 100;
+
+/** The classes a host is in and all their ancestors. */
+function lineage(classes: ReadonlyMap<string, HostClassRecord>, names: readonly string[]): Set<string> {
+  const seen = new Set<string>();
+  for (const name of names) {
+    let current = classes.get(name);
+    while (current && !seen.has(current.name)) {
+      seen.add(current.name);
+      current = current.parent === undefined ? undefined : classes.get(current.parent);
+    }
+  }
+  return seen;
+}
+
+/**
+ * What `changes` mean for `host` (which holds `heldKeyIds`): nothing (undefined), some keys, a
+ * full look at its ring (its classes changed), or revoked (removed or no longer active).
+ */
+export function scopeOfChanges(changes: readonly FleetChange[], host: HostRecord | undefined, hostId: string,
+  classes: ReadonlyMap<string, HostClassRecord>, heldKeyIds: ReadonlySet<string>): RingScope | undefined {
+  if (!host || host.status !== 'active') return { kind: 'revoked' };
+  const mine = lineage(classes, host.classes);
+  const entitled = new Set(entitledKeyIds(classes, host.classes));
+  const keyIds = new Set<string>();
+  for (const change of changes) {
+    if (change.hostId === hostId) {
+      if (change.kind === 'host-removed') return { kind: 'revoked' };
+      return { kind: 'all' };
+    }
+    if ((change.kind === 'key-granted' || change.kind === 'key-revoked') && change.className && mine.has(change.className) && change.keyId) {
+      keyIds.add(change.keyId);
+    } else if (change.kind === 'key-revoked' && change.keyId && heldKeyIds.has(change.keyId)) {
+      keyIds.add(change.keyId);
+    } else if (change.kind === 'key-changed' && change.keyId && (entitled.has(change.keyId) || heldKeyIds.has(change.keyId))) {
+      keyIds.add(change.keyId);
+    }
+  }
+  return keyIds.size > 0 ? { kind: 'keys', keyIds } : undefined;
+}
+
+export class KeyRingDistributor {
+  readonly #keys: Store;
+  readonly #fleet: FleetStore;
+  readonly #keyring: Keyring;
+
+  constructor(options: { keys: Store; fleet: FleetStore; keyring: Keyring }) {
+    this.#keys = options.keys;
+    this.#fleet = options.fleet;
+    this.#keyring = options.keyring;
+  }
+
+  /**
+   * The message bringing `host` up to date for `scope` at `revision`; undefined when it already
+   * holds everything in scope and nothing is to be removed or announced.
+   */
+  async messageFor(host: HostRecord, scope: Exclude<RingScope, { kind: 'revoked' }>, revision: number): Promise<RingMessage | undefined> {
+    if (!host.hpkePublicKey) return undefined;
+    const classes = classesByName(await this.#fleet.listClasses(host.accountId));
+    const entitled = new Set(entitledKeyIds(classes, host.classes));
+    const held = await this.#fleet.holdingsOf(host.hostId);
+    const inScope = scope.kind === 'all' ? new Set([...entitled, ...Object.keys(held)]) : scope.keyIds;
+    const keys: RingKey[] = [];
+    const removed: string[] = [];
+    const material: PackedMaterial[] = [];
+    try {
+      for (const keyId of [...inScope].sort()) {
+        const key = entitled.has(keyId) ? await this.#keys.getKey(keyId) : undefined;
+        if (!key || key.keyState === 'PendingDeletion' || key.accountId !== host.accountId) {
+          removed.push(keyId);
+          continue;
+        }
+        const top = Math.max(key.currentVersion, key.pendingVersion ?? 0);
+        const has = new Set(held[keyId] ?? []);
+        const newVersions: number[] = [];
+        for (let version = key.minDecryptVersion; version <= top; version += 1) {
+          if (has.has(version)) continue;
+          const stored = await this.#keys.getKeyVersion(keyId, version);
+          if (!stored) continue;
+          material.push({ keyId, version, material: await this.#keyring.unsafeExportKeyMaterial({ keyId, version,
+            spec: key.keySpec as KeySpec, material: stored.material }) });
+          newVersions.push(version);
+        }
+        const aliases = await this.#keys.listAliases(key.accountId, keyId, MAX_ALIASES_PER_KEY);
+        keys.push({ KeyId: keyId, Arn: key.arn, KeySpec: key.keySpec, KeyUsage: key.keyUsage, Enabled: key.keyState === 'Enabled',
+          DefaultVersion: key.currentVersion, PendingVersion: key.pendingVersion, MinDecryptVersion: key.minDecryptVersion,
+          Aliases: aliases.items.map((alias) => alias.aliasName), NewVersions: newVersions });
+      }
+      if (keys.length === 0 && removed.length === 0) return undefined;
+      const message: RingMessage = { HostId: host.hostId, Revision: revision, Keys: keys, Removed: removed };
+      if (material.length > 0) {
+        const packed = packMaterial(material);
+        try {
+          const sealed = await hpkeSeal(host.hpkePublicKey, packed, KEY_RING_HPKE_INFO, keyRingAad(host.hostId, revision));
+          message.Sealed = { Enc: sealed.enc.toString('base64'), Ciphertext: sealed.ciphertext.toString('base64') };
+        } finally {
+          zeroize(packed);
+        }
+      }
+      return message;
+    } finally {
+      zeroize(...material.map((entry) => entry.material));
+    }
+  }
+}
