@@ -4,10 +4,12 @@ import { Command } from 'commander';
 import { registerServerCommand } from './commands/server.ts';
 import { registerKeyCommands } from './commands/key.ts';
 import { registerFileCryptoCommands } from './commands/file-crypto.ts';
+import { registerReencryptCommand } from './commands/reencrypt.ts';
 import { registerIdentityCommands } from './commands/identity.ts';
 import { registerAuditCommands } from './commands/audit.ts';
 import { registerOperatorCommands } from './commands/operator.ts';
 import { registerFleetCommands } from './commands/fleet.ts';
+import { registerAgentCommand } from './commands/agent.ts';
 import { failWith } from './output.ts';
 
 const program = new Command();
@@ -17,9 +19,11 @@ program.name('trustplane').description('trustplane: a self-hosted trust plane fo
 registerServerCommand(program);
 registerKeyCommands(program);
 registerFileCryptoCommands(program);
+registerReencryptCommand(program);
 registerIdentityCommands(program);
 registerAuditCommands(program);
 registerOperatorCommands(program);
 registerFleetCommands(program);
+registerAgentCommand(program);
 
 program.parseAsync(process.argv).catch(failWith);

@@ -8,12 +8,15 @@ import type { Command } from 'commander';
 import { SingleBar } from 'cli-progress';
 import { DecryptCommand, GenerateDataKeyCommand } from '@aws-sdk/client-kms';
 import { collect, parseKeyValuePairs, withClient } from '../client.ts';
+import { AgentClient } from '../../clients/agent.ts';
 import { createDecryptStream, createEncryptStream, randomBytes, zeroize } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { printResult } from '../output.ts';
 
 interface FileFlags {
   endpoint?: string;
+  /** The host agent's socket: data keys come from the agent's cached keys instead of the key service. */
+  agent?: string;
   json?: boolean;
   force?: boolean;
   progress?: boolean;
@@ -95,6 +98,44 @@ async function runPipeline(input: { stream: Readable; size?: number }, transform
   return { bytesIn: counterIn.bytes, bytesOut: counterOut.bytes };
 }
 
+/** Where data keys come from: the key service, or the host agent's socket (same ciphertext format either way). */
+interface DataKeySource {
+  generate(keyId: string, context: Record<string, string> | undefined): Promise<{ plaintext: Buffer; wrapped: Buffer; keyId: string }>;
+  decrypt(wrapped: Buffer, context: Record<string, string>): Promise<{ plaintext: Buffer; keyId: string }>;
+}
+
+async function withDataKeys<T>(flags: FileFlags, work: (source: DataKeySource) => Promise<T>): Promise<T> {
+  if (flags.agent) {
+    if (flags.endpoint) throw new UserError('ValidationException', '--agent and --endpoint exclude each other.');
+    const agent = new AgentClient(flags.agent);
+    return work({
+      generate: async (keyId, context) => {
+        const reply = await agent.call<{ Plaintext: string; CiphertextBlob: string; KeyId: string }>('GenerateDataKey',
+          { KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: context });
+        return { plaintext: Buffer.from(reply.Plaintext, 'base64'), wrapped: Buffer.from(reply.CiphertextBlob, 'base64'), keyId: reply.KeyId };
+      },
+      decrypt: async (wrapped, context) => {
+        const reply = await agent.call<{ Plaintext: string; KeyId: string }>('Decrypt', { CiphertextBlob: wrapped, EncryptionContext: context });
+        return { plaintext: Buffer.from(reply.Plaintext, 'base64'), keyId: reply.KeyId };
+      },
+    });
+  }
+  return withClient(flags, (client) => work({
+    generate: async (keyId, context) => {
+      const dataKey = await client.kms.send(new GenerateDataKeyCommand({ KeyId: keyId, KeySpec: 'AES_256', EncryptionContext: context }));
+      const plaintext = Buffer.from(dataKey.Plaintext!);
+      zeroize(dataKey.Plaintext);
+      return { plaintext, wrapped: Buffer.from(dataKey.CiphertextBlob!), keyId: dataKey.KeyId! };
+    },
+    decrypt: async (wrapped, context) => {
+      const result = await client.kms.send(new DecryptCommand({ CiphertextBlob: wrapped, EncryptionContext: context }));
+      const plaintext = Buffer.from(result.Plaintext!);
+      zeroize(result.Plaintext);
+      return { plaintext, keyId: result.KeyId! };
+    },
+  }));
+}
+
 export function registerFileCryptoCommands(program: Command): void {
   program.command('encrypt <in> <out>')
     .description('encrypt a file of any size (IN/OUT may be - for stdin/stdout) under a data key from KEY')
@@ -103,20 +144,20 @@ export function registerFileCryptoCommands(program: Command): void {
     .option('--force', 'replace OUT if it exists')
     .option('--no-progress', 'no progress bar')
     .option('--endpoint <url>', 'key service URL (default $TRUSTPLANE_ENDPOINT or http://127.0.0.1:8200)')
+    .option('--agent <socket>', 'use the host agent on this socket (keys cached on this host) instead of the key service')
     .option('--json', 'machine-readable summary on stdout (not with OUT = -)')
     .action(async (inPath: string, outPath: string, flags: FileFlags & { key: string; context?: string[] }) => {
       const context = parseContext(flags.context);
       const input = openInput(inPath);
-      await withClient(flags, async (client) => {
-        const dataKey = await client.kms.send(new GenerateDataKeyCommand({ KeyId: flags.key, KeySpec: 'AES_256', EncryptionContext: context }));
-        const plaintextKey = Buffer.from(dataKey.Plaintext!);
-        const encryptor = createEncryptStream({ dataKey: plaintextKey, wrappedDataKey: dataKey.CiphertextBlob!, context });
-        zeroize(plaintextKey, dataKey.Plaintext);
+      await withDataKeys(flags, async (source) => {
+        const dataKey = await source.generate(flags.key, context);
+        const encryptor = createEncryptStream({ dataKey: dataKey.plaintext, wrappedDataKey: dataKey.wrapped, context });
+        zeroize(dataKey.plaintext);
         const output = openOutput(outPath, flags.force);
         const counts = await runPipeline(input, encryptor, output, flags);
         if (outPath !== '-' || flags.json) {
-          printResult(flags, { KeyId: dataKey.KeyId, EncryptionContext: context ?? {}, BytesIn: counts.bytesIn, BytesOut: counts.bytesOut },
-            () => `encrypted ${counts.bytesIn} bytes under ${dataKey.KeyId} -> ${outPath}`);
+          printResult(flags, { KeyId: dataKey.keyId, EncryptionContext: context ?? {}, BytesIn: counts.bytesIn, BytesOut: counts.bytesOut },
+            () => `encrypted ${counts.bytesIn} bytes under ${dataKey.keyId} -> ${outPath}`);
         }
       });
     });
@@ -126,18 +167,19 @@ export function registerFileCryptoCommands(program: Command): void {
     .option('--force', 'replace OUT if it exists')
     .option('--no-progress', 'no progress bar')
     .option('--endpoint <url>', 'key service URL (default $TRUSTPLANE_ENDPOINT or http://127.0.0.1:8200)')
+    .option('--agent <socket>', 'use the host agent on this socket (keys cached on this host) instead of the key service')
     .option('--json', 'machine-readable summary on stdout (not with OUT = -)')
     .action(async (inPath: string, outPath: string, flags: FileFlags) => {
       const input = openInput(inPath);
       let keyId: string | undefined;
       let context: Record<string, string> = {};
-      await withClient(flags, async (client) => {
+      await withDataKeys(flags, async (source) => {
         const decryptor = createDecryptStream({
           resolveDataKey: async (header) => {
             context = header.context;
-            const result = await client.kms.send(new DecryptCommand({ CiphertextBlob: header.wrappedDataKey, EncryptionContext: header.context }));
-            keyId = result.KeyId;
-            return Buffer.from(result.Plaintext!);
+            const result = await source.decrypt(Buffer.from(header.wrappedDataKey), header.context);
+            keyId = result.keyId;
+            return result.plaintext;
           },
         });
         const output = openOutput(outPath, flags.force);

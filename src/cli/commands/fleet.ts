@@ -2,8 +2,10 @@
 // hold, and the tokens hosts enrol with. Must never print a join token except the one just made.
 import type { Command } from 'commander';
 import { parseDurationSeconds } from '../../shared/config.ts';
+import { UserError } from '../../shared/errors.ts';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { printResult } from '../output.ts';
+import { describeRotation, rotationStatusJson, type RotationStatusView } from './key.ts';
 
 interface ClassView {
   Name: string;
@@ -109,5 +111,44 @@ export function registerFleetCommands(program: Command): void {
         TtlSeconds: flags.ttl === undefined ? undefined : parseDurationSeconds(flags.ttl, '--ttl') }));
       printResult(flags, { Token: result.Token, ExpiresAt: result.ExpiresAt },
         () => `${result.Token}\n(valid until ${result.ExpiresAt} for ${result.Uses} host(s); shown once)`);
+    });
+
+  withClientFlags(host.command('export').description('the whole fleet\'s inventory: hosts, classes, last seen, agent version, key versions held')
+    .option('--format <format>', 'json (default) or csv (one row per host, key and version)', 'json'))
+    .action(async (flags: ClientFlags & { format: string }) => {
+      if (flags.format !== 'json' && flags.format !== 'csv') throw new UserError('ValidationException', `--format must be json or csv, got '${flags.format}'.`);
+      const result = await withClient(flags, (client) => client.fleet<{ Hosts: HostView[] }>('ListHosts'));
+      const time = (seconds: unknown) => (seconds === undefined || seconds === null ? '' : new Date(Number(seconds) * 1000).toISOString());
+      if (flags.format === 'json') {
+        process.stdout.write(`${JSON.stringify(result.Hosts.map((entry) => ({ ...entry, LastSeen: time(entry.LastSeen) || null,
+          CertificateExpiresAt: time(entry.CertificateExpiresAt) })), null, 2)}\n`);
+        return;
+      }
+      const quote = (value: string) => (/[",\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value);
+      const rows = [['host_id', 'name', 'status', 'classes', 'last_seen', 'agent_version', 'key_id', 'version']];
+      for (const entry of result.Hosts) {
+        const base = [entry.HostId, entry.Name, entry.Status, entry.Classes.join(' '), time(entry.LastSeen), entry.AgentVersion ?? ''];
+        const held = Object.entries(entry.Keys ?? {}).flatMap(([keyId, versions]) => versions.map((version) => [keyId, String(version)]));
+        for (const pair of held.length > 0 ? held : [['', '']]) rows.push([...base, ...pair]);
+      }
+      process.stdout.write(rows.map((row) => row.map(quote).join(',')).join('\n') + '\n');
+    });
+
+  const rotation = program.command('rotation').description('two-phase key rotations: staged versions waiting for hosts');
+
+  withClientFlags(rotation.command('status').argument('<key>', 'key id, ARN or alias'))
+    .action(async (key: string, flags: ClientFlags) => {
+      const status = await withClient(flags, (client) => client.fleet<RotationStatusView>('GetRotationStatus', { KeyId: key }));
+      printResult(flags, rotationStatusJson(status), () => describeRotation(status));
+    });
+
+  withClientFlags(rotation.command('promote').argument('<key>', 'key id, ARN or alias')
+    .description('make the staged version the default now (only when every host has it, unless --force)')
+    .option('--force', 'promote even though some hosts have not acknowledged; they are named in the answer and the audit log'))
+    .action(async (key: string, flags: ClientFlags & { force?: boolean }) => {
+      const status = await withClient(flags, (client) => client.fleet<RotationStatusView & { LeftBehind: string[] }>('PromoteRotation',
+        { KeyId: key, Force: flags.force ?? false }));
+      printResult(flags, { ...rotationStatusJson(status), LeftBehind: status.LeftBehind }, () => `${describeRotation(status)}`
+        + (status.LeftBehind.length > 0 ? `\nleft behind (recorded in the audit log): ${status.LeftBehind.join(', ')}` : ''));
     });
 }

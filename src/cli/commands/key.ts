@@ -9,6 +9,8 @@ import {
 import type { KeyServiceClient } from '../../clients/kms.ts';
 import { collect, parseKeyValuePairs, withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { printResult } from '../output.ts';
+import { parseDurationSeconds } from '../../shared/config.ts';
+import { UserError } from '../../shared/errors.ts';
 
 interface KeyVersionsResult {
   KeyId: string;
@@ -91,8 +93,17 @@ export function registerKeyCommands(program: Command): void {
       });
     });
 
-  withClientFlags(key.command('rotate <key>').description('rotate a symmetric key now: a new default version'))
-    .action(async (keyId: string, flags: ClientFlags) => {
+  withClientFlags(key.command('rotate <key>').description('rotate a symmetric key now: a new default version (or, --staged, a pending one)')
+    .option('--staged', 'two-phase: push the new version to every entitled host; it becomes the default once all acknowledge')
+    .option('--promote-after <duration>', 'with --staged: promote anyway after this long (e.g. 1h), leaving missing hosts behind'))
+    .action(async (keyId: string, flags: ClientFlags & { staged?: boolean; promoteAfter?: string }) => {
+      if (flags.promoteAfter !== undefined && !flags.staged) throw new UserError('ValidationException', '--promote-after goes with --staged.');
+      if (flags.staged) {
+        const status = await withClient(flags, (client) => client.fleet<RotationStatusView>('RotateKeyStaged', { KeyId: keyId,
+          PromoteAfterSeconds: flags.promoteAfter === undefined ? undefined : parseDurationSeconds(flags.promoteAfter, '--promote-after') }));
+        printResult(flags, rotationStatusJson(status), () => describeRotation(status));
+        return;
+      }
       await withClient(flags, async (client) => {
         await client.kms.send(new RotateKeyOnDemandCommand({ KeyId: keyId }));
         const versions = await client.extension<KeyVersionsResult>('ListKeyVersions', { KeyId: keyId, Limit: 1 });
@@ -179,4 +190,26 @@ export function registerKeyCommands(program: Command): void {
           ? aliases.map((entry) => `${entry.AliasName} -> ${entry.TargetKeyId}`).join('\n') : '(no aliases)'));
       });
     });
+}
+
+export interface RotationStatusView {
+  KeyId: string; PendingVersion?: number; DefaultVersion: number; State: 'pending' | 'promoted';
+  Acknowledged: string[]; Missing: string[]; PromoteAfter?: number; LeftBehind?: string[];
+}
+
+/** The interface scripts read: exactly these fields. */
+export function rotationStatusJson(status: RotationStatusView) {
+  return { KeyId: status.KeyId, PendingVersion: status.PendingVersion ?? null, DefaultVersion: status.DefaultVersion, State: status.State,
+    Acknowledged: status.Acknowledged, Missing: status.Missing };
+}
+
+export function describeRotation(status: RotationStatusView): string {
+  if (status.State === 'promoted') {
+    return `${status.KeyId}: version ${status.DefaultVersion} is the default; held by ${status.Acknowledged.length} host(s)`
+      + (status.Missing.length > 0 ? `, missing on ${status.Missing.length}: ${status.Missing.join(', ')}` : '');
+  }
+  return [`${status.KeyId}: version ${status.PendingVersion} is pending (default stays ${status.DefaultVersion})`,
+    `acknowledged: ${status.Acknowledged.length} host(s)${status.Acknowledged.length > 0 ? ` (${status.Acknowledged.join(', ')})` : ''}`,
+    `missing: ${status.Missing.length} host(s)${status.Missing.length > 0 ? ` (${status.Missing.join(', ')})` : ''}`,
+    ...(status.PromoteAfter ? [`promoted anyway at ${new Date(status.PromoteAfter * 1000).toISOString()}`] : [])].join('\n');
 }

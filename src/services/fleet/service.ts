@@ -162,6 +162,7 @@ export class FleetService {
     if (!changed) throw notFound(`Class ${found.name} holds no grant of key ${keyId}.`);
     // The class's hosts had the key's material: it rotates for the hosts that keep it (where the key asks for it).
     await this.#rotateAfterLoss([keyId], 'class-revoked');
+    await this.#promoteIfComplete(keyId);
     return { keyId, changed };
   }
 
@@ -497,6 +498,7 @@ export class FleetService {
     // Keys the host held and may no longer hold: it had their material, so they rotate (where the key asks for it).
     const after = new Set(entitledKeyIds(classesByName(await this.#options.store.listClasses(caller.accountId)), classes));
     await this.#rotateAfterLoss([...before].filter((keyId) => !after.has(keyId)), 'class-revoked');
+    await this.#promoteCompleteRotations();
   }
 
   async removeHost(caller: Caller, hostId: string): Promise<void> {
@@ -505,5 +507,11 @@ export class FleetService {
     if (!(await this.#options.store.removeHost(caller.accountId, hostId, this.#now()))) throw notFound(`Host ${hostId} does not exist.`);
     this.#options.logger.info({ hostId, keys: held.length }, 'host removed');
     await this.#rotateAfterLoss(held, 'host-removed');
+    // A rotation may have been waiting only for this host.
+    await this.#promoteCompleteRotations();
+  }
+
+  async #promoteCompleteRotations(): Promise<void> {
+    for (const rotation of await this.#options.store.pendingRotations()) await this.#promoteIfComplete(rotation.keyId);
   }
 }

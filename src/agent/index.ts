@@ -1,0 +1,84 @@
+// `trustplane agent`: enrols once, then keeps this host's key ring current from the server's push
+// and serves local applications on a Unix socket. Starts from its encrypted cache, so it serves
+// while the server is down. Revoked: wipes its cache and identity and exits.
+import { hostname } from 'node:os';
+import { zeroize } from '../shared/crypto/index.ts';
+import { UserError } from '../shared/errors.ts';
+import type { Logger } from '../shared/log.ts';
+import { enroll, FleetClient } from './fleet-client.ts';
+import { AgentKeyRing } from './key-ring.ts';
+import { AgentSocketApi } from './socket-api.ts';
+import { AgentState } from './state.ts';
+
+export interface AgentOptions {
+  server?: string;
+  joinToken?: string;
+  stateDir: string;
+  socketPath: string;
+  socketMode: number;
+  name?: string;
+}
+
+export interface RunningAgent {
+  hostId: string;
+  /** Resolves when the agent stops: asked to, or revoked (then with the reason). */
+  done: Promise<{ revoked?: string }>;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(options: AgentOptions, logger: Logger): Promise<RunningAgent> {
+  const state = new AgentState(options.stateDir);
+  state.prepare();
+  let identity = state.identity();
+  if (!identity) {
+    if (!options.server || !options.joinToken) {
+      throw new UserError('NotEnrolled', `${options.stateDir} holds no enrolment: pass --server URL and --join-token TOKEN.`);
+    }
+    identity = await enroll(state, options.server, options.joinToken, options.name ?? hostname().replace(/[^\w.-]/g, '-').slice(0, 253));
+    logger.info({ hostId: identity.HostId }, 'enrolled');
+  } else if (options.server && new URL(options.server).origin !== new URL(identity.ServerUrl).origin) {
+    throw new UserError('AlreadyEnrolled', `${options.stateDir} is enrolled with ${identity.ServerUrl}; use another --state to enrol elsewhere.`);
+  }
+
+  const ring = new AgentKeyRing();
+  const cached = state.readCache(identity.HostId);
+  if (cached) {
+    try {
+      ring.load(identity.HostId, cached);
+    } finally {
+      zeroize(cached);
+    }
+    logger.info({ keys: ring.size, revision: ring.revision }, 'key ring loaded from the local cache');
+  }
+
+  let resolveDone: (result: { revoked?: string }) => void = () => undefined;
+  const done = new Promise<{ revoked?: string }>((resolve) => { resolveDone = resolve; });
+  let api: AgentSocketApi | undefined;
+  let stopped = false;
+  const client: FleetClient = new FleetClient({ state, ring, logger, identity, events: {
+    onChange: () => undefined,
+    onConnected: (connected) => logger.info({ connected }, connected ? 'connected to the server' : 'disconnected from the server'),
+    onRevoked: (reason) => {
+      logger.error({ reason }, 'this host was revoked: wiping its key ring cache and identity');
+      ring.wipe();
+      state.wipe();
+      void stop().then(() => resolveDone({ revoked: reason }));
+    },
+  } });
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    client.stop();
+    await api?.close();
+    ring.wipe();
+  };
+  api = new AgentSocketApi({ ring, logger, status: () => ({ HostId: client.identity.HostId, Revision: ring.revision,
+    Connected: client.connected, CertificateExpiresAt: client.identity.CertificateExpiresAt, Keys: ring.describe() }) });
+  await api.listen(options.socketPath, options.socketMode);
+  void client.run().then(() => undefined, (error: unknown) => logger.error({ err: error }, 'fleet client stopped'));
+  return {
+    hostId: identity.HostId,
+    done,
+    stop: async () => { await stop(); resolveDone({}); },
+  };
+}

@@ -1,0 +1,129 @@
+// The agent's state directory: its identity (certificate and keys), its host-local cache key and
+// the key ring cache encrypted under it. Every file is 0600 in a 0700 directory, written durably.
+// Must never write key material except encrypted under the host-local key.
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LENGTH, GCM_TAG_LENGTH, randomBytes, zeroize } from '../shared/crypto/index.ts';
+import { UserError } from '../shared/errors.ts';
+import { writeFileDurably } from '../shared/fs.ts';
+
+const IDENTITY_FILE = 'identity.json';
+const IDENTITY_KEY_FILE = 'identity.key';
+const KEY_RING_KEY_FILE = 'keyring.key';
+const LOCAL_KEY_FILE = 'local.key';
+const CACHE_FILE = 'keyring.cache';
+const CACHE_MAGIC = Buffer.from('TPKC1');
+
+/** What enrolment gave this host (no secrets: the private keys are in their own files). */
+export interface AgentIdentity {
+  HostId: string;
+  AccountId: string;
+  ServerUrl: string;
+  ServerName: string;
+  FleetPort?: number;
+  Certificate: string;
+  CaCertificate: string;
+  CertificateExpiresAt: string;
+}
+
+export class AgentState {
+  readonly dir: string;
+
+  constructor(dir: string) {
+    this.dir = dir;
+  }
+
+  prepare(): void {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const mode = statSync(this.dir).mode & 0o777;
+    if (mode & 0o077) {
+      throw new UserError('InsecureStateDirectory', `${this.dir} is readable by others (mode ${mode.toString(8)}); chmod 700 it.`);
+    }
+  }
+
+  #read(name: string): Buffer | undefined {
+    const path = join(this.dir, name);
+    return existsSync(path) ? readFileSync(path) : undefined;
+  }
+
+  identity(): AgentIdentity | undefined {
+    const text = this.#read(IDENTITY_FILE);
+    return text ? JSON.parse(text.toString('utf8')) as AgentIdentity : undefined;
+  }
+
+  /** The identity private key (PKCS#8 PEM) and the key ring (HPKE) private key; the caller zeroizes the latter. */
+  privateKeys(): { identityKeyPem: string; keyRingKey: Buffer } {
+    const identityKeyPem = this.#read(IDENTITY_KEY_FILE)?.toString('utf8');
+    const keyRingKey = this.#read(KEY_RING_KEY_FILE);
+    if (!identityKeyPem || !keyRingKey) throw new UserError('BrokenState', `${this.dir} has an identity but not its keys; enrol again with a new join token.`);
+    return { identityKeyPem, keyRingKey };
+  }
+
+  saveEnrolment(identity: AgentIdentity, identityKeyPem: string, keyRingKey: Buffer): void {
+    writeFileDurably(join(this.dir, IDENTITY_KEY_FILE), identityKeyPem);
+    writeFileDurably(join(this.dir, KEY_RING_KEY_FILE), keyRingKey);
+    // Last: an identity file means a complete enrolment.
+    writeFileDurably(join(this.dir, IDENTITY_FILE), `${JSON.stringify(identity, null, 2)}\n`);
+  }
+
+  /** After a renewal: the new key first, then the certificate naming it. */
+  saveRenewal(identity: AgentIdentity, identityKeyPem: string): void {
+    writeFileDurably(join(this.dir, `${IDENTITY_KEY_FILE}.next`), identityKeyPem);
+    writeFileDurably(join(this.dir, IDENTITY_FILE), `${JSON.stringify(identity, null, 2)}\n`);
+    writeFileDurably(join(this.dir, IDENTITY_KEY_FILE), identityKeyPem);
+    rmSync(join(this.dir, `${IDENTITY_KEY_FILE}.next`), { force: true });
+  }
+
+  #localKey(): Buffer {
+    const existing = this.#read(LOCAL_KEY_FILE);
+    if (existing) return existing;
+    const made = randomBytes(32);
+    writeFileDurably(join(this.dir, LOCAL_KEY_FILE), made);
+    return made;
+  }
+
+  /** Encrypts and writes the cache (AES-256-GCM under the host-local key, bound to the host id). */
+  writeCache(hostId: string, plaintext: Buffer): void {
+    const key = this.#localKey();
+    try {
+      const nonce = randomBytes(GCM_NONCE_LENGTH);
+      const sealed = aesGcmEncrypt(key, nonce, plaintext, Buffer.concat([CACHE_MAGIC, Buffer.from(hostId)]));
+      writeFileDurably(join(this.dir, CACHE_FILE), Buffer.concat([CACHE_MAGIC, nonce, sealed.ciphertext, sealed.tag]));
+    } finally {
+      zeroize(key);
+    }
+  }
+
+  /** The decrypted cache, or undefined when there is none; a cache that does not decrypt is an error, never silently dropped. */
+  readCache(hostId: string): Buffer | undefined {
+    const file = this.#read(CACHE_FILE);
+    if (!file) return undefined;
+    const key = this.#localKey();
+    try {
+      if (file.length < CACHE_MAGIC.length + GCM_NONCE_LENGTH + GCM_TAG_LENGTH || !file.subarray(0, CACHE_MAGIC.length).equals(CACHE_MAGIC)) {
+        throw new UserError('BrokenState', `${join(this.dir, CACHE_FILE)} is not a trustplane key ring cache.`);
+      }
+      const nonce = file.subarray(CACHE_MAGIC.length, CACHE_MAGIC.length + GCM_NONCE_LENGTH);
+      return aesGcmDecrypt(key, nonce, file.subarray(CACHE_MAGIC.length + GCM_NONCE_LENGTH, file.length - GCM_TAG_LENGTH),
+        file.subarray(file.length - GCM_TAG_LENGTH), Buffer.concat([CACHE_MAGIC, Buffer.from(hostId)]));
+    } finally {
+      zeroize(key);
+    }
+  }
+
+  /** Revoked: the cache, the cache key and the identity go; the directory stays, for a new enrolment. */
+  wipe(): void {
+    for (const name of [CACHE_FILE, LOCAL_KEY_FILE, KEY_RING_KEY_FILE, IDENTITY_KEY_FILE, IDENTITY_FILE]) {
+      const path = join(this.dir, name);
+      if (!existsSync(path)) continue;
+      // Overwrite before unlinking: the bytes do not linger in the file's blocks for a casual reader.
+      const size = statSync(path).size;
+      writeFileDurably(path, Buffer.alloc(size));
+      rmSync(path, { force: true });
+    }
+  }
+
+  hasCache(): boolean {
+    return existsSync(join(this.dir, CACHE_FILE));
+  }
+}

@@ -1,0 +1,36 @@
+// `trustplane agent`: the host agent (enrol, follow the key ring push, serve the local socket).
+import type { Command } from 'commander';
+import { UserError } from '../../shared/errors.ts';
+import { createLogger } from '../../shared/log.ts';
+
+interface AgentFlags { server?: string; joinToken?: string; state: string; socket: string; socketMode: string; name?: string }
+
+export function registerAgentCommand(program: Command): void {
+  program.command('agent').description('run the host agent: enrol, hold this host\'s keys, serve local apps on a Unix socket')
+    .option('--server <url>', 'the trustplane server to enrol with (first start only)')
+    .option('--join-token <token>', 'join token from `trustplane host join-token` (first start only; or $TRUSTPLANE_JOIN_TOKEN)')
+    .option('--state <dir>', 'state directory: identity, host-local key, encrypted key ring cache', '/var/lib/trustplane-agent')
+    .option('--socket <path>', 'Unix socket local applications use', '/run/trustplane/agent.sock')
+    .option('--socket-mode <octal>', 'permissions of the socket (who may use the keys)', '660')
+    .option('--name <name>', 'host name to enrol under (default: this machine\'s hostname)')
+    .action(async (flags: AgentFlags) => {
+      const mode = Number.parseInt(flags.socketMode, 8);
+      if (!/^[0-7]{3}$/.test(flags.socketMode) || (mode & 0o007) !== 0) {
+        throw new UserError('ValidationException', `--socket-mode must be three octal digits with no access for others (e.g. 660, 600); got '${flags.socketMode}'.`);
+      }
+      const logger = createLogger();
+      const { startAgent } = await import('../../agent/index.ts');
+      const agent = await startAgent({ server: flags.server, joinToken: flags.joinToken ?? process.env.TRUSTPLANE_JOIN_TOKEN,
+        stateDir: flags.state, socketPath: flags.socket, socketMode: mode, name: flags.name }, logger);
+      delete process.env.TRUSTPLANE_JOIN_TOKEN;
+      process.stdout.write(`trustplane agent running as host ${agent.hostId}; socket ${flags.socket}\n`);
+      const stop = () => { void agent.stop(); };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      const result = await agent.done;
+      if (result.revoked) {
+        process.stderr.write(`This host was revoked (${result.revoked}); its keys and identity were wiped.\n`);
+        process.exitCode = 3;
+      }
+    });
+}

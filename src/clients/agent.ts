@@ -1,0 +1,39 @@
+// A client of the host agent's Unix socket (what `--agent PATH` and local apps use): JSON in and
+// out, binary fields base64, typed errors as the agent sends them.
+import { request } from 'node:http';
+import { UserError } from '../shared/errors.ts';
+
+export class AgentClient {
+  readonly #socketPath: string;
+
+  constructor(socketPath: string) {
+    this.#socketPath = socketPath;
+  }
+
+  async call<T = Record<string, unknown>>(operation: string, body: Record<string, unknown> = {}): Promise<T> {
+    const wire = Object.fromEntries(Object.entries(body).filter(([, value]) => value !== undefined)
+      .map(([name, value]) => [name, value instanceof Uint8Array ? Buffer.from(value).toString('base64') : value]));
+    const payload = Buffer.from(JSON.stringify(wire));
+    return new Promise<T>((resolve, reject) => {
+      const req = request({ socketPath: this.#socketPath, path: operation === 'status' ? '/v1/status' : `/v1/${operation}`,
+        method: operation === 'status' ? 'GET' : 'POST', headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          let parsed: Record<string, unknown>;
+          try {
+            parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+          } catch {
+            reject(new UserError('AgentError', `The agent at ${this.#socketPath} answered HTTP ${res.statusCode} without JSON.`));
+            return;
+          }
+          if (res.statusCode === 200) resolve(parsed as T);
+          else reject(new UserError(String(parsed.__type ?? 'AgentError'), String(parsed.message ?? `HTTP ${res.statusCode}`), res.statusCode ?? 500));
+        });
+      });
+      req.on('error', (error: NodeJS.ErrnoException) => reject(new UserError('AgentUnavailable',
+        `No agent answers on ${this.#socketPath} (${error.code ?? error.message}); is \`trustplane agent\` running, and may you use its socket?`)));
+      req.end(operation === 'status' ? undefined : payload);
+    });
+  }
+}
