@@ -61,7 +61,7 @@ export async function enroll(state: AgentState, serverUrl: string, joinToken: st
       ServerName: String(reply.body.ServerName ?? fleetServerName(String(reply.body.AccountId))),
       FleetPort: reply.body.FleetPort === undefined ? undefined : Number(reply.body.FleetPort),
       Certificate: String(reply.body.Certificate), CaCertificate: String(reply.body.CaCertificate),
-      CertificateExpiresAt: wireTime(reply.body.CertificateExpiresAt) };
+      CertificateExpiresAt: wireTime(reply.body.CertificateExpiresAt), CertificateReceivedAt: new Date().toISOString() };
     state.saveEnrolment(identity, privateKeyToPem(identityPair.privateKeyDer), keyRingPair.privateKey);
     return identity;
   } finally {
@@ -292,10 +292,13 @@ export class FleetClient {
     }
   }
 
-  /** Renews at two thirds of the certificate's life (checked again every minute at most, for clock jumps). */
+  /**
+   * Renews two thirds of the way from receipt to expiry (not from notBefore, which the CA backdates
+   * for clock skew); checked again every minute at most, for clock jumps.
+   */
   #scheduleRenewal(): void {
     const certificate = new X509Certificate(this.#identity.Certificate);
-    const from = new Date(certificate.validFrom).getTime();
+    const from = Date.parse(this.#identity.CertificateReceivedAt ?? '') || new Date(certificate.validFrom).getTime();
     const to = new Date(certificate.validTo).getTime();
     const at = from + (to - from) * (2 / 3);
     const wait = Math.max(0, Math.min(at - Date.now(), 60_000));
@@ -315,7 +318,8 @@ export class FleetClient {
       const proof = signMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPrivateKeyDer(pair.privateKeyDer),
         Buffer.from(`${RENEW_PROOF_CONTEXT}${this.#identity.HostId}`));
       const reply = await this.#call('/v1/agent/renew', { PublicKey: pair.publicKeyDer.toString('base64'), Proof: proof.toString('base64') });
-      const identity = { ...this.#identity, Certificate: String(reply.Certificate), CertificateExpiresAt: wireTime(reply.CertificateExpiresAt) };
+      const identity = { ...this.#identity, Certificate: String(reply.Certificate), CertificateExpiresAt: wireTime(reply.CertificateExpiresAt),
+        CertificateReceivedAt: new Date().toISOString() };
       const pem = privateKeyToPem(pair.privateKeyDer);
       this.#state.saveRenewal(identity, pem);
       this.#identity = identity;

@@ -24,6 +24,8 @@ export interface AgentIdentity {
   Certificate: string;
   CaCertificate: string;
   CertificateExpiresAt: string;
+  /** When this host received the certificate: renewal is due two thirds of the way from here to expiry. */
+  CertificateReceivedAt: string;
 }
 
 export class AgentState {

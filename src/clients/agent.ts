@@ -13,10 +13,11 @@ export class AgentClient {
   async call<T = Record<string, unknown>>(operation: string, body: Record<string, unknown> = {}): Promise<T> {
     const wire = Object.fromEntries(Object.entries(body).filter(([, value]) => value !== undefined)
       .map(([name, value]) => [name, value instanceof Uint8Array ? Buffer.from(value).toString('base64') : value]));
-    const payload = Buffer.from(JSON.stringify(wire));
+    const isStatus = operation === 'status';
+    const payload = isStatus ? Buffer.alloc(0) : Buffer.from(JSON.stringify(wire));
     return new Promise<T>((resolve, reject) => {
-      const req = request({ socketPath: this.#socketPath, path: operation === 'status' ? '/v1/status' : `/v1/${operation}`,
-        method: operation === 'status' ? 'GET' : 'POST', headers: { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
+      const req = request({ socketPath: this.#socketPath, path: isStatus ? '/v1/status' : `/v1/${operation}`, method: isStatus ? 'GET' : 'POST',
+        headers: isStatus ? {} : { 'content-type': 'application/json', 'content-length': payload.length } }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('end', () => {
@@ -33,7 +34,7 @@ export class AgentClient {
       });
       req.on('error', (error: NodeJS.ErrnoException) => reject(new UserError('AgentUnavailable',
         `No agent answers on ${this.#socketPath} (${error.code ?? error.message}); is \`trustplane agent\` running, and may you use its socket?`)));
-      req.end(operation === 'status' ? undefined : payload);
+      req.end(isStatus ? undefined : payload);
     });
   }
 }
