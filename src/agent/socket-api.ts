@@ -32,6 +32,7 @@ const schemas = {
   Verify: z.object({ KeyId: keyRef, Message: fields.blob({ min: 1, max: 4096 }), MessageType: z.enum(['RAW', 'DIGEST']).optional(),
     SigningAlgorithm: z.enum(SIGNING_ALGORITHMS), Signature: fields.blob({ min: 1, max: 6144 }) }).strict(),
   GenerateMac: z.object({ KeyId: keyRef, Message: fields.blob({ min: 1, max: 4096 }), MacAlgorithm: z.enum(MAC_ALGORITHMS) }).strict(),
+  GetSecret: z.object({ KeyId: keyRef, Version: fields.integer({ min: 1 }).optional() }).strict(),
   VerifyMac: z.object({ KeyId: keyRef, Message: fields.blob({ min: 1, max: 4096 }), MacAlgorithm: z.enum(MAC_ALGORITHMS),
     Mac: fields.blob({ min: 1, max: 6144 }) }).strict(),
 };
@@ -141,6 +142,14 @@ export class AgentSocketApi {
           throw new UserError('KMSInvalidMacException', 'The MAC is not valid.');
         }
         return { MacValid: true, KeyId: arn, MacAlgorithm: algorithm };
+      }
+      case 'GetSecret': {
+        const input = parseInput(schemas.GetSecret, body);
+        const held = this.#held(input.KeyId, 'SECRET_VALUE');
+        const version = input.Version ?? held.descriptor.DefaultVersion;
+        const key = this.#ring.version(held, version);
+        if (!key) throw notFound(`${input.KeyId} (version ${version})`);
+        return { SecretValue: key.secretValue(), KeyId: held.descriptor.Arn, Version: version };
       }
       default:
         throw new UserError('UnknownOperationException', `Unknown operation ${operation}.`, 404);

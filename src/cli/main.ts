@@ -2,7 +2,7 @@
 // Must never let an exception escape as a stack trace: every failure is one line and exit 1.
 import { Command } from 'commander';
 import { registerServerCommand } from './commands/server.ts';
-import { registerKeyCommands } from './commands/key.ts';
+import { registerKeyCommands, registerSecretCommands } from './commands/key.ts';
 import { registerFileCryptoCommands } from './commands/file-crypto.ts';
 import { registerReencryptCommand } from './commands/reencrypt.ts';
 import { registerIdentityCommands } from './commands/identity.ts';
@@ -18,6 +18,7 @@ program.name('trustplane').description('trustplane: a self-hosted trust plane fo
 
 registerServerCommand(program);
 registerKeyCommands(program);
+registerSecretCommands(program);
 registerFileCryptoCommands(program);
 registerReencryptCommand(program);
 registerIdentityCommands(program);

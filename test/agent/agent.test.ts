@@ -3,7 +3,7 @@
 // agent restarts, revocation wiping the cache, and refused certificates.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { generateKeyPairSync } from 'node:crypto';
 import { CreateKeyCommand, DecryptCommand, EncryptCommand, VerifyMacCommand, type KMSClient } from '@aws-sdk/client-kms';
@@ -100,6 +100,25 @@ describe('host agent against a real server', () => {
     assert.equal(agentA.output().match(/connected to the server/g)?.length, 1);
     const hosts = await json<Array<{ HostId: string; Keys: Record<string, number[]> }>>('host', 'list');
     assert.deepEqual(hosts.find((host) => host.HostId === agentA.hostId)?.Keys[macKey], [1]);
+  });
+
+  it('holds secret keys: opaque values, fetched whole, rotated through the hosts', async () => {
+    const dir = makeTempDir();
+    writeFileSync(`${dir}/v1`, 'hunter2');
+    const created = await json<{ KeyId: string }>('secret', 'create', '--value-file', `${dir}/v1`, '--alias', 'alias/db-password');
+    await trustplane('class', 'grant-key', 'web', 'alias/db-password');
+    await agentA.waitFor((view) => heldVersions(view, created.KeyId).includes(1), 'the secret');
+    const first = await agentA.client.call<{ SecretValue: string; Version: number }>('GetSecret', { KeyId: 'alias/db-password' });
+    assert.deepEqual([Buffer.from(first.SecretValue, 'base64').toString(), first.Version], ['hunter2', 1]);
+    await assert.rejects(agentA.client.call('Encrypt', { KeyId: 'alias/db-password', Plaintext: Buffer.from('x') }), { name: 'InvalidKeyUsageException' });
+
+    writeFileSync(`${dir}/v2`, 'correct horse');
+    const put = await json<{ Version: number }>('secret', 'put', 'alias/db-password', '--value-file', `${dir}/v2`);
+    assert.equal(put.Version, 2);
+    // Staged: promoted once the one entitled host acknowledged it.
+    await agentA.waitFor((view) => view.Keys.find((key) => key.KeyId === created.KeyId)?.DefaultVersion === 2, 'the new value as default');
+    assert.equal(await runTrustplane(['secret', 'get', 'alias/db-password', '--agent', agentA.socketPath], { env }), 'correct horse');
+    assert.equal(await trustplane('secret', 'get', 'alias/db-password', '--at-version', '1'), 'hunter2');
   });
 
   it('rotates in two phases: promotion waits for a stopped agent, which acknowledges when it comes back', async () => {

@@ -9,6 +9,8 @@ import {
 import type { KeyServiceClient } from '../../clients/kms.ts';
 import { collect, parseKeyValuePairs, withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { printResult } from '../output.ts';
+import { readFileSync } from 'node:fs';
+import { AgentClient } from '../../clients/agent.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
 import { UserError } from '../../shared/errors.ts';
 
@@ -189,6 +191,55 @@ export function registerKeyCommands(program: Command): void {
         printResult(flags, { Aliases: aliases }, () => (aliases.length
           ? aliases.map((entry) => `${entry.AliasName} -> ${entry.TargetKeyId}`).join('\n') : '(no aliases)'));
       });
+    });
+}
+
+/** A secret's value from --value-file (or - for stdin), never from a flag `ps` would show. */
+function readSecretValue(path: string): Buffer {
+  const value = path === '-' ? readFileSync(0) : readFileSync(path);
+  if (value.length === 0 || value.length > 65_536) throw new UserError('ValidationException', 'A secret value is 1 to 65536 bytes.');
+  return value;
+}
+
+export function registerSecretCommands(program: Command): void {
+  const secret = program.command('secret').description('secret keys: opaque values (passwords, API tokens) hosts fetch whole, versioned and rotated like keys');
+
+  withClientFlags(secret.command('create').description('create a secret key from a value')
+    .requiredOption('--value-file <file>', 'file holding the value (- for stdin)')
+    .option('--description <text>', 'what the secret is for')
+    .option('--alias <name>', 'also create this alias (alias/...)'))
+    .action(async (flags: ClientFlags & { valueFile: string; description?: string; alias?: string }) => {
+      const value = readSecretValue(flags.valueFile);
+      const result = await withClient(flags, async (client) => {
+        const created = await client.extension<{ KeyMetadata: { KeyId: string; Arn: string } }>('CreateSecret',
+          { Description: flags.description, SecretValue: value.toString('base64') });
+        if (flags.alias) await client.kms.send(new CreateAliasCommand({ AliasName: flags.alias, TargetKeyId: created.KeyMetadata.KeyId }));
+        return created;
+      });
+      value.fill(0);
+      printResult(flags, result.KeyMetadata, () => `${result.KeyMetadata.KeyId}${flags.alias ? ` (${flags.alias})` : ''}`);
+    });
+
+  withClientFlags(secret.command('put <key>').description('a new value: a new version (staged through the hosts when the secret is distributed)')
+    .requiredOption('--value-file <file>', 'file holding the value (- for stdin)'))
+    .action(async (key: string, flags: ClientFlags & { valueFile: string }) => {
+      const value = readSecretValue(flags.valueFile);
+      const result = await withClient(flags, (client) => client.extension<{ KeyId: string; Version: number; PendingVersion?: number }>('PutSecretValue',
+        { KeyId: key, SecretValue: value.toString('base64') }));
+      value.fill(0);
+      printResult(flags, result, () => `${result.KeyId}: version ${result.Version}${result.PendingVersion ? ' pending until every host holds it' : ' is the default'}`);
+    });
+
+  withClientFlags(secret.command('get <key>').description('print a secret\'s value (from the key service, or --agent from this host\'s agent)')
+    .option('--at-version <n>', 'a given version (default: the default version)')
+    .option('--agent <socket>', 'ask the host agent on this socket instead of the key service'))
+    .action(async (key: string, flags: ClientFlags & { atVersion?: string; agent?: string }) => {
+      const request = { KeyId: key, Version: flags.atVersion === undefined ? undefined : Number(flags.atVersion) };
+      const result = flags.agent
+        ? await new AgentClient(flags.agent).call<{ SecretValue: string; Version: number; KeyId: string }>('GetSecret', request)
+        : await withClient(flags, (client) => client.extension<{ SecretValue: string; Version: number; KeyId: string }>('GetSecretValue', request));
+      if (flags.json) printResult(flags, result, () => '');
+      else process.stdout.write(Buffer.from(result.SecretValue, 'base64'));
     });
 }
 

@@ -3,7 +3,7 @@
 import type { AccessRequest, Authorizer, Caller, ConditionValue } from '../../shared/auth/index.ts';
 import { rootArn } from '../../shared/auth/index.ts';
 import {
-  CustomerKey, generateAsymmetricPair, hashLength, isAsymmetricSpec, Keyring,
+  CustomerKey, SECRET_KEY_SPEC, generateAsymmetricPair, hashLength, isAsymmetricSpec, Keyring,
   parseCiphertextBlob, randomBytes, randomUuid, sha256, UnsupportedDigestSigningError, zeroize,
   type DataKeyPairSpec, type EncryptionContext, type KeySpec, type MacAlgorithm, type ParsedCiphertext,
 } from '../../shared/crypto/index.ts';
@@ -86,6 +86,8 @@ export interface CreateKeyInput {
   origin?: string;
   multiRegion?: boolean;
   bypassLockoutCheck?: boolean;
+  /** Makes a secret key (spec SECRET, usage SECRET_VALUE) whose first version is this value. */
+  secretValue?: Buffer;
 }
 
 interface AuthorizationExtras {
@@ -284,9 +286,9 @@ export class KeyService {
 
   async createKey(caller: Caller, input: CreateKeyInput): Promise<KeyRecord> {
     await this.#authorizeInAccount(caller, 'kms:CreateKey');
-    const spec = input.keySpec ?? 'SYMMETRIC_DEFAULT';
-    const usage = input.keyUsage ?? defaultUsage(spec);
-    if (!allowedUsages(spec).includes(usage)) {
+    const spec: KeySpec = input.secretValue ? SECRET_KEY_SPEC : input.keySpec ?? 'SYMMETRIC_DEFAULT';
+    const usage: KeyUsage = input.secretValue ? 'SECRET_VALUE' : input.keyUsage ?? defaultUsage(spec);
+    if (!input.secretValue && !allowedUsages(spec).includes(usage)) {
       throw kmsErrors.validation(`KeyUsage ${usage} is not compatible with KeySpec ${spec}.`);
     }
     if (input.origin && input.origin !== 'AWS_KMS') {
@@ -303,7 +305,8 @@ export class KeyService {
     const arn = keyArn(this.#region, caller.accountId, keyId);
     const now = this.#now();
     if (input.policy !== undefined && !input.bypassLockoutCheck) await this.#checkLockout(caller, arn, caller.accountId, input.policy);
-    const material = await this.#keyring.createKeyMaterial(keyId, 1, spec);
+    const material = input.secretValue ? await this.#keyring.wrapKeyMaterial(keyId, 1, spec, input.secretValue)
+      : await this.#keyring.createKeyMaterial(keyId, 1, spec);
     const key: KeyRecord = {
       keyId, accountId: caller.accountId, arn,
       description: input.description ?? '', keySpec: spec, keyUsage: usage, keyState: 'Enabled', origin: 'AWS_KMS',
@@ -718,13 +721,14 @@ export class KeyService {
   }
 
   /** Makes a new version the default (or, staged, the pending version). Old versions keep decrypting. */
-  async #rotate(key: KeyRecord, rotationType: 'AUTOMATIC' | 'ON_DEMAND', staged?: StagedRotationInput): Promise<KeyRecord> {
+  async #rotate(key: KeyRecord, rotationType: 'AUTOMATIC' | 'ON_DEMAND', staged?: StagedRotationInput, secretValue?: Buffer): Promise<KeyRecord> {
     if (key.pendingVersion !== undefined && !staged?.supersede) {
       throw new UserError('ConflictException', `Version ${key.pendingVersion} of ${key.arn} is staged and waiting for hosts; `
         + 'promote it first (trustplane rotation promote, --force to leave missing hosts behind).', 409);
     }
     const version = Math.max(key.currentVersion, key.pendingVersion ?? 0) + 1;
-    const material = await this.#keyring.createKeyMaterial(key.keyId, version, key.keySpec as KeySpec);
+    const material = secretValue ? await this.#keyring.wrapKeyMaterial(key.keyId, version, key.keySpec as KeySpec, secretValue)
+      : await this.#keyring.createKeyMaterial(key.keyId, version, key.keySpec as KeySpec);
     const now = this.#now();
     const patch: KeyPatch = rotationType === 'AUTOMATIC' && key.rotationPeriodInDays
       ? { nextRotationAt: new Date(now.getTime() + key.rotationPeriodInDays * DAY_MS) } : {};
@@ -759,6 +763,33 @@ export class KeyService {
       this.#checkRotatable(key);
       return this.#rotate(key, 'ON_DEMAND', { ...input, reason: 'staged', startedBy: caller.principalArn });
     });
+  }
+
+  /**
+   * A new value for a secret key: a new version, staged through the hosts like any rotation when
+   * the key is distributed, else the default at once.
+   */
+  async putSecretValue(caller: Caller, raw: string, value: Buffer): Promise<KeyRecord> {
+    return this.#retryOnConflict(async () => {
+      const key = await this.#resolveAuthorized(caller, raw, 'kms:RotateKeyOnDemand');
+      if (key.keyUsage !== 'SECRET_VALUE') throw kmsErrors.validation(`${key.arn} is not a secret key; rotate it instead.`);
+      if (key.keyState !== 'Enabled') throw kmsErrors.disabled(key.arn);
+      const staged = this.#stagedRotations?.isDistributed(key.keyId)
+        ? { reason: 'staged', startedBy: caller.principalArn } : undefined;
+      return this.#rotate(key, 'ON_DEMAND', staged, value);
+    });
+  }
+
+  /** A secret key's value (default version unless one is named): for callers allowed kms:Decrypt on it. */
+  async getSecretValue(caller: Caller, raw: string, version?: number): Promise<{ key: KeyRecord; version: number; value: Buffer }> {
+    const key = await this.#resolveAuthorized(caller, raw, 'kms:Decrypt');
+    if (key.keyUsage !== 'SECRET_VALUE') throw kmsErrors.validation(`${key.arn} is not a secret key.`);
+    if (key.keyState !== 'Enabled') throw kmsErrors.disabled(key.arn);
+    const chosen = version ?? key.currentVersion;
+    if (chosen < key.minDecryptVersion || chosen > (key.pendingVersion ?? key.currentVersion)) {
+      throw kmsErrors.validation(`Version ${chosen} of ${key.arn} is not available.`);
+    }
+    return { key, version: chosen, value: (await this.#openVersion(key, chosen)).secretValue() };
   }
 
   /** An event-triggered staged rotation (a host that held the key is gone); no caller authorisation: the fleet decided. */

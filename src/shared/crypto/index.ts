@@ -17,7 +17,7 @@ export {
   MIN_CIPHERTEXT_BLOB_LENGTH, CIPHERTEXT_FORMAT_VERSION, type EncryptionContext, type ParsedCiphertext,
 } from './lib/ciphertext-blob.ts';
 export {
-  CustomerKey, generateKeyMaterial, generateAsymmetricPair, isAsymmetricSpec, isHmacSpec, KEY_SPECS,
+  CustomerKey, SECRET_KEY_SPEC, generateKeyMaterial, generateAsymmetricPair, isAsymmetricSpec, isHmacSpec, KEY_SPECS,
   DATA_KEY_PAIR_SPECS, MAC_HASH, type KeySpec, type DataKeyPairSpec, type MacAlgorithm, type KeyPairDer,
 } from './lib/customer-key.ts';
 export type {

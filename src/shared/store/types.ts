@@ -15,7 +15,8 @@ export const SECRET_PURPOSES = {
 export type SecretPurpose = (typeof SECRET_PURPOSES)[keyof typeof SECRET_PURPOSES];
 
 export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion';
-export type KeyUsage = 'ENCRYPT_DECRYPT' | 'SIGN_VERIFY' | 'GENERATE_VERIFY_MAC';
+/** SECRET_VALUE: a secret key's versions are opaque values (a password, an API token) that hosts fetch whole. */
+export type KeyUsage = 'ENCRYPT_DECRYPT' | 'SIGN_VERIFY' | 'GENERATE_VERIFY_MAC' | 'SECRET_VALUE';
 export type RotationType = 'AUTOMATIC' | 'ON_DEMAND';
 
 export interface KeyRecord {

@@ -5,7 +5,9 @@ import { z } from 'zod';
 import { defineOperation, fields, pageMarkers } from '../../../shared/http/index.ts';
 import { CiphertextError, UserError } from '../../../shared/errors.ts';
 import type { KeyService } from '../service.ts';
-import { ciphertextBlob, context, EXTENSIONS, keyId, limit, marker, plaintext } from './common.ts';
+import { ciphertextBlob, context, EXTENSIONS, keyId, limit, marker, plaintext, tags, toTagRecords } from './common.ts';
+
+const secretValue = fields.blob({ min: 1, max: 65_536 });
 
 const MAX_BATCH_ITEMS = 1000;
 
@@ -23,6 +25,31 @@ async function runItem<T>(work: () => Promise<T>): Promise<ItemResult<T>> {
 
 export function extensionOperations(service: KeyService) {
   return [
+    // Secret keys: versions are opaque values (a password, an API token) hosts fetch whole; rotated like any key.
+    defineOperation({
+      target: `${EXTENSIONS}.CreateSecret`, action: 'kms:CreateKey',
+      input: z.object({ Description: fields.text({ min: 0, max: 8192 }).optional(), SecretValue: secretValue, Tags: tags.optional() }),
+      handle: async (caller, input) => {
+        const key = await service.createKey(caller, { description: input.Description, secretValue: input.SecretValue, tags: toTagRecords(input.Tags) });
+        return { KeyMetadata: service.metadata(key) };
+      },
+    }),
+    defineOperation({
+      target: `${EXTENSIONS}.PutSecretValue`, action: 'kms:RotateKeyOnDemand', input: z.object({ KeyId: keyId, SecretValue: secretValue }),
+      handle: async (caller, input) => {
+        const key = await service.putSecretValue(caller, input.KeyId, input.SecretValue);
+        return { KeyId: key.arn, Version: key.pendingVersion ?? key.currentVersion, DefaultVersion: key.currentVersion,
+          PendingVersion: key.pendingVersion };
+      },
+    }),
+    defineOperation({
+      target: `${EXTENSIONS}.GetSecretValue`, action: 'kms:Decrypt',
+      input: z.object({ KeyId: keyId, Version: fields.integer({ min: 1 }).optional() }),
+      handle: async (caller, input) => {
+        const result = await service.getSecretValue(caller, input.KeyId, input.Version);
+        return { KeyId: result.key.arn, Version: result.version, SecretValue: result.value };
+      },
+    }),
     defineOperation({
       target: `${EXTENSIONS}.ListKeyVersions`, action: 'kms:DescribeKey',
       input: z.object({ KeyId: keyId, Limit: limit, Marker: marker }),

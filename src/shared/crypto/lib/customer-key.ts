@@ -18,7 +18,9 @@ const generateKeyPair = promisify(nodeCrypto.generateKeyPair);
 
 export const KEY_SPECS = ['SYMMETRIC_DEFAULT', 'RSA_2048', 'RSA_3072', 'RSA_4096', 'ECC_NIST_P256', 'ECC_NIST_P384',
   'ECC_NIST_P521', 'ECC_SECG_P256K1', 'HMAC_224', 'HMAC_256', 'HMAC_384', 'HMAC_512'] as const;
-export type KeySpec = typeof KEY_SPECS[number];
+/** Not a KMS key spec (CreateKey refuses it): the spec of secret keys, whose versions are opaque values. */
+export const SECRET_KEY_SPEC = 'SECRET';
+export type KeySpec = typeof KEY_SPECS[number] | typeof SECRET_KEY_SPEC;
 
 export const DATA_KEY_PAIR_SPECS = ['RSA_2048', 'RSA_3072', 'RSA_4096', 'ECC_NIST_P256', 'ECC_NIST_P384',
   'ECC_NIST_P521', 'ECC_SECG_P256K1'] as const;
@@ -177,6 +179,12 @@ export class CustomerKey {
     const expectedLength = hmac(MAC_HASH[algorithm], Buffer.alloc(0), Buffer.alloc(0)).length;
     if (mac.length !== expectedLength) return false;
     return verifyHmac(MAC_HASH[algorithm], this.#requireSymmetric(), Buffer.from(message), mac);
+  }
+
+  /** A secret key's value (a copy, for the caller to zero); only secret keys give theirs out. */
+  secretValue(): Buffer {
+    if (this.spec !== SECRET_KEY_SPEC) throw new TypeError('not a secret key');
+    return Buffer.from(this.#requireSymmetric());
   }
 
   publicKeyDer(): Buffer {

@@ -111,6 +111,11 @@ export class Keyring {
     }
   }
 
+  /** Wraps material the caller supplies (a secret key's value); the caller zeroes its copy. */
+  async wrapKeyMaterial(keyId: string, version: number, spec: KeySpec, secret: Uint8Array): Promise<NewKeyMaterial> {
+    return { material: await this.#module.wrap(secret, customerKeyAad(keyId, version, spec)) };
+  }
+
   /** The unwrapped key version if it is cached, so callers can skip reading the wrapped copy. */
   cachedKey(keyId: string, version: number): CustomerKey | undefined {
     const cacheKey = `${keyId}/${version}`;
