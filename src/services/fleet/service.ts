@@ -77,6 +77,7 @@ export class FleetService {
   readonly #options: FleetServiceOptions;
   readonly #now: () => Date;
   readonly #serverContexts = new Map<string, Promise<{ context: SecureContext; notAfter: Date }>>();
+  readonly #audiences = new Map<string, { revision: number; entitled: string[] }>();
 
   constructor(options: FleetServiceOptions) {
     this.#options = options;
@@ -353,13 +354,22 @@ export class FleetService {
 
   // ---- two-phase rotation --------------------------------------------------------------------
 
-  /** Active hosts entitled to a key, and what every host of the account holds of it. */
-  async #keyAudience(accountId: string, keyId: string) {
+  /**
+   * Active hosts entitled to a key. Acknowledgements change no class, grant or host, so the answer
+   * is reused while the change feed stands still: a rotation's N acks do not each re-read the fleet.
+   */
+  async #keyAudience(accountId: string, keyId: string): Promise<{ entitled: string[] }> {
+    const revision = await this.#options.store.latestRevision();
+    const cached = this.#audiences.get(keyId);
+    if (cached && cached.revision === revision) return cached;
     const classes = classesByName(await this.#options.store.listClasses(accountId));
     const hosts = await this.#options.store.listHosts(accountId);
     const entitled = hosts.filter((host) => host.status === 'active' && entitledKeyIds(classes, host.classes).includes(keyId))
       .map((host) => host.hostId);
-    return { entitled, hosts };
+    if (this.#audiences.size > 10_000) this.#audiences.clear();
+    const audience = { revision, entitled };
+    this.#audiences.set(keyId, audience);
+    return audience;
   }
 
   async #status(keyId: string): Promise<RotationStatus | undefined> {
