@@ -2,6 +2,7 @@
 // stream (Server-Sent Events) that resumes from the last revision, reconnects with jittered
 // backoff, acknowledges what it stores, and renews the certificate at two thirds of its life.
 // Must never accept key material not sealed to this host's key ring key for this revision.
+import type { IncomingMessage } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
@@ -9,7 +10,7 @@ import {
   generateAsymmetricPair, generateHpkeKeyPair, hpkeOpen, importPrivateKeyDer, privateKeyToPem, signMessage, zeroize,
 } from '../shared/crypto/index.ts';
 import {
-  fleetServerName, keyRingAad, KEY_RING_HPKE_INFO, unpackMaterial, type AckRequest, type HelloMessage, type RingMessage,
+  enrollmentProofMessage, fleetServerName, keyRingAad, KEY_RING_HPKE_INFO, renewalProofMessage, unpackMaterial, type AckRequest, type HelloMessage, type RingMessage,
 } from '../shared/fleet-wire.ts';
 import { UserError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
@@ -17,8 +18,6 @@ import type { AgentKeyRing } from './key-ring.ts';
 import type { AgentIdentity, AgentState } from './state.ts';
 
 export const AGENT_VERSION = '0.1.0';
-const ENROLL_PROOF_CONTEXT = 'trustplane-enroll-v1\n';
-const RENEW_PROOF_CONTEXT = 'trustplane-renew-v1\n';
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 30_000;
 /** The server sends a keep-alive every 15 s: silence for longer than this means a dead connection. */
@@ -26,13 +25,29 @@ const SILENCE_LIMIT_MS = 45_000;
 
 interface JsonReply { status: number; body: Record<string, unknown> }
 
+/** A reply body as an object; one that is not JSON is empty (the status then says what happened). */
+function parseReply(status: number, text: string): JsonReply {
+  try {
+    return { status, body: JSON.parse(text) as Record<string, unknown> };
+  } catch {
+    return { status, body: {} };
+  }
+}
+
+/** Reads a whole response of the mutual-TLS listener. */
+function readReply(res: IncomingMessage): Promise<JsonReply> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (chunk: Buffer) => chunks.push(chunk));
+    res.on('end', () => resolve(parseReply(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'))));
+    res.on('error', reject);
+  });
+}
+
 async function postJson(url: string, body: unknown): Promise<JsonReply> {
   const response = await fetch(url, { method: body === undefined ? 'GET' : 'POST', headers: { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(30_000) });
-  const text = await response.text();
-  let parsed: Record<string, unknown> = {};
-  try { parsed = JSON.parse(text) as Record<string, unknown>; } catch { /* not JSON: reported by status */ }
-  return { status: response.status, body: parsed };
+  return parseReply(response.status, await response.text());
 }
 
 /** Times on the wire are epoch seconds (as in the AWS JSON protocol) or ISO text. */
@@ -52,7 +67,7 @@ export async function enroll(state: AgentState, serverUrl: string, joinToken: st
   const keyRingPair = await generateHpkeKeyPair();
   try {
     const proof = signMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPrivateKeyDer(identityPair.privateKeyDer),
-      Buffer.from(`${ENROLL_PROOF_CONTEXT}${joinToken}\n${keyRingPair.publicKey.toString('base64')}`));
+      enrollmentProofMessage(joinToken, keyRingPair.publicKey));
     const reply = await postJson(new URL('/v1/fleet/enroll', serverUrl).toString(), { JoinToken: joinToken,
       PublicKey: identityPair.publicKeyDer.toString('base64'), HpkePublicKey: keyRingPair.publicKey.toString('base64'),
       Proof: proof.toString('base64'), Name: name, AgentVersion: AGENT_VERSION });
@@ -70,8 +85,6 @@ export async function enroll(state: AgentState, serverUrl: string, joinToken: st
 }
 
 export interface FleetClientEvents {
-  /** The key ring changed (and was saved). */
-  onChange(): void;
   /** The server says this host is removed or quarantined: wipe everything. */
   onRevoked(reason: string): void;
   onConnected(connected: boolean): void;
@@ -89,6 +102,8 @@ export class FleetClient {
   #abort?: () => void;
   #wake?: () => void;
   #renewTimer?: NodeJS.Timeout;
+  /** The TLS options of the current stream (port learnt for it), reused by calls made while it runs. */
+  #streamOptions?: RequestOptions;
   connected = false;
 
   constructor(options: { state: AgentState; ring: AgentKeyRing; logger: Logger; events: FleetClientEvents; identity: AgentIdentity }) {
@@ -123,6 +138,7 @@ export class FleetClient {
         this.#logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'fleet connection failed');
       } finally {
         this.#setConnected(false);
+        this.#streamOptions = undefined;
       }
       if (this.#stopped) break;
       // A connection that lived a while resets the backoff: the server was there.
@@ -164,19 +180,12 @@ export class FleetClient {
   }
 
   async #call(path: string, body: unknown): Promise<Record<string, unknown>> {
-    const options = await this.#tlsOptions();
+    const options = this.#streamOptions ?? await this.#tlsOptions();
     const payload = Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
       const req = httpsRequest({ ...options, method: 'POST', path, headers: { 'content-type': 'application/json', 'content-length': payload.length },
         timeout: 30_000 }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('end', () => {
-          let parsed: Record<string, unknown> = {};
-          try { parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>; } catch { /* reported below */ }
-          if (res.statusCode === 200) resolve(parsed);
-          else reject(errorOf({ status: res.statusCode ?? 0, body: parsed }));
-        });
+        readReply(res).then((reply) => (reply.status === 200 ? resolve(reply.body) : reject(errorOf(reply))), reject);
       });
       req.on('timeout', () => req.destroy(new Error(`${path} timed out`)));
       req.on('error', reject);
@@ -191,6 +200,8 @@ export class FleetClient {
   /** One stream: resolves when the server ends it, rejects on errors (typed, when the server said why). */
   async #stream(): Promise<void> {
     const options = await this.#tlsOptions();
+    // Acks and renewals on this stream go where it went: no second lookup of the port per call.
+    this.#streamOptions = options;
     await new Promise<void>((resolve, reject) => {
       let settled = false;
       const finish = (error?: unknown) => {
@@ -204,13 +215,7 @@ export class FleetClient {
       const req = httpsRequest({ ...options, method: 'GET', path: '/v1/agent/stream',
         headers: { accept: 'text/event-stream', 'last-event-id': String(this.#ring.revision) } }, (res) => {
         if (res.statusCode !== 200) {
-          const chunks: Buffer[] = [];
-          res.on('data', (chunk: Buffer) => chunks.push(chunk));
-          res.on('end', () => {
-            let parsed: Record<string, unknown> = {};
-            try { parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>; } catch { /* by status */ }
-            finish(errorOf({ status: res.statusCode ?? 0, body: parsed }));
-          });
+          readReply(res).then((reply) => finish(errorOf(reply)), finish);
           return;
         }
         const resetSilence = () => {
@@ -275,7 +280,6 @@ export class FleetClient {
       }
       const applied = this.#ring.apply(message, materials);
       this.#save();
-      this.#events.onChange();
       this.#logger.info({ revision: message.Revision, keys: message.Keys.length, removed: message.Removed.length }, 'key ring updated');
       await this.#ack({ Revision: message.Revision, Holds: applied.holds, Removed: applied.removed });
     } finally {
@@ -316,7 +320,7 @@ export class FleetClient {
     const pair = await generateAsymmetricPair('ECC_NIST_P256');
     try {
       const proof = signMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPrivateKeyDer(pair.privateKeyDer),
-        Buffer.from(`${RENEW_PROOF_CONTEXT}${this.#identity.HostId}`));
+        renewalProofMessage(this.#identity.HostId));
       const reply = await this.#call('/v1/agent/renew', { PublicKey: pair.publicKeyDer.toString('base64'), Proof: proof.toString('base64') });
       const identity = { ...this.#identity, Certificate: String(reply.Certificate), CertificateExpiresAt: wireTime(reply.CertificateExpiresAt),
         CertificateReceivedAt: new Date().toISOString() };
@@ -324,6 +328,7 @@ export class FleetClient {
       this.#state.saveRenewal(identity, pem);
       this.#identity = identity;
       this.#identityKeyPem = pem;
+      this.#streamOptions = undefined;
       this.#logger.info({ notAfter: identity.CertificateExpiresAt }, 'host certificate renewed');
       // The stream still runs on the old certificate, which the server no longer accepts: reconnect with the new one.
       this.#abort?.();

@@ -56,7 +56,6 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   let api: AgentSocketApi | undefined;
   let stopped = false;
   const client: FleetClient = new FleetClient({ state, ring, logger, identity, events: {
-    onChange: () => undefined,
     onConnected: (connected) => logger.info({ connected }, connected ? 'connected to the server' : 'disconnected from the server'),
     onRevoked: (reason) => {
       logger.error({ reason }, 'this host was revoked: wiping its key ring cache and identity');

@@ -3,6 +3,7 @@
 // Must never hand out material: operations run here and only their results leave.
 import { CustomerKey, zeroize, type KeySpec } from '../shared/crypto/index.ts';
 import type { Holdings, PackedMaterial, RingKey, RingMessage } from '../shared/fleet-wire.ts';
+import { parseKeyReference } from '../services/kms/domain/identifiers.ts';
 
 export type KeyDescriptor = Omit<RingKey, 'NewVersions'>;
 
@@ -92,12 +93,9 @@ export class AgentKeyRing {
 
   /** A key by id, ARN or alias (alias/NAME or its ARN). */
   find(reference: string): HeldKey | undefined {
-    const byId = this.#keys.get(reference);
-    if (byId) return byId;
-    const arnKey = /^arn:aws:kms:[^:]*:\d{12}:key\/(.+)$/.exec(reference)?.[1];
-    if (arnKey) return this.#keys.get(arnKey);
-    const alias = /^arn:aws:kms:[^:]*:\d{12}:(alias\/.+)$/.exec(reference)?.[1] ?? reference;
-    const keyId = this.#aliases.get(alias);
+    const parsed = parseKeyReference(reference);
+    if (parsed.kind === 'key') return this.#keys.get(parsed.keyId);
+    const keyId = parsed.kind === 'alias' ? this.#aliases.get(parsed.aliasName) : undefined;
     return keyId ? this.#keys.get(keyId) : undefined;
   }
 

@@ -1,7 +1,9 @@
 // The agent's state directory: its identity (certificate and keys), its host-local cache key and
 // the key ring cache encrypted under it. Every file is 0600 in a 0700 directory, written durably.
 // Must never write key material except encrypted under the host-local key.
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LENGTH, GCM_TAG_LENGTH, randomBytes, zeroize } from '../shared/crypto/index.ts';
 import { UserError } from '../shared/errors.ts';
@@ -118,14 +120,15 @@ export class AgentState {
     for (const name of [CACHE_FILE, LOCAL_KEY_FILE, KEY_RING_KEY_FILE, IDENTITY_KEY_FILE, IDENTITY_FILE]) {
       const path = join(this.dir, name);
       if (!existsSync(path)) continue;
-      // Overwrite before unlinking: the bytes do not linger in the file's blocks for a casual reader.
-      const size = statSync(path).size;
-      writeFileDurably(path, Buffer.alloc(size));
+      // Overwritten in place (not replaced by a new file) before unlinking: the bytes do not linger in its blocks for a casual reader.
+      const file = openSync(path, 'r+');
+      try {
+        writeSync(file, Buffer.alloc(fstatSync(file).size), 0);
+        fsyncSync(file);
+      } finally {
+        closeSync(file);
+      }
       rmSync(path, { force: true });
     }
-  }
-
-  hasCache(): boolean {
-    return existsSync(join(this.dir, CACHE_FILE));
   }
 }

@@ -10,6 +10,11 @@ export function printResult(options: OutputOptions, json: unknown, human: () => 
   process.stdout.write(options.json ? `${JSON.stringify(json, null, 2)}\n` : `${human()}\n`);
 }
 
+/** A time as the AWS JSON protocol sends it (epoch seconds), as ISO 8601; '' when absent. */
+export function epochToIso(seconds: unknown): string {
+  return seconds === undefined || seconds === null ? '' : new Date(Number(seconds) * 1000).toISOString();
+}
+
 /** One line, "trustplane: Code: message", and a non-zero exit. */
 export function failWith(error: unknown): never {
   const record = error as { name?: string; code?: unknown; message?: string };

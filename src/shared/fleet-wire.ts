@@ -22,6 +22,16 @@ export function parseHostUri(uri: string): { accountId: string; hostId: string }
   return match ? { accountId: match[1], hostId: match[2] } : undefined;
 }
 
+/** What an enrolling host signs with its identity key: the token and the key ring (HPKE) key keys will be sealed to. */
+export function enrollmentProofMessage(joinToken: string, hpkePublicKey: Uint8Array): Buffer {
+  return Buffer.from(`trustplane-enroll-v1\n${joinToken}\n${Buffer.from(hpkePublicKey).toString('base64')}`);
+}
+
+/** What a renewing agent signs with its new identity key. */
+export function renewalProofMessage(hostId: string): Buffer {
+  return Buffer.from(`trustplane-renew-v1\n${hostId}`);
+}
+
 export const KEY_RING_HPKE_INFO = 'trustplane fleet key ring v1';
 
 /** What the sealed part of a push is bound to: the host and the revision it carries. */

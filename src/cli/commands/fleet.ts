@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { parseDurationSeconds } from '../../shared/config.ts';
 import { UserError } from '../../shared/errors.ts';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
-import { printResult } from '../output.ts';
+import { epochToIso, printResult } from '../output.ts';
 import { describeRotation, rotationStatusJson, type RotationStatusView } from './key.ts';
 
 interface ClassView {
@@ -77,7 +77,7 @@ export function registerFleetCommands(program: Command): void {
       // The interface scripts read: an array of {HostId, Classes, LastSeen, Keys}.
       printResult(flags, result.Hosts.map((entry) => ({ HostId: entry.HostId, Classes: entry.Classes, LastSeen: entry.LastSeen, Keys: entry.Keys })),
         () => (result.Hosts.length === 0 ? '(no hosts)' : result.Hosts.map((entry) =>
-          `${entry.HostId}  ${entry.Name}  classes: ${entry.Classes.join(',')}  last seen: ${entry.LastSeen ? new Date(Number(entry.LastSeen) * 1000).toISOString() : 'never'}`).join('\n')));
+          `${entry.HostId}  ${entry.Name}  classes: ${entry.Classes.join(',')}  last seen: ${epochToIso(entry.LastSeen) || 'never'}`).join('\n')));
     });
 
   withClientFlags(host.command('show').argument('<host-id>'))
@@ -86,7 +86,7 @@ export function registerFleetCommands(program: Command): void {
       const view = result.Host;
       printResult(flags, result, () => [`host ${view.HostId} (${view.Name}), ${view.Status}`, `classes: ${view.Classes.join(', ')}`,
         `may hold: ${(view.EntitledKeyIds ?? []).join(', ') || '-'}`, `agent: ${view.AgentVersion ?? 'unknown'}`,
-        `certificate expires: ${new Date(Number(view.CertificateExpiresAt) * 1000).toISOString()}`].join('\n'));
+        `certificate expires: ${epochToIso(view.CertificateExpiresAt)}`].join('\n'));
     });
 
   withClientFlags(host.command('set-classes').argument('<host-id>').argument('<classes>', 'comma-separated classes'))
@@ -118,16 +118,15 @@ export function registerFleetCommands(program: Command): void {
     .action(async (flags: ClientFlags & { format: string }) => {
       if (flags.format !== 'json' && flags.format !== 'csv') throw new UserError('ValidationException', `--format must be json or csv, got '${flags.format}'.`);
       const result = await withClient(flags, (client) => client.fleet<{ Hosts: HostView[] }>('ListHosts'));
-      const time = (seconds: unknown) => (seconds === undefined || seconds === null ? '' : new Date(Number(seconds) * 1000).toISOString());
       if (flags.format === 'json') {
-        process.stdout.write(`${JSON.stringify(result.Hosts.map((entry) => ({ ...entry, LastSeen: time(entry.LastSeen) || null,
-          CertificateExpiresAt: time(entry.CertificateExpiresAt) })), null, 2)}\n`);
+        process.stdout.write(`${JSON.stringify(result.Hosts.map((entry) => ({ ...entry, LastSeen: epochToIso(entry.LastSeen) || null,
+          CertificateExpiresAt: epochToIso(entry.CertificateExpiresAt) })), null, 2)}\n`);
         return;
       }
       const quote = (value: string) => (/[",\n]/.test(value) ? `"${value.replaceAll('"', '""')}"` : value);
       const rows = [['host_id', 'name', 'status', 'classes', 'last_seen', 'agent_version', 'key_id', 'version']];
       for (const entry of result.Hosts) {
-        const base = [entry.HostId, entry.Name, entry.Status, entry.Classes.join(' '), time(entry.LastSeen), entry.AgentVersion ?? ''];
+        const base = [entry.HostId, entry.Name, entry.Status, entry.Classes.join(' '), epochToIso(entry.LastSeen), entry.AgentVersion ?? ''];
         const held = Object.entries(entry.Keys ?? {}).flatMap(([keyId, versions]) => versions.map((version) => [keyId, String(version)]));
         for (const pair of held.length > 0 ? held : [['', '']]) rows.push([...base, ...pair]);
       }

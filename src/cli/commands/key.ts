@@ -8,7 +8,7 @@ import {
 } from '@aws-sdk/client-kms';
 import type { KeyServiceClient } from '../../clients/kms.ts';
 import { collect, parseKeyValuePairs, withClient, withClientFlags, type ClientFlags } from '../client.ts';
-import { printResult } from '../output.ts';
+import { epochToIso, printResult } from '../output.ts';
 import { readFileSync } from 'node:fs';
 import { AgentClient } from '../../clients/agent.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
@@ -126,7 +126,7 @@ export function registerKeyCommands(program: Command): void {
           marker = page.NextMarker;
         }
         printResult(flags, { ...first, Versions: versions, NextMarker: undefined }, () => versions.map((version) =>
-          `v${version.Version}  ${new Date(version.CreationDate * 1000).toISOString()}  ${version.RotationType ?? 'CREATED'}${version.Default ? '  default' : ''}${version.DecryptionAllowed ? '' : '  decryption refused'}`).join('\n'));
+          `v${version.Version}  ${epochToIso(version.CreationDate)}  ${version.RotationType ?? 'CREATED'}${version.Default ? '  default' : ''}${version.DecryptionAllowed ? '' : '  decryption refused'}`).join('\n'));
       });
     });
 
@@ -262,5 +262,5 @@ export function describeRotation(status: RotationStatusView): string {
   return [`${status.KeyId}: version ${status.PendingVersion} is pending (default stays ${status.DefaultVersion})`,
     `acknowledged: ${status.Acknowledged.length} host(s)${status.Acknowledged.length > 0 ? ` (${status.Acknowledged.join(', ')})` : ''}`,
     `missing: ${status.Missing.length} host(s)${status.Missing.length > 0 ? ` (${status.Missing.join(', ')})` : ''}`,
-    ...(status.PromoteAfter ? [`promoted anyway at ${new Date(status.PromoteAfter * 1000).toISOString()}`] : [])].join('\n');
+    ...(status.PromoteAfter ? [`promoted anyway at ${epochToIso(status.PromoteAfter)}`] : [])].join('\n');
 }

@@ -5,52 +5,11 @@ import { hpkeSeal, zeroize, type Keyring, type KeySpec } from '../../shared/cryp
 import {
   keyRingAad, KEY_RING_HPKE_INFO, packMaterial, type PackedMaterial, type RingKey, type RingMessage,
 } from '../../shared/fleet-wire.ts';
-import type { FleetChange, FleetStore, HostClassRecord, HostRecord, Store } from '../../shared/store/index.ts';
+import type { FleetStore, HostRecord, Store } from '../../shared/store/index.ts';
 import { classesByName, entitledKeyIds } from './domain/classes.ts';
-
-/** Which keys a batch of changes touches for one host: all of them, some, or the host is gone. */
-export type RingScope = { kind: 'all' } | { kind: 'keys'; keyIds: Set<string> } | { kind: 'revoked' };
+import type { RingScope } from './domain/ring-scope.ts';
 
 const MAX_ALIASES_PER_KEY = 100;
-
-/** The classes a host is in and all their ancestors. */
-function lineage(classes: ReadonlyMap<string, HostClassRecord>, names: readonly string[]): Set<string> {
-  const seen = new Set<string>();
-  for (const name of names) {
-    let current = classes.get(name);
-    while (current && !seen.has(current.name)) {
-      seen.add(current.name);
-      current = current.parent === undefined ? undefined : classes.get(current.parent);
-    }
-  }
-  return seen;
-}
-
-/**
- * What `changes` mean for `host` (which holds `heldKeyIds`): nothing (undefined), some keys, a
- * full look at its ring (its classes changed), or revoked (removed or no longer active).
- */
-export function scopeOfChanges(changes: readonly FleetChange[], host: HostRecord | undefined, hostId: string,
-  classes: ReadonlyMap<string, HostClassRecord>, heldKeyIds: ReadonlySet<string>): RingScope | undefined {
-  if (!host || host.status !== 'active') return { kind: 'revoked' };
-  const mine = lineage(classes, host.classes);
-  const entitled = new Set(entitledKeyIds(classes, host.classes));
-  const keyIds = new Set<string>();
-  for (const change of changes) {
-    if (change.hostId === hostId) {
-      if (change.kind === 'host-removed') return { kind: 'revoked' };
-      return { kind: 'all' };
-    }
-    if ((change.kind === 'key-granted' || change.kind === 'key-revoked') && change.className && mine.has(change.className) && change.keyId) {
-      keyIds.add(change.keyId);
-    } else if (change.kind === 'key-revoked' && change.keyId && heldKeyIds.has(change.keyId)) {
-      keyIds.add(change.keyId);
-    } else if (change.kind === 'key-changed' && change.keyId && (entitled.has(change.keyId) || heldKeyIds.has(change.keyId))) {
-      keyIds.add(change.keyId);
-    }
-  }
-  return keyIds.size > 0 ? { kind: 'keys', keyIds } : undefined;
-}
 
 export class KeyRingDistributor {
   readonly #keys: Store;

@@ -7,7 +7,8 @@ import type { HelloMessage, RingMessage } from '../../shared/fleet-wire.ts';
 import type { Logger } from '../../shared/log.ts';
 import type { FleetChange, FleetStore, HostRecord } from '../../shared/store/index.ts';
 import { classesByName } from './domain/classes.ts';
-import { scopeOfChanges, type KeyRingDistributor, type RingScope } from './distribution.ts';
+import type { KeyRingDistributor } from './distribution.ts';
+import { mergeScopes, scopeOfChanges, type RingScope } from './domain/ring-scope.ts';
 
 const FEED_BATCH = 1000;
 const TAIL_INTERVAL_MS = 1000;
@@ -71,13 +72,6 @@ class AgentStream {
   }
 }
 
-function mergeScopes(a: RingScope | undefined, b: RingScope): RingScope {
-  if (!a) return b;
-  if (a.kind === 'revoked' || b.kind === 'revoked') return { kind: 'revoked' };
-  if (a.kind === 'all' || b.kind === 'all') return { kind: 'all' };
-  return { kind: 'keys', keyIds: new Set([...a.keyIds, ...b.keyIds]) };
-}
-
 export class FleetPushHub {
   readonly #store: FleetStore;
   readonly #distributor: KeyRingDistributor;
@@ -104,10 +98,6 @@ export class FleetPushHub {
     for (const timer of this.#timers) clearInterval(timer);
     for (const streams of this.#streams.values()) for (const stream of streams) stream.close();
     this.#streams.clear();
-  }
-
-  get connectedHosts(): number {
-    return this.#streams.size;
   }
 
   /** Reads the feed past what was seen and queues what it means for each connected agent. */

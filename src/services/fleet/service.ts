@@ -6,9 +6,12 @@ import type { SecureContext } from 'node:tls';
 import { createSecureContext } from 'node:tls';
 import {
   certificateToPem, createCertificateAuthority, describeCertificate, generateAsymmetricPair, importPublicKeyDer, isHpkePublicKey,
-  isP256PublicKey, issueCertificate, normalizeSerial, privateKeyToPem, randomBytes, sha256, verifyMessage, zeroize, type Keyring,
+  isP256PublicKey, issueCertificate, normalizeSerial, privateKeyToPem, randomBytes, sha256, verifyMessage, zeroize,
+  type IssueCertificateInput, type Keyring,
 } from '../../shared/crypto/index.ts';
-import { accountFromServerName, fleetServerName, hostUri, parseHostUri, type AckRequest } from '../../shared/fleet-wire.ts';
+import {
+  accountFromServerName, enrollmentProofMessage, fleetServerName, hostUri, parseHostUri, renewalProofMessage, type AckRequest,
+} from '../../shared/fleet-wire.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
@@ -31,15 +34,6 @@ const SERVER_CERTIFICATE_RENEW_MS = DAY_MS;
 const CA_VALIDITY_DAYS = 3650;
 /** The purpose the CA's private key is wrapped for (with the account id). */
 const FLEET_CA_KEY_PURPOSE = SECRET_PURPOSES.fleetCaKey;
-/** What an enrolling host signs with its new key: proof that it holds the key it asks a certificate for. */
-export const ENROLL_PROOF_CONTEXT = 'trustplane-enroll-v1\n';
-/** What an agent renewing its certificate signs with its new key (and presents its current certificate for). */
-export const RENEW_PROOF_CONTEXT = 'trustplane-renew-v1\n';
-
-/** The enrolment proof: the identity key signs the token and the key ring (HPKE) key it asks keys to be sealed to. */
-export function enrollmentProofMessage(joinToken: string, hpkePublicKey: Uint8Array): Buffer {
-  return Buffer.from(`${ENROLL_PROOF_CONTEXT}${joinToken}\n${Buffer.from(hpkePublicKey).toString('base64')}`);
-}
 
 export interface EnrollInput {
   joinToken: string;
@@ -237,17 +231,21 @@ export class FleetService {
       fleetPort: this.#options.fleetPort?.(), serverName: fleetServerName(token.accountId) };
   }
 
-  async #issueHostCertificate(accountId: string, hostId: string, publicKeyDer: Buffer, now: Date) {
-    const authority = await this.#authority(accountId);
-    const caKey = await this.#options.keyring.unsafeUnwrapSecret(FLEET_CA_KEY_PURPOSE, accountId, authority.privateKey);
+  /** Signs a certificate with the account's CA key, unwrapped only for this and zeroed after. */
+  async #issueFromAuthority(authority: CertificateAuthorityRecord, input: Omit<IssueCertificateInput, 'authority'>) {
+    const caKey = await this.#options.keyring.unsafeUnwrapSecret(FLEET_CA_KEY_PURPOSE, authority.accountId, authority.privateKey);
     try {
-      const issued = await issueCertificate({ authority: { certificateDer: authority.certificateDer, privateKeyPkcs8: caKey },
-        subjectPublicKeyDer: publicKeyDer, commonName: hostId, usage: 'client', uris: [hostUri(accountId, hostId)],
-        validityDays: this.#certificateLifetimeDays, now });
-      return { issued, authority };
+      return await issueCertificate({ ...input, authority: { certificateDer: authority.certificateDer, privateKeyPkcs8: caKey } });
     } finally {
       zeroize(caKey);
     }
+  }
+
+  async #issueHostCertificate(accountId: string, hostId: string, publicKeyDer: Buffer, now: Date) {
+    const authority = await this.#authority(accountId);
+    const issued = await this.#issueFromAuthority(authority, { subjectPublicKeyDer: publicKeyDer, commonName: hostId, usage: 'client',
+      uris: [hostUri(accountId, hostId)], validityDays: this.#certificateLifetimeDays, now });
+    return { issued, authority };
   }
 
   /** Where agents connect: the port of the mutual-TLS listener (the host is the one they enrolled at). */
@@ -279,16 +277,14 @@ export class FleetService {
     const authority = await this.#options.store.getCertificateAuthority(accountId);
     if (!authority) throw new Error(`account ${accountId} has no fleet CA yet`);
     const pair = await generateAsymmetricPair('ECC_NIST_P256');
-    const caKey = await this.#options.keyring.unsafeUnwrapSecret(FLEET_CA_KEY_PURPOSE, accountId, authority.privateKey);
     try {
-      const issued = await issueCertificate({ authority: { certificateDer: authority.certificateDer, privateKeyPkcs8: caKey },
-        subjectPublicKeyDer: pair.publicKeyDer, commonName: fleetServerName(accountId), usage: 'server',
-        dnsNames: [fleetServerName(accountId)], validityDays: SERVER_CERTIFICATE_DAYS, now: this.#now() });
+      const issued = await this.#issueFromAuthority(authority, { subjectPublicKeyDer: pair.publicKeyDer, commonName: fleetServerName(accountId),
+        usage: 'server', dnsNames: [fleetServerName(accountId)], validityDays: SERVER_CERTIFICATE_DAYS, now: this.#now() });
       const context = createSecureContext({ key: privateKeyToPem(pair.privateKeyDer), cert: certificateToPem(issued.certificateDer),
         ca: certificateToPem(authority.certificateDer), minVersion: 'TLSv1.3' });
       return { context, notAfter: issued.notAfter };
     } finally {
-      zeroize(caKey, pair.privateKeyDer);
+      zeroize(pair.privateKeyDer);
     }
   }
 
@@ -317,18 +313,12 @@ export class FleetService {
 
   /** An agent's acknowledgement: what it now holds. Staged versions it completes are promoted. */
   async acknowledge(host: HostRecord, ack: AckRequest): Promise<{ promoted: Array<{ keyId: string; version: number }> }> {
-    const now = this.#now();
-    const holdings = ack.Full ? { ...ack.Holds } : ack.Holds;
-    const removed = ack.Removed ?? [];
-    if (ack.Full) {
-      // A full report replaces everything: keys it no longer mentions are gone from the host.
-      const before = await this.#options.store.holdingsOf(host.hostId);
-      for (const keyId of Object.keys(before)) if (!(keyId in holdings)) removed.push(keyId);
-    }
-    await this.#options.store.recordHoldings(host.hostId, holdings, removed, ack.Revision, now);
-    if (ack.AgentVersion && ack.AgentVersion !== host.agentVersion) await this.#options.store.touchHost(host.hostId, now, ack.AgentVersion);
+    // A full report replaces everything: keys it no longer mentions are gone from the host.
+    const removed = ack.Full ? Object.keys(await this.#options.store.holdingsOf(host.hostId)).filter((keyId) => !(keyId in ack.Holds))
+      : ack.Removed ?? [];
+    await this.#options.store.recordHoldings(host.hostId, ack.Holds, removed, ack.Revision, this.#now(), ack.AgentVersion);
     const promoted: Array<{ keyId: string; version: number }> = [];
-    for (const keyId of Object.keys(holdings)) {
+    for (const keyId of Object.keys(ack.Holds)) {
       const version = await this.#promoteIfComplete(keyId);
       if (version !== undefined) promoted.push({ keyId, version });
     }
@@ -341,7 +331,7 @@ export class FleetService {
       throw new UserError('ValidationException', 'PublicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 key (base64).');
     }
     const proven = verifyMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPublicKeyDer(publicKeyDer),
-      Buffer.from(`${RENEW_PROOF_CONTEXT}${host.hostId}`), proof);
+      renewalProofMessage(host.hostId), proof);
     if (!proven) throw new UserError('InvalidProofException', 'Proof is not a signature of the host id by the new key.');
     const now = this.#now();
     const { issued } = await this.#issueHostCertificate(host.accountId, host.hostId, publicKeyDer, now);
@@ -466,12 +456,14 @@ export class FleetService {
     }
   }
 
-  /** Rotates (staged) every key `lostKeyIds` a departed host or class held, where the key asks for it. */
+  /**
+   * Rotates (staged) every key a departed host or class held, where the key asks for it. The
+   * caller then promotes what is complete: the departure may leave no host to wait for.
+   */
   async #rotateAfterLoss(keyIds: Iterable<string>, reason: string): Promise<void> {
     for (const keyId of new Set(keyIds)) {
       try {
-        const rotated = await this.#options.keys.rotateKeyForEvent(keyId, reason, 'trustplane:fleet');
-        if (rotated) await this.#promoteIfComplete(keyId);
+        await this.#options.keys.rotateKeyForEvent(keyId, reason, 'trustplane:fleet');
       } catch (error) {
         this.#options.logger.error({ err: error, keyId, reason }, 'event-triggered rotation failed');
       }
@@ -508,7 +500,7 @@ export class FleetService {
     // Keys the host held and may no longer hold: it had their material, so they rotate (where the key asks for it).
     const after = new Set(entitledKeyIds(classesByName(await this.#options.store.listClasses(caller.accountId)), classes));
     await this.#rotateAfterLoss([...before].filter((keyId) => !after.has(keyId)), 'class-revoked');
-    await this.#promoteCompleteRotations();
+    await this.#promoteCompleteRotations(caller.accountId);
   }
 
   async removeHost(caller: Caller, hostId: string): Promise<void> {
@@ -518,10 +510,12 @@ export class FleetService {
     this.#options.logger.info({ hostId, keys: held.length }, 'host removed');
     await this.#rotateAfterLoss(held, 'host-removed');
     // A rotation may have been waiting only for this host.
-    await this.#promoteCompleteRotations();
+    await this.#promoteCompleteRotations(caller.accountId);
   }
 
-  async #promoteCompleteRotations(): Promise<void> {
-    for (const rotation of await this.#options.store.pendingRotations()) await this.#promoteIfComplete(rotation.keyId);
+  async #promoteCompleteRotations(accountId: string): Promise<void> {
+    for (const rotation of await this.#options.store.pendingRotations()) {
+      if (rotation.accountId === accountId) await this.#promoteIfComplete(rotation.keyId);
+    }
   }
 }

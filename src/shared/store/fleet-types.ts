@@ -114,9 +114,9 @@ export interface FleetStore {
   /** A host by id alone (the mTLS listener learns the id from the certificate). */
   findHost(hostId: string): Promise<HostRecord | undefined>;
   replaceHostCertificate(hostId: string, serial: string, notAfter: Date, publicKeyDer: Buffer): Promise<boolean>;
-  /** Records what a host holds of the given keys (replacing what it held of them) and that it was seen. */
-  recordHoldings(hostId: string, holdings: HostHoldings, removedKeyIds: string[], revision: number, now: Date): Promise<boolean>;
-  touchHost(hostId: string, now: Date, agentVersion?: string): Promise<void>;
+  /** Records what a host holds of the given keys (replacing what it held of them), that it was seen, and its agent's version. */
+  recordHoldings(hostId: string, holdings: HostHoldings, removedKeyIds: string[], revision: number, now: Date,
+    agentVersion?: string): Promise<boolean>;
   holdingsOf(hostId: string): Promise<HostHoldings>;
   /** Every host's holdings in an account (the inventory), by host id. */
   holdingsByHost(accountId: string): Promise<Map<string, HostHoldings>>;
@@ -129,7 +129,6 @@ export interface FleetStore {
 
   /** Inside the caller's write transaction (the key store's addKeyVersion): records a staged version. */
   recordStagedRotationInTransaction(record: RotationRecord): void;
-  getRotation(keyId: string, version: number): Promise<RotationRecord | undefined>;
   latestRotation(keyId: string): Promise<RotationRecord | undefined>;
   pendingRotations(): Promise<RotationRecord[]>;
   /** Makes the pending version the default; false when it is no longer pending (someone else promoted it). */

@@ -253,10 +253,11 @@ export class SqliteFleetStore implements FleetStore {
       .run(serial, notAfter.getTime(), publicKeyDer, hostId).changes === 1);
   }
 
-  async recordHoldings(hostId: string, holdings: HostHoldings, removedKeyIds: string[], revision: number, now: Date): Promise<boolean> {
+  async recordHoldings(hostId: string, holdings: HostHoldings, removedKeyIds: string[], revision: number, now: Date,
+    agentVersion?: string): Promise<boolean> {
     return this.#store.writeTransaction(() => {
-      const updated = this.#statement('UPDATE hosts SET last_seen = ?, revision = max(revision, ?) WHERE host_id = ?')
-        .run(now.getTime(), revision, hostId).changes === 1;
+      const updated = this.#statement(`UPDATE hosts SET last_seen = ?, revision = max(revision, ?), agent_version = coalesce(?, agent_version)
+        WHERE host_id = ?`).run(now.getTime(), revision, agentVersion ?? null, hostId).changes === 1;
       if (!updated) return false;
       for (const keyId of [...Object.keys(holdings), ...removedKeyIds]) {
         this.#statement('DELETE FROM host_key_versions WHERE host_id = ? AND key_id = ?').run(hostId, keyId);
@@ -268,13 +269,6 @@ export class SqliteFleetStore implements FleetStore {
         }
       }
       return true;
-    });
-  }
-
-  async touchHost(hostId: string, now: Date, agentVersion?: string): Promise<void> {
-    this.#store.writeTransaction(() => {
-      this.#statement('UPDATE hosts SET last_seen = ?, agent_version = coalesce(?, agent_version) WHERE host_id = ?')
-        .run(now.getTime(), agentVersion ?? null, hostId);
     });
   }
 
@@ -306,11 +300,6 @@ export class SqliteFleetStore implements FleetStore {
     this.#statement(`INSERT INTO fleet_rotations (key_id, version, account_id, state, reason, started_at, started_by, promote_after)
       VALUES (?, ?, ?, 'pending', ?, ?, ?, ?)`).run(record.keyId, record.version, record.accountId, record.reason,
       record.startedAt.getTime(), record.startedBy, record.promoteAfter?.getTime() ?? null);
-  }
-
-  async getRotation(keyId: string, version: number): Promise<RotationRecord | undefined> {
-    const row = this.#statement('SELECT * FROM fleet_rotations WHERE key_id = ? AND version = ?').get(keyId, version) as Row | undefined;
-    return row ? rotationFromRow(row) : undefined;
   }
 
   async latestRotation(keyId: string): Promise<RotationRecord | undefined> {

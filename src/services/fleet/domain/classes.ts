@@ -8,19 +8,24 @@ export interface ClassGrants {
   keyIds: string[];
 }
 
-/** Keys the named classes may use (their own grants and every ancestor's), distinct and sorted. */
-export function entitledKeyIds(classes: ReadonlyMap<string, ClassGrants>, names: Iterable<string>): string[] {
-  const entitled = new Set<string>();
-  const visited = new Set<string>();
+/** The named classes and all their ancestors. */
+export function lineage(classes: ReadonlyMap<string, ClassGrants>, names: Iterable<string>): Set<string> {
+  const seen = new Set<string>();
   for (const name of names) {
     let current = classes.get(name);
     // A class shared by two lineages is walked once (and a cycle, which the store cannot hold, would end).
-    while (current && !visited.has(current.name)) {
-      visited.add(current.name);
-      for (const keyId of current.keyIds) entitled.add(keyId);
+    while (current && !seen.has(current.name)) {
+      seen.add(current.name);
       current = current.parent === undefined ? undefined : classes.get(current.parent);
     }
   }
+  return seen;
+}
+
+/** Keys the named classes may use (their own grants and every ancestor's), distinct and sorted. */
+export function entitledKeyIds(classes: ReadonlyMap<string, ClassGrants>, names: Iterable<string>): string[] {
+  const entitled = new Set<string>();
+  for (const name of lineage(classes, names)) for (const keyId of classes.get(name)?.keyIds ?? []) entitled.add(keyId);
   return [...entitled].sort();
 }
 

@@ -13,6 +13,7 @@ import { UserError } from '../../../shared/errors.ts';
 import { errorReply, fields, parseInput, readJsonBody, sendJson } from '../../../shared/http/index.ts';
 import type { Logger } from '../../../shared/log.ts';
 import type { HostRecord } from '../../../shared/store/index.ts';
+import { hostUri } from '../../../shared/fleet-wire.ts';
 import type { FleetPushHub } from '../push.ts';
 import type { FleetService } from '../service.ts';
 
@@ -70,7 +71,7 @@ export async function startAgentListener(options: { host: string; port: number; 
       if (path === '/v1/agent/renew' && request.method === 'POST') {
         const input = parseInput(renewInput, await readJsonBody(request, MAX_AGENT_BODY_BYTES));
         const renewed = await service.renew(host, input.PublicKey, input.Proof);
-        await options.audit?.record({ requestId, accountId: host.accountId, principalArn: `trustplane:host:${host.hostId}`,
+        await options.audit?.record({ requestId, accountId: host.accountId, principalArn: hostUri(host.accountId, host.hostId),
           sourceIp: request.socket.remoteAddress, service: 'trustplane', operation: 'FleetRenewHostCertificate', decision: 'Allow',
           outcome: 'Success', latencyMs: 0 }).catch((error: unknown) => logger.error({ err: error }, 'renewal could not be audited'));
         sendJson(response, 200, { Certificate: renewed.certificatePem, CertificateExpiresAt: renewed.notAfter.toISOString() },
