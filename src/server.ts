@@ -1,6 +1,7 @@
 // Wires the control plane: store, crypto module, credentials, authorisation, services, HTTP.
 // Owns start-up and shutdown. Must never log credentials; prints dev credentials only to the terminal.
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Authorizer, CredentialDirectory } from './shared/auth/index.ts';
@@ -15,9 +16,11 @@ import { SqliteStore } from './shared/store/index.ts';
 import { SqliteAuditStore } from './shared/store/sqlite-audit.ts';
 import { SqliteFleetStore } from './shared/store/sqlite-fleet.ts';
 import {
-  createFleetHttpHandler, FleetPushHub, FleetService, fleetApiOperations, FLEET_TARGET_PREFIX, KeyRingDistributor, startAgentListener,
+  createFleetHttpHandler, FleetPushHub, FleetService, fleetApiOperations, FLEET_TARGET_PREFIX, hostArn, KeyRingDistributor, startAgentListener,
   type RunningAgentListener,
 } from './services/fleet/index.ts';
+import { AttestationService, attestAgentRoutes, attestApiOperations, createVerifierDiscoveryHandler } from './services/attest/index.ts';
+import { SqliteAttestStore } from './shared/store/sqlite-attest.ts';
 import { AuditLog, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations, newAccountId } from './services/iam/index.ts';
@@ -42,6 +45,17 @@ export interface RunningServer {
 const DEV_UNSEAL_FILE = 'dev-unseal.key';
 /** Per source address, for the calls that carry no credentials. */
 const UNAUTHENTICATED_CALLS_PER_SECOND = 50;
+/** How often the verifier looks for silent hosts and due alerts. */
+const ATTESTATION_TICK_MS = 1000;
+
+/** Every certificate in the EK CA PEM files, as DER; a file that holds none is a configuration error. */
+function readEkCaCertificates(files: string[]): Buffer[] {
+  return files.flatMap((file) => {
+    const blocks = readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+    if (blocks.length === 0) throw new Error(`--ek-ca ${file} holds no PEM certificate`);
+    return blocks.map((block) => Buffer.from(new X509Certificate(block).raw));
+  });
+}
 
 /**
  * Dev mode keeps the root key in a 0600 file beside the data: convenient and clearly not for
@@ -151,14 +165,24 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const handleOperator = createOperatorHttpHandler({ service: operator, logger, audit, rateLimiter: unauthenticatedLimiter });
   let agentListener: RunningAgentListener | undefined;
   const fleetService: FleetService = new FleetService({ store: fleetStore, keys: keyService, keyring, authorizer, region, logger, audit,
-    hostCertificateLifetimeMs: config.fleet.hostCertificateLifetimeMs, fleetPort: () => agentListener?.port });
-  const pushHub = new FleetPushHub({ store: fleetStore, distributor: new KeyRingDistributor({ keys: store, fleet: fleetStore, keyring }), logger });
+    hostCertificateLifetimeMs: config.fleet.hostCertificateLifetimeMs, fleetPort: () => agentListener?.port,
+    entitledKeys: (host) => distributor.entitledKeys(host), describeAttestation: (host) => attestation.describeHost(host) });
+  let publicUrl = config.attestation.publicUrl;
+  const attestation = new AttestationService({ store: new SqliteAttestStore(store), fleet: fleetStore, keyring, authorizer, region, logger, audit,
+    issuer: () => publicUrl ?? 'http://127.0.0.1', ekCaCertificates: readEkCaCertificates(config.attestation.ekCaFiles) });
+  const distributor = new KeyRingDistributor({ keys: store, fleet: fleetStore, keyring, gate: {
+    context: (host) => attestation.releaseContext(host),
+    keyAllowed: (keyId, host, conditionKeys) => keyService.releasableToHost(keyId, { arn: hostArn(region, host.accountId, host.hostId),
+      accountId: host.accountId }, conditionKeys),
+  } });
+  const pushHub = new FleetPushHub({ store: fleetStore, distributor, logger });
+  const handleVerifierDiscovery = createVerifierDiscoveryHandler(attestation);
   const handleFleetEnrolment = createFleetHttpHandler({ service: fleetService, logger, audit, rateLimiter: unauthenticatedLimiter });
   const handleApi = createAwsJsonEndpoint({
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane',
       [FLEET_TARGET_PREFIX]: 'trustplane' },
     operations: [...kmsOperations(keyService), ...iamOperations(identityService), ...operatorApiOperations(operator),
-      ...fleetApiOperations(fleetService)], credentials, logger,
+      ...fleetApiOperations(fleetService), ...attestApiOperations(attestation)], credentials, logger,
     maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit,
   });
 
@@ -171,13 +195,16 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     }
     if (await handleOperator(request, response)) return;
     if (await handleFleetEnrolment(request, response)) return;
+    if (await handleVerifierDiscovery(request, response)) return;
     await handleApi(request, response);
   };
   const http: RunningHttpServer = await startHttpServer({ host: config.host, port: config.port, handler, logger });
+  publicUrl ??= http.url.replace(/\/$/, '');
   await pushHub.start();
   const stopWaking = store.onCommit(() => pushHub.wake());
   try {
-    agentListener = await startAgentListener({ host: config.fleet.host, port: config.fleet.port, service: fleetService, hub: pushHub, logger, audit });
+    agentListener = await startAgentListener({ host: config.fleet.host, port: config.fleet.port, service: fleetService, hub: pushHub, logger, audit,
+      routes: attestAgentRoutes(attestation) });
   } catch (error) {
     await http.close();
     throw error;
@@ -191,11 +218,21 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   await runDueWork();
   const timer = setInterval(() => { void runDueWork(); }, config.scheduleIntervalMs);
   timer.unref();
+  // Silence is measured in attestation intervals (seconds), not in the scheduler's minutes.
+  let attesting = false;
+  const attestationTimer = setInterval(() => {
+    if (attesting || module.status().sealed) return;
+    attesting = true;
+    attestation.runDueWork().catch((error: unknown) => logger.error({ err: error }, 'attestation due work failed'))
+      .finally(() => { attesting = false; });
+  }, ATTESTATION_TICK_MS);
+  attestationTimer.unref();
 
   return {
     url: http.url, home: config.home, accountId, region, rootCredentials, keyService, operator, fleetPort: agentListener.port,
     async stop() {
       clearInterval(timer);
+      clearInterval(attestationTimer);
       try {
         stopWaking();
         await agentListener?.close();

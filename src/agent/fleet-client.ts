@@ -179,7 +179,8 @@ export class FleetClient {
       key: this.#identityKeyPem, ca: this.#identity.CaCertificate, minVersion: 'TLSv1.3', agent: false };
   }
 
-  async #call(path: string, body: unknown): Promise<Record<string, unknown>> {
+  /** One JSON call on the mutual-TLS listener (attestation uses it too); typed errors when the server refused. */
+  async call(path: string, body: unknown): Promise<Record<string, unknown>> {
     const options = this.#streamOptions ?? await this.#tlsOptions();
     const payload = Buffer.from(JSON.stringify(body));
     return new Promise((resolve, reject) => {
@@ -194,7 +195,7 @@ export class FleetClient {
   }
 
   async #ack(ack: AckRequest): Promise<void> {
-    await this.#call('/v1/agent/ack', { ...ack, AgentVersion: AGENT_VERSION });
+    await this.call('/v1/agent/ack', { ...ack, AgentVersion: AGENT_VERSION });
   }
 
   /** One stream: resolves when the server ends it, rejects on errors (typed, when the server said why). */
@@ -321,7 +322,7 @@ export class FleetClient {
     try {
       const proof = signMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPrivateKeyDer(pair.privateKeyDer),
         renewalProofMessage(this.#identity.HostId));
-      const reply = await this.#call('/v1/agent/renew', { PublicKey: pair.publicKeyDer.toString('base64'), Proof: proof.toString('base64') });
+      const reply = await this.call('/v1/agent/renew', { PublicKey: pair.publicKeyDer.toString('base64'), Proof: proof.toString('base64') });
       const identity = { ...this.#identity, Certificate: String(reply.Certificate), CertificateExpiresAt: wireTime(reply.CertificateExpiresAt),
         CertificateReceivedAt: new Date().toISOString() };
       const pem = privateKeyToPem(pair.privateKeyDer);

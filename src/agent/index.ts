@@ -9,6 +9,9 @@ import { enroll, FleetClient } from './fleet-client.ts';
 import { AgentKeyRing } from './key-ring.ts';
 import { AgentSocketApi } from './socket-api.ts';
 import { AgentState } from './state.ts';
+import { Attestor, configurationMeasurement } from './attestation.ts';
+import { attestationOperations } from './attestation-socket.ts';
+import { Tpm } from './tpm.ts';
 
 export interface AgentOptions {
   server?: string;
@@ -17,6 +20,14 @@ export interface AgentOptions {
   socketPath: string;
   socketMode: number;
   name?: string;
+  /** TCTI of the TPM to attest with (e.g. `swtpm:host=127.0.0.1,port=2321`, `device:/dev/tpmrm0`); absent: software mode. */
+  tpm?: string;
+  /** Boot components to measure (files). */
+  measure?: string[];
+  /** The agent's own program file, measured with the boot components. */
+  programPath?: string;
+  /** Report operational parameters (ports, modules, executables, users) with evidence (default on). */
+  operational?: boolean;
 }
 
 export interface RunningAgent {
@@ -64,17 +75,27 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
       void stop().then(() => resolveDone({ revoked: reason }));
     },
   } });
+  const tpm = options.tpm ? new Tpm({ tcti: options.tpm }) : undefined;
+  const attestor = new Attestor({ tpm, logger, operational: options.operational, call: (path, body) => client.call(path, body),
+    measure: [...(options.programPath ? [options.programPath] : []), ...(options.measure ?? [])],
+    selfMeasurements: configurationMeasurement({ server: identity.ServerUrl, hostId: identity.HostId, tpm: options.tpm ?? null,
+      measure: options.measure ?? [], socketMode: options.socketMode }) });
   const stop = async () => {
     if (stopped) return;
     stopped = true;
+    attestor.stop();
     client.stop();
     await api?.close();
     ring.wipe();
   };
   api = new AgentSocketApi({ ring, logger, status: () => ({ HostId: client.identity.HostId, Revision: ring.revision,
-    Connected: client.connected, CertificateExpiresAt: client.identity.CertificateExpiresAt, Keys: ring.describe() }) });
+    Connected: client.connected, CertificateExpiresAt: client.identity.CertificateExpiresAt, Keys: ring.describe(),
+    Attestation: attestor.verdict }), operations: attestationOperations({ call: (path, body) => client.call(path, body), tpm }) });
   await api.listen(options.socketPath, options.socketMode);
   void client.run().then(() => undefined, (error: unknown) => logger.error({ err: error }, 'fleet client stopped'));
+  // Boot measurements are taken before the first challenge, so the event list starts at this start.
+  await attestor.measureBoot();
+  void attestor.run().then(() => undefined, (error: unknown) => logger.error({ err: error }, 'attestation stopped'));
   return {
     hostId: identity.HostId,
     done,

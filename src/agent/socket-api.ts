@@ -46,18 +46,24 @@ export interface AgentStatus {
   Connected: boolean;
   CertificateExpiresAt: string;
   Keys: unknown[];
+  Attestation?: unknown;
 }
+
+/** An operation served beside the key operations (attestation, sealing); validates its own input. */
+export type SocketOperation = (input: unknown) => Promise<Record<string, unknown>>;
 
 export class AgentSocketApi {
   readonly #ring: AgentKeyRing;
   readonly #logger: Logger;
   readonly #status: () => AgentStatus;
+  readonly #operations: Record<string, SocketOperation>;
   #server?: Server;
 
-  constructor(options: { ring: AgentKeyRing; logger: Logger; status: () => AgentStatus }) {
+  constructor(options: { ring: AgentKeyRing; logger: Logger; status: () => AgentStatus; operations?: Record<string, SocketOperation> }) {
     this.#ring = options.ring;
     this.#logger = options.logger;
     this.#status = options.status;
+    this.#operations = options.operations ?? {};
   }
 
   #held(reference: string, usage: string) {
@@ -166,7 +172,9 @@ export class AgentSocketApi {
       }
       const operation = /^\/v1\/([A-Za-z]+)$/.exec(path)?.[1];
       if (request.method !== 'POST' || !operation) throw new UserError('UnknownOperationException', `Use POST /v1/<Operation>; got ${request.method} ${path}.`, 404);
-      const result = await this.operate(operation, await readJsonBody(request, MAX_SOCKET_BODY_BYTES)) as Record<string, unknown>;
+      const body = await readJsonBody(request, MAX_SOCKET_BODY_BYTES);
+      const extra = Object.hasOwn(this.#operations, operation) ? this.#operations[operation] : undefined;
+      const result = (extra ? await extra(body) : await this.operate(operation, body)) as Record<string, unknown>;
       const wire = Object.fromEntries(Object.entries(result).map(([name, value]) => [name, Buffer.isBuffer(value) ? value.toString('base64') : value]));
       for (const value of Object.values(result)) if (Buffer.isBuffer(value)) zeroize(value);
       sendJson(response, 200, wire, {}, 'application/json');

@@ -9,6 +9,7 @@ import { registerIdentityCommands } from './commands/identity.ts';
 import { registerAuditCommands } from './commands/audit.ts';
 import { registerOperatorCommands } from './commands/operator.ts';
 import { registerFleetCommands } from './commands/fleet.ts';
+import { registerAttestCommands } from './commands/attest.ts';
 import { registerAgentCommand } from './commands/agent.ts';
 import { failWith } from './output.ts';
 
@@ -25,6 +26,7 @@ registerIdentityCommands(program);
 registerAuditCommands(program);
 registerOperatorCommands(program);
 registerFleetCommands(program);
+registerAttestCommands(program);
 registerAgentCommand(program);
 
 program.parseAsync(process.argv).catch(failWith);

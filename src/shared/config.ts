@@ -25,6 +25,8 @@ export interface ServerConfig {
   rewrap: { batchSize: number; pauseMs: number };
   /** The mutual-TLS listener host agents connect to (port 0: any free port, which enrolment tells agents). */
   fleet: { host: string; port: number; hostCertificateLifetimeMs: number };
+  /** The verifier: the URL relying parties reach (EAR issuer; default the listen URL) and EK CA certificates (PEM files). */
+  attestation: { publicUrl?: string; ekCaFiles: string[]; attestedCertificateLifetimeMs: number };
 }
 
 export type SealConfig =
@@ -48,6 +50,7 @@ export interface ServerFlags {
   seal?: string; pkcs11Module?: string; pkcs11Token?: string; pkcs11PinFile?: string;
   keyCacheSize?: string; keyCacheTtl?: string; rewrapBatchSize?: string; rewrapPause?: string;
   fleetListen?: string; hostCertificateLifetime?: string;
+  publicUrl?: string; ekCa?: string[]; attestedCertificateLifetime?: string;
 }
 
 /** `90`, `90s`, `15m`, `2h`, `7d` → seconds. */
@@ -115,7 +118,18 @@ export function serverConfig(options: ServerFlags): ServerConfig {
       ttlMs: numberFlag(options.keyCacheTtl, '--key-cache-ttl', DEFAULT_KEY_CACHE_TTL_MS / 1000, 0) * 1000 },
     rewrap: { batchSize: numberFlag(options.rewrapBatchSize, '--rewrap-batch-size', 100, 1),
       pauseMs: numberFlag(options.rewrapPause, '--rewrap-pause', 0, 0) },
-    fleet: fleetConfig(options, host, port) };
+    fleet: fleetConfig(options, host, port), attestation: attestationConfig(options) };
+}
+
+function attestationConfig(options: ServerFlags): ServerConfig['attestation'] {
+  const publicUrl = options.publicUrl ?? process.env.TRUSTPLANE_PUBLIC_URL;
+  if (publicUrl !== undefined && !/^https?:\/\/[^/]+$/.test(publicUrl.replace(/\/$/, ''))) {
+    throw new UserError('InvalidConfiguration', `--public-url must be like https://trust.example.com (scheme and host, no path); got '${publicUrl}'.`);
+  }
+  const lifetime = options.attestedCertificateLifetime === undefined ? 24 * 3600
+    : parseDurationSeconds(options.attestedCertificateLifetime, '--attested-certificate-lifetime');
+  if (lifetime < 60 || lifetime > 30 * 86400) throw new UserError('InvalidConfiguration', '--attested-certificate-lifetime must be between 60s and 30d.');
+  return { publicUrl: publicUrl?.replace(/\/$/, ''), ekCaFiles: options.ekCa ?? [], attestedCertificateLifetimeMs: lifetime * 1000 };
 }
 
 function fleetConfig(options: ServerFlags, host: string, port: number): ServerConfig['fleet'] {

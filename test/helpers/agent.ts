@@ -9,7 +9,8 @@ import { AgentClient } from '../../src/clients/agent.ts';
 import { makeTempDir, trustplaneBin } from './server.ts';
 
 export interface AgentKeyView { KeyId: string; Aliases: string[]; DefaultVersion: number; PendingVersion?: number; Versions: number[] }
-export interface AgentStatusView { HostId: string; Revision: number; Connected: boolean; Keys: AgentKeyView[] }
+export interface AgentStatusView { HostId: string; Revision: number; Connected: boolean; Keys: AgentKeyView[];
+  Attestation?: { Status: string; Failures: Array<{ Id: string }>; VerifiedAt?: string } }
 
 export interface TestAgent {
   hostId: string;
@@ -35,11 +36,13 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startTestAgent(options: { serverUrl: string; joinToken?: string; stateDir?: string; name?: string }): Promise<TestAgent> {
+export async function startTestAgent(options: { serverUrl: string; joinToken?: string; stateDir?: string; name?: string;
+  /** More agent flags (--tpm, --measure ...). */
+  extraArgs?: string[] }): Promise<TestAgent> {
   const stateDir = options.stateDir ?? join(makeTempDir('trustplane-agent-'), 'state');
   const socketPath = join(stateDir, '..', 'agent.sock');
   const child = spawn(process.execPath, [trustplaneBin, 'agent', '--server', options.serverUrl, '--state', stateDir, '--socket', socketPath,
-    '--socket-mode', '600', ...(options.name ? ['--name', options.name] : [])], {
+    '--socket-mode', '600', ...(options.name ? ['--name', options.name] : []), ...(options.extraArgs ?? [])], {
     env: { ...process.env, TRUSTPLANE_LOG_LEVEL: 'info', ...(options.joinToken ? { TRUSTPLANE_JOIN_TOKEN: options.joinToken } : {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -3,7 +3,10 @@ import type { Command } from 'commander';
 import { UserError } from '../../shared/errors.ts';
 import { createLogger } from '../../shared/log.ts';
 
-interface AgentFlags { server?: string; joinToken?: string; state: string; socket: string; socketMode: string; name?: string }
+interface AgentFlags {
+  server?: string; joinToken?: string; state: string; socket: string; socketMode: string; name?: string; tpm?: string; measure: string[];
+  operational: boolean;
+}
 
 export function registerAgentCommand(program: Command): void {
   program.command('agent').description('run the host agent: enrol, hold this host\'s keys, serve local apps on a Unix socket')
@@ -13,6 +16,10 @@ export function registerAgentCommand(program: Command): void {
     .option('--socket <path>', 'Unix socket local applications use', '/run/trustplane/agent.sock')
     .option('--socket-mode <octal>', 'permissions of the socket (who may use the keys)', '660')
     .option('--name <name>', 'host name to enrol under (default: this machine\'s hostname)')
+    .option('--tpm <tcti>', 'attest with this TPM 2.0 (e.g. device:/dev/tpmrm0, swtpm:host=127.0.0.1,port=2321); without it: software mode')
+    .option('--measure <path>', 'a boot component to measure (firmware image, kernel, initrd...); repeatable',
+      (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--no-operational', 'do not report operational parameters (listening ports, modules, executables, users)')
     .action(async (flags: AgentFlags) => {
       const mode = Number.parseInt(flags.socketMode, 8);
       if (!/^[0-7]{3}$/.test(flags.socketMode) || (mode & 0o007) !== 0) {
@@ -21,7 +28,8 @@ export function registerAgentCommand(program: Command): void {
       const logger = createLogger();
       const { startAgent } = await import('../../agent/index.ts');
       const agent = await startAgent({ server: flags.server, joinToken: flags.joinToken ?? process.env.TRUSTPLANE_JOIN_TOKEN,
-        stateDir: flags.state, socketPath: flags.socket, socketMode: mode, name: flags.name }, logger);
+        stateDir: flags.state, socketPath: flags.socket, socketMode: mode, name: flags.name, tpm: flags.tpm, measure: flags.measure,
+        operational: flags.operational, programPath: process.argv[1] }, logger);
       delete process.env.TRUSTPLANE_JOIN_TOKEN;
       process.stdout.write(`trustplane agent running as host ${agent.hostId}; socket ${flags.socket}\n`);
       const stop = () => { void agent.stop(); };

@@ -6,6 +6,7 @@ import { UserError } from '../../shared/errors.ts';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { epochToIso, printResult } from '../output.ts';
 import { describeRotation, rotationStatusJson, type RotationStatusView } from './key.ts';
+import { attestationInput, describeAttestation, withAttestationFlags, type AttestationFlags } from './attest.ts';
 
 interface ClassView {
   Name: string;
@@ -24,6 +25,7 @@ interface HostView {
   CertificateExpiresAt: number;
   Keys: Record<string, number[]>;
   EntitledKeyIds?: string[];
+  Attestation?: { Status: string; Mode: string; Failures: Array<Record<string, string>>; LastVerified?: string };
 }
 
 /** `web, db` → ['web', 'db']. */
@@ -35,11 +37,18 @@ function classList(text: string): string[] {
 export function registerFleetCommands(program: Command): void {
   const hostClass = program.command('class').description('host classes: a tree per account; a class holds its keys and its ancestors\'');
 
-  withClientFlags(hostClass.command('create').argument('<name>', 'class name, e.g. web or web/jp')
-    .option('--parent <class>', 'parent class (the name becomes PARENT/NAME)'))
-    .action(async (name: string, flags: ClientFlags & { parent?: string }) => {
-      const result = await withClient(flags, (client) => client.fleet<{ Class: ClassView }>('CreateClass', { Name: name, Parent: flags.parent }));
-      printResult(flags, result, () => `class ${result.Class.Name} created${result.Class.Parent ? ` under ${result.Class.Parent}` : ''}`);
+  withAttestationFlags(withClientFlags(hostClass.command('create').argument('<name>', 'class name, e.g. web or web/jp')
+    .option('--parent <class>', 'parent class (the name becomes PARENT/NAME)')))
+    .action(async (name: string, flags: ClientFlags & AttestationFlags & { parent?: string }) => {
+      const result = await withClient(flags, async (client) => {
+        const created = await client.fleet<{ Class: ClassView }>('CreateClass', { Name: name, Parent: flags.parent });
+        const settings = attestationInput(flags);
+        if (!settings) return created;
+        const configured = await client.fleet<{ Attestation?: unknown }>('SetClassAttestation', { Name: created.Class.Name, ...settings });
+        return { Class: { ...created.Class, Attestation: configured.Attestation } };
+      });
+      printResult(flags, result, () => `class ${result.Class.Name} created${result.Class.Parent ? ` under ${result.Class.Parent}` : ''}`
+        + (flags.attestation ? `, attesting (${flags.attestation})` : ''));
     });
 
   withClientFlags(hostClass.command('list'))
@@ -84,9 +93,10 @@ export function registerFleetCommands(program: Command): void {
     .action(async (hostId: string, flags: ClientFlags) => {
       const result = await withClient(flags, (client) => client.fleet<{ Host: HostView }>('GetHost', { HostId: hostId }));
       const view = result.Host;
-      printResult(flags, result, () => [`host ${view.HostId} (${view.Name}), ${view.Status}`, `classes: ${view.Classes.join(', ')}`,
-        `may hold: ${(view.EntitledKeyIds ?? []).join(', ') || '-'}`, `agent: ${view.AgentVersion ?? 'unknown'}`,
-        `certificate expires: ${epochToIso(view.CertificateExpiresAt)}`].join('\n'));
+      // Attestation at the top as well: scripts read `.Attestation.Status`.
+      printResult(flags, { ...result, Attestation: view.Attestation }, () => [`host ${view.HostId} (${view.Name}), ${view.Status}`,
+        `classes: ${view.Classes.join(', ')}`, `may hold: ${(view.EntitledKeyIds ?? []).join(', ') || '-'}`, `agent: ${view.AgentVersion ?? 'unknown'}`,
+        `certificate expires: ${epochToIso(view.CertificateExpiresAt)}`, ...describeAttestation(view.Attestation)].join('\n'));
     });
 
   withClientFlags(host.command('set-classes').argument('<host-id>').argument('<classes>', 'comma-separated classes'))

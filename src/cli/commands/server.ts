@@ -25,6 +25,10 @@ export function registerServerCommand(program: Command): void {
     .option('--rewrap-pause <ms>', 'pause between rewrap batches, to leave room for requests (default 0)')
     .option('--fleet-listen <host:port>', 'mutual-TLS listener for host agents (default: the --listen port + 1; port 0 = any free port)')
     .option('--host-certificate-lifetime <duration>', 'lifetime of host certificates, e.g. 30d, 12h (default 30d); agents renew at two thirds')
+    .option('--public-url <url>', 'the URL relying parties reach this server at: issuer of attestation (EAR) tokens (default: the listen URL)')
+    .option('--ek-ca <file>', 'PEM certificate(s) of a TPM manufacturer\'s EK CA; TPM hosts must then show an EK certificate chained to one (repeatable)',
+      (value: string, previous: string[] = []) => [...previous, value])
+    .option('--attested-certificate-lifetime <duration>', 'lifetime of certificates issued to attested hosts on a CSR (default 24h)')
     .action(async (options: Omit<ServerFlags, 'scheduleIntervalSeconds'> & { scheduleInterval?: string }) => {
       const config = serverConfig({ ...options, scheduleIntervalSeconds: options.scheduleInterval });
       const logger = createLogger();

@@ -5,21 +5,50 @@ import { hpkeSeal, zeroize, type Keyring, type KeySpec } from '../../shared/cryp
 import {
   keyRingAad, KEY_RING_HPKE_INFO, packMaterial, type PackedMaterial, type RingKey, type RingMessage,
 } from '../../shared/fleet-wire.ts';
+import type { ConditionValue } from '../../shared/auth/index.ts';
 import type { FleetStore, HostRecord, Store } from '../../shared/store/index.ts';
 import { classesByName, entitledKeyIds } from './domain/classes.ts';
 import type { RingScope } from './domain/ring-scope.ts';
 
 const MAX_ALIASES_PER_KEY = 100;
 
+/**
+ * What decides, beyond class grants, whether a host may hold keys now (attestation, quarantine) and
+ * each key (its policy's tp:* conditions). Absent: class grants alone decide.
+ */
+export interface KeyReleaseGate {
+  context(host: HostRecord): Promise<{ mayHoldKeys: boolean; conditionKeys: Record<string, ConditionValue> }>;
+  keyAllowed(keyId: string, host: HostRecord, conditionKeys: Record<string, ConditionValue>): Promise<boolean>;
+}
+
 export class KeyRingDistributor {
   readonly #keys: Store;
   readonly #fleet: FleetStore;
   readonly #keyring: Keyring;
+  #gate?: KeyReleaseGate;
 
-  constructor(options: { keys: Store; fleet: FleetStore; keyring: Keyring }) {
+  constructor(options: { keys: Store; fleet: FleetStore; keyring: Keyring; gate?: KeyReleaseGate }) {
     this.#keys = options.keys;
     this.#fleet = options.fleet;
     this.#keyring = options.keyring;
+    this.#gate = options.gate;
+  }
+
+  /** Set once at wiring time (the gate's service is made after this one). */
+  setGate(gate: KeyReleaseGate): void {
+    this.#gate = gate;
+  }
+
+  /** The keys a host may hold now: its classes' grants, minus what attestation, quarantine or key policies withhold. */
+  async entitledKeys(host: HostRecord): Promise<Set<string>> {
+    const classes = classesByName(await this.#fleet.listClasses(host.accountId));
+    const granted = entitledKeyIds(classes, host.classes);
+    if (!this.#gate) return new Set(host.status === 'active' ? granted : []);
+    const release = await this.#gate.context(host);
+    if (!release.mayHoldKeys) return new Set();
+    const allowed = new Set<string>();
+    for (const keyId of granted) if (await this.#gate.keyAllowed(keyId, host, release.conditionKeys)) allowed.add(keyId);
+    return allowed;
   }
 
   /**
@@ -28,8 +57,7 @@ export class KeyRingDistributor {
    */
   async messageFor(host: HostRecord, scope: Exclude<RingScope, { kind: 'revoked' }>, revision: number): Promise<RingMessage | undefined> {
     if (!host.hpkePublicKey) return undefined;
-    const classes = classesByName(await this.#fleet.listClasses(host.accountId));
-    const entitled = new Set(entitledKeyIds(classes, host.classes));
+    const entitled = await this.entitledKeys(host);
     const held = await this.#fleet.holdingsOf(host.hostId);
     const inScope = scope.kind === 'all' ? new Set([...entitled, ...Object.keys(held)]) : scope.keyIds;
     const keys: RingKey[] = [];

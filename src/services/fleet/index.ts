@@ -5,10 +5,11 @@ import { fleetOperations } from './routes/operations.ts';
 
 export { FleetService, joinTokenHash } from './service.ts';
 export { FleetPushHub } from './push.ts';
-export { KeyRingDistributor } from './distribution.ts';
-export { startAgentListener, type RunningAgentListener } from './routes/agent-listener.ts';
+export { KeyRingDistributor, type KeyReleaseGate } from './distribution.ts';
+export { startAgentListener, defineAgentRoute, type AgentRoute, type RunningAgentListener } from './routes/agent-listener.ts';
 export { FLEET as FLEET_TARGET_PREFIX, createFleetHttpHandler } from './routes/operations.ts';
 
 export function fleetApiOperations(service: FleetService): AwsJsonOperation[] {
   return fleetOperations(service) as AwsJsonOperation[];
 }
+export { hostArn, classArn } from './domain/names.ts';

@@ -184,8 +184,8 @@ export class FleetPushHub {
   /** Sends one stream what `scope` means now; a revoked or removed host is told so and cut off. */
   async send(stream: AgentStream, scope: RingScope, revision: number): Promise<void> {
     const host = await this.#store.findHost(stream.hostId);
-    if (!host || host.status !== 'active' || scope.kind === 'revoked') {
-      this.revoke(stream.hostId, host ? 'The host is quarantined.' : 'The host was removed from the fleet.');
+    if (!host || scope.kind === 'revoked') {
+      this.revoke(stream.hostId, 'The host was removed from the fleet.');
       return;
     }
     let message: RingMessage | undefined;

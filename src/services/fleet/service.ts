@@ -53,6 +53,10 @@ export interface FleetServiceOptions {
   logger: Logger;
   audit?: AuditLog;
   hostCertificateLifetimeMs?: number;
+  /** What a host may hold beyond class grants (attestation, key policies); absent: grants decide. */
+  entitledKeys?: (host: HostRecord) => Promise<Set<string>>;
+  /** Adds the attestation verdict to what GetHost answers. */
+  describeAttestation?: (host: HostRecord) => Promise<unknown>;
   /** The agents' listener port, told to enrolling agents. */
   fleetPort?: () => number | undefined;
   now?: () => Date;
@@ -307,7 +311,7 @@ export class FleetService {
     if (normalizeSerial(host.certificateSerial) !== certificate.serialNumber) {
       throw badCertificate('The certificate was replaced by a renewal; use the current one.');
     }
-    if (host.status !== 'active') throw new UserError('HostRevokedException', `Host ${host.hostId} is ${host.status}.`, 403);
+    // A quarantined host stays connected: it is sent no keys, and keeps attesting until an operator clears it.
     return host;
   }
 
@@ -354,8 +358,12 @@ export class FleetService {
     if (cached && cached.revision === revision) return cached;
     const classes = classesByName(await this.#options.store.listClasses(accountId));
     const hosts = await this.#options.store.listHosts(accountId);
-    const entitled = hosts.filter((host) => host.status === 'active' && entitledKeyIds(classes, host.classes).includes(keyId))
-      .map((host) => host.hostId);
+    const granted = hosts.filter((host) => host.status === 'active' && entitledKeyIds(classes, host.classes).includes(keyId));
+    // Hosts attestation or the key's policy keeps the key from are not waited for: they will not get it.
+    const entitled: string[] = [];
+    for (const host of granted) {
+      if (!this.#options.entitledKeys || (await this.#options.entitledKeys(host)).has(keyId)) entitled.push(host.hostId);
+    }
     if (this.#audiences.size > 10_000) this.#audiences.clear();
     const audience = { revision, entitled };
     this.#audiences.set(keyId, audience);
@@ -476,12 +484,14 @@ export class FleetService {
     return (await this.#options.store.listHosts(caller.accountId)).map((host) => ({ ...host, holdings: holdings.get(host.hostId) ?? {} }));
   }
 
-  async getHost(caller: Caller, hostId: string): Promise<HostRecord & { entitledKeyIds: string[]; holdings: Record<string, number[]> }> {
+  async getHost(caller: Caller, hostId: string): Promise<HostRecord & { entitledKeyIds: string[]; holdings: Record<string, number[]>;
+    attestation?: unknown }> {
     await this.#require(caller, 'fleet:GetHost');
     const host = await this.#options.store.getHost(caller.accountId, hostId);
     if (!host) throw notFound(`Host ${hostId} does not exist.`);
     const classes = classesByName(await this.#options.store.listClasses(caller.accountId));
-    return { ...host, entitledKeyIds: entitledKeyIds(classes, host.classes), holdings: await this.#options.store.holdingsOf(hostId) };
+    return { ...host, entitledKeyIds: entitledKeyIds(classes, host.classes), holdings: await this.#options.store.holdingsOf(hostId),
+      attestation: await this.#options.describeAttestation?.(host) };
   }
 
   async setHostClasses(caller: Caller, hostId: string, classNames: string[]): Promise<void> {

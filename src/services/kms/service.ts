@@ -174,6 +174,21 @@ export class KeyService {
     return this.#accessRequest(principal, action, key, { context, requestAlias });
   }
 
+  /**
+   * Whether a key's policy lets a host hold it (the fleet push asks before sending material). Only
+   * a policy that speaks of hosts (a tp:* condition key) is asked; other keys follow class grants alone.
+   */
+  async releasableToHost(keyId: string, host: { arn: string; accountId: string }, conditionKeys: Record<string, ConditionValue>): Promise<boolean> {
+    const key = await this.#store.getKey(keyId);
+    if (!key) return false;
+    if (!key.policy.includes('"tp:')) return true;
+    const caller: Caller = { principalArn: host.arn, identityArn: host.arn, accountId: host.accountId, kind: 'host', accessKeyId: '',
+      tags: {}, signingService: 'trustplane' };
+    const decision = await this.#authorizer.evaluate(caller, { action: 'kms:Decrypt', resource: key.arn, resourceAccountId: key.accountId,
+      resourcePolicy: key.policy, conditionKeys, grantAllows: false });
+    return decision.allowed;
+  }
+
   /** Account-level actions (CreateKey, ListKeys, ListAliases) and aliases: identity policies decide. */
   async #authorizeInAccount(caller: Caller, action: string, resource = '*'): Promise<void> {
     await this.#authorizer.require(caller, { action, resource, resourceAccountId: caller.accountId });

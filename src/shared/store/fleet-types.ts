@@ -1,6 +1,7 @@
 // Records of the fleet's tables (host classes, hosts, join tokens, the change feed, the CA) and the
 // interface the fleet service stores them through. Must never hold a join token in clear, only its hash.
 import type { WrappedSecret } from '../crypto/index.ts';
+import type { ClassAttestationSettings } from './attest-types.ts';
 
 export interface HostClassRecord {
   accountId: string;
@@ -8,6 +9,8 @@ export interface HostClassRecord {
   parent?: string;
   createdAt: Date;
   keyIds: string[];
+  /** The class's own attestation settings (hosts also follow their ancestors'). */
+  attestation?: ClassAttestationSettings;
 }
 
 export interface JoinTokenRecord {
@@ -23,7 +26,9 @@ export interface JoinTokenRecord {
 export type FleetChangeKind = 'class-created' | 'class-deleted' | 'key-granted' | 'key-revoked'
   | 'host-enrolled' | 'host-classes-changed' | 'host-removed'
   /** A distributed key's versions, default, state or aliases changed (recorded by triggers on the key tables). */
-  | 'key-changed';
+  | 'key-changed'
+  /** A host's verdict changed what it may hold (hostId), or a class's attestation settings changed (className). */
+  | 'attestation-changed' | 'host-quarantined' | 'host-cleared';
 
 export interface HostRecord {
   hostId: string;

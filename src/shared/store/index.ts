@@ -2,6 +2,8 @@
 // Must never be reached except through a service (routes do not touch storage).
 export * from './types.ts';
 export * from './fleet-types.ts';
+export * from './attest-types.ts';
 export { SqliteStore, InvalidMarkerError } from './sqlite.ts';
 export { SqliteFleetStore } from './sqlite-fleet.ts';
+export { SqliteAttestStore } from './sqlite-attest.ts';
 export { SqliteAuditStore, NoAuditLogError } from './sqlite-audit.ts';

@@ -6,6 +6,7 @@ import type {
   CertificateAuthorityRecord, FleetChange, FleetChangeKind, FleetStore, HostClassRecord, HostHoldings, HostRecord, JoinTokenRecord,
   RotationRecord, RotationState,
 } from './fleet-types.ts';
+import type { ClassAttestationSettings } from './attest-types.ts';
 import type { SqliteStore } from './sqlite.ts';
 import { StoreConflictError, StoreDuplicateError } from './types.ts';
 import { StatementCache } from './statements.ts';
@@ -20,7 +21,9 @@ const HOSTS_SQL = `SELECT h.*, json_group_array(m.class_name ORDER BY m.class_na
 
 function classFromRow(row: Row): HostClassRecord {
   return { accountId: String(row.account_id), name: String(row.name), parent: (row.parent as string | null) ?? undefined,
-    createdAt: new Date(Number(row.created_at)), keyIds: JSON.parse(String(row.key_ids)) as string[] };
+    createdAt: new Date(Number(row.created_at)), keyIds: JSON.parse(String(row.key_ids)) as string[],
+    attestation: row.attestation === null || row.attestation === undefined ? undefined
+      : JSON.parse(String(row.attestation)) as ClassAttestationSettings };
 }
 
 function hostFromRow(row: Row): HostRecord {

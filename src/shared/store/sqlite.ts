@@ -47,6 +47,9 @@ const WRAPPED_SECRET_SOURCES = {
   [SECRET_PURPOSES.accessKey]: { table: 'access_keys', column: 'wrapped_secret', name: 'access_key_id' },
   [SECRET_PURPOSES.auditSigningKey]: { table: 'audit_signing_keys', column: 'wrapped_private_key', name: 'key_id' },
   [SECRET_PURPOSES.fleetCaKey]: { table: 'fleet_ca', column: 'wrapped_private_key', name: 'account_id' },
+  [SECRET_PURPOSES.hostVaultKey]: { table: 'host_vaults', column: 'wrapped_vault_key', name: 'host_id' },
+  [SECRET_PURPOSES.verifierSigningKey]: { table: 'verifier_keys', column: 'wrapped_private_key', name: 'key_id' },
+  [SECRET_PURPOSES.appKey]: { table: 'app_keys', column: 'wrapped_key', name: "account_id || '/' || class_name || '/' || name" },
 } as const satisfies Record<SecretPurpose, WrappedTable>;
 
 const KEY_VERSION_SOURCE = 'key-version';

@@ -10,6 +10,9 @@ export const SECRET_PURPOSES = {
   accessKey: 'access-key',
   auditSigningKey: 'audit-signing-key',
   fleetCaKey: 'fleet-ca-key',
+  hostVaultKey: 'host-vault-key',
+  verifierSigningKey: 'verifier-signing-key',
+  appKey: 'app-key',
 } as const;
 
 export type SecretPurpose = (typeof SECRET_PURPOSES)[keyof typeof SECRET_PURPOSES];

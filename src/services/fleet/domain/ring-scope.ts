@@ -8,11 +8,11 @@ export type RingScope = { kind: 'all' } | { kind: 'keys'; keyIds: Set<string> } 
 
 /**
  * What `changes` mean for `host` (which holds `heldKeyIds`): nothing (undefined), some keys, a
- * full look at its ring (its classes changed), or revoked (removed or no longer active).
+ * full look at its ring (its classes, quarantine or verdict changed), or revoked (removed).
  */
 export function scopeOfChanges(changes: readonly FleetChange[], host: HostRecord | undefined, hostId: string,
   classes: ReadonlyMap<string, HostClassRecord>, heldKeyIds: ReadonlySet<string>): RingScope | undefined {
-  if (!host || host.status !== 'active') return { kind: 'revoked' };
+  if (!host) return { kind: 'revoked' };
   const mine = lineage(classes, host.classes);
   const entitled = new Set(entitledKeyIds(classes, host.classes));
   const keyIds = new Set<string>();
@@ -21,6 +21,8 @@ export function scopeOfChanges(changes: readonly FleetChange[], host: HostRecord
       if (change.kind === 'host-removed') return { kind: 'revoked' };
       return { kind: 'all' };
     }
+    // A class's attestation settings or reference values changed: what its hosts may hold may have too.
+    if (change.kind === 'attestation-changed' && change.className && mine.has(change.className)) return { kind: 'all' };
     if ((change.kind === 'key-granted' || change.kind === 'key-revoked') && change.className && mine.has(change.className) && change.keyId) {
       keyIds.add(change.keyId);
     } else if (change.kind === 'key-revoked' && change.keyId && heldKeyIds.has(change.keyId)) {

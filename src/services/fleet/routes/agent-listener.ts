@@ -32,6 +32,20 @@ const renewInput = z.object({
   Proof: fields.blob({ min: 1, max: 6144 }),
 }).strict();
 
+/** A route another service adds to this listener (attestation): authenticated as a host, input validated. */
+export interface AgentRoute<Input = unknown> {
+  path: string;
+  input: z.ZodType<Input, z.ZodTypeDef, unknown>;
+  /** Largest body accepted (default 1 MiB). */
+  maxBodyBytes?: number;
+  handle(host: HostRecord, input: Input): Promise<unknown>;
+}
+
+/** Builds a route with its input type inferred from the schema. */
+export function defineAgentRoute<Input>(route: AgentRoute<Input>): AgentRoute {
+  return route as AgentRoute;
+}
+
 export interface RunningAgentListener {
   server: Server;
   port: number;
@@ -39,8 +53,9 @@ export interface RunningAgentListener {
 }
 
 export async function startAgentListener(options: { host: string; port: number; service: FleetService; hub: FleetPushHub;
-  logger: Logger; audit?: AuditLog }): Promise<RunningAgentListener> {
+  logger: Logger; audit?: AuditLog; routes?: AgentRoute[] }): Promise<RunningAgentListener> {
   const { service, hub, logger } = options;
+  const extraRoutes = new Map((options.routes ?? []).map((route) => [route.path, route]));
 
   async function authenticated(request: IncomingMessage): Promise<HostRecord> {
     const socket = request.socket as TLSSocket;
@@ -76,6 +91,12 @@ export async function startAgentListener(options: { host: string; port: number; 
           outcome: 'Success', latencyMs: 0 }).catch((error: unknown) => logger.error({ err: error }, 'renewal could not be audited'));
         sendJson(response, 200, { Certificate: renewed.certificatePem, CertificateExpiresAt: renewed.notAfter.toISOString() },
           { 'x-amzn-requestid': requestId }, 'application/json');
+        return;
+      }
+      const route = extraRoutes.get(path);
+      if (route && request.method === 'POST') {
+        const input = parseInput(route.input, await readJsonBody(request, route.maxBodyBytes ?? MAX_AGENT_BODY_BYTES));
+        sendJson(response, 200, await route.handle(host, input), { 'x-amzn-requestid': requestId }, 'application/json');
         return;
       }
       throw new UserError('UnknownOperationException', `Unknown path ${request.method} ${path}.`, 404);

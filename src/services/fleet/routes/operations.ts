@@ -36,11 +36,11 @@ export function createFleetHttpHandler(options: { service: FleetService; logger:
   } });
 }
 
-function describeHost(host: HostRecord & { entitledKeyIds?: string[]; holdings?: Record<string, number[]> }) {
+function describeHost(host: HostRecord & { entitledKeyIds?: string[]; holdings?: Record<string, number[]>; attestation?: unknown }) {
   // Keys: what the host holds, per key id, as its agent acknowledged it.
   return { HostId: host.hostId, Name: host.name, Classes: host.classes, Status: host.status, LastSeen: host.lastSeen,
     AgentVersion: host.agentVersion, CertificateExpiresAt: host.certificateNotAfter, Revision: host.revision, Keys: host.holdings ?? {},
-    EntitledKeyIds: host.entitledKeyIds };
+    EntitledKeyIds: host.entitledKeyIds, Attestation: host.attestation };
 }
 
 const className = fields.text({ min: 1, max: 512 });
@@ -48,8 +48,10 @@ const keyRef = fields.text({ min: 1, max: 2048 });
 const hostId = fields.text({ min: 3, max: 64, pattern: /^h-[0-9a-f]+$/ });
 
 function describeClass(record: HostClassRecord & { entitledKeyIds?: string[] }) {
+  const attestation = record.attestation;
   return { Name: record.name, Parent: record.parent, CreateDate: record.createdAt, KeyIds: record.keyIds,
-    EntitledKeyIds: record.entitledKeyIds };
+    EntitledKeyIds: record.entitledKeyIds, Attestation: attestation && { Mode: attestation.mode, IntervalSeconds: attestation.intervalSeconds,
+      SilentAfter: attestation.silentAfter, Actions: attestation.actions, WebhookUrl: attestation.webhookUrl } };
 }
 
 export function fleetOperations(service: FleetService) {

@@ -233,4 +233,68 @@ export const sqliteMigrations: Migration[] = [
       END;
     `,
   },
+  {
+    version: 8,
+    name: 'attestation: class settings, host vaults, verdicts, nonces, reference policies, verifier keys, attested certificates, alerts',
+    sql: `
+      -- A class's attestation settings (mode, interval, corrective actions) as JSON; NULL: no attestation.
+      ALTER TABLE host_classes ADD COLUMN attestation TEXT;
+      -- Each host's security attributes, encrypted under the host's own vault key (wrapped under the domain key).
+      CREATE TABLE host_vaults (
+        host_id TEXT PRIMARY KEY REFERENCES hosts(host_id) ON DELETE CASCADE, account_id TEXT NOT NULL,
+        domain_key_id TEXT NOT NULL, wrapped_vault_key BLOB NOT NULL, format INTEGER NOT NULL, ciphertext BLOB NOT NULL,
+        revision INTEGER NOT NULL);
+      CREATE INDEX host_vaults_by_domain_key ON host_vaults(domain_key_id);
+      CREATE TRIGGER host_vaults_live_domain_key BEFORE INSERT ON host_vaults
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
+      -- The verdict in clear (status and times only: what the scheduler and the push need without opening vaults).
+      CREATE TABLE host_attestations (
+        host_id TEXT PRIMARY KEY REFERENCES hosts(host_id) ON DELETE CASCADE, account_id TEXT NOT NULL, status TEXT NOT NULL,
+        mode TEXT NOT NULL, ak_trusted INTEGER NOT NULL DEFAULT 0, last_evidence INTEGER, last_verified INTEGER,
+        silent_at INTEGER, failure_count INTEGER NOT NULL DEFAULT 0);
+      CREATE INDEX host_attestations_silent ON host_attestations(silent_at) WHERE silent_at IS NOT NULL;
+      -- Challenges: single use, short-lived.
+      CREATE TABLE attestation_nonces (
+        nonce BLOB PRIMARY KEY, host_id TEXT NOT NULL, expires_at INTEGER NOT NULL);
+      CREATE INDEX attestation_nonces_expiry ON attestation_nonces(expires_at);
+      -- Reference values per class, versioned and signed by the verifier (a tampered row fails verification).
+      CREATE TABLE reference_policies (
+        account_id TEXT NOT NULL, class_name TEXT NOT NULL, version INTEGER NOT NULL, document TEXT NOT NULL,
+        signature TEXT NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,
+        PRIMARY KEY (account_id, class_name, version),
+        FOREIGN KEY (account_id, class_name) REFERENCES host_classes(account_id, name) ON DELETE CASCADE);
+      -- The verifier's signing keys (EAR tokens, reference policies); the private half wrapped under the domain key.
+      CREATE TABLE verifier_keys (
+        key_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, domain_key_id TEXT NOT NULL, wrapped_private_key BLOB NOT NULL,
+        created_at INTEGER NOT NULL);
+      CREATE INDEX verifier_keys_by_domain_key ON verifier_keys(domain_key_id);
+      CREATE TRIGGER verifier_keys_live_domain_key BEFORE INSERT ON verifier_keys
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
+      -- Certificates issued to attested hosts on a CSR, and their revocation.
+      CREATE TABLE attested_certificates (
+        serial TEXT PRIMARY KEY, account_id TEXT NOT NULL, host_id TEXT NOT NULL, not_after INTEGER NOT NULL,
+        issued_at INTEGER NOT NULL, revoked_at INTEGER, revocation_reason TEXT);
+      CREATE INDEX attested_certificates_by_host ON attested_certificates(host_id);
+      -- Application keys workloads keep with the verifier, released to attested hosts of the class they were stored for.
+      CREATE TABLE app_keys (
+        account_id TEXT NOT NULL, class_name TEXT NOT NULL, name TEXT NOT NULL, domain_key_id TEXT NOT NULL,
+        wrapped_key BLOB NOT NULL, stored_by TEXT NOT NULL, stored_at INTEGER NOT NULL,
+        PRIMARY KEY (account_id, class_name, name),
+        FOREIGN KEY (account_id, class_name) REFERENCES host_classes(account_id, name) ON DELETE CASCADE);
+      CREATE INDEX app_keys_by_domain_key ON app_keys(domain_key_id);
+      CREATE TRIGGER app_keys_live_domain_key BEFORE INSERT ON app_keys
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
+      -- Signed alert webhooks waiting for (re)delivery.
+      CREATE TABLE attestation_alerts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, account_id TEXT NOT NULL, url TEXT NOT NULL, body TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL, delivered_at INTEGER, last_error TEXT);
+      CREATE INDEX attestation_alerts_due ON attestation_alerts(next_attempt_at) WHERE delivered_at IS NULL;
+    `,
+  },
 ];

@@ -1,0 +1,151 @@
+// Appraises one piece of evidence: the challenge, the quote (signature by the enrolled attestation
+// key, qualifying data, PCR digest replayed from the event list), then the measurements against
+// the boot values and the class's reference values, then the operational report.
+// Must never do I/O, and never affirm evidence it could not check: what is unverifiable is a failure.
+import { computePcrDigest, parseQuote, replayPcrExtends, verifyQuoteSignature, type TpmPublic } from '../../../shared/crypto/index.ts';
+import { evidenceBinding, type MeasurementEvent } from '../../../shared/attest-wire.ts';
+import type { AttestationMode, AttestationStatus } from '../../../shared/store/index.ts';
+import { compareOperational, type AttestationFailure, type ReportedOperational } from './operational.ts';
+import type { ReferencePolicyDocument } from './reference-policy.ts';
+
+const PCR_BANK = 'sha256';
+const PCR_SIZE = 32;
+
+export interface QuoteClock {
+  clock: number;
+  resetCount: number;
+  restartCount: number;
+}
+
+export interface AppraisalInput {
+  mode: AttestationMode;
+  nonce: Buffer;
+  nonceValid: boolean;
+  events: readonly MeasurementEvent[];
+  operationalJson?: string;
+  operational?: ReportedOperational;
+  quote?: { attest: Buffer; signature: Buffer };
+  /** TPM mode: the attestation key enrolled for the host, and whether credential activation proved it. */
+  ak?: TpmPublic;
+  akTrusted: boolean;
+  /** The last quote's clock, to notice a TPM clock running backwards without a reset. */
+  previousClock?: QuoteClock;
+  reference?: ReferencePolicyDocument;
+}
+
+export interface Appraisal {
+  status: Exclude<AttestationStatus, 'pending' | 'silent'>;
+  failures: AttestationFailure[];
+  /** Per component, the first digest of this boot and the latest one. */
+  boot: Record<string, string>;
+  current: Record<string, string>;
+  clock?: QuoteClock;
+}
+
+const failure = (Id: string, Severity: AttestationFailure['Severity'], Component: string, details: Partial<AttestationFailure> = {}): AttestationFailure =>
+  ({ Id, Severity, Component, ...details });
+
+/** High and critical failures contraindicate; anything less warns. */
+export function statusOf(failures: readonly AttestationFailure[]): Appraisal['status'] {
+  if (failures.some((entry) => entry.Severity === 'high' || entry.Severity === 'critical')) return 'contraindicated';
+  return failures.length > 0 ? 'warning' : 'affirming';
+}
+
+function measurementsOf(events: readonly MeasurementEvent[]): { boot: Record<string, string>; current: Record<string, string> } {
+  const boot: Record<string, string> = {};
+  const current: Record<string, string> = {};
+  for (const event of events) {
+    boot[event.Component] ??= event.Digest;
+    current[event.Component] = event.Digest;
+  }
+  return { boot, current };
+}
+
+/** The quote's checks; failures here mean nothing in the event list can be believed. */
+function appraiseQuote(input: AppraisalInput, failures: AttestationFailure[]): QuoteClock | undefined {
+  if (!input.quote) {
+    failures.push(failure('quote-missing', 'high', 'quote', { Detail: 'the class attests with a TPM but the evidence carries no quote' }));
+    return undefined;
+  }
+  if (!input.ak) {
+    failures.push(failure('ak-unknown', 'high', 'attestation-key', { Detail: 'no attestation key is enrolled for this host' }));
+    return undefined;
+  }
+  if (!input.akTrusted) {
+    failures.push(failure('ak-unproven', 'high', 'attestation-key', { Detail: 'the attestation key was never proven by credential activation' }));
+  }
+  if (!verifyQuoteSignature(input.ak, input.quote.attest, input.quote.signature)) {
+    failures.push(failure('quote-signature', 'critical', 'quote', { Detail: 'the quote is not signed by the attestation key enrolled for this host' }));
+    return undefined;
+  }
+  const quote = parseQuote(input.quote.attest);
+  const binding = evidenceBinding(input.nonce, input.operationalJson);
+  if (!quote.extraData.equals(binding)) {
+    failures.push(failure('quote-nonce', 'critical', 'quote', { Detail: 'the quote does not cover this challenge and report',
+      Expected: binding.toString('hex'), Found: quote.extraData.toString('hex') }));
+  }
+  const selection = quote.pcrSelections.filter((entry) => entry.hash === PCR_BANK).flatMap((entry) => entry.pcrs);
+  const extended = [...new Set(input.events.map((event) => event.Pcr))];
+  const unquoted = extended.filter((pcr) => !selection.includes(pcr));
+  if (unquoted.length > 0) {
+    failures.push(failure('event-log-unquoted', 'high', 'event-log', { Detail: `events extend PCRs the quote does not cover: ${unquoted.join(', ')}` }));
+  }
+  const values = selection.map((pcr) => replayPcrExtends(Buffer.alloc(PCR_SIZE),
+    input.events.filter((event) => event.Pcr === pcr).map((event) => Buffer.from(event.Digest, 'hex')), PCR_BANK));
+  const replayed = computePcrDigest(values, PCR_BANK);
+  if (!replayed.equals(quote.pcrDigest)) {
+    failures.push(failure('event-log-mismatch', 'critical', 'event-log', { Detail: 'the event list does not replay to the quoted PCR values',
+      Expected: quote.pcrDigest.toString('hex'), Found: replayed.toString('hex') }));
+  }
+  const clock = { clock: Number(quote.clock), resetCount: quote.resetCount, restartCount: quote.restartCount };
+  const previous = input.previousClock;
+  if (previous && clock.resetCount === previous.resetCount && clock.restartCount === previous.restartCount && clock.clock < previous.clock) {
+    failures.push(failure('quote-clock', 'high', 'quote', { Detail: 'the TPM clock ran backwards without a reset (a replayed quote?)',
+      Expected: `>= ${previous.clock}`, Found: String(clock.clock) }));
+  }
+  return clock;
+}
+
+export function appraise(input: AppraisalInput): Appraisal {
+  const failures: AttestationFailure[] = [];
+  if (!input.nonceValid) {
+    failures.push(failure('nonce-invalid', 'critical', 'challenge', { Detail: 'the challenge is unknown, expired, used already or another host\'s' }));
+  }
+  let clock: QuoteClock | undefined;
+  let trustworthy = input.nonceValid;
+  if (input.mode === 'tpm') {
+    const before = failures.length;
+    clock = appraiseQuote(input, failures);
+    trustworthy &&= failures.length === before;
+  }
+  const { boot, current } = measurementsOf(input.events);
+  if (trustworthy) {
+    for (const [component, digest] of Object.entries(current)) {
+      if (boot[component] !== digest) {
+        failures.push(failure('measurement-changed', 'high', component, { Detail: 'changed since boot', Expected: boot[component], Found: digest }));
+      }
+    }
+    if (!input.reference) {
+      failures.push(failure('reference-missing', 'medium', 'reference-values',
+        { Detail: 'the class has no reference values yet: trustplane class set-reference CLASS --from-host HOST' }));
+    } else {
+      for (const [component, accepted] of Object.entries(input.reference.Components)) {
+        const found = current[component];
+        if (found === undefined) {
+          failures.push(failure('measurement-missing', 'high', component, { Detail: 'a component of the reference values was not measured',
+            Expected: accepted.length === 1 ? accepted[0] : `one of ${accepted.length} accepted values` }));
+        } else if (!accepted.includes(found)) {
+          failures.push(failure('measurement-unexpected', 'high', component, { Detail: 'not among the reference values',
+            Expected: accepted.length === 1 ? accepted[0] : `one of ${accepted.length} accepted values`, Found: found }));
+        }
+      }
+      for (const component of Object.keys(current)) {
+        if (!(component in input.reference.Components)) {
+          failures.push(failure('measurement-unlisted', 'low', component, { Detail: 'measured but not in the reference values', Found: current[component] }));
+        }
+      }
+    }
+    if (input.operational) failures.push(...compareOperational(input.operational, input.reference?.Operational));
+  }
+  return { status: statusOf(failures), failures, boot, current, clock };
+}

@@ -1,0 +1,11 @@
+// The attestation service's public interface: the verifier, its operations and agent routes.
+import type { AwsJsonOperation } from '../../shared/http/index.ts';
+import type { AttestationService } from './service.ts';
+import { attestOperations } from './routes/operations.ts';
+
+export { AttestationService, type KeyReleaseContext, type HostAttestationView } from './service.ts';
+export { attestAgentRoutes, createVerifierDiscoveryHandler } from './routes/operations.ts';
+
+export function attestApiOperations(service: AttestationService): AwsJsonOperation[] {
+  return attestOperations(service) as AwsJsonOperation[];
+}

@@ -1,0 +1,711 @@
+// The verifier: class attestation settings and reference values, TPM enrolment by credential
+// activation, challenges and evidence (push mode), verdicts with corrective actions, silence
+// detection, sealing to a measurement, EAR tokens for relying parties, and key release gating.
+// Must never affirm what it could not check, nor keep a host's security attributes outside its vault.
+import { X509Certificate } from 'node:crypto';
+import type { AuditLog } from '../../shared/audit/index.ts';
+import type { Authorizer, Caller, ConditionValue } from '../../shared/auth/index.ts';
+import {
+  constantTimeEqual, generateAsymmetricPair, makeCredential, parseTpmPublic, publicJwk, randomBytes, randomUuid, sha256, sha256Hex,
+  signDetached, signJwt, TpmFormatError, verifyDetached, zeroize, type Keyring, type TpmPublic,
+} from '../../shared/crypto/index.ts';
+import { AGENT_MEASUREMENT_PCR, type EvidenceMessage } from '../../shared/attest-wire.ts';
+import { UserError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import {
+  SECRET_PURPOSES, type AttestationStatus, type AttestStore, type ClassAttestationSettings, type CorrectiveAction, type FleetStore,
+  type HostAttestationRecord, type HostClassRecord, type HostRecord, type HostVaultRecord, type VerifierKeyRecord,
+} from '../../shared/store/index.ts';
+import { classArn, hostArn, parseClassName } from '../fleet/domain/names.ts';
+import { classesByName, lineage } from '../fleet/domain/classes.ts';
+import { appraise, type Appraisal } from './domain/appraisal.ts';
+import { parseOperationalReport, expectedFromReport, type AttestationFailure, type ReportedOperational } from './domain/operational.ts';
+import {
+  canonicalReferencePolicy, parseReferencePolicy, referenceFromMeasurements, type ReferencePolicyDocument,
+} from './domain/reference-policy.ts';
+import {
+  ACTION_TRIGGERS, actionsFor, CORRECTIVE_ACTIONS, DEFAULT_ACTIONS, DEFAULT_INTERVAL_SECONDS, DEFAULT_SILENT_AFTER, effectiveSettings,
+  MAX_INTERVAL_SECONDS, mayHoldKeys, MIN_INTERVAL_SECONDS, referenceClass,
+} from './domain/settings.ts';
+import { openVault, sealVault, VAULT_FORMAT, type HostVault } from './domain/vault.ts';
+import { earClaims, EAR_TOKEN_TYPE } from './domain/ear.ts';
+import { openSealed, sealToMeasurement, measurementDigest } from './domain/sealing.ts';
+
+const NONCE_BYTES = 32;
+const NONCE_TTL_MS = 30_000;
+const CREDENTIAL_TTL_MS = 5 * 60_000;
+const EAR_LIFETIME_SECONDS = 300;
+const SILENT_BATCH = 500;
+const ALERT_BATCH = 50;
+const ALERT_MAX_ATTEMPTS = 10;
+const ALERT_TIMEOUT_MS = 5_000;
+const ALERT_MAX_BACKOFF_MS = 5 * 60_000;
+const MAX_SEAL_BYTES = 64 * 1024;
+const VERIFIER_ID = { developer: 'trustplane', build: 'trustplane 0.1.0' };
+
+const notFound = (message: string) => new UserError('NotFoundException', message, 404);
+
+export interface ClassAttestationInput {
+  Mode?: 'tpm' | 'software' | 'none';
+  IntervalSeconds?: number;
+  SilentAfter?: number;
+  Actions?: Partial<Record<'contraindicated' | 'warning' | 'silent', CorrectiveAction[]>>;
+  WebhookUrl?: string;
+}
+
+export interface HostAttestationView {
+  Status: AttestationStatus;
+  Mode: string;
+  Failures: AttestationFailure[];
+  LastVerified?: string;
+  LastEvidence?: string;
+  Measurements?: Record<string, string>;
+  AttestationKeyActivated?: boolean;
+}
+
+/** What the fleet push asks before it gives a host keys. */
+export interface KeyReleaseContext {
+  mayHoldKeys: boolean;
+  conditionKeys: Record<string, ConditionValue>;
+}
+
+export interface AttestationServiceOptions {
+  store: AttestStore;
+  fleet: FleetStore;
+  keyring: Keyring;
+  authorizer: Authorizer;
+  region: string;
+  logger: Logger;
+  audit?: AuditLog;
+  /** The public base URL relying parties reach this server at (EAR issuer, discovery). */
+  issuer: () => string;
+  /** EK CA certificates (DER): when set, TPM enrolment needs an EK certificate chained to one of them. */
+  ekCaCertificates?: Buffer[];
+  now?: () => Date;
+}
+
+interface HostContext {
+  host: HostRecord;
+  settings: ClassAttestationSettings | undefined;
+  referenceClassName: string | undefined;
+  classLineage: string[];
+}
+
+export class AttestationService {
+  readonly #options: AttestationServiceOptions;
+  readonly #now: () => Date;
+  readonly #classCache = new Map<string, { revision: number; classes: Map<string, HostClassRecord> }>();
+  readonly #referenceCache = new Map<string, { version: number; signature: string; document: ReferencePolicyDocument }>();
+  #verifierKey?: Promise<VerifierKeyRecord>;
+  #alertsRunning = false;
+
+  constructor(options: AttestationServiceOptions) {
+    this.#options = options;
+    this.#now = options.now ?? (() => new Date());
+  }
+
+  async #require(caller: Caller, action: string, resource: string): Promise<void> {
+    await this.#options.authorizer.require(caller, { action, resource, resourceAccountId: caller.accountId });
+  }
+
+  /** The account's classes, reused while the change feed (which every class change writes) stands still. */
+  async #classes(accountId: string): Promise<Map<string, HostClassRecord>> {
+    const revision = await this.#options.fleet.latestRevision();
+    const cached = this.#classCache.get(accountId);
+    if (cached && cached.revision === revision) return cached.classes;
+    const classes = classesByName(await this.#options.fleet.listClasses(accountId));
+    this.#classCache.set(accountId, { revision, classes });
+    return classes;
+  }
+
+  async #context(host: HostRecord): Promise<HostContext> {
+    const classes = await this.#classes(host.accountId);
+    return { host, settings: effectiveSettings(classes, host.classes), referenceClassName: referenceClass(classes, host.classes),
+      classLineage: [...lineage(classes, host.classes)].sort() };
+  }
+
+  // ---- class settings and reference values -------------------------------------------------------
+
+  async configureClass(caller: Caller, rawName: string, input: ClassAttestationInput): Promise<ClassAttestationSettings | undefined> {
+    const { name } = parseClassName(rawName);
+    await this.#require(caller, 'fleet:SetClassAttestation', classArn(this.#options.region, caller.accountId, name));
+    const existing = (await this.#options.fleet.getClass(caller.accountId, name));
+    if (!existing) throw notFound(`Class ${name} does not exist.`);
+    let settings: ClassAttestationSettings | undefined;
+    if (input.Mode === 'none') {
+      settings = undefined;
+    } else {
+      const mode = input.Mode ?? existing.attestation?.mode;
+      if (!mode) throw new UserError('ValidationException', `Class ${name} does not attest yet: say which mode (--attestation tpm|software).`);
+      const interval = input.IntervalSeconds ?? existing.attestation?.intervalSeconds ?? DEFAULT_INTERVAL_SECONDS;
+      if (!Number.isInteger(interval) || interval < MIN_INTERVAL_SECONDS || interval > MAX_INTERVAL_SECONDS) {
+        throw new UserError('ValidationException', `The interval must be ${MIN_INTERVAL_SECONDS} s to ${MAX_INTERVAL_SECONDS} s, in whole seconds.`);
+      }
+      const actions = { ...(existing.attestation?.actions ?? DEFAULT_ACTIONS) };
+      for (const trigger of ACTION_TRIGGERS) {
+        const given = input.Actions?.[trigger];
+        if (given === undefined) continue;
+        const unknown = given.filter((action) => !CORRECTIVE_ACTIONS.includes(action));
+        if (unknown.length > 0) throw new UserError('ValidationException', `Unknown corrective action ${unknown.join(', ')}: use ${CORRECTIVE_ACTIONS.join(', ')}.`);
+        actions[trigger] = [...new Set(given)].sort();
+      }
+      const webhookUrl = input.WebhookUrl === '' ? undefined : input.WebhookUrl ?? existing.attestation?.webhookUrl;
+      if (webhookUrl !== undefined && !/^https?:\/\//.test(webhookUrl)) {
+        throw new UserError('ValidationException', 'The alert webhook must be an http(s) URL.');
+      }
+      settings = { mode, intervalSeconds: interval, silentAfter: input.SilentAfter ?? existing.attestation?.silentAfter ?? DEFAULT_SILENT_AFTER,
+        actions, webhookUrl };
+    }
+    await this.#options.store.setClassAttestation(caller.accountId, name, settings, this.#now());
+    return settings;
+  }
+
+  /** Sets a class's reference values: given explicitly, or adopted from a known-good host's current measurements. */
+  async setReference(caller: Caller, rawName: string, input: { FromHost?: string; Document?: unknown; WithOperational?: boolean }) {
+    const { name } = parseClassName(rawName);
+    await this.#require(caller, 'fleet:SetClassReference', classArn(this.#options.region, caller.accountId, name));
+    const found = await this.#options.fleet.getClass(caller.accountId, name);
+    if (!found) throw notFound(`Class ${name} does not exist.`);
+    if (!found.attestation) throw new UserError('ValidationException', `Class ${name} does not attest: set --attestation first.`);
+    let document: ReferencePolicyDocument;
+    if (input.FromHost !== undefined) {
+      const host = await this.#options.fleet.getHost(caller.accountId, input.FromHost);
+      if (!host) throw notFound(`Host ${input.FromHost} does not exist.`);
+      const { vault } = await this.#openVaultOf(host.hostId);
+      if (!vault?.Current || Object.keys(vault.Current).length === 0) {
+        throw new UserError('ConflictException', `Host ${host.hostId} has sent no measurements yet; wait for its first evidence.`, 409);
+      }
+      document = referenceFromMeasurements(vault.Current, input.WithOperational && vault.Operational ? expectedFromReport(vault.Operational) : undefined);
+    } else if (input.Document !== undefined) {
+      document = parseReferencePolicy(input.Document);
+    } else {
+      throw new UserError('ValidationException', 'Give the reference values (--file policy.json) or a host to adopt them from (--from-host).');
+    }
+    const canonical = canonicalReferencePolicy(document);
+    const signature = await this.#signDetached(Buffer.from(canonical));
+    const version = await this.#options.store.addReferencePolicy({ accountId: caller.accountId, className: name, document: canonical, signature,
+      createdAt: this.#now(), createdBy: caller.principalArn });
+    this.#options.logger.info({ className: name, version, components: Object.keys(document.Components).length }, 'reference values set');
+    return { Version: version, Document: JSON.parse(canonical) as ReferencePolicyDocument };
+  }
+
+  async getReference(caller: Caller, rawName: string) {
+    const { name } = parseClassName(rawName);
+    await this.#require(caller, 'fleet:GetClassReference', classArn(this.#options.region, caller.accountId, name));
+    const loaded = await this.#reference(caller.accountId, name);
+    if (!loaded) throw notFound(`Class ${name} has no reference values.`);
+    return { Version: loaded.version, Document: loaded.document };
+  }
+
+  /** The latest reference values of a class, their signature checked (a tampered row is refused, loudly). */
+  async #reference(accountId: string, className: string): Promise<{ version: number; document: ReferencePolicyDocument } | undefined> {
+    const record = await this.#options.store.latestReferencePolicy(accountId, className);
+    if (!record) return undefined;
+    const cacheKey = `${accountId}/${className}`;
+    const cached = this.#referenceCache.get(cacheKey);
+    if (cached && cached.version === record.version && cached.signature === record.signature) return cached;
+    const key = await this.#verifierSigningKey();
+    if (!(await verifyDetached(key.publicKeyDer, record.signature, Buffer.from(record.document)))) {
+      this.#options.logger.error({ className, version: record.version }, 'reference values fail their signature check: ignoring them');
+      throw new Error(`the reference values of class ${className} (version ${record.version}) fail their signature check`);
+    }
+    const loaded = { version: record.version, signature: record.signature, document: parseReferencePolicy(JSON.parse(record.document)) };
+    this.#referenceCache.set(cacheKey, loaded);
+    return loaded;
+  }
+
+  // ---- the verifier's signing key ------------------------------------------------------------------
+
+  #verifierSigningKey(): Promise<VerifierKeyRecord> {
+    this.#verifierKey ??= this.#loadOrMakeVerifierKey();
+    this.#verifierKey.catch(() => { this.#verifierKey = undefined; });
+    return this.#verifierKey;
+  }
+
+  async #loadOrMakeVerifierKey(): Promise<VerifierKeyRecord> {
+    const existing = await this.#options.store.listVerifierKeys();
+    if (existing.length > 0) return existing[existing.length - 1];
+    const pair = await generateAsymmetricPair('ECC_NIST_P256');
+    try {
+      const keyId = `tpv-${sha256Hex(pair.publicKeyDer).slice(0, 16)}`;
+      const privateKey = await this.#options.keyring.wrapSecret(SECRET_PURPOSES.verifierSigningKey, keyId, pair.privateKeyDer);
+      const keys = await this.#options.store.addVerifierKey({ keyId, publicKeyDer: pair.publicKeyDer, privateKey, createdAt: this.#now() });
+      return keys[keys.length - 1];
+    } finally {
+      zeroize(pair.privateKeyDer);
+    }
+  }
+
+  async #withSigningKey<T>(use: (privateKey: Buffer, keyId: string) => Promise<T>): Promise<T> {
+    const key = await this.#verifierSigningKey();
+    const privateKey = await this.#options.keyring.unsafeUnwrapSecret(SECRET_PURPOSES.verifierSigningKey, key.keyId, key.privateKey);
+    try {
+      return await use(privateKey, key.keyId);
+    } finally {
+      zeroize(privateKey);
+    }
+  }
+
+  #signDetached(payload: Buffer): Promise<string> {
+    return this.#withSigningKey((privateKey, keyId) => signDetached(privateKey, keyId, payload));
+  }
+
+  async jwks(): Promise<{ keys: unknown[] }> {
+    const keys = await this.#options.store.listVerifierKeys();
+    if (keys.length === 0) keys.push(await this.#verifierSigningKey());
+    return { keys: await Promise.all(keys.map((key) => publicJwk(key.publicKeyDer, key.keyId))) };
+  }
+
+  openidConfiguration(): Record<string, unknown> {
+    const issuer = this.#options.issuer();
+    return { issuer, jwks_uri: `${issuer}/.well-known/jwks.json`, id_token_signing_alg_values_supported: ['ES256'],
+      response_types_supported: ['id_token'], subject_types_supported: ['public'], claims_supported: ['ear.verifier-id', 'submods', 'eat_nonce'] };
+  }
+
+  // ---- vaults --------------------------------------------------------------------------------------
+
+  async #openVaultOf(hostId: string): Promise<{ record?: HostVaultRecord; vault?: HostVault; vaultKey?: Buffer }> {
+    const record = await this.#options.store.getVault(hostId);
+    if (!record) return {};
+    const vaultKey = await this.#options.keyring.unsafeUnwrapSecret(SECRET_PURPOSES.hostVaultKey, hostId, record.vaultKey);
+    try {
+      return { record, vault: openVault(vaultKey, hostId, record.format, record.ciphertext), vaultKey: Buffer.from(vaultKey) };
+    } finally {
+      zeroize(vaultKey);
+    }
+  }
+
+  /** The host's vault, made (with a new vault key and a pending verdict) the first time it is needed. */
+  async #vaultOf(context: HostContext): Promise<{ record: HostVaultRecord; vault: HostVault; vaultKey: Buffer }> {
+    const opened = await this.#openVaultOf(context.host.hostId);
+    if (opened.record && opened.vault && opened.vaultKey) return opened as { record: HostVaultRecord; vault: HostVault; vaultKey: Buffer };
+    const { host } = context;
+    const vaultKey = randomBytes(32);
+    const vault: HostVault = { Failures: [] };
+    const record: HostVaultRecord = { hostId: host.hostId, accountId: host.accountId, format: VAULT_FORMAT, revision: 1,
+      vaultKey: await this.#options.keyring.wrapSecret(SECRET_PURPOSES.hostVaultKey, host.hostId, vaultKey),
+      ciphertext: sealVault(vaultKey, host.hostId, vault) };
+    const created = await this.#options.store.createVault(record, { hostId: host.hostId, accountId: host.accountId, status: 'pending',
+      mode: context.settings?.mode ?? 'software', akTrusted: context.settings?.mode !== 'tpm', failureCount: 0 });
+    zeroize(vaultKey);
+    if (!created) {
+      const raced = await this.#openVaultOf(host.hostId);
+      if (!raced.record || !raced.vault || !raced.vaultKey) throw new UserError('HostRevokedException', `Host ${host.hostId} was removed from the fleet.`, 403);
+      return raced as { record: HostVaultRecord; vault: HostVault; vaultKey: Buffer };
+    }
+    return this.#vaultOf(context);
+  }
+
+  #resealed(record: HostVaultRecord, vaultKey: Buffer, vault: HostVault): HostVaultRecord {
+    return { ...record, format: VAULT_FORMAT, revision: record.revision + 1, ciphertext: sealVault(vaultKey, record.hostId, vault) };
+  }
+
+  // ---- TPM enrolment ---------------------------------------------------------------------------------
+
+  /**
+   * Registers a host's EK and AK and answers with a credential only that TPM can activate, and only
+   * if the AK lives in it (MakeCredential binds the AK's name). An activated AK is never replaced.
+   */
+  async registerTpm(host: HostRecord, input: { EkPublic: Buffer; EkCertificate?: Buffer; AkPublic: Buffer }) {
+    const context = await this.#context(host);
+    if (context.settings?.mode !== 'tpm') {
+      throw new UserError('ValidationException', 'No class of this host attests with a TPM; run the agent without --tpm or change the class.');
+    }
+    let ek: TpmPublic;
+    let ak: TpmPublic;
+    try {
+      ek = parseTpmPublic(input.EkPublic);
+      ak = parseTpmPublic(input.AkPublic);
+    } catch (error) {
+      if (error instanceof TpmFormatError) throw new UserError('ValidationException', `A TPM public area is malformed: ${error.message}`);
+      throw error;
+    }
+    // An AK fit for quotes: restricted signing key that cannot leave its TPM.
+    const FIXED_TPM = 1 << 1; const RESTRICTED = 1 << 16; const SIGN = 1 << 18;
+    if ((ak.objectAttributes & (FIXED_TPM | RESTRICTED | SIGN)) !== (FIXED_TPM | RESTRICTED | SIGN)) {
+      throw new UserError('ValidationException', 'The attestation key must be a restricted signing key fixed to its TPM.');
+    }
+    this.#checkEkCertificate(ek, input.EkCertificate);
+    const { record, vault, vaultKey } = await this.#vaultOf(context);
+    try {
+      const akName = ak.name.toString('base64');
+      if (vault.Tpm?.ActivatedAt) {
+        if (vault.Tpm.AkName === akName && vault.Tpm.EkPublic === input.EkPublic.toString('base64')) return { AlreadyActivated: true };
+        throw new UserError('ConflictException', 'This host already has an activated attestation key; remove and re-enrol the host to change its TPM.', 409);
+      }
+      const secret = randomBytes(32);
+      try {
+        const credential = makeCredential(ek, ak.name, secret);
+        vault.Tpm = { EkPublic: input.EkPublic.toString('base64'), EkCertificate: input.EkCertificate?.toString('base64'),
+          AkPublic: input.AkPublic.toString('base64'), AkName: akName,
+          PendingCredential: { SecretDigest: sha256Hex(secret), ExpiresAt: new Date(this.#now().getTime() + CREDENTIAL_TTL_MS).toISOString() } };
+        const written = await this.#options.store.recordVerdict({ attestation: await this.#attestationRecord(host, context),
+          vault: { record: this.#resealed(record, vaultKey, vault), expectedRevision: record.revision }, entitlementChanged: false }, this.#now());
+        if (!written) throw new UserError('ConflictException', 'The host\'s vault changed meanwhile; try again.', 409);
+        return { CredentialBlob: credential.credentialBlob, EncryptedSecret: credential.encryptedSecret };
+      } finally {
+        zeroize(secret);
+      }
+    } finally {
+      zeroize(vaultKey);
+    }
+  }
+
+  #checkEkCertificate(ek: TpmPublic, certificateDer: Buffer | undefined): void {
+    const authorities = this.#options.ekCaCertificates ?? [];
+    if (authorities.length === 0 && certificateDer === undefined) return;
+    if (!certificateDer) throw new UserError('ValidationException', 'This verifier requires an EK certificate (none was found in the TPM\'s NV storage).');
+    let certificate: X509Certificate;
+    try {
+      certificate = new X509Certificate(certificateDer);
+    } catch {
+      throw new UserError('ValidationException', 'The EK certificate is not a DER X.509 certificate.');
+    }
+    const certifiedKey = certificate.publicKey.export({ type: 'spki', format: 'der' });
+    if (!certifiedKey.equals(ek.publicKey.export({ type: 'spki', format: 'der' }))) {
+      throw new UserError('InvalidEkCertificateException', 'The EK certificate certifies another key than the EK sent.', 400);
+    }
+    if (authorities.length === 0) return;
+    const now = this.#now().getTime();
+    const chained = authorities.some((der) => {
+      const authority = new X509Certificate(der);
+      return certificate.checkIssued(authority) && certificate.verify(authority.publicKey);
+    });
+    if (!chained) throw new UserError('InvalidEkCertificateException', 'The EK certificate is not issued by a configured EK CA (--ek-ca).', 400);
+    if (now < Date.parse(certificate.validFrom) || now > Date.parse(certificate.validTo)) {
+      throw new UserError('InvalidEkCertificateException', 'The EK certificate is outside its validity period.', 400);
+    }
+  }
+
+  /** The host proves its TPM activated the credential: its AK is trusted from now on. */
+  async activateTpm(host: HostRecord, secret: Buffer) {
+    const context = await this.#context(host);
+    const { record, vault, vaultKey } = await this.#vaultOf(context);
+    try {
+      const pending = vault.Tpm?.PendingCredential;
+      if (!vault.Tpm || !pending) throw new UserError('ConflictException', 'No credential is waiting for activation; register the TPM first.', 409);
+      if (Date.parse(pending.ExpiresAt) < this.#now().getTime()) {
+        throw new UserError('ConflictException', 'The credential expired before activation; register the TPM again.', 409);
+      }
+      if (!constantTimeEqual(sha256(secret), Buffer.from(pending.SecretDigest, 'hex'))) {
+        await this.#auditHost(host, 'AttestationKeyActivation', 'ExplicitDeny', 'credential secret mismatch', 'InvalidProofException');
+        throw new UserError('InvalidProofException', 'The secret does not match the credential: the AK is not in the TPM that owns the EK.', 400);
+      }
+      vault.Tpm = { ...vault.Tpm, PendingCredential: undefined, ActivatedAt: this.#now().toISOString() };
+      const attestation = { ...(await this.#attestationRecord(host, context)), akTrusted: true };
+      const written = await this.#options.store.recordVerdict({ attestation, entitlementChanged: false,
+        vault: { record: this.#resealed(record, vaultKey, vault), expectedRevision: record.revision } }, this.#now());
+      if (!written) throw new UserError('ConflictException', 'The host\'s vault changed meanwhile; try again.', 409);
+      await this.#auditHost(host, 'AttestationKeyActivation', 'Allow', 'credential activated', 'Success');
+      this.#options.logger.info({ hostId: host.hostId }, 'attestation key proven by credential activation');
+      return { Activated: true };
+    } finally {
+      zeroize(vaultKey);
+    }
+  }
+
+  async #attestationRecord(host: HostRecord, context: HostContext): Promise<HostAttestationRecord> {
+    return (await this.#options.store.getAttestation(host.hostId)) ?? { hostId: host.hostId, accountId: host.accountId, status: 'pending',
+      mode: context.settings?.mode ?? 'software', akTrusted: context.settings?.mode !== 'tpm', failureCount: 0 };
+  }
+
+  // ---- challenges and evidence ---------------------------------------------------------------------
+
+  async challenge(host: HostRecord) {
+    const context = await this.#context(host);
+    if (!context.settings) throw new UserError('ValidationException', 'No class of this host attests; nothing to measure.');
+    await this.#vaultOf(context).then(({ vaultKey }) => zeroize(vaultKey));
+    const nonce = randomBytes(NONCE_BYTES);
+    const expiresAt = new Date(this.#now().getTime() + NONCE_TTL_MS);
+    await this.#options.store.createNonce(nonce, host.hostId, expiresAt);
+    return { Nonce: nonce.toString('base64'), ExpiresAt: expiresAt.toISOString(), Mode: context.settings.mode,
+      IntervalSeconds: context.settings.intervalSeconds, Pcr: AGENT_MEASUREMENT_PCR };
+  }
+
+  async submitEvidence(host: HostRecord, evidence: EvidenceMessage) {
+    const started = this.#now();
+    const context = await this.#context(host);
+    const settings = context.settings;
+    if (!settings) throw new UserError('ValidationException', 'No class of this host attests; nothing to appraise.');
+    const nonce = Buffer.from(evidence.Nonce, 'base64');
+    const nonceValid = nonce.length === NONCE_BYTES && await this.#options.store.consumeNonce(nonce, host.hostId, started);
+    let operational: ReportedOperational | undefined;
+    if (evidence.OperationalJson !== undefined) {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(evidence.OperationalJson);
+      } catch {
+        throw new UserError('ValidationException', 'OperationalJson is not JSON.');
+      }
+      operational = parseOperationalReport(parsed);
+    }
+    const reference = context.referenceClassName ? await this.#reference(host.accountId, context.referenceClassName) : undefined;
+    const { record, vault, vaultKey } = await this.#vaultOf(context);
+    try {
+      let ak: TpmPublic | undefined;
+      if (settings.mode === 'tpm' && vault.Tpm) ak = parseTpmPublic(Buffer.from(vault.Tpm.AkPublic, 'base64'));
+      let appraisal: Appraisal;
+      try {
+        appraisal = appraise({ mode: settings.mode, nonce, nonceValid, events: evidence.Events, operationalJson: evidence.OperationalJson,
+          operational, ak, akTrusted: Boolean(vault.Tpm?.ActivatedAt), previousClock: vault.Clock, reference: reference?.document,
+          quote: evidence.Quote ? { attest: Buffer.from(evidence.Quote.Attest, 'base64'), signature: Buffer.from(evidence.Quote.Signature, 'base64') }
+            : undefined });
+      } catch (error) {
+        if (error instanceof TpmFormatError) throw new UserError('ValidationException', `The quote is malformed: ${error.message}`);
+        throw error;
+      }
+      const previous = await this.#attestationRecord(host, context);
+      const next: HostVault = { ...vault, Failures: appraisal.failures, ReferenceVersion: reference?.version };
+      // A quote that failed its checks tells nothing about the host: keep the last believed measurements.
+      if (!appraisal.failures.some((failure) => ['nonce-invalid', 'quote-signature', 'quote-nonce', 'event-log-mismatch', 'quote-missing'].includes(failure.Id))) {
+        next.Boot = appraisal.boot;
+        next.Current = appraisal.current;
+        if (appraisal.clock) next.Clock = appraisal.clock;
+      }
+      if (operational && evidence.OperationalJson !== undefined) {
+        const digest = sha256Hex(evidence.OperationalJson);
+        if (digest !== vault.OperationalDigest) {
+          next.Operational = operational;
+          next.OperationalDigest = digest;
+        }
+      }
+      const changed = JSON.stringify(next) !== JSON.stringify(vault);
+      const now = this.#now();
+      const attestation: HostAttestationRecord = { ...previous, status: appraisal.status, mode: settings.mode, lastEvidence: now,
+        lastVerified: now, failureCount: appraisal.failures.length, akTrusted: settings.mode !== 'tpm' || Boolean(vault.Tpm?.ActivatedAt),
+        silentAt: new Date(now.getTime() + settings.intervalSeconds * settings.silentAfter * 1000) };
+      const actions = this.#transitionActions(settings, previous.status, appraisal.status, host.status);
+      const written = await this.#options.store.recordVerdict({ attestation,
+        vault: changed ? { record: this.#resealed(record, vaultKey, next), expectedRevision: record.revision } : undefined,
+        entitlementChanged: mayHoldKeys(previous.status) !== mayHoldKeys(appraisal.status),
+        quarantine: actions.includes('revoke') ? { reason: `attestation ${appraisal.status}` } : undefined }, now);
+      if (!written) throw new UserError('ConflictException', 'Another verdict for this host was recorded meanwhile; send fresh evidence.', 409);
+      await this.#afterVerdict(host, context, previous.status, attestation, appraisal.failures, actions, reference?.version);
+      return { Status: appraisal.status, Failures: appraisal.failures, IntervalSeconds: settings.intervalSeconds,
+        VerifiedAt: now.toISOString(), LatencyMs: now.getTime() - started.getTime() };
+    } finally {
+      zeroize(vaultKey);
+    }
+  }
+
+  /** Actions fire when a host enters a status (not again on every interval it stays there). */
+  #transitionActions(settings: ClassAttestationSettings, before: AttestationStatus, after: AttestationStatus, hostStatus: HostRecord['status']): CorrectiveAction[] {
+    if (before === after) return [];
+    const actions = actionsFor(settings, after);
+    return hostStatus === 'quarantined' ? actions.filter((action) => action !== 'revoke') : actions;
+  }
+
+  async #afterVerdict(host: HostRecord, context: HostContext, before: AttestationStatus, attestation: HostAttestationRecord,
+    failures: AttestationFailure[], actions: CorrectiveAction[], referenceVersion: number | undefined): Promise<void> {
+    const after = attestation.status;
+    if (before !== after || failures.length > 0) {
+      const summary = failures.length === 0 ? after : `${after}: ${[...new Set(failures.map((failure) => failure.Id))].join(',')}`;
+      await this.#auditHost(host, 'AttestationVerdict', after === 'affirming' ? 'Allow' : 'ExplicitDeny', summary, after === 'affirming' ? 'Success' : after);
+    }
+    if (before !== after) {
+      const log = after === 'affirming' ? this.#options.logger.info.bind(this.#options.logger) : this.#options.logger.warn.bind(this.#options.logger);
+      log({ hostId: host.hostId, before, after, failures: failures.map((failure) => failure.Id) }, 'attestation verdict changed');
+    }
+    for (const action of actions) {
+      await this.#auditHost(host, 'AttestationCorrectiveAction', 'Allow', `${action} (${after})`, 'Success');
+      if (action === 'alert') await this.#enqueueAlert(host, context, before, attestation, failures, referenceVersion);
+      if (action === 'revoke') this.#options.logger.error({ hostId: host.hostId, status: after }, 'host quarantined: certificates revoked, keys withdrawn');
+    }
+  }
+
+  async #enqueueAlert(host: HostRecord, context: HostContext, before: AttestationStatus, attestation: HostAttestationRecord,
+    failures: AttestationFailure[], referenceVersion: number | undefined): Promise<void> {
+    const url = context.settings?.webhookUrl;
+    if (!url) {
+      this.#options.logger.warn({ hostId: host.hostId, status: attestation.status }, 'alert asked for but the class has no webhook');
+      return;
+    }
+    const body = JSON.stringify({ Type: 'trustplane.attestation', Id: randomUuid(), HostId: host.hostId, HostName: host.name,
+      Classes: host.classes, Status: attestation.status, PreviousStatus: before, Failures: failures, ReferenceVersion: referenceVersion,
+      At: (attestation.lastVerified ?? this.#now()).toISOString(), Verifier: this.#options.issuer() });
+    await this.#options.store.enqueueAlert(host.accountId, url, body, this.#now());
+    void this.deliverAlerts();
+  }
+
+  /** Sends due alerts, each signed (detached JWS in `x-trustplane-signature`); failures back off up to five minutes. */
+  async deliverAlerts(): Promise<number> {
+    if (this.#alertsRunning) return 0;
+    this.#alertsRunning = true;
+    let delivered = 0;
+    try {
+      for (const alert of await this.#options.store.dueAlerts(this.#now(), ALERT_BATCH)) {
+        let error: string | undefined;
+        try {
+          const signature = await this.#signDetached(Buffer.from(alert.body));
+          const response = await fetch(alert.url, { method: 'POST', body: alert.body, redirect: 'error', signal: AbortSignal.timeout(ALERT_TIMEOUT_MS),
+            headers: { 'content-type': 'application/json', 'x-trustplane-signature': signature } });
+          await response.arrayBuffer().catch(() => undefined);
+          if (!response.ok) error = `HTTP ${response.status}`;
+        } catch (failure) {
+          error = failure instanceof Error ? failure.message : String(failure);
+        }
+        const attempts = alert.attempts + 1;
+        const retryAt = error && attempts < ALERT_MAX_ATTEMPTS
+          ? new Date(this.#now().getTime() + Math.min(ALERT_MAX_BACKOFF_MS, 1000 * 2 ** attempts)) : undefined;
+        await this.#options.store.settleAlert(alert.id, !error, retryAt, error, this.#now());
+        if (error) this.#options.logger.warn({ alert: alert.id, attempts, error, givenUp: !retryAt }, 'alert webhook delivery failed');
+        else delivered += 1;
+      }
+    } finally {
+      this.#alertsRunning = false;
+    }
+    return delivered;
+  }
+
+  /** Scheduled (every second): flags hosts silent past their deadline, forgets expired challenges, retries alerts. */
+  async runDueWork(): Promise<{ silenced: number }> {
+    const now = this.#now();
+    let silenced = 0;
+    for (const due of await this.#options.store.dueSilent(now, SILENT_BATCH)) {
+      const host = await this.#options.fleet.findHost(due.hostId);
+      if (!host) continue;
+      const context = await this.#context(host);
+      if (!context.settings) continue;
+      const actions = this.#transitionActions(context.settings, due.status, 'silent', host.status);
+      const attestation: HostAttestationRecord = { ...due, status: 'silent', silentAt: undefined };
+      const written = await this.#options.store.recordVerdict({ attestation, entitlementChanged: mayHoldKeys(due.status),
+        quarantine: actions.includes('revoke') ? { reason: 'attestation silent' } : undefined }, now);
+      if (!written) continue;
+      silenced += 1;
+      const failure: AttestationFailure = { Id: 'silent', Severity: 'high', Component: 'evidence',
+        Detail: `no evidence for ${context.settings.silentAfter} intervals of ${context.settings.intervalSeconds} s`,
+        Expected: `evidence every ${context.settings.intervalSeconds} s`, Found: `last at ${due.lastEvidence?.toISOString() ?? 'never'}` };
+      await this.#afterVerdict(host, context, due.status, attestation, [failure], actions, undefined);
+    }
+    await this.#options.store.purgeNonces(now);
+    await this.deliverAlerts();
+    return { silenced };
+  }
+
+  // ---- what operators and relying parties see --------------------------------------------------------
+
+  async describeHost(host: HostRecord): Promise<HostAttestationView | undefined> {
+    const attestation = await this.#options.store.getAttestation(host.hostId);
+    if (!attestation) {
+      const context = await this.#context(host);
+      return context.settings ? { Status: 'pending', Mode: context.settings.mode, Failures: [] } : undefined;
+    }
+    const { vault, vaultKey } = await this.#openVaultOf(host.hostId);
+    zeroize(vaultKey);
+    const failures = attestation.status === 'silent'
+      ? [{ Id: 'silent', Severity: 'high' as const, Component: 'evidence', Found: `last at ${attestation.lastEvidence?.toISOString() ?? 'never'}` },
+        ...(vault?.Failures ?? [])]
+      : vault?.Failures ?? [];
+    return { Status: attestation.status, Mode: attestation.mode, Failures: failures, LastVerified: attestation.lastVerified?.toISOString(),
+      LastEvidence: attestation.lastEvidence?.toISOString(), Measurements: vault?.Current,
+      AttestationKeyActivated: attestation.mode === 'tpm' ? Boolean(vault?.Tpm?.ActivatedAt) : undefined };
+  }
+
+  async clearHost(caller: Caller, hostId: string): Promise<{ Cleared: boolean }> {
+    await this.#require(caller, 'fleet:ClearHost', hostArn(this.#options.region, caller.accountId, hostId));
+    const host = await this.#options.fleet.getHost(caller.accountId, hostId);
+    if (!host) throw notFound(`Host ${hostId} does not exist.`);
+    const cleared = await this.#options.store.clearQuarantine(caller.accountId, hostId, this.#now());
+    if (!cleared) throw new UserError('ConflictException', `Host ${hostId} is not quarantined.`, 409);
+    this.#options.logger.info({ hostId, by: caller.principalArn }, 'quarantine lifted');
+    return { Cleared: true };
+  }
+
+  /** An EAR (IETF RATS) token about hosts of the caller's account, for relying parties; nonce echoed. */
+  async attestationToken(caller: Caller, hostIds: string[], nonce?: string): Promise<{ Token: string }> {
+    await this.#require(caller, 'fleet:GetAttestationToken', hostArn(this.#options.region, caller.accountId, '*'));
+    const hosts: HostRecord[] = [];
+    for (const hostId of hostIds) {
+      const host = await this.#options.fleet.getHost(caller.accountId, hostId);
+      if (!host) throw notFound(`Host ${hostId} does not exist.`);
+      hosts.push(host);
+    }
+    return { Token: await this.#earFor(hosts, nonce) };
+  }
+
+  /** The same for the host itself (its agent asks on behalf of a local workload). */
+  async attestationTokenForHost(host: HostRecord, nonce?: string): Promise<{ Token: string }> {
+    return { Token: await this.#earFor([host], nonce) };
+  }
+
+  async #earFor(hosts: HostRecord[], nonce: string | undefined): Promise<string> {
+    const now = this.#now();
+    const submods = [];
+    for (const host of hosts) {
+      const attestation = await this.#options.store.getAttestation(host.hostId);
+      const context = await this.#context(host);
+      const { vault, vaultKey } = await this.#openVaultOf(host.hostId);
+      zeroize(vaultKey);
+      submods.push({ hostId: host.hostId, status: host.status === 'quarantined' && attestation?.status === 'affirming' ? 'contraindicated' as const
+        : attestation?.status ?? 'pending', mode: attestation?.mode ?? context.settings?.mode, classes: context.classLineage,
+      failures: (vault?.Failures ?? []).map((failure) => failure.Id), lastVerified: attestation?.lastVerified,
+      policyId: context.referenceClassName && vault?.ReferenceVersion !== undefined
+        ? `trustplane:class/${context.referenceClassName}/reference/${vault.ReferenceVersion}` : undefined, quarantined: host.status === 'quarantined' });
+    }
+    const claims = earClaims({ issuer: this.#options.issuer(), now, lifetimeSeconds: EAR_LIFETIME_SECONDS, nonce, verifierId: VERIFIER_ID, submods });
+    return this.#withSigningKey((privateKey, keyId) => signJwt(privateKey, keyId, claims, EAR_TOKEN_TYPE));
+  }
+
+  // ---- key release and sealing ------------------------------------------------------------------
+
+  /**
+   * Whether a host may hold keys now, with the tp:* condition keys key policies see: never while
+   * quarantined; in an attesting class only while its latest verdict affirms or warns.
+   */
+  async releaseContext(host: HostRecord): Promise<KeyReleaseContext> {
+    const context = await this.#context(host);
+    const attestation = context.settings ? await this.#options.store.getAttestation(host.hostId) : undefined;
+    const status = attestation?.status;
+    const attested = status === 'affirming';
+    const conditionKeys: Record<string, ConditionValue> = { 'tp:HostClass': context.classLineage, 'tp:Attested': attested,
+      'tp:AttestationStatus': context.settings ? status ?? 'pending' : 'none', 'tp:AttestationMode': context.settings?.mode ?? 'none' };
+    const allowed = host.status === 'active' && (!context.settings || mayHoldKeys(status));
+    return { mayHoldKeys: allowed, conditionKeys };
+  }
+
+  /** Seals data to a host's current measurement: only that host, measuring the same, can unseal it. */
+  async seal(caller: Caller, hostId: string, plaintext: Buffer): Promise<{ Sealed: Buffer; MeasurementDigest: string }> {
+    await this.#require(caller, 'fleet:SealToHost', hostArn(this.#options.region, caller.accountId, hostId));
+    if (plaintext.length > MAX_SEAL_BYTES) throw new UserError('ValidationException', `At most ${MAX_SEAL_BYTES} bytes can be sealed; seal a data key instead.`);
+    const host = await this.#options.fleet.getHost(caller.accountId, hostId);
+    if (!host) throw notFound(`Host ${hostId} does not exist.`);
+    const { vault, vaultKey } = await this.#openVaultOf(hostId);
+    try {
+      if (!vault?.Current || !vaultKey || Object.keys(vault.Current).length === 0) {
+        throw new UserError('ConflictException', `Host ${hostId} has no measurements yet to seal to.`, 409);
+      }
+      const digest = measurementDigest(vault.Current);
+      return { Sealed: sealToMeasurement(vaultKey, hostId, digest, plaintext), MeasurementDigest: digest.toString('hex') };
+    } finally {
+      zeroize(vaultKey);
+    }
+  }
+
+  async unseal(host: HostRecord, sealed: Buffer): Promise<{ Plaintext: Buffer }> {
+    const attestation = await this.#options.store.getAttestation(host.hostId);
+    if (host.status !== 'active' || !mayHoldKeys(attestation?.status)) {
+      throw new UserError('AccessDeniedException', `Host ${host.hostId} is ${host.status === 'active' ? attestation?.status ?? 'not attested' : host.status}: sealed data is released only to an attested host.`, 403);
+    }
+    const { vault, vaultKey } = await this.#openVaultOf(host.hostId);
+    try {
+      if (!vault?.Current || !vaultKey) throw new UserError('AccessDeniedException', 'This host has no current measurement.', 403);
+      const opened = openSealed(vaultKey, host.hostId, measurementDigest(vault.Current), sealed);
+      if (opened.kind === 'malformed') throw new UserError('ValidationException', 'The sealed blob is malformed or not sealed by this verifier.');
+      if (opened.kind === 'other-host') throw new UserError('AccessDeniedException', 'The data was sealed to another host.', 403);
+      if (opened.kind === 'measurement-mismatch') {
+        await this.#auditHost(host, 'AttestationUnseal', 'ExplicitDeny', 'measurement mismatch', 'AccessDeniedException');
+        throw new UserError('AccessDeniedException', 'The host\'s current measurement differs from the one the data was sealed to.', 403);
+      }
+      await this.#auditHost(host, 'AttestationUnseal', 'Allow', 'measurement matches', 'Success');
+      return { Plaintext: opened.plaintext };
+    } finally {
+      zeroize(vaultKey);
+    }
+  }
+
+  async #auditHost(host: HostRecord, operation: string, decision: 'Allow' | 'ExplicitDeny', statement: string, outcome: string): Promise<void> {
+    await this.#options.audit?.record({ requestId: randomUuid(), accountId: host.accountId, principalArn: 'trustplane:verifier', service: 'trustplane',
+      operation, resource: hostArn(this.#options.region, host.accountId, host.hostId), decision, decidingStatement: statement, outcome, latencyMs: 0 })
+      .catch((error: unknown) => this.#options.logger.error({ err: error, hostId: host.hostId, operation }, 'attestation event could not be audited'));
+  }
+}

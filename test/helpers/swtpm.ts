@@ -1,0 +1,120 @@
+// Throwaway software TPMs for tests: swtpm_setup manufactures one (EK, EK certificate, platform certificate) in a temporary directory, swtpm serves it on a free port.
+// Must never write outside its temporary directory (no $HOME, no /var/lib/swtpm-localca) nor leave a swtpm process running.
+import { spawn } from 'node:child_process';
+import { rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { Tpm } from '../../src/agent/tpm.ts';
+import { freePort } from './agent.ts';
+import { run, skipOrFail } from './exec.ts';
+import { makeTempDir } from './server.ts';
+
+export const SWTPM_PATH = '/usr/bin/swtpm';
+export const SWTPM_SETUP_PATH = '/usr/bin/swtpm_setup';
+export const SWTPM_LOCALCA_PATH = '/usr/bin/swtpm_localca';
+
+export type TpmToolsLocation = { version: string; swtpmVersion: string; skip?: undefined } | { skip: string };
+
+/**
+ * Finds tpm2-tools and swtpm. When either is missing the tests skip with the reason, unless
+ * TRUSTPLANE_REQUIRE_ALL=1, where a missing tool is a failure.
+ */
+export async function locateTpmTools(): Promise<TpmToolsLocation> {
+  const tools = await Tpm.available();
+  if (!tools.available) return skipOrFail(`${tools.reason}; install Debian's tpm2-tools`);
+  const swtpm = await run(SWTPM_PATH, ['--version'], { env: { PATH: process.env.PATH } });
+  const setup = await run(SWTPM_SETUP_PATH, ['--version'], { env: { PATH: process.env.PATH } });
+  if (swtpm.code !== 0 || setup.code !== 0) {
+    return skipOrFail(`swtpm not usable (${SWTPM_PATH} --version: ${swtpm.code}, ${SWTPM_SETUP_PATH} --version: ${setup.code}); install Debian's swtpm and swtpm-tools`);
+  }
+  return { version: tools.version, swtpmVersion: swtpm.stdout.trim() };
+}
+
+export interface Swtpm {
+  /** For TPM2TOOLS_TCTI or `new Tpm({ tcti })`. */
+  tcti: string;
+  /** The temporary directory: TPM state, the local CA and the configuration files. */
+  dir: string;
+  /** The local CA's root certificate (PEM), which issued the EK certificate's issuer. */
+  caCertificatePath: string;
+  /** The CA that signed the EK and platform certificates (PEM). */
+  issuerCertificatePath: string;
+  stop(): Promise<void>;
+}
+
+async function waitForPort(port: number, deadline: number, exited: () => string | undefined): Promise<void> {
+  for (;;) {
+    const problem = exited();
+    if (problem !== undefined) throw new Error(problem);
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host: '127.0.0.1', port });
+      socket.once('connect', () => { socket.destroy(); resolve(true); });
+      socket.once('error', () => { socket.destroy(); resolve(false); });
+    });
+    if (open) return;
+    if (Date.now() > deadline) throw new Error(`swtpm did not listen on 127.0.0.1:${port} in time`);
+    // Yield to the event loop (and swtpm) between attempts without a fixed sleep.
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
+/** Manufactures and starts a fresh TPM 2.0. */
+export async function startSwtpm(options: { timeoutMs?: number } = {}): Promise<Swtpm> {
+  const dir = makeTempDir('trustplane-swtpm-');
+  const state = join(dir, 'state');
+  const ca = join(dir, 'localca');
+  mkdirSync(state, { mode: 0o700 });
+  mkdirSync(ca, { mode: 0o700 });
+  // Every path the setup and its CA use points into dir; without --config, swtpm_setup reads
+  // /etc/swtpm_setup.conf, whose CA state lives in /var/lib/swtpm-localca (or ~/.config as non-root).
+  const setupConf = join(dir, 'swtpm_setup.conf');
+  const localcaConf = join(dir, 'swtpm-localca.conf');
+  const localcaOptions = join(dir, 'swtpm-localca.options');
+  writeFileSync(setupConf, `create_certs_tool = ${SWTPM_LOCALCA_PATH}\ncreate_certs_tool_config = ${localcaConf}\n`
+    + `create_certs_tool_options = ${localcaOptions}\nactive_pcr_banks = sha256\n`);
+  writeFileSync(localcaConf, `statedir = ${ca}\nsigningkey = ${join(ca, 'signkey.pem')}\nissuercert = ${join(ca, 'issuercert.pem')}\n`
+    + `certserial = ${join(ca, 'certserial')}\n`);
+  writeFileSync(localcaOptions, '--platform-manufacturer trustplane\n--platform-version 2.1\n--platform-model swtpm\n');
+  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir, XDG_CONFIG_HOME: dir, TMPDIR: dir };
+  const setup = await run(SWTPM_SETUP_PATH, ['--tpm2', '--tpmstate', state, '--createek', '--create-ek-cert', '--create-platform-cert',
+    '--overwrite', '--config', setupConf, '--logfile', join(dir, 'swtpm_setup.log')], { env, timeoutMs: options.timeoutMs ?? 60_000 });
+  if (setup.code !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`swtpm_setup failed (${setup.code}): ${setup.stderr.trim()} (log in the removed ${dir})`);
+  }
+  let child: ReturnType<typeof spawn> | undefined;
+  try {
+    const port = await freePort();
+    let ctrlPort = await freePort();
+    // swtpm wants its control channel on a second port; freePort could hand the same one back.
+    while (ctrlPort === port) ctrlPort = await freePort();
+    child = spawn(SWTPM_PATH, ['socket', '--tpm2', '--tpmstate', `dir=${state}`,
+      '--server', `type=tcp,port=${port},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${ctrlPort},bindaddr=127.0.0.1`,
+      '--flags', 'not-need-init,startup-clear', '--log', `file=${join(dir, 'swtpm.log')}`], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    let exit: string | undefined;
+    child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+    child.once('exit', (code, signal) => { exit = `swtpm exited (${code ?? signal}) before listening: ${stderr.trim()}`; });
+    child.once('error', (error) => { exit = `swtpm could not start: ${error.message}`; });
+    await waitForPort(port, Date.now() + (options.timeoutMs ?? 10_000), () => exit);
+    const running = child;
+    return {
+      tcti: `swtpm:host=127.0.0.1,port=${port}`,
+      dir,
+      caCertificatePath: join(ca, 'swtpm-localca-rootca-cert.pem'),
+      issuerCertificatePath: join(ca, 'issuercert.pem'),
+      async stop() {
+        if (running.exitCode === null && running.signalCode === null) {
+          const exited = new Promise<void>((resolve) => running.once('exit', () => resolve()));
+          running.kill('SIGTERM');
+          await exited;
+        }
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  } catch (error) {
+    child?.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+}
