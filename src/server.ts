@@ -16,7 +16,7 @@ import { SqliteStore } from './shared/store/index.ts';
 import { SqliteAuditStore } from './shared/store/sqlite-audit.ts';
 import { SqliteFleetStore } from './shared/store/sqlite-fleet.ts';
 import {
-  createFleetHttpHandler, FleetPushHub, FleetService, fleetApiOperations, FLEET_TARGET_PREFIX, hostArn, KeyRingDistributor, startAgentListener,
+  createFleetHttpHandler, FleetPushHub, FleetService, fleetApiOperations, FLEET_TARGET_PREFIX, KeyRingDistributor, startAgentListener,
   type RunningAgentListener,
 } from './services/fleet/index.ts';
 import { AttestationService, attestAgentRoutes, attestApiOperations, createVerifierDiscoveryHandler } from './services/attest/index.ts';
@@ -172,8 +172,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     issuer: () => publicUrl ?? 'http://127.0.0.1', ekCaCertificates: readEkCaCertificates(config.attestation.ekCaFiles) });
   const distributor = new KeyRingDistributor({ keys: store, fleet: fleetStore, keyring, gate: {
     context: (host) => attestation.releaseContext(host),
-    keyAllowed: (keyId, host, conditionKeys) => keyService.releasableToHost(keyId, { arn: hostArn(region, host.accountId, host.hostId),
-      accountId: host.accountId }, conditionKeys),
+    // A policy that cannot be evaluated releases nothing (and says so), without holding back the host's other keys.
+    keyAllowed: (keyId, host, conditionKeys) => keyService.releasableToHost(keyId, host, conditionKeys).catch((error: unknown) => {
+      logger.error({ err: error, keyId, hostId: host.hostId }, 'key policy could not be evaluated for a host: key withheld');
+      return false;
+    }),
   } });
   const pushHub = new FleetPushHub({ store: fleetStore, distributor, logger });
   const handleVerifierDiscovery = createVerifierDiscoveryHandler(attestation);

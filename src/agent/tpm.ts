@@ -188,7 +188,8 @@ export class Tpm {
         return false;
       }
     }));
-    if (missing.length > 0) return { available: false, reason: `tpm2-tools not found (missing ${missing.join(', ')})` };
+    if (missing.length === TOOLS.length) return { available: false, reason: 'tpm2-tools not found' };
+    if (missing.length > 0) return { available: false, reason: `tpm2-tools incomplete (missing ${missing.join(', ')})` };
     const probe = new Tpm({ tcti: 'none', toolsDir });
     try {
       const output = (await probe.#run('tpm2_getcap', ['--version'])).toString('utf8');
@@ -202,7 +203,7 @@ export class Tpm {
    * Makes sure the EK and an AK are persistent and returns their public parts. Re-uses what is
    * already at the handles, so the AK (and what a verifier trusts about it) survives restarts.
    */
-  provision(): Promise<TpmProvisioning> {
+  async provision(): Promise<TpmProvisioning> {
     return this.#exclusive(() => this.#withWorkspace(async (dir) => {
       const { ekHandle, akHandle } = this.#options;
       const persistent = await this.#persistentHandles();
@@ -242,7 +243,7 @@ export class Tpm {
    * key: returns the verifier's secret only if the credential was made for this AK's name and
    * this EK. The EK (policy A) is authorised with PolicySecret over the endorsement hierarchy.
    */
-  activateCredential(credentialBlob: Buffer, encryptedSecret: Buffer): Promise<Buffer> {
+  async activateCredential(credentialBlob: Buffer, encryptedSecret: Buffer): Promise<Buffer> {
     const file = encodeCredentialFile(credentialBlob, encryptedSecret);
     return this.#exclusive(() => this.#withWorkspace(async (dir) => {
       const credentialPath = join(dir, 'credential');
@@ -252,8 +253,9 @@ export class Tpm {
       return this.#withFlush(['-t', '-l', '-s'], async () => {
         await this.#run('tpm2_startauthsession', ['--policy-session', '-S', session]);
         await this.#run('tpm2_policysecret', ['-S', session, '-c', 'e']);
-        await this.#run('tpm2_activatecredential', ['-c', hexHandle(this.#options.akHandle), '-C', hexHandle(this.#options.ekHandle),
-          '-i', credentialPath, '-o', secretPath, '-P', `session:${session}`]);
+        // The tool also prints the secret in hex ("certinfodata:") on stdout, whatever -o says.
+        zeroize(await this.#run('tpm2_activatecredential', ['-c', hexHandle(this.#options.akHandle), '-C', hexHandle(this.#options.ekHandle),
+          '-i', credentialPath, '-o', secretPath, '-P', `session:${session}`]));
         const secret = await readFile(secretPath);
         // The secret is a one-time challenge; scrub the file's copy before the directory goes.
         await writeFile(secretPath, Buffer.alloc(secret.length));
@@ -263,20 +265,20 @@ export class Tpm {
   }
 
   /** Resets a resettable PCR (16 and 23 at locality 0). */
-  resetPcr(index: number): Promise<void> {
+  async resetPcr(index: number): Promise<void> {
     const [pcr] = requirePcrIndices([index], 'resetPcr');
     return this.#exclusive(async () => { await this.#run('tpm2_pcrreset', [String(pcr)]); });
   }
 
   /** Extends a SHA-256 digest into the PCR's sha256 bank. */
-  extendPcr(index: number, sha256Digest: Buffer): Promise<void> {
+  async extendPcr(index: number, sha256Digest: Buffer): Promise<void> {
     const [pcr] = requirePcrIndices([index], 'extendPcr');
     if (!Buffer.isBuffer(sha256Digest) || sha256Digest.length !== PCR_DIGEST_LENGTH) throw new RangeError('extendPcr: the digest must be 32 bytes (SHA-256)');
     return this.#exclusive(async () => { await this.#run('tpm2_pcrextend', [`${pcr}:${PCR_BANK}=${sha256Digest.toString('hex')}`]); });
   }
 
   /** The sha256 bank's values, in the order asked for. */
-  readPcrs(indices: number[]): Promise<Buffer[]> {
+  async readPcrs(indices: number[]): Promise<Buffer[]> {
     const sorted = requirePcrIndices(indices, 'readPcrs');
     return this.#exclusive(() => this.#withWorkspace(async (dir) => {
       const path = join(dir, 'pcrs');
@@ -291,9 +293,11 @@ export class Tpm {
   }
 
   /** A quote by the AK over the sha256 bank's selected PCRs, with the verifier's nonce as qualifying data. */
-  quote(nonce: Buffer, pcrs: number[]): Promise<TpmQuote> {
+  async quote(nonce: Buffer, pcrs: number[]): Promise<TpmQuote> {
     const sorted = requirePcrIndices(pcrs, 'quote');
-    if (!Buffer.isBuffer(nonce) || nonce.length > MAX_NONCE_BYTES) throw new RangeError(`quote: the nonce must be at most ${MAX_NONCE_BYTES} bytes`);
+    if (!Buffer.isBuffer(nonce) || nonce.length === 0 || nonce.length > MAX_NONCE_BYTES) {
+      throw new RangeError(`quote: the nonce must be 1 to ${MAX_NONCE_BYTES} bytes`);
+    }
     return this.#exclusive(() => this.#withWorkspace(async (dir) => {
       const attestPath = join(dir, 'attest');
       const signaturePath = join(dir, 'signature');
@@ -307,7 +311,7 @@ export class Tpm {
    * Seals data (1 to 128 bytes) under the owner-hierarchy storage primary with a policy on the
    * selected PCRs' current sha256 values. The blob is useless on another TPM or once a PCR moved.
    */
-  seal(data: Buffer, pcrs: number[]): Promise<Buffer> {
+  async seal(data: Buffer, pcrs: number[]): Promise<Buffer> {
     const sorted = requirePcrIndices(pcrs, 'seal');
     if (!Buffer.isBuffer(data) || data.length === 0 || data.length > MAX_SEALED_BYTES) {
       throw new RangeError(`seal: data must be 1 to ${MAX_SEALED_BYTES} bytes`);
@@ -328,7 +332,7 @@ export class Tpm {
   }
 
   /** Unseals a blob from seal(); fails with TpmCommandError (response code 0x99d) once a selected PCR changed. */
-  unseal(blob: Buffer): Promise<Buffer> {
+  async unseal(blob: Buffer): Promise<Buffer> {
     const { pcrs, sealedPublic, sealedPrivate } = decodeSealedBlob(blob);
     return this.#exclusive(() => this.#withWorkspace(async (dir) => {
       const primary = join(dir, 'primary.ctx');

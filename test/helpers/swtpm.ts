@@ -1,8 +1,8 @@
 // Throwaway software TPMs for tests: swtpm_setup manufactures one (EK, EK certificate, platform certificate) in a temporary directory, swtpm serves it on a free port.
 // Must never write outside its temporary directory (no $HOME, no /var/lib/swtpm-localca) nor leave a swtpm process running.
 import { spawn } from 'node:child_process';
-import { rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { connect } from 'node:net';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { Tpm } from '../../src/agent/tpm.ts';
 import { freePort } from './agent.ts';
@@ -16,16 +16,25 @@ export const SWTPM_LOCALCA_PATH = '/usr/bin/swtpm_localca';
 export type TpmToolsLocation = { version: string; swtpmVersion: string; skip?: undefined } | { skip: string };
 
 /**
- * Finds tpm2-tools and swtpm. When either is missing the tests skip with the reason, unless
- * TRUSTPLANE_REQUIRE_ALL=1, where a missing tool is a failure.
+ * Finds tpm2-tools and (unless only the tools are needed) swtpm with swtpm_setup. When one is
+ * missing the tests skip with the reason, unless TRUSTPLANE_REQUIRE_ALL=1, where it is a failure.
  */
-export async function locateTpmTools(): Promise<TpmToolsLocation> {
+export async function locateTpmTools(options: { swtpm?: boolean } = {}): Promise<TpmToolsLocation> {
   const tools = await Tpm.available();
   if (!tools.available) return skipOrFail(`${tools.reason}; install Debian's tpm2-tools`);
-  const swtpm = await run(SWTPM_PATH, ['--version'], { env: { PATH: process.env.PATH } });
-  const setup = await run(SWTPM_SETUP_PATH, ['--version'], { env: { PATH: process.env.PATH } });
-  if (swtpm.code !== 0 || setup.code !== 0) {
-    return skipOrFail(`swtpm not usable (${SWTPM_PATH} --version: ${swtpm.code}, ${SWTPM_SETUP_PATH} --version: ${setup.code}); install Debian's swtpm and swtpm-tools`);
+  const env = { PATH: process.env.PATH };
+  // The tests also use the verifier-side tools, which the agent never runs.
+  for (const tool of ['tpm2_makecredential', 'tpm2_checkquote']) {
+    const probe = await run(tool, ['--version'], { env });
+    if (probe.code !== 0) return skipOrFail(`${tool} not usable (exit ${probe.code}); install Debian's tpm2-tools`);
+  }
+  if (options.swtpm === false) return { version: tools.version, swtpmVersion: '' };
+  const swtpm = await run(SWTPM_PATH, ['--version'], { env });
+  // swtpm_setup --version exits 1 (0.7.1); its capabilities are the reliable probe.
+  const setup = await run(SWTPM_SETUP_PATH, ['--print-capabilities'], { env });
+  if (swtpm.code !== 0 || setup.code !== 0 || !setup.stdout.includes('"tpm-2.0"')) {
+    return skipOrFail(`swtpm not usable (${SWTPM_PATH} --version: exit ${swtpm.code}; ${SWTPM_SETUP_PATH} --print-capabilities: exit ${setup.code}`
+      + `${setup.code === 0 ? ', no TPM 2.0 support' : ''}); install Debian's swtpm and swtpm-tools`);
   }
   return { version: tools.version, swtpmVersion: swtpm.stdout.trim() };
 }
@@ -40,6 +49,22 @@ export interface Swtpm {
   /** The CA that signed the EK and platform certificates (PEM). */
   issuerCertificatePath: string;
   stop(): Promise<void>;
+}
+
+async function portIsFree(port: number): Promise<boolean> {
+  const server = createServer();
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+async function freePortPair(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt += 1) {
+    const port = await freePort();
+    if (port < 65535 && await portIsFree(port + 1)) return port;
+  }
+  throw new Error('found no two consecutive free ports for swtpm');
 }
 
 async function waitForPort(port: number, deadline: number, exited: () => string | undefined): Promise<void> {
@@ -79,15 +104,16 @@ export async function startSwtpm(options: { timeoutMs?: number } = {}): Promise<
   const setup = await run(SWTPM_SETUP_PATH, ['--tpm2', '--tpmstate', state, '--createek', '--create-ek-cert', '--create-platform-cert',
     '--overwrite', '--config', setupConf, '--logfile', join(dir, 'swtpm_setup.log')], { env, timeoutMs: options.timeoutMs ?? 60_000 });
   if (setup.code !== 0) {
+    let log = '';
+    try { log = readFileSync(join(dir, 'swtpm_setup.log'), 'utf8'); } catch { /* no log written */ }
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`swtpm_setup failed (${setup.code}): ${setup.stderr.trim()} (log in the removed ${dir})`);
+    throw new Error(`swtpm_setup failed (${setup.code}): ${setup.stderr.trim()}\n${log.trim()}`);
   }
   let child: ReturnType<typeof spawn> | undefined;
   try {
-    const port = await freePort();
-    let ctrlPort = await freePort();
-    // swtpm wants its control channel on a second port; freePort could hand the same one back.
-    while (ctrlPort === port) ctrlPort = await freePort();
+    // The swtpm TCTI talks to the control channel on the next port up, so both must be free.
+    const port = await freePortPair();
+    const ctrlPort = port + 1;
     child = spawn(SWTPM_PATH, ['socket', '--tpm2', '--tpmstate', `dir=${state}`,
       '--server', `type=tcp,port=${port},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${ctrlPort},bindaddr=127.0.0.1`,
       '--flags', 'not-need-init,startup-clear', '--log', `file=${join(dir, 'swtpm.log')}`], { env, stdio: ['ignore', 'ignore', 'pipe'] });

@@ -183,7 +183,8 @@ export class AttestationService {
     }
     const canonical = canonicalReferencePolicy(document);
     const signature = await this.#signDetached(Buffer.from(canonical));
-    const version = await this.#options.store.addReferencePolicy({ accountId: caller.accountId, className: name, document: canonical, signature,
+    const wrapped = await this.#options.keyring.wrapSecret(SECRET_PURPOSES.referencePolicy, `${caller.accountId}/${name}`, Buffer.from(canonical));
+    const version = await this.#options.store.addReferencePolicy({ accountId: caller.accountId, className: name, document: wrapped, signature,
       createdAt: this.#now(), createdBy: caller.principalArn });
     this.#options.logger.info({ className: name, version, components: Object.keys(document.Components).length }, 'reference values set');
     return { Version: version, Document: JSON.parse(canonical) as ReferencePolicyDocument };
@@ -205,11 +206,12 @@ export class AttestationService {
     const cached = this.#referenceCache.get(cacheKey);
     if (cached && cached.version === record.version && cached.signature === record.signature) return cached;
     const key = await this.#verifierSigningKey();
-    if (!(await verifyDetached(key.publicKeyDer, record.signature, Buffer.from(record.document)))) {
+    const document = await this.#options.keyring.unsafeUnwrapSecret(SECRET_PURPOSES.referencePolicy, cacheKey, record.document);
+    if (!(await verifyDetached(key.publicKeyDer, record.signature, document))) {
       this.#options.logger.error({ className, version: record.version }, 'reference values fail their signature check: ignoring them');
       throw new Error(`the reference values of class ${className} (version ${record.version}) fail their signature check`);
     }
-    const loaded = { version: record.version, signature: record.signature, document: parseReferencePolicy(JSON.parse(record.document)) };
+    const loaded = { version: record.version, signature: record.signature, document: parseReferencePolicy(JSON.parse(document.toString('utf8'))) };
     this.#referenceCache.set(cacheKey, loaded);
     return loaded;
   }
@@ -335,7 +337,15 @@ export class AttestationService {
       }
       const secret = randomBytes(32);
       try {
-        const credential = makeCredential(ek, ak.name, secret);
+        let credential;
+        try {
+          credential = makeCredential(ek, ak.name, secret);
+        } catch (error) {
+          if (error instanceof TpmFormatError || error instanceof RangeError) {
+            throw new UserError('ValidationException', `The EK cannot protect a credential: ${error.message}`);
+          }
+          throw error;
+        }
         vault.Tpm = { EkPublic: input.EkPublic.toString('base64'), EkCertificate: input.EkCertificate?.toString('base64'),
           AkPublic: input.AkPublic.toString('base64'), AkName: akName,
           PendingCredential: { SecretDigest: sha256Hex(secret), ExpiresAt: new Date(this.#now().getTime() + CREDENTIAL_TTL_MS).toISOString() } };
@@ -520,10 +530,12 @@ export class AttestationService {
       this.#options.logger.warn({ hostId: host.hostId, status: attestation.status }, 'alert asked for but the class has no webhook');
       return;
     }
-    const body = JSON.stringify({ Type: 'trustplane.attestation', Id: randomUuid(), HostId: host.hostId, HostName: host.name,
+    const alertId = randomUuid();
+    const body = JSON.stringify({ Type: 'trustplane.attestation', Id: alertId, HostId: host.hostId, HostName: host.name,
       Classes: host.classes, Status: attestation.status, PreviousStatus: before, Failures: failures, ReferenceVersion: referenceVersion,
       At: (attestation.lastVerified ?? this.#now()).toISOString(), Verifier: this.#options.issuer() });
-    await this.#options.store.enqueueAlert(host.accountId, url, body, this.#now());
+    const wrapped = await this.#options.keyring.wrapSecret(SECRET_PURPOSES.attestationAlert, alertId, Buffer.from(body));
+    await this.#options.store.enqueueAlert(alertId, host.accountId, url, wrapped, this.#now());
     void this.deliverAlerts();
   }
 
@@ -536,8 +548,9 @@ export class AttestationService {
       for (const alert of await this.#options.store.dueAlerts(this.#now(), ALERT_BATCH)) {
         let error: string | undefined;
         try {
-          const signature = await this.#signDetached(Buffer.from(alert.body));
-          const response = await fetch(alert.url, { method: 'POST', body: alert.body, redirect: 'error', signal: AbortSignal.timeout(ALERT_TIMEOUT_MS),
+          const body = await this.#options.keyring.unsafeUnwrapSecret(SECRET_PURPOSES.attestationAlert, alert.alertId, alert.body);
+          const signature = await this.#signDetached(body);
+          const response = await fetch(alert.url, { method: 'POST', body, redirect: 'error', signal: AbortSignal.timeout(ALERT_TIMEOUT_MS),
             headers: { 'content-type': 'application/json', 'x-trustplane-signature': signature } });
           await response.arrayBuffer().catch(() => undefined);
           if (!response.ok) error = `HTTP ${response.status}`;

@@ -178,11 +178,13 @@ export class KeyService {
    * Whether a key's policy lets a host hold it (the fleet push asks before sending material). Only
    * a policy that speaks of hosts (a tp:* condition key) is asked; other keys follow class grants alone.
    */
-  async releasableToHost(keyId: string, host: { arn: string; accountId: string }, conditionKeys: Record<string, ConditionValue>): Promise<boolean> {
+  async releasableToHost(keyId: string, host: { hostId: string; accountId: string }, conditionKeys: Record<string, ConditionValue>): Promise<boolean> {
     const key = await this.#store.getKey(keyId);
     if (!key) return false;
     if (!key.policy.includes('"tp:')) return true;
-    const caller: Caller = { principalArn: host.arn, identityArn: host.arn, accountId: host.accountId, kind: 'host', accessKeyId: '',
+    // Hosts are principals of their account, as policies name them: arn:aws:iam::ACCOUNT:host/ID.
+    const arn = `arn:aws:iam::${host.accountId}:host/${host.hostId}`;
+    const caller: Caller = { principalArn: arn, identityArn: arn, accountId: host.accountId, kind: 'host', accessKeyId: '',
       tags: {}, signingService: 'trustplane' };
     const decision = await this.#authorizer.evaluate(caller, { action: 'kms:Decrypt', resource: key.arn, resourceAccountId: key.accountId,
       resourcePolicy: key.policy, conditionKeys, grantAllows: false });

@@ -47,8 +47,8 @@ export interface ReferencePolicyRecord {
   accountId: string;
   className: string;
   version: number;
-  /** Canonical JSON of the policy document. */
-  document: string;
+  /** Canonical JSON of the policy document, wrapped under the domain key (name `account/class`). */
+  document: WrappedSecret;
   /** The verifier's compact JWS over the document (detached payload). */
   signature: string;
   createdAt: Date;
@@ -75,9 +75,11 @@ export interface AttestedCertificateRecord {
 
 export interface AlertRecord {
   id: number;
+  /** Names the wrapped body (the associated data binds it). */
+  alertId: string;
   accountId: string;
   url: string;
-  body: string;
+  body: WrappedSecret;
   attempts: number;
   nextAttemptAt: Date;
 }
@@ -135,7 +137,7 @@ export interface AttestStore {
   getAttestedCertificate(serial: string): Promise<AttestedCertificateRecord | undefined>;
   revokedCertificates(accountId: string): Promise<AttestedCertificateRecord[]>;
 
-  enqueueAlert(accountId: string, url: string, body: string, now: Date): Promise<void>;
+  enqueueAlert(alertId: string, accountId: string, url: string, body: WrappedSecret, now: Date): Promise<void>;
   dueAlerts(now: Date, limit: number): Promise<AlertRecord[]>;
   /** Delivered (nextAttemptAt undefined) or to be retried at nextAttemptAt. */
   settleAlert(id: number, delivered: boolean, nextAttemptAt: Date | undefined, error: string | undefined, now: Date): Promise<void>;

@@ -7,6 +7,7 @@ import type {
   ReferencePolicyRecord, VerdictWrite, VerifierKeyRecord,
 } from './attest-types.ts';
 import type { FleetChangeKind } from './fleet-types.ts';
+import type { WrappedSecret } from '../crypto/index.ts';
 import type { SqliteStore } from './sqlite.ts';
 import { StatementCache } from './statements.ts';
 
@@ -157,7 +158,8 @@ export class SqliteAttestStore implements AttestStore {
   async latestReferencePolicy(accountId: string, className: string): Promise<ReferencePolicyRecord | undefined> {
     const row = this.#statement(`SELECT * FROM reference_policies WHERE account_id = ? AND class_name = ? ORDER BY version DESC LIMIT 1`)
       .get(accountId, className) as Row | undefined;
-    return row ? { accountId, className, version: Number(row.version), document: String(row.document), signature: String(row.signature),
+    return row ? { accountId, className, version: Number(row.version), signature: String(row.signature),
+      document: { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped_document as Buffer },
       createdAt: new Date(Number(row.created_at)), createdBy: String(row.created_by) } : undefined;
   }
 
@@ -166,9 +168,9 @@ export class SqliteAttestStore implements AttestStore {
       const row = this.#statement('SELECT coalesce(max(version), 0) + 1 AS next FROM reference_policies WHERE account_id = ? AND class_name = ?')
         .get(record.accountId, record.className) as Row;
       const version = Number(row.next);
-      this.#statement(`INSERT INTO reference_policies (account_id, class_name, version, document, signature, created_at, created_by)
-        VALUES (?, ?, ?, ?, ?, ?, ?)`).run(record.accountId, record.className, version, record.document, record.signature,
-        record.createdAt.getTime(), record.createdBy);
+      this.#statement(`INSERT INTO reference_policies (account_id, class_name, version, domain_key_id, wrapped_document, signature,
+        created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`).run(record.accountId, record.className, version, record.document.domainKeyId,
+        record.document.wrapped, record.signature, record.createdAt.getTime(), record.createdBy);
       this.#recordChange(record.accountId, 'attestation-changed', record.createdAt, { className: record.className });
       return version;
     });
@@ -207,17 +209,18 @@ export class SqliteAttestStore implements AttestStore {
       .all(accountId) as Row[]).map(certificateFromRow);
   }
 
-  async enqueueAlert(accountId: string, url: string, body: string, now: Date): Promise<void> {
+  async enqueueAlert(alertId: string, accountId: string, url: string, body: WrappedSecret, now: Date): Promise<void> {
     this.#store.writeTransaction(() => {
-      this.#statement('INSERT INTO attestation_alerts (account_id, url, body, next_attempt_at) VALUES (?, ?, ?, ?)')
-        .run(accountId, url, body, now.getTime());
+      this.#statement(`INSERT INTO attestation_alerts (alert_id, account_id, url, domain_key_id, wrapped_body, next_attempt_at)
+        VALUES (?, ?, ?, ?, ?, ?)`).run(alertId, accountId, url, body.domainKeyId, body.wrapped, now.getTime());
     });
   }
 
   async dueAlerts(now: Date, limit: number): Promise<AlertRecord[]> {
     return (this.#statement(`SELECT * FROM attestation_alerts WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?`)
-      .all(now.getTime(), limit) as Row[]).map((row) => ({ id: Number(row.id), accountId: String(row.account_id), url: String(row.url),
-      body: String(row.body), attempts: Number(row.attempts), nextAttemptAt: new Date(Number(row.next_attempt_at)) }));
+      .all(now.getTime(), limit) as Row[]).map((row) => ({ id: Number(row.id), alertId: String(row.alert_id), accountId: String(row.account_id),
+      url: String(row.url), body: { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped_body as Buffer }, attempts: Number(row.attempts),
+      nextAttemptAt: new Date(Number(row.next_attempt_at)) }));
   }
 
   async settleAlert(id: number, delivered: boolean, nextAttemptAt: Date | undefined, error: string | undefined, now: Date): Promise<void> {

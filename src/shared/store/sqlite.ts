@@ -50,6 +50,8 @@ const WRAPPED_SECRET_SOURCES = {
   [SECRET_PURPOSES.hostVaultKey]: { table: 'host_vaults', column: 'wrapped_vault_key', name: 'host_id' },
   [SECRET_PURPOSES.verifierSigningKey]: { table: 'verifier_keys', column: 'wrapped_private_key', name: 'key_id' },
   [SECRET_PURPOSES.appKey]: { table: 'app_keys', column: 'wrapped_key', name: "account_id || '/' || class_name || '/' || name" },
+  [SECRET_PURPOSES.referencePolicy]: { table: 'reference_policies', column: 'wrapped_document', name: "account_id || '/' || class_name" },
+  [SECRET_PURPOSES.attestationAlert]: { table: 'attestation_alerts', column: 'wrapped_body', name: 'alert_id' },
 } as const satisfies Record<SecretPurpose, WrappedTable>;
 
 const KEY_VERSION_SOURCE = 'key-version';

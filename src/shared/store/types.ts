@@ -13,6 +13,8 @@ export const SECRET_PURPOSES = {
   hostVaultKey: 'host-vault-key',
   verifierSigningKey: 'verifier-signing-key',
   appKey: 'app-key',
+  referencePolicy: 'reference-policy',
+  attestationAlert: 'attestation-alert',
 } as const;
 
 export type SecretPurpose = (typeof SECRET_PURPOSES)[keyof typeof SECRET_PURPOSES];

@@ -10,6 +10,7 @@ import type { ReferencePolicyDocument } from './reference-policy.ts';
 
 const PCR_BANK = 'sha256';
 const PCR_SIZE = 32;
+const REFERENCE_MISSING = 'reference-missing';
 
 export interface QuoteClock {
   clock: number;
@@ -34,7 +35,7 @@ export interface AppraisalInput {
 }
 
 export interface Appraisal {
-  status: Exclude<AttestationStatus, 'pending' | 'silent'>;
+  status: Exclude<AttestationStatus, 'silent'>;
   failures: AttestationFailure[];
   /** Per component, the first digest of this boot and the latest one. */
   boot: Record<string, string>;
@@ -45,9 +46,13 @@ export interface Appraisal {
 const failure = (Id: string, Severity: AttestationFailure['Severity'], Component: string, details: Partial<AttestationFailure> = {}): AttestationFailure =>
   ({ Id, Severity, Component, ...details });
 
-/** High and critical failures contraindicate; anything less warns. */
+/**
+ * High and critical failures contraindicate; anything less warns. Without reference values nothing
+ * was appraised against the class: the host stays pending (no keys, no corrective actions) until set.
+ */
 export function statusOf(failures: readonly AttestationFailure[]): Appraisal['status'] {
   if (failures.some((entry) => entry.Severity === 'high' || entry.Severity === 'critical')) return 'contraindicated';
+  if (failures.some((entry) => entry.Id === REFERENCE_MISSING)) return 'pending';
   return failures.length > 0 ? 'warning' : 'affirming';
 }
 
@@ -126,7 +131,7 @@ export function appraise(input: AppraisalInput): Appraisal {
       }
     }
     if (!input.reference) {
-      failures.push(failure('reference-missing', 'medium', 'reference-values',
+      failures.push(failure(REFERENCE_MISSING, 'medium', 'reference-values',
         { Detail: 'the class has no reference values yet: trustplane class set-reference CLASS --from-host HOST' }));
     } else {
       for (const [component, accepted] of Object.entries(input.reference.Components)) {

@@ -44,7 +44,8 @@ export interface IssueCertificateInput {
   authority: { certificateDer: Uint8Array; privateKeyPkcs8: Uint8Array };
   subjectPublicKeyDer: Uint8Array;
   commonName: string;
-  usage: 'client' | 'server';
+  /** `both`: serverAuth and clientAuth (attested host certificates, usable either side of mutual TLS). */
+  usage: 'client' | 'server' | 'both';
   /** subjectAltName URIs (a host's identity) and DNS names / IPs (a server's). */
   uris?: string[];
   dnsNames?: string[];
@@ -70,7 +71,9 @@ export async function issueCertificate(input: IssueCertificateInput): Promise<Is
   const certificatePublic = new nodeCrypto.X509Certificate(Buffer.from(input.authority.certificateDer)).publicKey.export({ format: 'der', type: 'spki' });
   if (!keyPublic.equals(certificatePublic)) throw new Error('the CA certificate does not match the CA private key');
   const signingKey = await nodeCrypto.webcrypto.subtle.importKey('pkcs8', input.authority.privateKeyPkcs8, EC_P256, false, ['sign']);
-  const publicKey = await nodeCrypto.webcrypto.subtle.importKey('spki', input.subjectPublicKeyDer, EC_P256, true, ['verify']);
+  // Embedded as given (callers decide which key types they accept); parsed first, so garbage is refused here.
+  const subjectKeyType = importPublicKeyDer(input.subjectPublicKeyDer).asymmetricKeyType;
+  const publicKey = Buffer.from(input.subjectPublicKeyDer);
   const names: x509.JsonGeneralName[] = [
     ...(input.uris ?? []).map((value) => ({ type: 'url' as const, value })),
     ...(input.dnsNames ?? []).map((value) => ({ type: 'dns' as const, value })),
@@ -85,8 +88,12 @@ export async function issueCertificate(input: IssueCertificateInput): Promise<Is
     signingKey, publicKey, signingAlgorithm: EC_P256,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyAgreement, true),
-      new x509.ExtendedKeyUsageExtension([input.usage === 'client' ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth], true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature
+        | (subjectKeyType === 'rsa' ? x509.KeyUsageFlags.keyEncipherment : x509.KeyUsageFlags.keyAgreement), true),
+      new x509.ExtendedKeyUsageExtension([
+        ...(input.usage !== 'client' ? [x509.ExtendedKeyUsage.serverAuth] : []),
+        ...(input.usage !== 'server' ? [x509.ExtendedKeyUsage.clientAuth] : []),
+      ], true),
       ...(names.length > 0 ? [new x509.SubjectAlternativeNameExtension(names, false)] : []),
       await x509.AuthorityKeyIdentifierExtension.create(authority, false),
     ],

@@ -426,14 +426,17 @@ export function makeCredential(ekPublic: TpmPublic, objectName: Buffer, secret: 
   }
 }
 
+function requireSized(bytes: Buffer, structure: string): void {
+  const reader = new Reader(requireBuffer(bytes, structure), structure);
+  reader.sized('buffer');
+  reader.end();
+}
+
 /** The file tpm2_makecredential writes and tpm2_activatecredential -i reads (tpm2-tools 5.x). */
 export function encodeCredentialFile(credentialBlob: Buffer, encryptedSecret: Buffer): Buffer {
   // Checked so a caller cannot hand the tool a file it would misread.
-  for (const [structure, bytes] of [['TPM2B_ID_OBJECT', credentialBlob], ['TPM2B_ENCRYPTED_SECRET', encryptedSecret]] as const) {
-    const reader = new Reader(requireBuffer(bytes, structure), structure);
-    reader.sized('buffer');
-    reader.end();
-  }
+  requireSized(credentialBlob, 'TPM2B_ID_OBJECT');
+  requireSized(encryptedSecret, 'TPM2B_ENCRYPTED_SECRET');
   return Buffer.concat([uint32(CREDENTIAL_FILE_MAGIC), uint32(CREDENTIAL_FILE_VERSION), credentialBlob, encryptedSecret]);
 }
 

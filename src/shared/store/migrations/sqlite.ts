@@ -259,12 +259,18 @@ export const sqliteMigrations: Migration[] = [
       CREATE TABLE attestation_nonces (
         nonce BLOB PRIMARY KEY, host_id TEXT NOT NULL, expires_at INTEGER NOT NULL);
       CREATE INDEX attestation_nonces_expiry ON attestation_nonces(expires_at);
-      -- Reference values per class, versioned and signed by the verifier (a tampered row fails verification).
+      -- Reference values per class, versioned, signed by the verifier (a tampered row fails verification) and
+      -- wrapped under the domain key (they are the measurements of the class's hosts).
       CREATE TABLE reference_policies (
-        account_id TEXT NOT NULL, class_name TEXT NOT NULL, version INTEGER NOT NULL, document TEXT NOT NULL,
-        signature TEXT NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,
+        account_id TEXT NOT NULL, class_name TEXT NOT NULL, version INTEGER NOT NULL, domain_key_id TEXT NOT NULL,
+        wrapped_document BLOB NOT NULL, signature TEXT NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,
         PRIMARY KEY (account_id, class_name, version),
         FOREIGN KEY (account_id, class_name) REFERENCES host_classes(account_id, name) ON DELETE CASCADE);
+      CREATE INDEX reference_policies_by_domain_key ON reference_policies(domain_key_id);
+      CREATE TRIGGER reference_policies_live_domain_key BEFORE INSERT ON reference_policies
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
       -- The verifier's signing keys (EAR tokens, reference policies); the private half wrapped under the domain key.
       CREATE TABLE verifier_keys (
         key_id TEXT PRIMARY KEY, public_key BLOB NOT NULL, domain_key_id TEXT NOT NULL, wrapped_private_key BLOB NOT NULL,
@@ -291,10 +297,17 @@ export const sqliteMigrations: Migration[] = [
           AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
         BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
       -- Signed alert webhooks waiting for (re)delivery.
+      -- The body names failures with expected and found measurements: wrapped under the domain key until delivered.
       CREATE TABLE attestation_alerts (
-        id INTEGER PRIMARY KEY AUTOINCREMENT, account_id TEXT NOT NULL, url TEXT NOT NULL, body TEXT NOT NULL,
+        id INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL, url TEXT NOT NULL,
+        domain_key_id TEXT NOT NULL, wrapped_body BLOB NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0, next_attempt_at INTEGER NOT NULL, delivered_at INTEGER, last_error TEXT);
       CREATE INDEX attestation_alerts_due ON attestation_alerts(next_attempt_at) WHERE delivered_at IS NULL;
+      CREATE INDEX attestation_alerts_by_domain_key ON attestation_alerts(domain_key_id);
+      CREATE TRIGGER attestation_alerts_live_domain_key BEFORE INSERT ON attestation_alerts
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
     `,
   },
 ];
