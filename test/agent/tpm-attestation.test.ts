@@ -80,7 +80,8 @@ describe('attestation with a TPM (swtpm)', { skip: located.skip }, () => {
   it('refuses a TPM whose EK certificate is not from a configured EK CA', async () => {
     const foreign = await startSwtpm();
     others.push(foreign);
-    const stranger = await startTestAgent({ serverUrl: server.url, joinToken, name: 'db-2', extraArgs: ['--tpm', foreign.tcti] });
+    // Enrolled without --tpm: this test registers the foreign TPM itself (two tpm2-tools users of one TPM would race).
+    const stranger = await startTestAgent({ serverUrl: server.url, joinToken, name: 'db-2' });
     try {
       const call = await hostCaller(stranger.stateDir);
       const keys = await new Tpm({ tcti: foreign.tcti }).provision();
