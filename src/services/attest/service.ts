@@ -1,6 +1,7 @@
 // The verifier: class attestation settings and reference values, TPM enrolment by credential
 // activation, challenges and evidence (push mode), verdicts with corrective actions, silence
-// detection, sealing to a measurement, EAR tokens for relying parties, and key release gating.
+// detection, sealing to a measurement, EAR tokens for relying parties, key release gating, attested
+// host certificates (with their CRL and status) and app keys kept for attested hosts of a class.
 // Must never affirm what it could not check, nor keep a host's security attributes outside its vault.
 import { X509Certificate } from 'node:crypto';
 import type { AuditLog } from '../../shared/audit/index.ts';
@@ -8,12 +9,15 @@ import type { Authorizer, Caller, ConditionValue } from '../../shared/auth/index
 import {
   constantTimeEqual, generateAsymmetricPair, makeCredential, parseTpmPublic, publicJwk, randomBytes, randomUuid, sha256, sha256Hex,
   signDetached, signJwt, TpmFormatError, verifyDetached, zeroize, type Keyring, type TpmPublic,
+  certificateToPem, CertificateRequestError, normalizeHexSerial, parseCertificateRequest, type IssueCertificateInput, type IssuedCertificate,
+  type ParsedCertificateRequest, type RevocationListInput,
 } from '../../shared/crypto/index.ts';
+import { hostUri } from '../../shared/fleet-wire.ts';
 import { AGENT_MEASUREMENT_PCR, type EvidenceMessage } from '../../shared/attest-wire.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
-  SECRET_PURPOSES, type AttestationStatus, type AttestStore, type ClassAttestationSettings, type CorrectiveAction, type FleetStore,
+  HOST_REMOVED_REASON, SECRET_PURPOSES, type AttestationStatus, type AttestStore, type ClassAttestationSettings, type CorrectiveAction, type FleetStore,
   type HostAttestationRecord, type HostClassRecord, type HostRecord, type HostVaultRecord, type VerifierKeyRecord,
 } from '../../shared/store/index.ts';
 import { classArn, hostArn, parseClassName } from '../fleet/domain/names.ts';
@@ -42,6 +46,12 @@ const ALERT_TIMEOUT_MS = 5_000;
 const ALERT_MAX_BACKOFF_MS = 5 * 60_000;
 const MAX_SEAL_BYTES = 64 * 1024;
 const VERIFIER_ID = { developer: 'trustplane', build: 'trustplane 0.1.0' };
+const DAY_MS = 86_400_000;
+const DEFAULT_ATTESTED_CERTIFICATE_LIFETIME_MS = DAY_MS;
+const MAX_CERTIFICATE_DNS_NAMES = 20;
+/** A CRL is valid for an hour and re-signed at half-life, or at once when the revoked set changes. */
+const CRL_VALIDITY_MS = 3600_000;
+const CRL_REFRESH_MS = CRL_VALIDITY_MS / 2;
 
 const notFound = (message: string) => new UserError('NotFoundException', message, 404);
 
@@ -81,7 +91,27 @@ export interface AttestationServiceOptions {
   issuer: () => string;
   /** EK CA certificates (DER): when set, TPM enrolment needs an EK certificate chained to one of them. */
   ekCaCertificates?: Buffer[];
+  /** Signs with the account's fleet CA (the fleet service holds it); absent: no attested certificates nor CRLs. */
+  authority?: AccountAuthority;
+  /** Lifetime of attested host certificates (default 24 h). */
+  attestedCertificateLifetimeMs?: number;
   now?: () => Date;
+}
+
+/** What the verifier needs of the account's fleet CA: signing, never the key. */
+export interface AccountAuthority {
+  issue(accountId: string, input: Omit<IssueCertificateInput, 'authority'>): Promise<IssuedCertificate & { authorityDer: Buffer }>;
+  /** Undefined when the account has no CA yet. */
+  signRevocationList(accountId: string, input: Omit<RevocationListInput, 'authority'>): Promise<Buffer | undefined>;
+}
+
+/** What the status endpoint says of one attested certificate. */
+export interface CertificateStatusView {
+  Serial: string;
+  Status: 'good' | 'revoked' | 'unknown';
+  RevokedAt?: string;
+  Reason?: string;
+  NotAfter?: string;
 }
 
 interface HostContext {
@@ -98,6 +128,7 @@ export class AttestationService {
   readonly #referenceCache = new Map<string, { version: number; signature: string; document: ReferencePolicyDocument }>();
   #verifierKey?: Promise<VerifierKeyRecord>;
   #alertsRunning = false;
+  readonly #revocationLists = new Map<string, { der: Buffer; fingerprint: string; refreshAt: number }>();
 
   constructor(options: AttestationServiceOptions) {
     this.#options = options;
@@ -424,7 +455,8 @@ export class AttestationService {
   async challenge(host: HostRecord) {
     const context = await this.#context(host);
     if (!context.settings) throw new UserError('ValidationException', 'No class of this host attests; nothing to measure.');
-    await this.#vaultOf(context).then(({ vaultKey }) => zeroize(vaultKey));
+    // The vault (and the pending verdict) exists from the first challenge on: made once, not opened on every round.
+    if (!(await this.#options.store.getAttestation(host.hostId))) await this.#vaultOf(context).then(({ vaultKey }) => zeroize(vaultKey));
     const nonce = randomBytes(NONCE_BYTES);
     const expiresAt = new Date(this.#now().getTime() + NONCE_TTL_MS);
     await this.#options.store.createNonce(nonce, host.hostId, expiresAt);
@@ -491,8 +523,10 @@ export class AttestationService {
         quarantine: actions.includes('revoke') ? { reason: `attestation ${appraisal.status}` } : undefined }, now);
       if (!written) throw new UserError('ConflictException', 'Another verdict for this host was recorded meanwhile; send fresh evidence.', 409);
       await this.#afterVerdict(host, context, previous.status, attestation, appraisal.failures, actions, reference?.version);
+      // Quarantined: the agent knows its attested certificates are revoked, and asks again once cleared.
       return { Status: appraisal.status, Failures: appraisal.failures, IntervalSeconds: settings.intervalSeconds,
-        VerifiedAt: now.toISOString(), LatencyMs: now.getTime() - started.getTime() };
+        VerifiedAt: now.toISOString(), LatencyMs: now.getTime() - started.getTime(),
+        Quarantined: host.status === 'quarantined' || actions.includes('revoke') };
     } finally {
       zeroize(vaultKey);
     }
@@ -578,7 +612,11 @@ export class AttestationService {
       const host = await this.#options.fleet.findHost(due.hostId);
       if (!host) continue;
       const context = await this.#context(host);
-      if (!context.settings) continue;
+      if (!context.settings) {
+        // Its classes stopped attesting: nothing to wait for any more.
+        await this.#options.store.recordVerdict({ attestation: { ...due, silentAt: undefined }, entitlementChanged: false }, now);
+        continue;
+      }
       const actions = this.#transitionActions(context.settings, due.status, 'silent', host.status);
       const attestation: HostAttestationRecord = { ...due, status: 'silent', silentAt: undefined };
       const written = await this.#options.store.recordVerdict({ attestation, entitlementChanged: mayHoldKeys(due.status),
@@ -598,11 +636,10 @@ export class AttestationService {
   // ---- what operators and relying parties see --------------------------------------------------------
 
   async describeHost(host: HostRecord): Promise<HostAttestationView | undefined> {
+    const context = await this.#context(host);
+    if (!context.settings) return undefined;
     const attestation = await this.#options.store.getAttestation(host.hostId);
-    if (!attestation) {
-      const context = await this.#context(host);
-      return context.settings ? { Status: 'pending', Mode: context.settings.mode, Failures: [] } : undefined;
-    }
+    if (!attestation) return { Status: 'pending', Mode: context.settings.mode, Failures: [] };
     const { vault, vaultKey } = await this.#openVaultOf(host.hostId);
     zeroize(vaultKey);
     const failures = attestation.status === 'silent'
@@ -714,6 +751,141 @@ export class AttestationService {
     } finally {
       zeroize(vaultKey);
     }
+  }
+
+  // ---- attested host certificates and app keys ---------------------------------------------------
+
+  /**
+   * What only attested hosts get (certificates, app keys): the host must be active (not quarantined)
+   * and the latest verdict of an attesting class must affirm. A refusal is audited and names why.
+   */
+  async #requireAffirming(host: HostRecord, operation: string, what: string): Promise<HostContext> {
+    const context = await this.#context(host);
+    const status = context.settings ? (await this.#options.store.getAttestation(host.hostId))?.status ?? 'pending' : undefined;
+    let refusal: string | undefined;
+    if (host.status !== 'active') refusal = `Host ${host.hostId} is ${host.status}`;
+    else if (status === undefined) refusal = `No class of host ${host.hostId} attests`;
+    else if (status !== 'affirming') refusal = `The attestation status of host ${host.hostId} is ${status}`;
+    if (refusal !== undefined) {
+      await this.#auditHost(host, operation, 'ExplicitDeny', refusal, 'AccessDeniedException');
+      throw new UserError('AccessDeniedException', `${refusal}: ${what} only to an active host whose attestation affirms.`, 403);
+    }
+    return context;
+  }
+
+  get #certificateLifetimeMs(): number {
+    return this.#options.attestedCertificateLifetimeMs ?? DEFAULT_ATTESTED_CERTIFICATE_LIFETIME_MS;
+  }
+
+  /**
+   * Issues a short-lived certificate from the account's fleet CA for a key the host (or a workload on
+   * it) proved it holds: CN the host id, URI SAN the host's URI, DNS SANs as asked (nothing else of
+   * the request is kept), serverAuth and clientAuth. Only while the host is active and affirming; a
+   * verdict that changes while it is signed wins (the certificate is then never handed out).
+   */
+  async issueAttestedCertificate(host: HostRecord, input: { Csr: string; LifetimeSeconds?: number }) {
+    const authority = this.#options.authority;
+    if (!authority) throw new Error('attested certificates need the fleet CA, and none was wired in');
+    const operation = 'AttestationIssueCertificate';
+    await this.#requireAffirming(host, operation, 'certificates are issued');
+    let request: ParsedCertificateRequest;
+    try {
+      request = await parseCertificateRequest(input.Csr, { maxDnsNames: MAX_CERTIFICATE_DNS_NAMES });
+    } catch (error) {
+      if (error instanceof CertificateRequestError) throw new UserError('ValidationException', error.message);
+      throw error;
+    }
+    const lifetimeMs = Math.min(this.#certificateLifetimeMs, (input.LifetimeSeconds ?? Number.POSITIVE_INFINITY) * 1000);
+    const now = this.#now();
+    const issued = await authority.issue(host.accountId, { subjectPublicKeyDer: request.publicKeyDer, commonName: host.hostId, usage: 'both',
+      uris: [hostUri(host.accountId, host.hostId)], dnsNames: request.dnsNames, validityDays: lifetimeMs / DAY_MS, now });
+    const recorded = await this.#options.store.recordAttestedCertificate({ serial: normalizeHexSerial(issued.serialNumber), accountId: host.accountId,
+      hostId: host.hostId, notAfter: issued.notAfter, issuedAt: now });
+    if (!recorded) {
+      await this.#auditHost(host, operation, 'ExplicitDeny', 'attestation changed while the certificate was signed', 'AccessDeniedException');
+      throw new UserError('AccessDeniedException', `Host ${host.hostId} stopped being active and affirming while the certificate was signed; it was not issued.`, 403);
+    }
+    await this.#auditHost(host, operation, 'Allow', `serial ${issued.serialNumber} (${request.keyDescription}`
+      + `${request.dnsNames.length > 0 ? `, ${request.dnsNames.join(' ')}` : ''})`, 'Success');
+    return { Certificate: certificateToPem(issued.certificateDer), Chain: [certificateToPem(issued.authorityDer)],
+      Serial: normalizeHexSerial(issued.serialNumber), NotAfter: issued.notAfter.toISOString() };
+  }
+
+  /**
+   * The account's CRL (DER), signed by its fleet CA: every unexpired attested certificate revoked by a
+   * quarantine or by its host's removal. Re-signed when that set changes or at half-life; undefined
+   * when the account has no CA.
+   */
+  async revocationList(accountId: string): Promise<Buffer | undefined> {
+    const authority = this.#options.authority;
+    if (!authority) return undefined;
+    const now = this.#now();
+    const revoked = (await this.#options.store.revokedCertificates(accountId)).filter((record) => record.notAfter.getTime() > now.getTime());
+    const fingerprint = revoked.map((record) => `${record.serial}@${record.revokedAt?.getTime() ?? 0}`).join(',');
+    const cached = this.#revocationLists.get(accountId);
+    if (cached && cached.fingerprint === fingerprint && cached.refreshAt > now.getTime()) return cached.der;
+    const der = await authority.signRevocationList(accountId, { thisUpdate: now, nextUpdate: new Date(now.getTime() + CRL_VALIDITY_MS),
+      number: BigInt(now.getTime()), entries: revoked.map((record) => ({ serial: record.serial, revokedAt: record.revokedAt ?? now,
+        reason: record.revocationReason === HOST_REMOVED_REASON ? 'cessationOfOperation' as const : 'privilegeWithdrawn' as const })) });
+    if (!der) return undefined;
+    this.#revocationLists.set(accountId, { der, fingerprint, refreshAt: now.getTime() + CRL_REFRESH_MS });
+    return der;
+  }
+
+  /** The CRL of a host's own account, for its agent (which checks certificates for local workloads). */
+  async revocationListForHost(host: HostRecord): Promise<{ Crl: string }> {
+    const der = await this.revocationList(host.accountId);
+    if (!der) throw notFound('This account has no certificate authority yet.');
+    return { Crl: der.toString('base64') };
+  }
+
+  /** Revocation status of an attested certificate by serial (hex): good, revoked (when and why) or unknown. */
+  async certificateStatus(serialHex: string): Promise<CertificateStatusView> {
+    if (!/^[0-9a-fA-F]{1,64}$/.test(serialHex)) throw new UserError('ValidationException', 'A serial number is 1 to 64 hexadecimal digits.');
+    const serial = normalizeHexSerial(serialHex);
+    const record = await this.#options.store.getAttestedCertificate(serial);
+    if (!record) return { Serial: serial, Status: 'unknown' };
+    return { Serial: serial, Status: record.revokedAt ? 'revoked' : 'good', RevokedAt: record.revokedAt?.toISOString(),
+      Reason: record.revokedAt ? record.revocationReason : undefined, NotAfter: record.notAfter.toISOString() };
+  }
+
+  /** The class an app key belongs to: the one named (in the host's lineage) or the host's first. */
+  async #appKeyClass(host: HostRecord, context: HostContext, operation: string, requested: string | undefined): Promise<string> {
+    const className = requested === undefined ? host.classes[0] : parseClassName(requested).name;
+    if (className === undefined || !context.classLineage.includes(className)) {
+      await this.#auditHost(host, operation, 'ExplicitDeny', `class ${className ?? '(none)'} not in the host's lineage`, 'AccessDeniedException');
+      throw new UserError('AccessDeniedException', `Class ${className ?? '(none)'} is not among the classes of host ${host.hostId} `
+        + `(${context.classLineage.join(', ')}): app keys are kept per class, for its attested hosts.`, 403);
+    }
+    return className;
+  }
+
+  /**
+   * Keeps an app key for a class of the host, wrapped under the domain key and bound to (account,
+   * class, name): any attested host of that class can get it back, so nothing is copied host to host.
+   */
+  async storeAppKey(host: HostRecord, input: { Name: string; Key: Buffer; Class?: string }) {
+    const operation = 'AttestationStoreKey';
+    const context = await this.#requireAffirming(host, operation, 'app keys are kept');
+    const className = await this.#appKeyClass(host, context, operation, input.Class);
+    const key = await this.#options.keyring.wrapSecret(SECRET_PURPOSES.appKey, `${host.accountId}/${className}/${input.Name}`, input.Key);
+    const now = this.#now();
+    await this.#options.store.putAppKey({ accountId: host.accountId, className, name: input.Name, key,
+      storedBy: hostArn(this.#options.region, host.accountId, host.hostId), storedAt: now });
+    await this.#auditHost(host, operation, 'Allow', `app key ${className}/${input.Name}`, 'Success');
+    return { Name: input.Name, Class: className, StoredAt: now.toISOString() };
+  }
+
+  /** Releases an app key to an active, affirming host of its class; the caller zeroizes Key. */
+  async getAppKey(host: HostRecord, input: { Name: string; Class?: string }): Promise<{ Name: string; Class: string; Key: Buffer }> {
+    const operation = 'AttestationGetKey';
+    const context = await this.#requireAffirming(host, operation, 'app keys are released');
+    const className = await this.#appKeyClass(host, context, operation, input.Class);
+    const record = await this.#options.store.getAppKey(host.accountId, className, input.Name);
+    if (!record) throw notFound(`No app key ${input.Name} is kept for class ${className}.`);
+    const key = await this.#options.keyring.unsafeUnwrapSecret(SECRET_PURPOSES.appKey, `${host.accountId}/${className}/${input.Name}`, record.key);
+    await this.#auditHost(host, operation, 'Allow', `app key ${className}/${input.Name}`, 'Success');
+    return { Name: input.Name, Class: className, Key: key };
   }
 
   async #auditHost(host: HostRecord, operation: string, decision: 'Allow' | 'ExplicitDeny', statement: string, outcome: string): Promise<void> {
