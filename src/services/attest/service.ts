@@ -710,6 +710,12 @@ export class AttestationService {
     const conditionKeys: Record<string, ConditionValue> = { 'tp:HostClass': context.classLineage, 'tp:Attested': attested,
       'tp:AttestationStatus': context.settings ? status ?? 'pending' : 'none', 'tp:AttestationMode': context.settings?.mode ?? 'none' };
     const allowed = host.status === 'active' && (!context.settings || mayHoldKeys(status));
+    if (allowed && context.settings) {
+      // tp:Measurement/<component>: key policies may pin the measurement a host must have to hold a key.
+      const { vault, vaultKey } = await this.#openVaultOf(host.hostId);
+      zeroize(vaultKey);
+      for (const [component, digest] of Object.entries(vault?.Current ?? {})) conditionKeys[`tp:Measurement/${component}`] = digest;
+    }
     return { mayHoldKeys: allowed, conditionKeys };
   }
 

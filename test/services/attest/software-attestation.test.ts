@@ -31,6 +31,8 @@ describe('attestation in software mode', () => {
   let appKey: string;
   let webOnlyKey: string;
   let dbOnlyKey: string;
+  let pinnedKey: string;
+  let wrongPinKey: string;
   let joinToken: string;
   const home = makeTempDir();
   const bootDir = makeTempDir();
@@ -50,6 +52,11 @@ describe('attestation in software mode', () => {
       await new Promise<void>((resolve) => { setTimeout(resolve, 100); });
     }
   };
+  const measurementPolicy = (component: string, value: string) => JSON.stringify({ Version: '2012-10-17', Statement: [
+    { Sid: 'Root', Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${server.accountId}:root` }, Action: 'kms:*', Resource: '*' },
+    { Sid: 'HostsMeasuringThis', Effect: 'Allow', Principal: { AWS: '*' }, Action: 'kms:Decrypt', Resource: '*',
+      Condition: { StringEquals: { [`tp:Measurement/${component}`]: value } } },
+  ] });
   const hostPolicy = (className: string) => JSON.stringify({ Version: '2012-10-17', Statement: [
     { Sid: 'Root', Effect: 'Allow', Principal: { AWS: `arn:aws:iam::${server.accountId}:root` }, Action: 'kms:*', Resource: '*' },
     { Sid: 'AttestedHostsOfClass', Effect: 'Allow', Principal: { AWS: '*' }, Action: 'kms:Decrypt', Resource: '*',
@@ -117,6 +124,14 @@ describe('attestation in software mode', () => {
     // The key policy asking for class db keeps that key from a web host; the one asking for web lets it through.
     assert.ok(keyIds(affirmed).includes(webOnlyKey));
     assert.ok(!keyIds(affirmed).includes(dbOnlyKey));
+    // A policy pinning a measurement (here the agent's configuration) releases the key only to hosts measuring that.
+    const configDigest = reference.Document.Components['agent:config'][0];
+    pinnedKey = (await kms.send(new CreateKeyCommand({ Policy: measurementPolicy('agent:config', configDigest) }))).KeyMetadata!.KeyId!;
+    wrongPinKey = (await kms.send(new CreateKeyCommand({ Policy: measurementPolicy('agent:config', sha256Hex('another configuration')) })))
+      .KeyMetadata!.KeyId!;
+    for (const key of [wrongPinKey, pinnedKey]) await trustplane('class', 'grant-key', 'web', key);
+    const pinned = await agent.waitFor((status) => keyIds(status).includes(pinnedKey), 'the key pinned to its configuration');
+    assert.ok(!keyIds(pinned).includes(wrongPinKey));
     const view = await show(agent.hostId);
     assert.equal(view.Attestation.Status, 'affirming');
     assert.deepEqual(view.Attestation.Failures, []);
