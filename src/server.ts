@@ -19,7 +19,9 @@ import {
   createFleetHttpHandler, FleetPushHub, FleetService, fleetApiOperations, FLEET_TARGET_PREFIX, KeyRingDistributor, startAgentListener,
   type RunningAgentListener,
 } from './services/fleet/index.ts';
-import { AttestationService, attestAgentRoutes, attestApiOperations, createVerifierDiscoveryHandler } from './services/attest/index.ts';
+import {
+  AttestationService, attestAgentRoutes, attestApiOperations, createCertificateStatusHandler, createVerifierDiscoveryHandler,
+} from './services/attest/index.ts';
 import { SqliteAttestStore } from './shared/store/sqlite-attest.ts';
 import { AuditLog, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
@@ -169,7 +171,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     entitledKeys: (host) => distributor.entitledKeys(host), describeAttestation: (host) => attestation.describeHost(host) });
   let publicUrl = config.attestation.publicUrl;
   const attestation = new AttestationService({ store: new SqliteAttestStore(store), fleet: fleetStore, keyring, authorizer, region, logger, audit,
-    issuer: () => publicUrl ?? 'http://127.0.0.1', ekCaCertificates: readEkCaCertificates(config.attestation.ekCaFiles) });
+    issuer: () => publicUrl ?? 'http://127.0.0.1', ekCaCertificates: readEkCaCertificates(config.attestation.ekCaFiles),
+    // Attested host certificates and CRLs are signed by the account's fleet CA, which stays with the fleet service.
+    authority: { issue: (accountId, input) => fleetService.issueWithAccountAuthority(accountId, input),
+      signRevocationList: (accountId, input) => fleetService.signRevocationList(accountId, input) },
+    attestedCertificateLifetimeMs: config.attestation.attestedCertificateLifetimeMs });
   const distributor = new KeyRingDistributor({ keys: store, fleet: fleetStore, keyring, gate: {
     context: (host) => attestation.releaseContext(host),
     // A policy that cannot be evaluated releases nothing (and says so), without holding back the host's other keys.
@@ -180,6 +186,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   } });
   const pushHub = new FleetPushHub({ store: fleetStore, distributor, logger });
   const handleVerifierDiscovery = createVerifierDiscoveryHandler(attestation);
+  const handleCertificateStatus = createCertificateStatusHandler({ service: attestation, logger, rateLimiter: unauthenticatedLimiter });
   const handleFleetEnrolment = createFleetHttpHandler({ service: fleetService, logger, audit, rateLimiter: unauthenticatedLimiter });
   const handleApi = createAwsJsonEndpoint({
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane',
@@ -199,6 +206,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     if (await handleOperator(request, response)) return;
     if (await handleFleetEnrolment(request, response)) return;
     if (await handleVerifierDiscovery(request, response)) return;
+    if (await handleCertificateStatus(request, response)) return;
     await handleApi(request, response);
   };
   const http: RunningHttpServer = await startHttpServer({ host: config.host, port: config.port, handler, logger });

@@ -22,6 +22,8 @@ export interface Verdict {
   Status: string;
   Failures: unknown[];
   VerifiedAt?: string;
+  /** The host is quarantined (its attested certificates are revoked) until an operator clears it. */
+  Quarantined?: boolean;
 }
 
 export interface AttestorOptions {
@@ -34,6 +36,8 @@ export interface AttestorOptions {
   call: JsonCall;
   /** Whether to report operational parameters (ports, modules, executables, users) with each evidence. */
   operational?: boolean;
+  /** Told every verdict (attested host certificates follow it). */
+  onVerdict?: (verdict: Verdict) => void;
 }
 
 export class Attestor {
@@ -144,7 +148,8 @@ export class Attestor {
       this.#options.logger[verdict.Status === 'affirming' ? 'info' : 'warn']({ status: verdict.Status,
         failures: (verdict.Failures as Array<{ Id: string }>).map((failure) => failure.Id) }, 'attestation verdict');
     }
-    this.verdict = { Status: verdict.Status, Failures: verdict.Failures, VerifiedAt: verdict.VerifiedAt };
+    this.verdict = { Status: verdict.Status, Failures: verdict.Failures, VerifiedAt: verdict.VerifiedAt, Quarantined: verdict.Quarantined === true };
+    this.#options.onVerdict?.(this.verdict);
     return { verdict: this.verdict, intervalSeconds: Number(challenge.IntervalSeconds ?? verdict.IntervalSeconds) };
   }
 

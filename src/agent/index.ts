@@ -11,6 +11,8 @@ import { AgentSocketApi } from './socket-api.ts';
 import { AgentState } from './state.ts';
 import { Attestor, configurationMeasurement } from './attestation.ts';
 import { attestationOperations } from './attestation-socket.ts';
+import { CertificateVerifier } from './certificate-verifier.ts';
+import { HostCertificates } from './host-certificate.ts';
 import { Tpm } from './tpm.ts';
 
 export interface AgentOptions {
@@ -76,21 +78,27 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     },
   } });
   const tpm = options.tpm ? new Tpm({ tcti: options.tpm }) : undefined;
-  const attestor = new Attestor({ tpm, logger, operational: options.operational, call: (path, body) => client.call(path, body),
+  const call = (path: string, body: unknown) => client.call(path, body);
+  // Certificates are checked against the account CA this host got at enrolment.
+  const verifier = new CertificateVerifier({ call, anchorPem: identity.CaCertificate, logger });
+  const certificates = new HostCertificates({ state, call, logger, hostId: identity.HostId, verifier });
+  const attestor = new Attestor({ tpm, logger, operational: options.operational, call, onVerdict: (verdict) => certificates.onVerdict(verdict),
     measure: [...(options.programPath ? [options.programPath] : []), ...(options.measure ?? [])],
-    selfMeasurements: configurationMeasurement({ server: identity.ServerUrl, hostId: identity.HostId, tpm: options.tpm ?? null,
-      measure: options.measure ?? [], socketMode: options.socketMode }) });
+    // Only what hosts of one class share: reference values adopted from one host then hold for the others.
+    selfMeasurements: configurationMeasurement({ server: new URL(identity.ServerUrl).origin, tpm: options.tpm !== undefined,
+      measure: options.measure ?? [], socketMode: options.socketMode, operational: options.operational !== false }) });
   const stop = async () => {
     if (stopped) return;
     stopped = true;
     attestor.stop();
+    certificates.stop();
     client.stop();
     await api?.close();
     ring.wipe();
   };
   api = new AgentSocketApi({ ring, logger, status: () => ({ HostId: client.identity.HostId, Revision: ring.revision,
     Connected: client.connected, CertificateExpiresAt: client.identity.CertificateExpiresAt, Keys: ring.describe(),
-    Attestation: attestor.verdict }), operations: attestationOperations({ call: (path, body) => client.call(path, body), tpm }) });
+    Attestation: attestor.verdict }), operations: attestationOperations({ call, tpm, certificates, verifier }) });
   await api.listen(options.socketPath, options.socketMode);
   void client.run().then(() => undefined, (error: unknown) => logger.error({ err: error }, 'fleet client stopped'));
   // Boot measurements are taken before the first challenge, so the event list starts at this start.

@@ -1,5 +1,6 @@
-// The agent's state directory: its identity (certificate and keys), its host-local cache key and
-// the key ring cache encrypted under it. Every file is 0600 in a 0700 directory, written durably.
+// The agent's state directory: its identity (certificate and keys), its host-local cache key, and
+// the key ring cache and attested host certificate (with its key) encrypted under it. Every file is
+// 0600 in a 0700 directory, written durably.
 // Must never write key material except encrypted under the host-local key.
 import {
   closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, rmSync, statSync, writeSync,
@@ -15,6 +16,9 @@ const KEY_RING_KEY_FILE = 'keyring.key';
 const LOCAL_KEY_FILE = 'local.key';
 const CACHE_FILE = 'keyring.cache';
 const CACHE_MAGIC = Buffer.from('TPKC1');
+/** The certificate and its key in one file, written at once (renamed into place): never one without the other. */
+const ATTESTED_CERTIFICATE_FILE = 'attested-certificate.sealed';
+const ATTESTED_MAGIC = Buffer.from('TPAC1');
 
 /** What enrolment gave this host (no secrets: the private keys are in their own files). */
 export interface AgentIdentity {
@@ -28,6 +32,16 @@ export interface AgentIdentity {
   CertificateExpiresAt: string;
   /** When this host received the certificate: renewal is due two thirds of the way from here to expiry. */
   CertificateReceivedAt: string;
+}
+
+/** The attested host certificate (issued while attestation affirms); its private key is stored beside it, never sent. */
+export interface AttestedCertificateState {
+  Certificate: string;
+  Chain: string[];
+  Serial: string;
+  NotAfter: string;
+  /** Renewal is due two thirds of the way from here to expiry. */
+  ReceivedAt: string;
 }
 
 export class AgentState {
@@ -78,6 +92,34 @@ export class AgentState {
     rmSync(join(this.dir, `${IDENTITY_KEY_FILE}.next`), { force: true });
   }
 
+  /** The attested host certificate and its key (PKCS#8 PEM), when there is one; one that does not decrypt is an error. */
+  attestedCertificate(hostId: string): { certificate: AttestedCertificateState; keyPem: string } | undefined {
+    const file = this.#read(ATTESTED_CERTIFICATE_FILE);
+    if (!file) return undefined;
+    const plaintext = this.#open(ATTESTED_MAGIC, hostId, file, ATTESTED_CERTIFICATE_FILE);
+    try {
+      const { PrivateKey, ...certificate } = JSON.parse(plaintext.toString('utf8')) as AttestedCertificateState & { PrivateKey: string };
+      return { certificate, keyPem: PrivateKey };
+    } finally {
+      zeroize(plaintext);
+    }
+  }
+
+  /** Encrypted under the host-local key, bound to the host id, like the key ring cache. */
+  saveAttestedCertificate(hostId: string, certificate: AttestedCertificateState, keyPem: string): void {
+    const plaintext = Buffer.from(JSON.stringify({ ...certificate, PrivateKey: keyPem }));
+    try {
+      writeFileDurably(join(this.dir, ATTESTED_CERTIFICATE_FILE), this.#seal(ATTESTED_MAGIC, hostId, plaintext));
+    } finally {
+      zeroize(plaintext);
+    }
+  }
+
+  /** Revoked (quarantine): the certificate and its key go. */
+  removeAttestedCertificate(): void {
+    this.#shred(ATTESTED_CERTIFICATE_FILE);
+  }
+
   #localKey(): Buffer {
     const existing = this.#read(LOCAL_KEY_FILE);
     if (existing) return existing;
@@ -86,49 +128,59 @@ export class AgentState {
     return made;
   }
 
-  /** Encrypts and writes the cache (AES-256-GCM under the host-local key, bound to the host id). */
-  writeCache(hostId: string, plaintext: Buffer): void {
+  /** magic ‖ nonce ‖ AES-256-GCM(host-local key, plaintext, aad = magic ‖ host id) ‖ tag. */
+  #seal(magic: Buffer, hostId: string, plaintext: Buffer): Buffer {
     const key = this.#localKey();
     try {
       const nonce = randomBytes(GCM_NONCE_LENGTH);
-      const sealed = aesGcmEncrypt(key, nonce, plaintext, Buffer.concat([CACHE_MAGIC, Buffer.from(hostId)]));
-      writeFileDurably(join(this.dir, CACHE_FILE), Buffer.concat([CACHE_MAGIC, nonce, sealed.ciphertext, sealed.tag]));
+      const sealed = aesGcmEncrypt(key, nonce, plaintext, Buffer.concat([magic, Buffer.from(hostId)]));
+      return Buffer.concat([magic, nonce, sealed.ciphertext, sealed.tag]);
     } finally {
       zeroize(key);
     }
+  }
+
+  #open(magic: Buffer, hostId: string, file: Buffer, name: string): Buffer {
+    const key = this.#localKey();
+    try {
+      if (file.length < magic.length + GCM_NONCE_LENGTH + GCM_TAG_LENGTH || !file.subarray(0, magic.length).equals(magic)) {
+        throw new UserError('BrokenState', `${join(this.dir, name)} is not a file this agent wrote.`);
+      }
+      const nonce = file.subarray(magic.length, magic.length + GCM_NONCE_LENGTH);
+      return aesGcmDecrypt(key, nonce, file.subarray(magic.length + GCM_NONCE_LENGTH, file.length - GCM_TAG_LENGTH),
+        file.subarray(file.length - GCM_TAG_LENGTH), Buffer.concat([magic, Buffer.from(hostId)]));
+    } finally {
+      zeroize(key);
+    }
+  }
+
+  /** Encrypts and writes the cache (AES-256-GCM under the host-local key, bound to the host id). */
+  writeCache(hostId: string, plaintext: Buffer): void {
+    writeFileDurably(join(this.dir, CACHE_FILE), this.#seal(CACHE_MAGIC, hostId, plaintext));
   }
 
   /** The decrypted cache, or undefined when there is none; a cache that does not decrypt is an error, never silently dropped. */
   readCache(hostId: string): Buffer | undefined {
     const file = this.#read(CACHE_FILE);
-    if (!file) return undefined;
-    const key = this.#localKey();
-    try {
-      if (file.length < CACHE_MAGIC.length + GCM_NONCE_LENGTH + GCM_TAG_LENGTH || !file.subarray(0, CACHE_MAGIC.length).equals(CACHE_MAGIC)) {
-        throw new UserError('BrokenState', `${join(this.dir, CACHE_FILE)} is not a trustplane key ring cache.`);
-      }
-      const nonce = file.subarray(CACHE_MAGIC.length, CACHE_MAGIC.length + GCM_NONCE_LENGTH);
-      return aesGcmDecrypt(key, nonce, file.subarray(CACHE_MAGIC.length + GCM_NONCE_LENGTH, file.length - GCM_TAG_LENGTH),
-        file.subarray(file.length - GCM_TAG_LENGTH), Buffer.concat([CACHE_MAGIC, Buffer.from(hostId)]));
-    } finally {
-      zeroize(key);
-    }
+    return file ? this.#open(CACHE_MAGIC, hostId, file, CACHE_FILE) : undefined;
   }
 
-  /** Revoked: the cache, the cache key and the identity go; the directory stays, for a new enrolment. */
+  /** Revoked: the cache, the cache key, the identity and the attested certificate go; the directory stays, for a new enrolment. */
   wipe(): void {
-    for (const name of [CACHE_FILE, LOCAL_KEY_FILE, KEY_RING_KEY_FILE, IDENTITY_KEY_FILE, IDENTITY_FILE]) {
-      const path = join(this.dir, name);
-      if (!existsSync(path)) continue;
-      // Overwritten in place (not replaced by a new file) before unlinking: the bytes do not linger in its blocks for a casual reader.
-      const file = openSync(path, 'r+');
-      try {
-        writeSync(file, Buffer.alloc(fstatSync(file).size), 0);
-        fsyncSync(file);
-      } finally {
-        closeSync(file);
-      }
-      rmSync(path, { force: true });
+    for (const name of [CACHE_FILE, LOCAL_KEY_FILE, KEY_RING_KEY_FILE, IDENTITY_KEY_FILE, IDENTITY_FILE, ATTESTED_CERTIFICATE_FILE]) this.#shred(name);
+  }
+
+  #shred(name: string): void {
+    const path = join(this.dir, name);
+    if (!existsSync(path)) return;
+    // Overwritten in place (not replaced by a new file) before unlinking: the bytes do not linger in its blocks for a casual reader.
+    const file = openSync(path, 'r+');
+    try {
+      writeSync(file, Buffer.alloc(fstatSync(file).size), 0);
+      fsyncSync(file);
+    } finally {
+      closeSync(file);
     }
+    rmSync(path, { force: true });
   }
 }

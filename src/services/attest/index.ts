@@ -3,8 +3,8 @@ import type { AwsJsonOperation } from '../../shared/http/index.ts';
 import type { AttestationService } from './service.ts';
 import { attestOperations } from './routes/operations.ts';
 
-export { AttestationService, type KeyReleaseContext, type HostAttestationView } from './service.ts';
-export { attestAgentRoutes, createVerifierDiscoveryHandler } from './routes/operations.ts';
+export { AttestationService, type KeyReleaseContext, type HostAttestationView, type AccountAuthority } from './service.ts';
+export { attestAgentRoutes, createVerifierDiscoveryHandler, createCertificateStatusHandler } from './routes/operations.ts';
 
 export function attestApiOperations(service: AttestationService): AwsJsonOperation[] {
   return attestOperations(service) as AwsJsonOperation[];

@@ -6,8 +6,8 @@ import type { SecureContext } from 'node:tls';
 import { createSecureContext } from 'node:tls';
 import {
   certificateToPem, createCertificateAuthority, describeCertificate, generateAsymmetricPair, importPublicKeyDer, isHpkePublicKey,
-  isP256PublicKey, issueCertificate, normalizeSerial, privateKeyToPem, randomBytes, sha256, verifyMessage, zeroize,
-  type IssueCertificateInput, type Keyring,
+  isP256PublicKey, issueCertificate, normalizeSerial, privateKeyToPem, randomBytes, sha256, verifyMessage, zeroize, createRevocationList,
+  type IssueCertificateInput, type IssuedCertificate, type Keyring, type RevocationListInput,
 } from '../../shared/crypto/index.ts';
 import {
   accountFromServerName, enrollmentProofMessage, fleetServerName, hostUri, parseHostUri, renewalProofMessage, type AckRequest,
@@ -235,14 +235,34 @@ export class FleetService {
       fleetPort: this.#options.fleetPort?.(), serverName: fleetServerName(token.accountId) };
   }
 
-  /** Signs a certificate with the account's CA key, unwrapped only for this and zeroed after. */
-  async #issueFromAuthority(authority: CertificateAuthorityRecord, input: Omit<IssueCertificateInput, 'authority'>) {
+  /** Signs with the account's CA key, unwrapped only for this and zeroed after. */
+  async #withAuthorityKey<T>(authority: CertificateAuthorityRecord, sign: (key: { certificateDer: Buffer; privateKeyPkcs8: Buffer }) => Promise<T>): Promise<T> {
     const caKey = await this.#options.keyring.unsafeUnwrapSecret(FLEET_CA_KEY_PURPOSE, authority.accountId, authority.privateKey);
     try {
-      return await issueCertificate({ ...input, authority: { certificateDer: authority.certificateDer, privateKeyPkcs8: caKey } });
+      return await sign({ certificateDer: authority.certificateDer, privateKeyPkcs8: caKey });
     } finally {
       zeroize(caKey);
     }
+  }
+
+  async #issueFromAuthority(authority: CertificateAuthorityRecord, input: Omit<IssueCertificateInput, 'authority'>) {
+    return this.#withAuthorityKey(authority, (key) => issueCertificate({ ...input, authority: key }));
+  }
+
+  /**
+   * Signs a certificate with the account's fleet CA for another service (the verifier's attested
+   * host certificates), which decided what it says; the CA's certificate comes back for the chain.
+   */
+  async issueWithAccountAuthority(accountId: string, input: Omit<IssueCertificateInput, 'authority'>): Promise<IssuedCertificate & { authorityDer: Buffer }> {
+    const authority = await this.#authority(accountId);
+    return { ...(await this.#issueFromAuthority(authority, input)), authorityDer: authority.certificateDer };
+  }
+
+  /** A CRL signed by the account's fleet CA; undefined when the account has no CA (it never issued a certificate). */
+  async signRevocationList(accountId: string, input: Omit<RevocationListInput, 'authority'>): Promise<Buffer | undefined> {
+    const authority = await this.#options.store.getCertificateAuthority(accountId);
+    if (!authority) return undefined;
+    return this.#withAuthorityKey(authority, (key) => createRevocationList({ ...input, authority: key }));
   }
 
   async #issueHostCertificate(accountId: string, hostId: string, publicKeyDer: Buffer, now: Date) {

@@ -46,6 +46,16 @@ export {
   type CertificateAuthority, type IssueCertificateInput, type IssuedCertificate,
 } from './lib/certificates.ts';
 export {
+  parseCertificateRequest, createCertificateRequest, CertificateRequestError, type ParsedCertificateRequest,
+} from './lib/certificate-requests.ts';
+export {
+  createRevocationList, verifyRevocationList, normalizeHexSerial, type RevocationEntry, type RevocationListInput, type RevocationReason,
+  type VerifiedRevocationList,
+} from './lib/revocation-lists.ts';
+export {
+  validateCertificatePath, certificatesFromPem, CertificateFormatError, type CertificatePurpose, type PathValidationInput, type PathValidationResult,
+} from './lib/certificate-paths.ts';
+export {
   generateHpkeKeyPair, hpkeSeal, hpkeOpen, isHpkePublicKey, HPKE_PUBLIC_KEY_LENGTH, type HpkeKeyPair, type HpkeSealed,
 } from './lib/hpke.ts';
 export { signJwt, publicJwk, signDetached, verifyDetached, TOKEN_ALGORITHM } from './lib/jwt.ts';

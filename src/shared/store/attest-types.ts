@@ -63,6 +63,9 @@ export interface VerifierKeyRecord {
   createdAt: Date;
 }
 
+/** The revocation reason of attested certificates whose host was removed from the fleet. */
+export const HOST_REMOVED_REASON = 'host removed';
+
 export interface AttestedCertificateRecord {
   serial: string;
   accountId: string;
@@ -133,8 +136,14 @@ export interface AttestStore {
   /** Stores a key unless one exists; returns the keys in force. */
   addVerifierKey(record: VerifierKeyRecord): Promise<VerifierKeyRecord[]>;
 
-  recordAttestedCertificate(record: AttestedCertificateRecord): Promise<void>;
+  /**
+   * Records an issued certificate, in one transaction with the check that its host is still active
+   * and affirming: false (nothing recorded, so the certificate must not be handed out) otherwise.
+   */
+  recordAttestedCertificate(record: AttestedCertificateRecord): Promise<boolean>;
+  /** A certificate by serial (lower-case hex); one whose host was removed reads as revoked. */
   getAttestedCertificate(serial: string): Promise<AttestedCertificateRecord | undefined>;
+  /** Revoked certificates of an account, those of removed hosts included. */
   revokedCertificates(accountId: string): Promise<AttestedCertificateRecord[]>;
 
   enqueueAlert(alertId: string, accountId: string, url: string, body: WrappedSecret, now: Date): Promise<void>;

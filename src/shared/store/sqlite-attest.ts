@@ -6,6 +6,7 @@ import type {
   AlertRecord, AppKeyRecord, AttestedCertificateRecord, AttestStore, ClassAttestationSettings, HostAttestationRecord, HostVaultRecord,
   ReferencePolicyRecord, VerdictWrite, VerifierKeyRecord,
 } from './attest-types.ts';
+import { HOST_REMOVED_REASON } from './attest-types.ts';
 import type { FleetChangeKind } from './fleet-types.ts';
 import type { WrappedSecret } from '../crypto/index.ts';
 import type { SqliteStore } from './sqlite.ts';
@@ -26,6 +27,18 @@ function vaultFromRow(row: Row): HostVaultRecord {
     vaultKey: { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped_vault_key as Buffer }, format: Number(row.format),
     ciphertext: row.ciphertext as Buffer, revision: Number(row.revision) };
 }
+
+/**
+ * Attested certificates with their revocation: explicit (a quarantine), or implied by the host's
+ * removal from the fleet (dated by the removal's feed entry).
+ */
+const ATTESTED_CERTIFICATES_SQL = `SELECT c.serial, c.account_id, c.host_id, c.not_after, c.issued_at,
+    CASE WHEN c.revoked_at IS NOT NULL THEN c.revoked_at
+      WHEN NOT EXISTS (SELECT 1 FROM hosts h WHERE h.host_id = c.host_id) THEN coalesce((SELECT max(f.at) FROM fleet_changes f
+        WHERE f.host_id = c.host_id AND f.kind = 'host-removed'), c.issued_at) END AS revoked_at,
+    CASE WHEN c.revoked_at IS NOT NULL THEN c.revocation_reason
+      WHEN NOT EXISTS (SELECT 1 FROM hosts h WHERE h.host_id = c.host_id) THEN '${HOST_REMOVED_REASON}' END AS revocation_reason
+  FROM attested_certificates c`;
 
 function certificateFromRow(row: Row): AttestedCertificateRecord {
   return { serial: String(row.serial), accountId: String(row.account_id), hostId: String(row.host_id), notAfter: new Date(Number(row.not_after)),
@@ -192,20 +205,22 @@ export class SqliteAttestStore implements AttestStore {
     return this.listVerifierKeys();
   }
 
-  async recordAttestedCertificate(record: AttestedCertificateRecord): Promise<void> {
-    this.#store.writeTransaction(() => {
-      this.#statement(`INSERT INTO attested_certificates (serial, account_id, host_id, not_after, issued_at) VALUES (?, ?, ?, ?, ?)`)
-        .run(record.serial, record.accountId, record.hostId, record.notAfter.getTime(), record.issuedAt.getTime());
-    });
+  async recordAttestedCertificate(record: AttestedCertificateRecord): Promise<boolean> {
+    return this.#store.writeTransaction(() => this.#statement(`INSERT INTO attested_certificates (serial, account_id, host_id, not_after, issued_at)
+      SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM hosts WHERE host_id = ? AND account_id = ? AND status = 'active')
+        AND EXISTS (SELECT 1 FROM host_attestations WHERE host_id = ? AND status = 'affirming')`)
+      .run(record.serial, record.accountId, record.hostId, record.notAfter.getTime(), record.issuedAt.getTime(), record.hostId, record.accountId,
+        record.hostId).changes === 1);
   }
 
   async getAttestedCertificate(serial: string): Promise<AttestedCertificateRecord | undefined> {
-    const row = this.#statement('SELECT * FROM attested_certificates WHERE serial = ?').get(serial) as Row | undefined;
+    const row = this.#statement(`${ATTESTED_CERTIFICATES_SQL} WHERE c.serial = ?`).get(serial) as Row | undefined;
     return row ? certificateFromRow(row) : undefined;
   }
 
   async revokedCertificates(accountId: string): Promise<AttestedCertificateRecord[]> {
-    return (this.#statement(`SELECT * FROM attested_certificates WHERE account_id = ? AND revoked_at IS NOT NULL ORDER BY revoked_at`)
+    return (this.#statement(`${ATTESTED_CERTIFICATES_SQL} WHERE c.account_id = ?
+      AND (c.revoked_at IS NOT NULL OR NOT EXISTS (SELECT 1 FROM hosts h WHERE h.host_id = c.host_id)) ORDER BY revoked_at, c.serial`)
       .all(accountId) as Row[]).map(certificateFromRow);
   }
 

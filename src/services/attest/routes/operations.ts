@@ -1,9 +1,13 @@
 // Attestation operations for operators (TrustPlaneFleet.*: class settings, reference values,
 // clearing a quarantine, EAR tokens, sealing), the verifier's public endpoints (OIDC discovery,
-// JWKS, certificate status), and the routes agents reach over mutual TLS. Routes parse and delegate.
+// JWKS, CRLs and certificate status), and the routes agents reach over mutual TLS (evidence,
+// attested certificates, app keys). Routes parse and delegate.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { defineOperation, fields, sendJson } from '../../../shared/http/index.ts';
+import { randomUuid, zeroize } from '../../../shared/crypto/index.ts';
+import type { Logger } from '../../../shared/log.ts';
+import { defineOperation, errorReply, fields, sendJson, type RateLimiter } from '../../../shared/http/index.ts';
+import { UserError } from '../../../shared/errors.ts';
 import { defineAgentRoute, type AgentRoute } from '../../fleet/index.ts';
 import type { AttestationService } from '../service.ts';
 import { CORRECTIVE_ACTIONS, MAX_INTERVAL_SECONDS, MIN_INTERVAL_SECONDS } from '../domain/settings.ts';
@@ -64,6 +68,9 @@ export function attestOperations(service: AttestationService) {
 }
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/, 'a SHA-256 digest in lower-case hex');
+/** An app key's name: no '/', so (class, name) maps to one wrapping name `account/class/name`. */
+const appKeyName = fields.text({ min: 1, max: 128, pattern: /^[A-Za-z0-9][A-Za-z0-9._:-]*$/ });
+const MAX_APP_KEY_BYTES = 1024;
 
 /** What agents call over the mutual-TLS listener, authenticated as their host. */
 export function attestAgentRoutes(service: AttestationService): AgentRoute[] {
@@ -101,10 +108,76 @@ export function attestAgentRoutes(service: AttestationService): AgentRoute[] {
       handle: (host, input) => service.attestationTokenForHost(host, input.Nonce),
     }),
     defineAgentRoute({
+      path: '/v1/agent/attest/certificate',
+      input: z.object({ Csr: fields.text({ min: 1, max: 16_384 }), LifetimeSeconds: fields.integer({ min: 1, max: 30 * 86_400 }).optional() }).strict(),
+      handle: (host, input) => service.issueAttestedCertificate(host, input),
+    }),
+    defineAgentRoute({ path: '/v1/agent/attest/crl', input: z.object({}).strict(), handle: (host) => service.revocationListForHost(host) }),
+    defineAgentRoute({
+      path: '/v1/agent/attest/key/store',
+      input: z.object({ Name: appKeyName, Key: fields.blob({ min: 1, max: MAX_APP_KEY_BYTES }), Class: className.optional() }).strict(),
+      handle: async (host, input) => {
+        try {
+          return await service.storeAppKey(host, input);
+        } finally {
+          zeroize(input.Key);
+        }
+      },
+    }),
+    defineAgentRoute({
+      path: '/v1/agent/attest/key/get', input: z.object({ Name: appKeyName, Class: className.optional() }).strict(),
+      handle: async (host, input) => {
+        const released = await service.getAppKey(host, input);
+        try {
+          return { Name: released.Name, Class: released.Class, Key: released.Key.toString('base64') };
+        } finally {
+          zeroize(released.Key);
+        }
+      },
+    }),
+    defineAgentRoute({
       path: '/v1/agent/attest/unseal', input: z.object({ Sealed: fields.blob({ min: 1, max: 70_000 }) }).strict(),
       handle: async (host, input) => ({ Plaintext: (await service.unseal(host, input.Sealed)).Plaintext.toString('base64') }),
     }),
   ];
+}
+
+const CRL_PATH = /^\/v1\/attest\/crl\/([^/]+)$/;
+const CERTIFICATE_STATUS_PATH = /^\/v1\/attest\/certificates\/([^/]+)$/;
+
+/**
+ * GET /v1/attest/crl/<accountId> (DER, application/pkix-crl) and GET /v1/attest/certificates/<serial>
+ * (JSON status): revocation of attested certificates for relying parties, with no credentials, limited
+ * per source address. Neither says anything a signed CRL would not.
+ */
+export function createCertificateStatusHandler(options: { service: AttestationService; logger: Logger; rateLimiter?: RateLimiter }) {
+  return async (request: IncomingMessage, response: ServerResponse): Promise<boolean> => {
+    const path = (request.url ?? '').split('?')[0] ?? '';
+    const crl = CRL_PATH.exec(path);
+    const status = CERTIFICATE_STATUS_PATH.exec(path);
+    if (!crl && !status) return false;
+    const requestId = randomUuid();
+    try {
+      if (request.method !== 'GET') throw new UserError('UnknownOperationException', `Use GET for ${path}.`, 405);
+      options.rateLimiter?.take(`address ${request.socket.remoteAddress ?? 'unknown'}`, 'management');
+      if (crl) {
+        const accountId = crl[1] ?? '';
+        const der = /^\d{12}$/.test(accountId) ? await options.service.revocationList(accountId) : undefined;
+        if (!der) throw new UserError('NotFoundException', `No certificate authority for account ${accountId.slice(0, 32)}.`, 404);
+        response.writeHead(200, { 'content-type': 'application/pkix-crl', 'content-length': der.length, 'cache-control': 'max-age=60',
+          'x-amzn-requestid': requestId });
+        response.end(der);
+        return true;
+      }
+      sendJson(response, 200, await options.service.certificateStatus(decodeURIComponent(status?.[1] ?? '')),
+        { 'cache-control': 'no-store', 'x-amzn-requestid': requestId }, 'application/json');
+    } catch (error) {
+      const reply = errorReply(error instanceof URIError ? new UserError('ValidationException', 'Malformed path.') : error, requestId,
+        options.logger, 'trustplane');
+      sendJson(response, reply.status, { __type: reply.type, message: reply.message }, { 'x-amzn-requestid': requestId }, 'application/json');
+    }
+    return true;
+  };
 }
 
 /** GET /.well-known/openid-configuration and /.well-known/jwks.json: no credentials, public keys only. */

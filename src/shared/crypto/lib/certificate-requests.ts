@@ -58,11 +58,14 @@ export async function parseCertificateRequest(pem: string, options: { maxDnsName
       keyDescription = `ec ${key.asymmetricKeyDetails?.namedCurve === 'prime256v1' ? 'P-256' : 'P-384'}`;
     } else if (key.asymmetricKeyType === 'rsa') {
       const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-      if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) throw new CertificateRequestError(`An RSA key must have ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits; this one has ${bits}.`);
+      if (bits < MIN_RSA_BITS || bits > MAX_RSA_BITS) {
+        throw new CertificateRequestError(`An RSA key must have ${MIN_RSA_BITS} to ${MAX_RSA_BITS} bits; this one has ${bits}.`);
+      }
       keyDescription = `rsa ${bits}`;
     } else {
-      throw new CertificateRequestError(`The key type ${key.asymmetricKeyType ?? 'unknown'}${key.asymmetricKeyDetails?.namedCurve ? ` (${key.asymmetricKeyDetails.namedCurve})` : ''} `
-        + 'is not accepted: use EC P-256, EC P-384 or RSA (2048 bits or more).');
+      const curve = key.asymmetricKeyDetails?.namedCurve;
+      throw new CertificateRequestError(`The key type ${key.asymmetricKeyType ?? 'unknown'}${curve ? ` (${curve})` : ''} is not accepted: `
+        + 'use EC P-256, EC P-384 or RSA (2048 bits or more).');
     }
   } catch (error) {
     if (error instanceof CertificateRequestError) throw error;

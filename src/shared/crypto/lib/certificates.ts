@@ -80,8 +80,8 @@ export async function issueCertificate(input: IssueCertificateInput): Promise<Is
     ...(input.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
   ];
   const serial = serialNumber();
-  // Never outliving the CA that vouches for it.
-  const notAfter = new Date(Math.min(now.getTime() + input.validityDays * DAY_MS, authority.notAfter.getTime()));
+  // Never outliving the CA that vouches for it; whole seconds, as the certificate says it (X.509 times have no milliseconds).
+  const notAfter = new Date(Math.floor(Math.min(now.getTime() + input.validityDays * DAY_MS, authority.notAfter.getTime()) / 1000) * 1000);
   const certificate = await x509.X509CertificateGenerator.create({
     serialNumber: serial, subject: `CN=${input.commonName}`, issuer: authority.subject,
     notBefore: new Date(now.getTime() - CLOCK_SKEW_MS), notAfter,

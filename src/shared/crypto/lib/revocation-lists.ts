@@ -4,6 +4,7 @@
 import 'reflect-metadata'; // @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs it
 import * as x509 from '@peculiar/x509';
 import * as nodeCrypto from 'node:crypto';
+import { importPrivateKeyDer } from './asymmetric.ts';
 
 x509.cryptoProvider.set(nodeCrypto.webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -41,8 +42,7 @@ function derInteger(value: bigint): Buffer {
 /** A CRL listing `entries`, signed with the CA key (checked to be the certificate's own first). */
 export async function createRevocationList(input: RevocationListInput): Promise<Buffer> {
   const authority = new x509.X509Certificate(input.authority.certificateDer);
-  const keyPublic = nodeCrypto.createPublicKey(nodeCrypto.createPrivateKey({ key: Buffer.from(input.authority.privateKeyPkcs8), format: 'der', type: 'pkcs8' }))
-    .export({ format: 'der', type: 'spki' });
+  const keyPublic = nodeCrypto.createPublicKey(importPrivateKeyDer(input.authority.privateKeyPkcs8)).export({ format: 'der', type: 'spki' });
   if (!keyPublic.equals(Buffer.from(authority.publicKey.rawData))) throw new Error('the CA certificate does not match the CA private key');
   const signingKey = await nodeCrypto.webcrypto.subtle.importKey('pkcs8', input.authority.privateKeyPkcs8, EC_P256, false, ['sign']);
   const crl = await x509.X509CrlGenerator.create({
@@ -81,7 +81,9 @@ export async function verifyRevocationList(crlDer: Uint8Array, issuerDer: Uint8A
   } catch {
     throw new Error('the revocation list is not a DER CRL');
   }
-  if (!crl.issuerName.toString() || crl.issuer !== issuer.subject) throw new Error('the revocation list is issued by another CA');
+  if (crl.issuer !== issuer.subject) throw new Error('the revocation list is issued by another CA');
+  const usages = issuer.getExtension(x509.KeyUsagesExtension);
+  if (usages && !(usages.usages & x509.KeyUsageFlags.cRLSign)) throw new Error('the CA may not sign revocation lists (keyUsage lacks cRLSign)');
   if (!(await crl.verify({ publicKey: issuer }).catch(() => false))) throw new Error('the revocation list signature does not verify');
   if (crl.thisUpdate.getTime() > now.getTime() + skewMs) throw new Error('the revocation list is dated in the future');
   if (crl.nextUpdate && crl.nextUpdate.getTime() < now.getTime()) throw new Error('the revocation list is out of date');
