@@ -168,7 +168,12 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   let agentListener: RunningAgentListener | undefined;
   const fleetService: FleetService = new FleetService({ store: fleetStore, keys: keyService, keyring, authorizer, region, logger, audit,
     hostCertificateLifetimeMs: config.fleet.hostCertificateLifetimeMs, fleetPort: () => agentListener?.port,
-    entitledKeys: (host) => distributor.entitledKeys(host), describeAttestation: (host) => attestation.describeHost(host) });
+    entitledKeys: (host) => distributor.entitledKeys(host), describeAttestation: (host) => attestation.describeHost(host),
+    // Token-less enrolment: the fleet admits the host and issues its certificate; the verifier checks its TPM and keeps its vault.
+    endorsement: { inspect: (keys) => attestation.inspectEndorsement(keys),
+      attestsWithTpm: (accountId, className) => attestation.attestsWithTpm(accountId, className),
+      makeCredential: (ekPublic, akName, secret) => attestation.makeEnrolmentCredential(ekPublic, akName, secret),
+      adoptTpm: (host, keys) => attestation.adoptEnrolledTpm(host, keys) } });
   let publicUrl = config.attestation.publicUrl;
   const attestation = new AttestationService({ store: new SqliteAttestStore(store), fleet: fleetStore, keyring, authorizer, region, logger, audit,
     issuer: () => publicUrl ?? 'http://127.0.0.1', ekCaCertificates: readEkCaCertificates(config.attestation.ekCaFiles),

@@ -1,4 +1,4 @@
-// The agent's side of the fleet: enrolment with a join token, then one long-lived mutual-TLS
+// The agent's side of the fleet: enrolment (with a join token, or with its TPM), then one long-lived mutual-TLS
 // stream (Server-Sent Events) that resumes from the last revision, reconnects with jittered
 // backoff, acknowledges what it stores, and renews the certificate at two thirds of its life.
 // Must never accept key material not sealed to this host's key ring key for this revision.
@@ -7,15 +7,18 @@ import { request as httpsRequest, type RequestOptions } from 'node:https';
 import { X509Certificate } from 'node:crypto';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import {
-  generateAsymmetricPair, generateHpkeKeyPair, hpkeOpen, importPrivateKeyDer, privateKeyToPem, signMessage, zeroize,
+  endorsementKeyFingerprint, generateAsymmetricPair, generateHpkeKeyPair, hmac, hpkeOpen, importPrivateKeyDer, parseTpmPublic, privateKeyToPem, signMessage,
+  zeroize, type HpkeKeyPair, type KeyPairDer,
 } from '../shared/crypto/index.ts';
 import {
-  enrollmentProofMessage, fleetServerName, keyRingAad, KEY_RING_HPKE_INFO, renewalProofMessage, unpackMaterial, type AckRequest, type HelloMessage, type RingMessage,
+  enrollmentProofMessage, fleetServerName, keyRingAad, KEY_RING_HPKE_INFO, renewalProofMessage, tpmEnrollmentProofMessage, tpmEnrollmentFinishMessage, unpackMaterial,
+  type AckRequest, type HelloMessage, type RingMessage,
 } from '../shared/fleet-wire.ts';
 import { UserError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
 import type { AgentKeyRing } from './key-ring.ts';
 import type { AgentIdentity, AgentState } from './state.ts';
+import type { Tpm } from './tpm.ts';
 
 export const AGENT_VERSION = '0.1.0';
 const BACKOFF_MIN_MS = 250;
@@ -61,16 +64,19 @@ function errorOf(reply: JsonReply): UserError {
   return new UserError(String(reply.body.__type ?? 'ServerError'), String(reply.body.message ?? `HTTP ${reply.status}`), reply.status);
 }
 
-/** Enrols this host: makes its identity and key ring keys, proves the first and asks for a certificate. */
-export async function enroll(state: AgentState, serverUrl: string, joinToken: string, name: string): Promise<AgentIdentity> {
+/**
+ * Makes this host's identity key (ECDSA P-256) and key ring key (X25519), has `enrol` get the
+ * identity from the server with them (proving the first by signing what `proofMessage` says), and
+ * keeps it all in the state directory.
+ */
+async function enrollWith(state: AgentState, serverUrl: string,
+  enrol: (keys: { identity: KeyPairDer; keyRing: HpkeKeyPair; prove: (message: Buffer) => Buffer }) => Promise<JsonReply>): Promise<AgentIdentity> {
   const identityPair = await generateAsymmetricPair('ECC_NIST_P256');
   const keyRingPair = await generateHpkeKeyPair();
   try {
-    const proof = signMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPrivateKeyDer(identityPair.privateKeyDer),
-      enrollmentProofMessage(joinToken, keyRingPair.publicKey));
-    const reply = await postJson(new URL('/v1/fleet/enroll', serverUrl).toString(), { JoinToken: joinToken,
-      PublicKey: identityPair.publicKeyDer.toString('base64'), HpkePublicKey: keyRingPair.publicKey.toString('base64'),
-      Proof: proof.toString('base64'), Name: name, AgentVersion: AGENT_VERSION });
+    const prove = (message: Buffer) => signMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPrivateKeyDer(identityPair.privateKeyDer),
+      message);
+    const reply = await enrol({ identity: identityPair, keyRing: keyRingPair, prove });
     if (reply.status !== 200) throw errorOf(reply);
     const identity: AgentIdentity = { HostId: String(reply.body.HostId), AccountId: String(reply.body.AccountId), ServerUrl: serverUrl,
       ServerName: String(reply.body.ServerName ?? fleetServerName(String(reply.body.AccountId))),
@@ -82,6 +88,39 @@ export async function enroll(state: AgentState, serverUrl: string, joinToken: st
   } finally {
     zeroize(identityPair.privateKeyDer, keyRingPair.privateKey);
   }
+}
+
+/** Enrols this host with a join token: proves its identity key by signing the token (and its key ring key). */
+export async function enroll(state: AgentState, serverUrl: string, joinToken: string, name: string): Promise<AgentIdentity> {
+  return enrollWith(state, serverUrl, ({ identity, keyRing, prove }) => postJson(new URL('/v1/fleet/enroll', serverUrl).toString(), {
+    JoinToken: joinToken, PublicKey: identity.publicKeyDer.toString('base64'), HpkePublicKey: keyRing.publicKey.toString('base64'),
+    Proof: prove(enrollmentProofMessage(joinToken, keyRing.publicKey)).toString('base64'), Name: name, AgentVersion: AGENT_VERSION }));
+}
+
+/**
+ * Enrols this host without a token, by its TPM, into the class an operator allowed its endorsement
+ * key in: sends the EK (and its certificate) and the AK, activates the credential the server makes
+ * for them, and returns the secret. The AK is then already trusted by the verifier.
+ */
+export async function enrollWithTpm(state: AgentState, serverUrl: string, tpm: Tpm, name: string): Promise<AgentIdentity> {
+  const keys = await tpm.provision();
+  const fingerprint = endorsementKeyFingerprint({ tpmPublic: parseTpmPublic(keys.ekPublic) });
+  return enrollWith(state, serverUrl, async ({ identity, keyRing, prove }) => {
+    const started = await postJson(new URL('/v1/fleet/enroll-tpm/start', serverUrl).toString(), { EkPublic: keys.ekPublic.toString('base64'),
+      EkCertificate: keys.ekCertificate?.toString('base64'), AkPublic: keys.akPublic.toString('base64'),
+      PublicKey: identity.publicKeyDer.toString('base64'), HpkePublicKey: keyRing.publicKey.toString('base64'),
+      Proof: prove(tpmEnrollmentProofMessage(fingerprint, keyRing.publicKey)).toString('base64'), Name: name, AgentVersion: AGENT_VERSION });
+    if (started.status !== 200) throw errorOf(started);
+    const secret = await tpm.activateCredential(Buffer.from(String(started.body.CredentialBlob), 'base64'),
+      Buffer.from(String(started.body.EncryptedSecret), 'base64'));
+    try {
+      const enrolmentId = String(started.body.EnrolmentId);
+      const proof = hmac('sha256', secret, tpmEnrollmentFinishMessage(enrolmentId, identity.publicKeyDer, keyRing.publicKey));
+      return await postJson(new URL('/v1/fleet/enroll-tpm/finish', serverUrl).toString(), { EnrolmentId: enrolmentId, Proof: proof.toString('base64') });
+    } finally {
+      zeroize(secret);
+    }
+  });
 }
 
 export interface FleetClientEvents {

@@ -1,11 +1,11 @@
-// `trustplane agent`: enrols once, then keeps this host's key ring current from the server's push
+// `trustplane agent`: enrols once (join token, or its TPM), then keeps this host's key ring current from the server's push
 // and serves local applications on a Unix socket. Starts from its encrypted cache, so it serves
 // while the server is down. Revoked: wipes its cache and identity and exits.
 import { hostname } from 'node:os';
 import { zeroize } from '../shared/crypto/index.ts';
 import { UserError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
-import { enroll, FleetClient } from './fleet-client.ts';
+import { enroll, enrollWithTpm, FleetClient } from './fleet-client.ts';
 import { AgentKeyRing } from './key-ring.ts';
 import { AgentSocketApi } from './socket-api.ts';
 import { AgentState } from './state.ts';
@@ -42,13 +42,18 @@ export interface RunningAgent {
 export async function startAgent(options: AgentOptions, logger: Logger): Promise<RunningAgent> {
   const state = new AgentState(options.stateDir);
   state.prepare();
+  const tpm = options.tpm ? new Tpm({ tcti: options.tpm }) : undefined;
   let identity = state.identity();
   if (!identity) {
-    if (!options.server || !options.joinToken) {
-      throw new UserError('NotEnrolled', `${options.stateDir} holds no enrolment: pass --server URL and --join-token TOKEN.`);
+    if (!options.server || (!options.joinToken && !tpm)) {
+      throw new UserError('NotEnrolled', `${options.stateDir} holds no enrolment: pass --server URL and --join-token TOKEN, `
+        + 'or --server URL and --tpm TCTI to enrol by the TPM (its endorsement key allowed in a class: trustplane class allow-ek).');
     }
-    identity = await enroll(state, options.server, options.joinToken, options.name ?? hostname().replace(/[^\w.-]/g, '-').slice(0, 253));
-    logger.info({ hostId: identity.HostId }, 'enrolled');
+    const name = options.name ?? hostname().replace(/[^\w.-]/g, '-').slice(0, 253);
+    // A token, when given, decides; without one the TPM is the credential.
+    identity = options.joinToken ? await enroll(state, options.server, options.joinToken, name)
+      : await enrollWithTpm(state, options.server, tpm as Tpm, name);
+    logger.info({ hostId: identity.HostId, by: options.joinToken ? 'join token' : 'TPM endorsement key' }, 'enrolled');
   } else if (options.server && new URL(options.server).origin !== new URL(identity.ServerUrl).origin) {
     throw new UserError('AlreadyEnrolled', `${options.stateDir} is enrolled with ${identity.ServerUrl}; use another --state to enrol elsewhere.`);
   }
@@ -77,7 +82,6 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
       void stop().then(() => resolveDone({ revoked: reason }));
     },
   } });
-  const tpm = options.tpm ? new Tpm({ tcti: options.tpm }) : undefined;
   const call = (path: string, body: unknown) => client.call(path, body);
   // Certificates are checked against the account CA this host got at enrolment.
   const verifier = new CertificateVerifier({ call, anchorPem: identity.CaCertificate, logger });

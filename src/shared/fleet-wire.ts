@@ -27,6 +27,24 @@ export function enrollmentProofMessage(joinToken: string, hpkePublicKey: Uint8Ar
   return Buffer.from(`trustplane-enroll-v1\n${joinToken}\n${Buffer.from(hpkePublicKey).toString('base64')}`);
 }
 
+/**
+ * What a host enrolling with its TPM (no join token) signs with its identity key: the fingerprint of
+ * the endorsement key it enrols with and the key ring (HPKE) key keys will be sealed to.
+ */
+export function tpmEnrollmentProofMessage(ekFingerprint: string, hpkePublicKey: Uint8Array): Buffer {
+  return Buffer.from(`trustplane-enroll-tpm-v1\n${ekFingerprint}\n${Buffer.from(hpkePublicKey).toString('base64')}`);
+}
+
+/**
+ * What finishes a token-less enrolment: an HMAC keyed by the secret the TPM recovered, over the
+ * enrolment and the keys being enrolled. The secret itself never travels, and a relay that swapped
+ * in its own identity key at the start cannot make the MAC over it.
+ */
+export function tpmEnrollmentFinishMessage(enrolmentId: string, publicKeyDer: Uint8Array, hpkePublicKey: Uint8Array): Buffer {
+  return Buffer.from(`trustplane-enroll-tpm-finish-v1\n${enrolmentId}\n${Buffer.from(publicKeyDer).toString('base64')}\n`
+    + `${Buffer.from(hpkePublicKey).toString('base64')}`);
+}
+
 /** What a renewing agent signs with its new identity key. */
 export function renewalProofMessage(hostId: string): Buffer {
   return Buffer.from(`trustplane-renew-v1\n${hostId}`);

@@ -11,7 +11,8 @@ interface AgentFlags {
 export function registerAgentCommand(program: Command): void {
   program.command('agent').description('run the host agent: enrol, hold this host\'s keys, serve local apps on a Unix socket')
     .option('--server <url>', 'the trustplane server to enrol with (first start only)')
-    .option('--join-token <token>', 'join token from `trustplane host join-token` (first start only; or $TRUSTPLANE_JOIN_TOKEN)')
+    .option('--join-token <token>', 'join token from `trustplane host join-token` (first start only; or $TRUSTPLANE_JOIN_TOKEN); '
+      + 'without one, --tpm enrols by the TPM\'s endorsement key (class allow-ek)')
     .option('--state <dir>', 'state directory: identity, host-local key, encrypted key ring cache', '/var/lib/trustplane-agent')
     .option('--socket <path>', 'Unix socket local applications use', '/run/trustplane/agent.sock')
     .option('--socket-mode <octal>', 'permissions of the socket (who may use the keys)', '660')

@@ -1,5 +1,6 @@
-// Attestation commands: class attestation settings and reference values, clearing a quarantine,
-// EAR tokens, and sealing data to a host's measurement (`seal` here, `unseal` through the agent).
+// Attestation commands: class attestation settings and reference values, the endorsement keys a
+// class admits without join tokens, clearing a quarantine, EAR tokens, and sealing data to a host's
+// measurement (`seal` here, `unseal` through the agent).
 // Must never write unsealed data anywhere but the output the user named.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -8,7 +9,7 @@ import { parseDurationSeconds } from '../../shared/config.ts';
 import { UserError } from '../../shared/errors.ts';
 import { writeFileDurably } from '../../shared/fs.ts';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
-import { printResult } from '../output.ts';
+import { epochToIso, printResult } from '../output.ts';
 
 export interface AttestationFlags {
   attestation?: string;
@@ -18,6 +19,7 @@ export interface AttestationFlags {
   onWarning?: string;
   onSilent?: string;
   webhook?: string;
+  joinTokens?: string;
 }
 
 export function withAttestationFlags(command: Command): Command {
@@ -28,7 +30,8 @@ export function withAttestationFlags(command: Command): Command {
     .option('--on-contraindicated <actions>', 'corrective actions, comma-separated: flag, alert, revoke (default flag,alert)')
     .option('--on-warning <actions>', 'corrective actions on a warning (default flag)')
     .option('--on-silent <actions>', 'corrective actions when a host goes silent (default flag,alert)')
-    .option('--webhook <url>', 'where alerts are POSTed, signed by the verifier (x-trustplane-signature); "" removes it');
+    .option('--webhook <url>', 'where alerts are POSTed, signed by the verifier (x-trustplane-signature); "" removes it')
+    .option('--join-tokens <allow|deny>', 'whether hosts may enrol with a join token (default allow); deny: only TPMs whose EK is allowed (class allow-ek)');
 }
 
 const actions = (text: string | undefined) => (text === undefined ? undefined : text.split(',').map((entry) => entry.trim()).filter(Boolean));
@@ -45,10 +48,40 @@ export function attestationInput(flags: AttestationFlags): Record<string, unknow
   const given = { contraindicated: actions(flags.onContraindicated), warning: actions(flags.onWarning), silent: actions(flags.onSilent) };
   if (Object.values(given).some((value) => value !== undefined)) input.Actions = Object.fromEntries(Object.entries(given).filter(([, value]) => value));
   if (flags.webhook !== undefined) input.WebhookUrl = flags.webhook;
+  if (flags.joinTokens !== undefined) {
+    if (flags.joinTokens !== 'allow' && flags.joinTokens !== 'deny') throw new UserError('ValidationException', '--join-tokens must be allow or deny.');
+    input.JoinTokens = flags.joinTokens === 'allow';
+  }
   return Object.keys(input).length === 0 ? undefined : input;
 }
 
 interface AttestationView { Status: string; Mode: string; Failures: Array<Record<string, string>>; LastVerified?: string }
+
+/** A class's own attestation settings, as ListClasses and SetClassAttestation answer them. */
+export interface ClassAttestationView {
+  Mode: string;
+  IntervalSeconds: number;
+  SilentAfter: number;
+  Actions: Record<string, string[]>;
+  WebhookUrl?: string;
+  JoinTokens?: boolean;
+}
+
+/** One line: how a class's hosts attest and enrol. */
+export function describeClassAttestation(view: ClassAttestationView | undefined): string {
+  if (!view) return 'attestation: none; join tokens: allowed';
+  return `attestation: ${view.Mode} every ${view.IntervalSeconds} s; join tokens: ${view.JoinTokens === false ? 'denied (TPMs with an allowed EK only)' : 'allowed'}`;
+}
+
+interface AllowedEkView { Fingerprint: string; AddedBy: string; AddedAt: number; EnrolledHostId?: string }
+
+const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/;
+
+/** An EK certificate file as DER: PEM (the first certificate in it) or DER as it is. */
+function certificateDer(file: Buffer): Buffer {
+  const pem = PEM_CERTIFICATE.exec(file.toString('latin1'));
+  return pem ? Buffer.from(pem[1].replace(/\s+/g, ''), 'base64') : file;
+}
 
 /** Human lines for a host's attestation. */
 export function describeAttestation(view: AttestationView | undefined): string[] {
@@ -80,10 +113,39 @@ export function registerAttestCommands(program: Command): void {
     .action(async (name: string, flags: ClientFlags & AttestationFlags) => {
       const input = attestationInput(flags);
       if (!input) throw new UserError('ValidationException', 'Say what to change: --attestation, --interval, --on-contraindicated, ...');
-      const result = await withClient(flags, (client) => client.fleet<{ Attestation?: { Mode: string; IntervalSeconds: number } }>(
+      const result = await withClient(flags, (client) => client.fleet<{ Attestation?: ClassAttestationView }>(
         'SetClassAttestation', { Name: name, ...input }));
       printResult(flags, result, () => (result.Attestation ? `class ${name} attests (${result.Attestation.Mode}) every ${result.Attestation.IntervalSeconds} s`
-        : `class ${name} no longer attests`));
+        + `${result.Attestation.JoinTokens === false ? '; no join tokens' : ''}` : `class ${name} no longer attests`));
+    });
+
+  withClientFlags(hostClass.command('allow-ek').argument('<class>')
+    .description('let a TPM enrol into a class without a join token: its endorsement key (EK), by certificate, public area or fingerprint')
+    .option('--ek-certificate <file>', 'the EK certificate (PEM or DER), e.g. read from NV index 0x01c00002')
+    .option('--ek-public <file>', 'the EK public area (TPM2B_PUBLIC, as tpm2_createek -u writes it)')
+    .option('--ek-sha256 <hex>', 'the EK fingerprint: SHA-256 of its SubjectPublicKeyInfo (DER)'))
+    .action(async (className: string, flags: ClientFlags & { ekCertificate?: string; ekPublic?: string; ekSha256?: string }) => {
+      const given = [flags.ekCertificate, flags.ekPublic, flags.ekSha256].filter((value) => value !== undefined);
+      if (given.length !== 1) throw new UserError('ValidationException', 'Give exactly one of --ek-certificate, --ek-public and --ek-sha256.');
+      const input = flags.ekCertificate !== undefined ? { EkCertificate: certificateDer(readInput(flags.ekCertificate)).toString('base64') }
+        : flags.ekPublic !== undefined ? { EkPublic: readInput(flags.ekPublic).toString('base64') } : { EkSha256: flags.ekSha256 };
+      const result = await withClient(flags, (client) => client.fleet<{ Class: string; Fingerprint: string; Added: boolean }>('AllowEk',
+        { Class: className, ...input }));
+      printResult(flags, result, () => `${result.Added ? 'allowed' : 'already allowed'} in class ${result.Class}: EK ${result.Fingerprint}`);
+    });
+
+  withClientFlags(hostClass.command('list-eks').argument('<class>').description('endorsement keys allowed in a class, and the hosts they enrolled'))
+    .action(async (className: string, flags: ClientFlags) => {
+      const result = await withClient(flags, (client) => client.fleet<{ Class: string; Eks: AllowedEkView[] }>('ListEks', { Class: className }));
+      printResult(flags, result, () => (result.Eks.length === 0 ? '(no endorsement keys allowed)' : result.Eks.map((ek) =>
+        `${ek.Fingerprint}  ${ek.EnrolledHostId ? `enrolled ${ek.EnrolledHostId}` : 'not enrolled'}  added ${epochToIso(ek.AddedAt)} by ${ek.AddedBy}`).join('\n')));
+    });
+
+  withClientFlags(hostClass.command('remove-ek').argument('<class>').argument('<fingerprint>', 'the EK fingerprint (class list-eks)')
+    .description('take an endorsement key off a class: it enrols no host any more (a host it enrolled stays)'))
+    .action(async (className: string, fingerprint: string, flags: ClientFlags) => {
+      await withClient(flags, (client) => client.fleet('RemoveEk', { Class: className, Fingerprint: fingerprint }));
+      printResult(flags, {}, () => `EK ${fingerprint} removed from class ${className}`);
     });
 
   withClientFlags(hostClass.command('set-reference').argument('<name>')

@@ -6,13 +6,16 @@ import { UserError } from '../../shared/errors.ts';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { epochToIso, printResult } from '../output.ts';
 import { describeRotation, rotationStatusJson, type RotationStatusView } from './key.ts';
-import { attestationInput, describeAttestation, withAttestationFlags, type AttestationFlags } from './attest.ts';
+import {
+  attestationInput, describeAttestation, describeClassAttestation, withAttestationFlags, type AttestationFlags, type ClassAttestationView,
+} from './attest.ts';
 
 interface ClassView {
   Name: string;
   Parent?: string;
   KeyIds: string[];
   EntitledKeyIds?: string[];
+  Attestation?: ClassAttestationView;
 }
 
 interface HostView {
@@ -48,7 +51,7 @@ export function registerFleetCommands(program: Command): void {
         return { Class: { ...created.Class, Attestation: configured.Attestation } };
       });
       printResult(flags, result, () => `class ${result.Class.Name} created${result.Class.Parent ? ` under ${result.Class.Parent}` : ''}`
-        + (flags.attestation ? `, attesting (${flags.attestation})` : ''));
+        + (flags.attestation ? `, attesting (${flags.attestation})` : '') + (flags.joinTokens === 'deny' ? ', no join tokens' : ''));
     });
 
   withClientFlags(hostClass.command('list'))
@@ -56,8 +59,21 @@ export function registerFleetCommands(program: Command): void {
       const result = await withClient(flags, (client) => client.fleet<{ Classes: ClassView[] }>('ListClasses'));
       printResult(flags, result, () => (result.Classes.length === 0 ? '(no classes)' : result.Classes.map((record) => {
         const inherited = (record.EntitledKeyIds ?? []).filter((keyId) => !record.KeyIds.includes(keyId));
-        return `${record.Name}  keys: ${record.KeyIds.join(',') || '-'}${inherited.length ? `  inherited: ${inherited.join(',')}` : ''}`;
+        return `${record.Name}  keys: ${record.KeyIds.join(',') || '-'}${inherited.length ? `  inherited: ${inherited.join(',')}` : ''}`
+          + `  ${record.Attestation ? `attests: ${record.Attestation.Mode}` : 'attests: no'}`
+          + `${record.Attestation?.JoinTokens === false ? '  join tokens: denied' : ''}`;
       }).join('\n')));
+    });
+
+  withClientFlags(hostClass.command('describe').argument('<name>').description('one class: parent, keys, attestation, whether it takes join tokens'))
+    .action(async (name: string, flags: ClientFlags) => {
+      const result = await withClient(flags, (client) => client.fleet<{ Classes: ClassView[] }>('ListClasses'));
+      const found = result.Classes.find((record) => record.Name === name);
+      if (!found) throw new UserError('NotFoundException', `Class ${name} does not exist.`);
+      const inherited = (found.EntitledKeyIds ?? []).filter((keyId) => !found.KeyIds.includes(keyId));
+      printResult(flags, { Class: found }, () => [`class ${found.Name}${found.Parent ? ` (under ${found.Parent})` : ''}`,
+        `keys: ${found.KeyIds.join(', ') || '-'}${inherited.length ? `; inherited: ${inherited.join(', ')}` : ''}`,
+        describeClassAttestation(found.Attestation)].join('\n'));
     });
 
   withClientFlags(hostClass.command('delete').argument('<name>'))

@@ -1,5 +1,5 @@
 // The verifier: class attestation settings and reference values, TPM enrolment by credential
-// activation, challenges and evidence (push mode), verdicts with corrective actions, silence
+// activation (after joining, or vouching for the TPM of a host enrolling without a token), challenges and evidence (push mode), verdicts with corrective actions, silence
 // detection, sealing to a measurement, EAR tokens for relying parties, key release gating, attested
 // host certificates (with their CRL and status) and app keys kept for attested hosts of a class.
 // Must never affirm what it could not check, nor keep a host's security attributes outside its vault.
@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import type { AuditLog } from '../../shared/audit/index.ts';
 import type { Authorizer, Caller, ConditionValue } from '../../shared/auth/index.ts';
 import {
-  constantTimeEqual, generateAsymmetricPair, makeCredential, parseTpmPublic, publicJwk, randomBytes, randomUuid, sha256, sha256Hex,
+  constantTimeEqual, endorsementKeyFingerprint, generateAsymmetricPair, makeCredential, parseTpmPublic, publicJwk, randomBytes, randomUuid, sha256, sha256Hex,
   signDetached, signJwt, TpmFormatError, verifyDetached, zeroize, type Keyring, type TpmPublic,
   certificateToPem, CertificateRequestError, normalizeHexSerial, parseCertificateRequest, type IssueCertificateInput, type IssuedCertificate,
   type ParsedCertificateRequest, type RevocationListInput,
@@ -61,6 +61,15 @@ export interface ClassAttestationInput {
   SilentAfter?: number;
   Actions?: Partial<Record<'contraindicated' | 'warning' | 'silent', CorrectiveAction[]>>;
   WebhookUrl?: string;
+  /** false: hosts enrol only with a TPM whose EK is allowed in the class (no join tokens). */
+  JoinTokens?: boolean;
+}
+
+/** The keys a TPM enrols with (token-less) or registers after joining: TPM2B_PUBLIC areas, the EK certificate in DER. */
+export interface TpmKeys {
+  EkPublic: Buffer;
+  EkCertificate?: Buffer;
+  AkPublic: Buffer;
 }
 
 export interface HostAttestationView {
@@ -164,6 +173,7 @@ export class AttestationService {
     if (!existing) throw notFound(`Class ${name} does not exist.`);
     let settings: ClassAttestationSettings | undefined;
     if (input.Mode === 'none') {
+      if (input.JoinTokens === false) throw new UserError('ValidationException', 'Only an attesting class can refuse join tokens (its hosts enrol with their TPM).');
       settings = undefined;
     } else {
       const mode = input.Mode ?? existing.attestation?.mode;
@@ -185,7 +195,7 @@ export class AttestationService {
         throw new UserError('ValidationException', 'The alert webhook must be an http(s) URL.');
       }
       settings = { mode, intervalSeconds: interval, silentAfter: input.SilentAfter ?? existing.attestation?.silentAfter ?? DEFAULT_SILENT_AFTER,
-        actions, webhookUrl };
+        actions, webhookUrl, joinTokens: input.JoinTokens ?? existing.attestation?.joinTokens ?? true };
     }
     await this.#options.store.setClassAttestation(caller.accountId, name, settings, this.#now());
     return settings;
@@ -313,20 +323,27 @@ export class AttestationService {
     const opened = await this.#openVaultOf(context.host.hostId);
     if (opened.record && opened.vault && opened.vaultKey) return opened as { record: HostVaultRecord; vault: HostVault; vaultKey: Buffer };
     const { host } = context;
-    const vaultKey = randomBytes(32);
-    const vault: HostVault = { Failures: [] };
-    const record: HostVaultRecord = { hostId: host.hostId, accountId: host.accountId, format: VAULT_FORMAT, revision: 1,
-      vaultKey: await this.#options.keyring.wrapSecret(SECRET_PURPOSES.hostVaultKey, host.hostId, vaultKey),
-      ciphertext: sealVault(vaultKey, host.hostId, vault) };
-    const created = await this.#options.store.createVault(record, { hostId: host.hostId, accountId: host.accountId, status: 'pending',
+    const created = await this.#createVault(host, { Failures: [] }, { hostId: host.hostId, accountId: host.accountId, status: 'pending',
       mode: context.settings?.mode ?? 'software', akTrusted: context.settings?.mode !== 'tpm', failureCount: 0 });
-    zeroize(vaultKey);
     if (!created) {
       const raced = await this.#openVaultOf(host.hostId);
       if (!raced.record || !raced.vault || !raced.vaultKey) throw new UserError('HostRevokedException', `Host ${host.hostId} was removed from the fleet.`, 403);
       return raced as { record: HostVaultRecord; vault: HostVault; vaultKey: Buffer };
     }
     return this.#vaultOf(context);
+  }
+
+  /** A new vault under a new vault key, with the host's first verdict; false when the host has one (or is gone). */
+  async #createVault(host: HostRecord, vault: HostVault, attestation: HostAttestationRecord): Promise<boolean> {
+    const vaultKey = randomBytes(32);
+    try {
+      const record: HostVaultRecord = { hostId: host.hostId, accountId: host.accountId, format: VAULT_FORMAT, revision: 1,
+        vaultKey: await this.#options.keyring.wrapSecret(SECRET_PURPOSES.hostVaultKey, host.hostId, vaultKey),
+        ciphertext: sealVault(vaultKey, host.hostId, vault) };
+      return await this.#options.store.createVault(record, attestation);
+    } finally {
+      zeroize(vaultKey);
+    }
   }
 
   #resealed(record: HostVaultRecord, vaultKey: Buffer, vault: HostVault): HostVaultRecord {
@@ -339,11 +356,39 @@ export class AttestationService {
    * Registers a host's EK and AK and answers with a credential only that TPM can activate, and only
    * if the AK lives in it (MakeCredential binds the AK's name). An activated AK is never replaced.
    */
-  async registerTpm(host: HostRecord, input: { EkPublic: Buffer; EkCertificate?: Buffer; AkPublic: Buffer }) {
+  async registerTpm(host: HostRecord, input: TpmKeys) {
     const context = await this.#context(host);
     if (context.settings?.mode !== 'tpm') {
       throw new UserError('ValidationException', 'No class of this host attests with a TPM; run the agent without --tpm or change the class.');
     }
+    const { ek, ak } = this.#checkTpmKeys(input);
+    const { record, vault, vaultKey } = await this.#vaultOf(context);
+    try {
+      const akName = ak.name.toString('base64');
+      if (vault.Tpm?.ActivatedAt) {
+        if (vault.Tpm.AkName === akName && vault.Tpm.EkPublic === input.EkPublic.toString('base64')) return { AlreadyActivated: true };
+        throw new UserError('ConflictException', 'This host already has an activated attestation key; remove and re-enrol the host to change its TPM.', 409);
+      }
+      const secret = randomBytes(32);
+      try {
+        const credential = this.#credentialFor(ek, ak.name, secret);
+        vault.Tpm = { EkPublic: input.EkPublic.toString('base64'), EkCertificate: input.EkCertificate?.toString('base64'),
+          AkPublic: input.AkPublic.toString('base64'), AkName: akName,
+          PendingCredential: { SecretDigest: sha256Hex(secret), ExpiresAt: new Date(this.#now().getTime() + CREDENTIAL_TTL_MS).toISOString() } };
+        const written = await this.#options.store.recordVerdict({ attestation: await this.#attestationRecord(host, context),
+          vault: { record: this.#resealed(record, vaultKey, vault), expectedRevision: record.revision }, entitlementChanged: false }, this.#now());
+        if (!written) throw new UserError('ConflictException', 'The host\'s vault changed meanwhile; try again.', 409);
+        return { CredentialBlob: credential.credentialBlob, EncryptedSecret: credential.encryptedSecret };
+      } finally {
+        zeroize(secret);
+      }
+    } finally {
+      zeroize(vaultKey);
+    }
+  }
+
+  /** An enrolling TPM's keys, parsed: an AK fit for quotes, an EK its certificate (and the EK CAs, when configured) vouch for. */
+  #checkTpmKeys(input: TpmKeys): { ek: TpmPublic; ak: TpmPublic } {
     let ek: TpmPublic;
     let ak: TpmPublic;
     try {
@@ -359,37 +404,66 @@ export class AttestationService {
       throw new UserError('ValidationException', 'The attestation key must be a restricted signing key fixed to its TPM.');
     }
     this.#checkEkCertificate(ek, input.EkCertificate);
-    const { record, vault, vaultKey } = await this.#vaultOf(context);
+    return { ek, ak };
+  }
+
+  #credentialFor(ek: TpmPublic, akName: Buffer, secret: Buffer) {
     try {
-      const akName = ak.name.toString('base64');
-      if (vault.Tpm?.ActivatedAt) {
-        if (vault.Tpm.AkName === akName && vault.Tpm.EkPublic === input.EkPublic.toString('base64')) return { AlreadyActivated: true };
-        throw new UserError('ConflictException', 'This host already has an activated attestation key; remove and re-enrol the host to change its TPM.', 409);
+      return makeCredential(ek, akName, secret);
+    } catch (error) {
+      if (error instanceof TpmFormatError || error instanceof RangeError) {
+        throw new UserError('ValidationException', `The EK cannot protect a credential: ${error.message}`);
       }
-      const secret = randomBytes(32);
-      try {
-        let credential;
-        try {
-          credential = makeCredential(ek, ak.name, secret);
-        } catch (error) {
-          if (error instanceof TpmFormatError || error instanceof RangeError) {
-            throw new UserError('ValidationException', `The EK cannot protect a credential: ${error.message}`);
-          }
-          throw error;
-        }
-        vault.Tpm = { EkPublic: input.EkPublic.toString('base64'), EkCertificate: input.EkCertificate?.toString('base64'),
-          AkPublic: input.AkPublic.toString('base64'), AkName: akName,
-          PendingCredential: { SecretDigest: sha256Hex(secret), ExpiresAt: new Date(this.#now().getTime() + CREDENTIAL_TTL_MS).toISOString() } };
-        const written = await this.#options.store.recordVerdict({ attestation: await this.#attestationRecord(host, context),
-          vault: { record: this.#resealed(record, vaultKey, vault), expectedRevision: record.revision }, entitlementChanged: false }, this.#now());
-        if (!written) throw new UserError('ConflictException', 'The host\'s vault changed meanwhile; try again.', 409);
-        return { CredentialBlob: credential.credentialBlob, EncryptedSecret: credential.encryptedSecret };
-      } finally {
-        zeroize(secret);
-      }
-    } finally {
-      zeroize(vaultKey);
+      throw error;
     }
+  }
+
+  // ---- token-less TPM enrolment (the fleet admits the host; the verifier vouches for its TPM) -------
+
+  /**
+   * Checks the keys of a TPM enrolling without a join token, before anything about the host is
+   * known: the AK is fit for quotes, the EK certificate (required with --ek-ca) certifies the EK and
+   * chains to an EK CA. Returns the EK's fingerprint (what operators allow) and the AK's name.
+   */
+  inspectEndorsement(input: TpmKeys): { fingerprint: string; akName: Buffer } {
+    const { ek, ak } = this.#checkTpmKeys(input);
+    return { fingerprint: endorsementKeyFingerprint({ tpmPublic: ek }), akName: ak.name };
+  }
+
+  /** Whether hosts of a class attest with a TPM (by its own settings or an ancestor's). */
+  async attestsWithTpm(accountId: string, className: string): Promise<boolean> {
+    return effectiveSettings(await this.#classes(accountId), [className])?.mode === 'tpm';
+  }
+
+  /** A credential for the AK of that name that only the TPM holding the EK can activate. */
+  makeEnrolmentCredential(ekPublic: Buffer, akName: Buffer, secret: Buffer): { credentialBlob: Buffer; encryptedSecret: Buffer } {
+    let ek: TpmPublic;
+    try {
+      ek = parseTpmPublic(ekPublic);
+    } catch (error) {
+      if (error instanceof TpmFormatError) throw new UserError('ValidationException', `A TPM public area is malformed: ${error.message}`);
+      throw error;
+    }
+    return this.#credentialFor(ek, akName, secret);
+  }
+
+  /**
+   * The vault of a host the fleet just admitted by its TPM: the host activated the credential made
+   * for its AK before it existed, so the AK is trusted from the start (registerTpm then says so).
+   */
+  async adoptEnrolledTpm(host: HostRecord, input: TpmKeys): Promise<void> {
+    const context = await this.#context(host);
+    if (context.settings?.mode !== 'tpm') {
+      throw new UserError('ConflictException', `The classes of host ${host.hostId} stopped attesting with a TPM during its enrolment; enrol again.`, 409);
+    }
+    const { ak } = this.#checkTpmKeys(input);
+    const vault: HostVault = { Failures: [], Tpm: { EkPublic: input.EkPublic.toString('base64'), EkCertificate: input.EkCertificate?.toString('base64'),
+      AkPublic: input.AkPublic.toString('base64'), AkName: ak.name.toString('base64'), ActivatedAt: this.#now().toISOString() } };
+    const created = await this.#createVault(host, vault, { hostId: host.hostId, accountId: host.accountId, status: 'pending', mode: 'tpm',
+      akTrusted: true, failureCount: 0 });
+    if (!created) throw new Error(`host ${host.hostId} already has a vault, or is gone, just after it enrolled`);
+    await this.#auditHost(host, 'AttestationKeyActivation', 'Allow', 'credential activated at enrolment (endorsement key allowed in its class)', 'Success');
+    this.#options.logger.info({ hostId: host.hostId }, 'attestation key proven by credential activation at enrolment');
   }
 
   #checkEkCertificate(ek: TpmPublic, certificateDer: Buffer | undefined): void {

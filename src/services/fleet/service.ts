@@ -1,27 +1,30 @@
-// Fleet use cases: host classes (a tree per account), which keys each class may hold, and join
-// tokens hosts enrol with. Every change lands in the fleet change feed, which agents follow.
+// Fleet use cases: host classes (a tree per account), which keys each class may hold, and how hosts
+// enrol: with join tokens, or without one by a TPM whose endorsement key an operator allowed in a
+// class. Every change lands in the fleet change feed, which agents follow.
 // Must never return a join token except once, when it is made; only its hash is stored.
 import type { Authorizer, Caller } from '../../shared/auth/index.ts';
 import type { SecureContext } from 'node:tls';
 import { createSecureContext } from 'node:tls';
 import {
-  certificateToPem, createCertificateAuthority, describeCertificate, generateAsymmetricPair, importPublicKeyDer, isHpkePublicKey,
-  isP256PublicKey, issueCertificate, normalizeSerial, privateKeyToPem, randomBytes, sha256, verifyMessage, zeroize, createRevocationList,
+  certificateToPem, constantTimeEqual, createCertificateAuthority, describeCertificate, endorsementKeyFingerprint, generateAsymmetricPair,
+  importPublicKeyDer, isHpkePublicKey, isP256PublicKey, issueCertificate, normalizeSerial, parseTpmPublic, privateKeyToPem, randomBytes, sha256,
+  TpmFormatError, verifyHmac, verifyMessage, zeroize, createRevocationList,
   type IssueCertificateInput, type IssuedCertificate, type Keyring, type RevocationListInput,
 } from '../../shared/crypto/index.ts';
 import {
-  accountFromServerName, enrollmentProofMessage, fleetServerName, hostUri, parseHostUri, renewalProofMessage, type AckRequest,
+  accountFromServerName, enrollmentProofMessage, fleetServerName, hostUri, parseHostUri, renewalProofMessage, tpmEnrollmentFinishMessage, tpmEnrollmentProofMessage,
+  type AckRequest,
 } from '../../shared/fleet-wire.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
-  SECRET_PURPOSES, StoreConflictError, StoreDuplicateError, type CertificateAuthorityRecord, type FleetChange, type FleetStore,
-  type HostClassRecord, type HostRecord,
+  SECRET_PURPOSES, StoreConflictError, StoreDuplicateError, type AllowedEkRecord, type CertificateAuthorityRecord, type FleetChange,
+  type FleetStore, type HostClassRecord, type HostRecord,
 } from '../../shared/store/index.ts';
 import type { KeyService } from '../kms/index.ts';
 import type { AuditLog } from '../../shared/audit/index.ts';
 import { rotationStatus, type RotationStatus } from './domain/rotation.ts';
-import { classesByName, entitledKeyIds } from './domain/classes.ts';
+import { classesByName, classesRefusingJoinTokens, entitledKeyIds } from './domain/classes.ts';
 import { classArn, hostArn, JOIN_TOKEN_PREFIX, parseClassName } from './domain/names.ts';
 
 const DEFAULT_JOIN_TOKEN_TTL_SECONDS = 3600;
@@ -34,6 +37,13 @@ const SERVER_CERTIFICATE_RENEW_MS = DAY_MS;
 const CA_VALIDITY_DAYS = 3650;
 /** The purpose the CA's private key is wrapped for (with the account id). */
 const FLEET_CA_KEY_PURPOSE = SECRET_PURPOSES.fleetCaKey;
+/** How long a TPM has to activate its enrolment credential, and how many may wait per endorsement key. */
+const TPM_ENROLMENT_TTL_MS = 5 * 60_000;
+const MAX_PENDING_ENROLMENTS_PER_EK = 3;
+const TPM_ENROLMENT_ID = /^te-[0-9a-f]{32}$/;
+/** Format of what a pending TPM enrolment keeps of the host's request (wrapped under the domain key). */
+const TPM_ENROLMENT_INPUTS_FORMAT = 1;
+const EK_FINGERPRINT = /^[0-9a-f]{64}$/;
 
 export interface EnrollInput {
   joinToken: string;
@@ -43,6 +53,51 @@ export interface EnrollInput {
   name: string;
   agentVersion?: string;
 }
+
+/** The keys a TPM enrols with: TPM2B_PUBLIC areas, and the EK certificate in DER. */
+export interface EnrolmentTpmKeys {
+  EkPublic: Buffer;
+  EkCertificate?: Buffer;
+  AkPublic: Buffer;
+}
+
+export interface TpmEnrolmentStartInput extends EnrolmentTpmKeys {
+  publicKeyDer: Buffer;
+  hpkePublicKey: Buffer;
+  /** The identity key's signature over tpmEnrollmentProofMessage (EK fingerprint, key ring key). */
+  proof: Buffer;
+  name: string;
+  agentVersion?: string;
+}
+
+/** What token-less enrolment needs of the verifier, which owns EK and AK checks and host vaults. */
+export interface EndorsementVerifier {
+  /** Checks a TPM's keys (a UserError when they do not pass) and returns the EK's fingerprint and the AK's name. */
+  inspect(keys: EnrolmentTpmKeys): { fingerprint: string; akName: Buffer };
+  /** Whether hosts of the class attest with a TPM (its own settings or an ancestor's). */
+  attestsWithTpm(accountId: string, className: string): Promise<boolean>;
+  /** A credential only the TPM holding the EK can activate, and only next to the AK of that name. */
+  makeCredential(ekPublic: Buffer, akName: Buffer, secret: Buffer): { credentialBlob: Buffer; encryptedSecret: Buffer };
+  /** The vault of a host just admitted by its TPM, its AK already proven by the activation. */
+  adoptTpm(host: HostRecord, keys: EnrolmentTpmKeys): Promise<void>;
+}
+
+/** What a pending TPM enrolment keeps of the host's request, until it finishes. */
+interface StoredTpmEnrolmentInputs {
+  Format: number;
+  EkPublic: string;
+  EkCertificate?: string;
+  AkPublic: string;
+  PublicKey: string;
+  HpkePublicKey: string;
+  Name: string;
+  AgentVersion?: string;
+  /** The credential secret: the key of the MAC that finishes the enrolment. */
+  Secret: string;
+}
+
+/** Where an endorsement key to allow comes from: its certificate, its public area, or its fingerprint itself. */
+export type EndorsementKeySource = { certificateDer: Buffer } | { ekPublic: Buffer } | { fingerprint: string };
 
 export interface FleetServiceOptions {
   store: FleetStore;
@@ -59,6 +114,8 @@ export interface FleetServiceOptions {
   describeAttestation?: (host: HostRecord) => Promise<unknown>;
   /** The agents' listener port, told to enrolling agents. */
   fleetPort?: () => number | undefined;
+  /** The verifier's side of token-less TPM enrolment; absent: hosts enrol with join tokens only. */
+  endorsement?: EndorsementVerifier;
   now?: () => Date;
 }
 
@@ -66,6 +123,42 @@ const notFound = (message: string) => new UserError('NotFoundException', message
 // One answer for unknown, expired and used-up tokens: a guesser learns nothing from the difference.
 const invalidJoinToken = () => new UserError('InvalidJoinTokenException', 'The join token is unknown, expired or used up.', 401);
 const badCertificate = (why: string) => new UserError('InvalidHostCertificateException', why, 401);
+// One answer for an endorsement key on no list, or one whose class cannot take it now: a prober
+// holding some TPM's public key learns nothing from the difference (the server log says which).
+const invalidEndorsementKey = () => new UserError('InvalidEndorsementKeyException',
+  'This TPM\'s endorsement key is not allowed in any class that admits hosts by their TPM.', 401);
+const invalidEnrolment = () => new UserError('InvalidEnrolmentException', 'The enrolment is unknown, expired or already finished; start again.', 401);
+const ekInUse = (hostId: string) => new UserError('ConflictException',
+  `This TPM's endorsement key already enrolled host ${hostId}, which is still in the fleet; remove that host first to enrol it again.`, 409);
+
+function checkHostKeys(publicKeyDer: Buffer, hpkePublicKey: Buffer): void {
+  if (!isP256PublicKey(publicKeyDer)) {
+    throw new UserError('ValidationException', 'PublicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 key (base64).');
+  }
+  if (!isHpkePublicKey(hpkePublicKey)) {
+    throw new UserError('ValidationException', 'HpkePublicKey must be a raw X25519 public key (32 bytes, base64).');
+  }
+}
+
+function provenBy(publicKeyDer: Buffer, message: Buffer, proof: Buffer): boolean {
+  return verifyMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPublicKeyDer(publicKeyDer), message, proof);
+}
+
+/** The fingerprint operators allow: SHA-256 (hex) of the EK's SubjectPublicKeyInfo, from whichever source they have. */
+function fingerprintOf(source: EndorsementKeySource): string {
+  if ('fingerprint' in source) {
+    const fingerprint = source.fingerprint.toLowerCase();
+    if (!EK_FINGERPRINT.test(fingerprint)) throw new UserError('ValidationException', 'An EK fingerprint is a SHA-256 digest: 64 hexadecimal digits.');
+    return fingerprint;
+  }
+  try {
+    return 'certificateDer' in source ? endorsementKeyFingerprint({ certificateDer: source.certificateDer })
+      : endorsementKeyFingerprint({ tpmPublic: parseTpmPublic(source.ekPublic) });
+  } catch (error) {
+    if (error instanceof TpmFormatError) throw new UserError('ValidationException', `The endorsement key cannot be read: ${error.message}`);
+    throw error;
+  }
+}
 
 export function joinTokenHash(token: string): Buffer {
   return sha256(token);
@@ -171,6 +264,11 @@ export class FleetService {
     const named = [...new Set(classNames.map((name) => parseClassName(name).name))];
     for (const name of named) await this.#require(caller, 'fleet:CreateJoinToken', name);
     const classes = await Promise.all(named.map(async (name) => (await this.#existingClass(caller, name)).name));
+    const refusing = classesRefusingJoinTokens(classesByName(await this.#options.store.listClasses(caller.accountId)), classes);
+    if (refusing.length > 0) {
+      throw new UserError('ValidationException', `Class ${refusing.join(', ')} admits no hosts with join tokens (--join-tokens deny): `
+        + 'its hosts enrol with their TPM once an operator allows its endorsement key (trustplane class allow-ek).');
+    }
     const now = this.#now();
     const token = `${JOIN_TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
     const expiresAt = new Date(now.getTime() + ttlSeconds * 1000);
@@ -209,15 +307,16 @@ export class FleetService {
     const tokenHash = joinTokenHash(input.joinToken);
     const token = await this.#options.store.peekJoinToken(tokenHash, now);
     if (!token) throw invalidJoinToken();
-    if (!isP256PublicKey(input.publicKeyDer)) {
-      throw new UserError('ValidationException', 'PublicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 key (base64).');
+    // A class may have stopped taking join tokens after this one was made.
+    const refusing = classesRefusingJoinTokens(classesByName(await this.#options.store.listClasses(token.accountId)), token.classes);
+    if (refusing.length > 0) {
+      throw new UserError('AccessDeniedException', `Class ${refusing.join(', ')} no longer admits hosts with join tokens: `
+        + 'its hosts enrol with their TPM (trustplane agent --tpm TCTI, no token) once an operator allows its endorsement key.', 403);
     }
-    if (!isHpkePublicKey(input.hpkePublicKey)) {
-      throw new UserError('ValidationException', 'HpkePublicKey must be a raw X25519 public key (32 bytes, base64).');
+    checkHostKeys(input.publicKeyDer, input.hpkePublicKey);
+    if (!provenBy(input.publicKeyDer, enrollmentProofMessage(input.joinToken, input.hpkePublicKey), input.proof)) {
+      throw new UserError('InvalidProofException', 'Proof is not a signature of the join token by the key being enrolled.');
     }
-    const proven = verifyMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPublicKeyDer(input.publicKeyDer),
-      enrollmentProofMessage(input.joinToken, input.hpkePublicKey), input.proof);
-    if (!proven) throw new UserError('InvalidProofException', 'Proof is not a signature of the join token by the key being enrolled.');
 
     const hostId = `h-${randomBytes(10).toString('hex')}`;
     const { issued, authority } = await this.#issueHostCertificate(token.accountId, hostId, input.publicKeyDer, now);
@@ -231,8 +330,172 @@ export class FleetService {
       throw error;
     }
     this.#options.logger.info({ hostId, classes: token.classes }, 'host enrolled');
+    return this.#enrolled(host, issued, authority);
+  }
+
+  /** What an enrolled host is told: its identity, and where and how to connect. */
+  #enrolled(host: HostRecord, issued: IssuedCertificate, authority: CertificateAuthorityRecord) {
     return { host, certificatePem: certificateToPem(issued.certificateDer), caCertificatePem: certificateToPem(authority.certificateDer),
-      fleetPort: this.#options.fleetPort?.(), serverName: fleetServerName(token.accountId) };
+      fleetPort: this.#options.fleetPort?.(), serverName: fleetServerName(host.accountId) };
+  }
+
+  // ---- token-less enrolment: a TPM whose endorsement key is allowed in a class -------------------
+
+  /** Allows a TPM's endorsement key in a class: a TPM holding it enrols there without a join token. */
+  async allowEk(caller: Caller, className: string, source: EndorsementKeySource): Promise<{ className: string; fingerprint: string; added: boolean }> {
+    const { name } = parseClassName(className);
+    await this.#require(caller, 'fleet:AllowEk', name);
+    const found = await this.#existingClass(caller, name);
+    const fingerprint = fingerprintOf(source);
+    if (!(await this.#options.endorsement?.attestsWithTpm(caller.accountId, found.name))) {
+      throw new UserError('ValidationException', `Class ${found.name} does not attest with a TPM: set --attestation tpm on it (or an ancestor) first.`);
+    }
+    let added: boolean;
+    try {
+      added = await this.#options.store.allowEk({ fingerprint, accountId: caller.accountId, className: found.name, addedBy: caller.principalArn,
+        addedAt: this.#now() });
+    } catch (error) {
+      if (error instanceof StoreConflictError) throw notFound(`Class ${found.name} does not exist.`);
+      if (error instanceof StoreDuplicateError) {
+        const other = await this.#options.store.findAllowedEk(fingerprint);
+        // Another account's lists are not this caller's to read: only that the EK is taken.
+        throw new UserError('ConflictException', other?.accountId === caller.accountId
+          ? `Endorsement key ${fingerprint} is allowed in class ${other.className}; remove it there first (an EK enrols into one class).`
+          : `Endorsement key ${fingerprint} is allowed elsewhere (an EK enrols into one class).`, 409);
+      }
+      throw error;
+    }
+    if (added) this.#options.logger.info({ className: found.name, fingerprint, by: caller.principalArn }, 'endorsement key allowed');
+    return { className: found.name, fingerprint, added };
+  }
+
+  async listEks(caller: Caller, className: string): Promise<AllowedEkRecord[]> {
+    const { name } = parseClassName(className);
+    await this.#require(caller, 'fleet:ListEks', name);
+    const found = await this.#existingClass(caller, name);
+    return this.#options.store.listAllowedEks(caller.accountId, found.name);
+  }
+
+  /** Takes an EK off a class's list (and forgets its pending enrolments); a host it enrolled stays. */
+  async removeEk(caller: Caller, className: string, rawFingerprint: string): Promise<void> {
+    const { name } = parseClassName(className);
+    await this.#require(caller, 'fleet:RemoveEk', name);
+    const fingerprint = fingerprintOf({ fingerprint: rawFingerprint });
+    if (!(await this.#options.store.removeAllowedEk(caller.accountId, name, fingerprint))) {
+      throw notFound(`Endorsement key ${fingerprint} is not allowed in class ${name}.`);
+    }
+    this.#options.logger.info({ className: name, fingerprint, by: caller.principalArn }, 'endorsement key removed');
+  }
+
+  #endorsement(): EndorsementVerifier {
+    if (!this.#options.endorsement) throw new UserError('UnknownOperationException', 'This server admits hosts with join tokens only.', 404);
+    return this.#options.endorsement;
+  }
+
+  /**
+   * First half of token-less enrolment (no credentials: the TPM is the credential). Everything that
+   * does not depend on the allowlist is checked first (the TPM's keys, the EK certificate against
+   * the EK CAs, the identity key's proof), then the EK must be allowed in a class that attests with
+   * a TPM; the answer is a credential for the AK only the TPM holding the EK can activate.
+   */
+  async startTpmEnrolment(input: TpmEnrolmentStartInput) {
+    const endorsement = this.#endorsement();
+    checkHostKeys(input.publicKeyDer, input.hpkePublicKey);
+    const { fingerprint, akName } = endorsement.inspect(input);
+    if (!provenBy(input.publicKeyDer, tpmEnrollmentProofMessage(fingerprint, input.hpkePublicKey), input.proof)) {
+      throw new UserError('InvalidProofException', 'Proof is not a signature of the endorsement key\'s fingerprint by the key being enrolled.');
+    }
+    const allowed = await this.#options.store.findAllowedEk(fingerprint);
+    if (!allowed) {
+      this.#options.logger.info({ fingerprint }, 'TPM enrolment refused: endorsement key not allowed in any class');
+      throw invalidEndorsementKey();
+    }
+    if (!(await endorsement.attestsWithTpm(allowed.accountId, allowed.className))) {
+      this.#options.logger.warn({ fingerprint, className: allowed.className }, 'TPM enrolment refused: the class the EK is allowed in does not attest with a TPM');
+      throw invalidEndorsementKey();
+    }
+    const now = this.#now();
+    const secret = randomBytes(32);
+    try {
+      const credential = endorsement.makeCredential(input.EkPublic, akName, secret);
+      const enrolmentId = `te-${randomBytes(16).toString('hex')}`;
+      const stored: StoredTpmEnrolmentInputs = { Format: TPM_ENROLMENT_INPUTS_FORMAT, EkPublic: input.EkPublic.toString('base64'),
+        EkCertificate: input.EkCertificate?.toString('base64'), AkPublic: input.AkPublic.toString('base64'),
+        PublicKey: input.publicKeyDer.toString('base64'), HpkePublicKey: input.hpkePublicKey.toString('base64'), Name: input.name,
+        AgentVersion: input.agentVersion, Secret: secret.toString('base64') };
+      const inputs = await this.#options.keyring.wrapSecret(SECRET_PURPOSES.tpmEnrolment, enrolmentId, Buffer.from(JSON.stringify(stored)));
+      const expiresAt = new Date(now.getTime() + TPM_ENROLMENT_TTL_MS);
+      const recorded = await this.#options.store.createTpmEnrolment({ enrolmentId, accountId: allowed.accountId, className: allowed.className,
+        fingerprint, secretDigest: sha256(secret), expiresAt, createdAt: now, inputs }, MAX_PENDING_ENROLMENTS_PER_EK, now);
+      if (!recorded) throw invalidEndorsementKey();
+      this.#options.logger.info({ enrolmentId, className: allowed.className, fingerprint }, 'TPM enrolment started');
+      return { enrolmentId, credentialBlob: credential.credentialBlob, encryptedSecret: credential.encryptedSecret, expiresAt };
+    } finally {
+      zeroize(secret);
+    }
+  }
+
+  /**
+   * Second half: the secret the TPM recovered proves it holds the EK and the AK. The enrolment is used
+   * up by this call whatever happens; the host joins the class its EK is allowed in (recorded with
+   * the EK as enrolled, in one transaction) and its vault starts with the AK trusted.
+   */
+  async finishTpmEnrolment(input: { enrolmentId: string; proof: Buffer }) {
+    const endorsement = this.#endorsement();
+    const now = this.#now();
+    const pending = TPM_ENROLMENT_ID.test(input.enrolmentId) ? await this.#options.store.takeTpmEnrolment(input.enrolmentId, now) : undefined;
+    if (!pending) throw invalidEnrolment();
+    const plaintext = await this.#options.keyring.unsafeUnwrapSecret(SECRET_PURPOSES.tpmEnrolment, pending.enrolmentId, pending.inputs);
+    let stored: StoredTpmEnrolmentInputs;
+    try {
+      stored = JSON.parse(plaintext.toString('utf8')) as StoredTpmEnrolmentInputs;
+    } finally {
+      zeroize(plaintext);
+    }
+    if (stored.Format !== TPM_ENROLMENT_INPUTS_FORMAT) throw new Error(`pending TPM enrolment format ${stored.Format} is not known to this server`);
+    const secret = Buffer.from(stored.Secret, 'base64');
+    try {
+      const message = tpmEnrollmentFinishMessage(pending.enrolmentId, Buffer.from(stored.PublicKey, 'base64'), Buffer.from(stored.HpkePublicKey, 'base64'));
+      if (!constantTimeEqual(sha256(secret), pending.secretDigest) || !verifyHmac('sha256', secret, message, input.proof)) {
+        this.#options.logger.warn({ enrolmentId: pending.enrolmentId, fingerprint: pending.fingerprint }, 'TPM enrolment refused: wrong credential proof');
+        throw new UserError('InvalidProofException',
+          'The proof was not made with the credential\'s secret over the keys being enrolled: the AK is not in the TPM that owns the EK, or the enrolment was relayed. Start again.', 400);
+      }
+    } finally {
+      zeroize(secret);
+    }
+    const keys: EnrolmentTpmKeys = { EkPublic: Buffer.from(stored.EkPublic, 'base64'), AkPublic: Buffer.from(stored.AkPublic, 'base64'),
+      EkCertificate: stored.EkCertificate === undefined ? undefined : Buffer.from(stored.EkCertificate, 'base64') };
+    // Checked before a certificate is signed; the store checks again as it records the host.
+    const allowed = await this.#options.store.findAllowedEk(pending.fingerprint);
+    if (!allowed || allowed.accountId !== pending.accountId || allowed.className !== pending.className) throw invalidEndorsementKey();
+    if (allowed.enrolledHostId) throw ekInUse(allowed.enrolledHostId);
+
+    const publicKeyDer = Buffer.from(stored.PublicKey, 'base64');
+    const hostId = `h-${randomBytes(10).toString('hex')}`;
+    const { issued, authority } = await this.#issueHostCertificate(pending.accountId, hostId, publicKeyDer, now);
+    const host: HostRecord = { hostId, accountId: pending.accountId, name: stored.Name, publicKeyDer, hpkePublicKey: Buffer.from(stored.HpkePublicKey, 'base64'),
+      certificateSerial: issued.serialNumber, certificateNotAfter: issued.notAfter, status: 'active', agentVersion: stored.AgentVersion,
+      createdAt: now, lastSeen: now, revision: 0, classes: [pending.className] };
+    let result;
+    try {
+      result = await this.#options.store.enrollHostByEndorsement(host, pending.fingerprint, now);
+    } catch (error) {
+      if (error instanceof StoreConflictError) throw new UserError('ConflictException', `Class ${pending.className} was deleted during the enrolment.`, 409);
+      throw error;
+    }
+    if (result.kind === 'not-allowed') throw invalidEndorsementKey();
+    if (result.kind === 'in-use') throw ekInUse(result.hostId);
+    try {
+      await endorsement.adoptTpm(host, keys);
+    } catch (error) {
+      // A host whose vault does not vouch for its TPM was not admitted by it: it goes, and frees the EK.
+      await this.#options.store.removeHost(host.accountId, hostId, this.#now())
+        .catch((failure: unknown) => this.#options.logger.error({ err: failure, hostId }, 'a host whose TPM could not be adopted could not be removed'));
+      throw error;
+    }
+    this.#options.logger.info({ hostId, className: pending.className, fingerprint: pending.fingerprint }, 'host enrolled by its TPM');
+    return this.#enrolled(host, issued, authority);
   }
 
   /** Signs with the account's CA key, unwrapped only for this and zeroed after. */
@@ -354,9 +617,7 @@ export class FleetService {
     if (!isP256PublicKey(publicKeyDer)) {
       throw new UserError('ValidationException', 'PublicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 key (base64).');
     }
-    const proven = verifyMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPublicKeyDer(publicKeyDer),
-      renewalProofMessage(host.hostId), proof);
-    if (!proven) throw new UserError('InvalidProofException', 'Proof is not a signature of the host id by the new key.');
+    if (!provenBy(publicKeyDer, renewalProofMessage(host.hostId), proof)) throw new UserError('InvalidProofException', 'Proof is not a signature of the host id by the new key.');
     const now = this.#now();
     const { issued } = await this.#issueHostCertificate(host.accountId, host.hostId, publicKeyDer, now);
     if (!(await this.#options.store.replaceHostCertificate(host.hostId, issued.serialNumber, issued.notAfter, publicKeyDer))) {
@@ -455,6 +716,7 @@ export class FleetService {
 
   /** Scheduled: promotes pending versions past their promote-after time (leaving missing hosts behind) or now complete. */
   async runDueWork(): Promise<number> {
+    await this.#options.store.purgeTpmEnrolments(this.#now());
     let promoted = 0;
     for (const rotation of await this.#options.store.pendingRotations()) {
       const status = await this.#status(rotation.keyId);

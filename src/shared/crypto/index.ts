@@ -61,7 +61,7 @@ export {
 export { signJwt, publicJwk, signDetached, verifyDetached, TOKEN_ALGORITHM } from './lib/jwt.ts';
 export {
   parseTpmPublic, makeCredential, encodeCredentialFile, decodeCredentialFile, parseQuote, parseTpmSignature, verifyQuoteSignature,
-  computePcrDigest, replayPcrExtends, TpmFormatError, TPMA_OBJECT,
+  computePcrDigest, replayPcrExtends, endorsementKeyFingerprint, TpmFormatError, TPMA_OBJECT,
   type TpmPublic, type TpmHashName, type TpmCurveName, type TpmSymmetricDefinition, type TpmScheme, type TpmSchemeName,
   type QuoteInfo, type TpmPcrSelection, type TpmSignature, type TpmCredential, type VerifyQuoteOptions,
 } from './lib/tpm.ts';

@@ -17,6 +17,13 @@ export interface ClassAttestationSettings {
   silentAfter: number;
   actions: Record<ActionTrigger, CorrectiveAction[]>;
   webhookUrl?: string;
+  /** Whether hosts may enrol into the class with a join token; false: only TPMs whose EK is on its allowlist. */
+  joinTokens: boolean;
+}
+
+/** Settings as stored (JSON on the class); those written before a setting existed get its default. */
+export function classAttestationFromJson(text: string): ClassAttestationSettings {
+  return { joinTokens: true, ...(JSON.parse(text) as Partial<ClassAttestationSettings>) } as ClassAttestationSettings;
 }
 
 /** The verdict in clear: what the scheduler and the push need without opening a vault. */

@@ -1,5 +1,6 @@
-// Records of the fleet's tables (host classes, hosts, join tokens, the change feed, the CA) and the
-// interface the fleet service stores them through. Must never hold a join token in clear, only its hash.
+// Records of the fleet's tables (host classes, hosts, join tokens, allowed endorsement keys and pending
+// TPM enrolments, the change feed, the CA) and the interface the fleet service stores them through.
+// Must never hold a join token in clear, only its hash.
 import type { WrappedSecret } from '../crypto/index.ts';
 import type { ClassAttestationSettings } from './attest-types.ts';
 
@@ -69,6 +70,40 @@ export interface RotationRecord {
   leftBehind?: string[];
 }
 
+/** An endorsement key admitted to a class: a TPM holding it enrols there without a join token. */
+export interface AllowedEkRecord {
+  /** SHA-256 (lower-case hex) of the EK's SubjectPublicKeyInfo DER. */
+  fingerprint: string;
+  accountId: string;
+  className: string;
+  addedBy: string;
+  addedAt: Date;
+  /** The live host this EK enrolled, if any (a removed host frees it). */
+  enrolledHostId?: string;
+}
+
+/** A credential made for an allowed EK, waiting for the TPM to activate it; single use, short-lived. */
+export interface TpmEnrolmentRecord {
+  enrolmentId: string;
+  accountId: string;
+  className: string;
+  fingerprint: string;
+  /** SHA-256 of the credential's secret. */
+  secretDigest: Buffer;
+  expiresAt: Date;
+  createdAt: Date;
+  /** What the host sent (JSON), wrapped under the domain key (name: the enrolment id). */
+  inputs: WrappedSecret;
+}
+
+/** How enrolling a host by its endorsement key went. */
+export type EndorsedEnrolmentResult =
+  | { kind: 'enrolled' }
+  /** The EK is no longer allowed in that class (removed meanwhile). */
+  | { kind: 'not-allowed' }
+  /** The EK already enrolled a host that is still in the fleet. */
+  | { kind: 'in-use'; hostId: string };
+
 export interface CertificateAuthorityRecord {
   accountId: string;
   certificateDer: Buffer;
@@ -103,6 +138,30 @@ export interface FleetStore {
   peekJoinToken(tokenHash: Buffer, now: Date): Promise<JoinTokenRecord | undefined>;
   /** Uses one use of the token and records the host; false if the token was used up meanwhile. */
   enrollHost(tokenHash: Buffer, host: HostRecord, now: Date): Promise<boolean>;
+
+  /**
+   * Admits an EK to a class: true when added, false when it already was in that class;
+   * StoreDuplicateError when it is allowed in another class (of any account), StoreConflictError when the class does not exist.
+   */
+  allowEk(record: Omit<AllowedEkRecord, 'enrolledHostId'>): Promise<boolean>;
+  listAllowedEks(accountId: string, className: string): Promise<AllowedEkRecord[]>;
+  /** The EK wherever it is allowed (enrolling hosts name no account). */
+  findAllowedEk(fingerprint: string): Promise<AllowedEkRecord | undefined>;
+  /** Takes an EK off a class's list, with its pending enrolments; false when it was not on it. */
+  removeAllowedEk(accountId: string, className: string, fingerprint: string): Promise<boolean>;
+  /**
+   * Records a pending TPM enrolment, forgets expired ones, and keeps at most `maxPerEk` per EK (the
+   * oldest go): callers without credentials cannot grow the table. False when the EK is no longer allowed.
+   */
+  createTpmEnrolment(record: TpmEnrolmentRecord, maxPerEk: number, now: Date): Promise<boolean>;
+  /** Takes a pending enrolment out (single use, whatever happens next); undefined when unknown or expired. */
+  takeTpmEnrolment(enrolmentId: string, now: Date): Promise<TpmEnrolmentRecord | undefined>;
+  purgeTpmEnrolments(now: Date): Promise<number>;
+  /**
+   * Records a host admitted by its EK in the class the EK is allowed in (host.classes), and marks
+   * the EK as having enrolled it, in one transaction. StoreConflictError when the class is gone.
+   */
+  enrollHostByEndorsement(host: HostRecord, fingerprint: string, now: Date): Promise<EndorsedEnrolmentResult>;
 
   changesSince(accountId: string, revision: number, limit: number): Promise<FleetChange[]>;
 

@@ -6,7 +6,7 @@ import type {
   AlertRecord, AppKeyRecord, AttestedCertificateRecord, AttestStore, ClassAttestationSettings, HostAttestationRecord, HostVaultRecord,
   ReferencePolicyRecord, VerdictWrite, VerifierKeyRecord,
 } from './attest-types.ts';
-import { HOST_REMOVED_REASON } from './attest-types.ts';
+import { classAttestationFromJson, HOST_REMOVED_REASON } from './attest-types.ts';
 import type { FleetChangeKind } from './fleet-types.ts';
 import type { WrappedSecret } from '../crypto/index.ts';
 import type { SqliteStore } from './sqlite.ts';
@@ -76,7 +76,7 @@ export class SqliteAttestStore implements AttestStore {
   async classAttestation(accountId: string): Promise<Map<string, ClassAttestationSettings>> {
     const rows = this.#statement('SELECT name, attestation FROM host_classes WHERE account_id = ? AND attestation IS NOT NULL')
       .all(accountId) as Row[];
-    return new Map(rows.map((row) => [String(row.name), JSON.parse(String(row.attestation)) as ClassAttestationSettings]));
+    return new Map(rows.map((row) => [String(row.name), classAttestationFromJson(String(row.attestation))]));
   }
 
   async createNonce(nonce: Buffer, hostId: string, expiresAt: Date): Promise<void> {

@@ -1,12 +1,13 @@
-// The fleet's tables (host classes, class key grants, join tokens, the change feed) on the key
-// service's SQLite connection, so a change and its feed entry and audit record commit together.
+// The fleet's tables (host classes, class key grants, join tokens, endorsement keys allowed per class
+// and pending TPM enrolments, the change feed) on the key service's SQLite connection, so a change and
+// its feed entry and audit record commit together.
 // Must never store a join token in clear: only its SHA-256.
 import type Database from 'better-sqlite3';
 import type {
-  CertificateAuthorityRecord, FleetChange, FleetChangeKind, FleetStore, HostClassRecord, HostHoldings, HostRecord, JoinTokenRecord,
-  RotationRecord, RotationState,
+  AllowedEkRecord, CertificateAuthorityRecord, EndorsedEnrolmentResult, FleetChange, FleetChangeKind, FleetStore, HostClassRecord,
+  HostHoldings, HostRecord, JoinTokenRecord, RotationRecord, RotationState, TpmEnrolmentRecord,
 } from './fleet-types.ts';
-import type { ClassAttestationSettings } from './attest-types.ts';
+import { classAttestationFromJson } from './attest-types.ts';
 import type { SqliteStore } from './sqlite.ts';
 import { StoreConflictError, StoreDuplicateError } from './types.ts';
 import { StatementCache } from './statements.ts';
@@ -22,8 +23,7 @@ const HOSTS_SQL = `SELECT h.*, json_group_array(m.class_name ORDER BY m.class_na
 function classFromRow(row: Row): HostClassRecord {
   return { accountId: String(row.account_id), name: String(row.name), parent: (row.parent as string | null) ?? undefined,
     createdAt: new Date(Number(row.created_at)), keyIds: JSON.parse(String(row.key_ids)) as string[],
-    attestation: row.attestation === null || row.attestation === undefined ? undefined
-      : JSON.parse(String(row.attestation)) as ClassAttestationSettings };
+    attestation: row.attestation === null || row.attestation === undefined ? undefined : classAttestationFromJson(String(row.attestation)) };
 }
 
 function hostFromRow(row: Row): HostRecord {
@@ -49,6 +49,17 @@ function rotationFromRow(row: Row): RotationRecord {
     promoteAfter: optionalDate(row.promote_after), promotedAt: optionalDate(row.promoted_at),
     promotedBy: (row.promoted_by as string | null) ?? undefined,
     leftBehind: row.left_behind === null ? undefined : JSON.parse(String(row.left_behind)) as string[] };
+}
+
+function allowedEkFromRow(row: Row): AllowedEkRecord {
+  return { fingerprint: String(row.fingerprint), accountId: String(row.account_id), className: String(row.class_name),
+    addedBy: String(row.added_by), addedAt: new Date(Number(row.added_at)), enrolledHostId: (row.enrolled_host_id as string | null) ?? undefined };
+}
+
+function tpmEnrolmentFromRow(row: Row): TpmEnrolmentRecord {
+  return { enrolmentId: String(row.enrolment_id), accountId: String(row.account_id), className: String(row.class_name),
+    fingerprint: String(row.fingerprint), secretDigest: row.secret_digest as Buffer, expiresAt: new Date(Number(row.expires_at)),
+    createdAt: new Date(Number(row.created_at)), inputs: { domainKeyId: String(row.domain_key_id), wrapped: row.wrapped_inputs as Buffer } };
 }
 
 function holdingsFromRows(rows: Row[]): HostHoldings {
@@ -197,13 +208,89 @@ export class SqliteFleetStore implements FleetStore {
       const used = this.#statement('UPDATE join_tokens SET uses_left = uses_left - 1 WHERE token_hash = ? AND uses_left > 0 AND expires_at > ?')
         .run(tokenHash, now.getTime()).changes === 1;
       if (!used) return false;
-      this.#statement(`INSERT INTO hosts (host_id, account_id, name, public_key, hpke_public_key, certificate_serial, certificate_not_after,
-        status, agent_version, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(host.hostId, host.accountId, host.name,
-        host.publicKeyDer, host.hpkePublicKey ?? null, host.certificateSerial, host.certificateNotAfter.getTime(), host.status,
-        host.agentVersion ?? null, host.createdAt.getTime(), host.lastSeen?.getTime() ?? null);
-      this.#insertMemberships(host.accountId, host.hostId, host.classes);
-      this.#recordChange({ accountId: host.accountId, kind: 'host-enrolled', hostId: host.hostId, at: now });
+      this.#insertHost(host, now);
       return true;
+    });
+  }
+
+  #insertHost(host: HostRecord, now: Date): void {
+    this.#statement(`INSERT INTO hosts (host_id, account_id, name, public_key, hpke_public_key, certificate_serial, certificate_not_after,
+      status, agent_version, created_at, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(host.hostId, host.accountId, host.name,
+      host.publicKeyDer, host.hpkePublicKey ?? null, host.certificateSerial, host.certificateNotAfter.getTime(), host.status,
+      host.agentVersion ?? null, host.createdAt.getTime(), host.lastSeen?.getTime() ?? null);
+    this.#insertMemberships(host.accountId, host.hostId, host.classes);
+    this.#recordChange({ accountId: host.accountId, kind: 'host-enrolled', hostId: host.hostId, at: now });
+  }
+
+  async allowEk(record: Omit<AllowedEkRecord, 'enrolledHostId'>): Promise<boolean> {
+    return this.#store.writeTransaction(() => {
+      if (!this.#statement('SELECT 1 FROM host_classes WHERE account_id = ? AND name = ?').get(record.accountId, record.className)) {
+        throw new StoreConflictError(`class ${record.className} does not exist`);
+      }
+      const existing = this.#statement('SELECT account_id, class_name FROM allowed_eks WHERE fingerprint = ?').get(record.fingerprint) as Row | undefined;
+      if (existing) {
+        if (String(existing.account_id) === record.accountId && String(existing.class_name) === record.className) return false;
+        throw new StoreDuplicateError(`endorsement key ${record.fingerprint} is allowed in another class`);
+      }
+      this.#statement('INSERT INTO allowed_eks (fingerprint, account_id, class_name, added_by, added_at) VALUES (?, ?, ?, ?, ?)')
+        .run(record.fingerprint, record.accountId, record.className, record.addedBy, record.addedAt.getTime());
+      return true;
+    });
+  }
+
+  async listAllowedEks(accountId: string, className: string): Promise<AllowedEkRecord[]> {
+    return (this.#statement('SELECT * FROM allowed_eks WHERE account_id = ? AND class_name = ? ORDER BY added_at, fingerprint')
+      .all(accountId, className) as Row[]).map(allowedEkFromRow);
+  }
+
+  async findAllowedEk(fingerprint: string): Promise<AllowedEkRecord | undefined> {
+    const row = this.#statement('SELECT * FROM allowed_eks WHERE fingerprint = ?').get(fingerprint) as Row | undefined;
+    return row ? allowedEkFromRow(row) : undefined;
+  }
+
+  async removeAllowedEk(accountId: string, className: string, fingerprint: string): Promise<boolean> {
+    return this.#store.writeTransaction(() => this.#statement('DELETE FROM allowed_eks WHERE fingerprint = ? AND account_id = ? AND class_name = ?')
+      .run(fingerprint, accountId, className).changes === 1);
+  }
+
+  async createTpmEnrolment(record: TpmEnrolmentRecord, maxPerEk: number, now: Date): Promise<boolean> {
+    return this.#store.writeTransaction(() => {
+      this.#statement('DELETE FROM tpm_enrolments WHERE expires_at <= ?').run(now.getTime());
+      const allowed = this.#statement('SELECT 1 FROM allowed_eks WHERE fingerprint = ? AND account_id = ? AND class_name = ?')
+        .get(record.fingerprint, record.accountId, record.className);
+      if (!allowed) return false;
+      this.#statement(`INSERT INTO tpm_enrolments (enrolment_id, account_id, class_name, fingerprint, secret_digest, expires_at, created_at,
+        domain_key_id, wrapped_inputs) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(record.enrolmentId, record.accountId, record.className,
+        record.fingerprint, record.secretDigest, record.expiresAt.getTime(), record.createdAt.getTime(), record.inputs.domainKeyId,
+        record.inputs.wrapped);
+      // The newest few stay: a host that retries is not locked out by its own (or anyone's) earlier attempts.
+      this.#statement(`DELETE FROM tpm_enrolments WHERE fingerprint = ? AND enrolment_id NOT IN (SELECT enrolment_id FROM tpm_enrolments
+        WHERE fingerprint = ? ORDER BY created_at DESC, rowid DESC LIMIT ?)`).run(record.fingerprint, record.fingerprint, maxPerEk);
+      return true;
+    });
+  }
+
+  async takeTpmEnrolment(enrolmentId: string, now: Date): Promise<TpmEnrolmentRecord | undefined> {
+    return this.#store.writeTransaction(() => {
+      const row = this.#statement('DELETE FROM tpm_enrolments WHERE enrolment_id = ? RETURNING *').get(enrolmentId) as Row | undefined;
+      return row && Number(row.expires_at) > now.getTime() ? tpmEnrolmentFromRow(row) : undefined;
+    });
+  }
+
+  async purgeTpmEnrolments(now: Date): Promise<number> {
+    return this.#store.writeTransaction(() => this.#statement('DELETE FROM tpm_enrolments WHERE expires_at <= ?').run(now.getTime()).changes);
+  }
+
+  async enrollHostByEndorsement(host: HostRecord, fingerprint: string, now: Date): Promise<EndorsedEnrolmentResult> {
+    return this.#store.writeTransaction((): EndorsedEnrolmentResult => {
+      const allowed = this.#statement(`SELECT a.enrolled_host_id FROM allowed_eks a WHERE a.fingerprint = ? AND a.account_id = ? AND a.class_name = ?`)
+        .get(fingerprint, host.accountId, host.classes[0] ?? null) as Row | undefined;
+      if (!allowed || host.classes.length !== 1) return { kind: 'not-allowed' };
+      // The foreign key clears the column when the host is removed; a live host keeps its EK.
+      if (allowed.enrolled_host_id !== null) return { kind: 'in-use', hostId: String(allowed.enrolled_host_id) };
+      this.#insertHost(host, now);
+      this.#statement('UPDATE allowed_eks SET enrolled_host_id = ? WHERE fingerprint = ?').run(host.hostId, fingerprint);
+      return { kind: 'enrolled' };
     });
   }
 

@@ -52,6 +52,7 @@ const WRAPPED_SECRET_SOURCES = {
   [SECRET_PURPOSES.appKey]: { table: 'app_keys', column: 'wrapped_key', name: "account_id || '/' || class_name || '/' || name" },
   [SECRET_PURPOSES.referencePolicy]: { table: 'reference_policies', column: 'wrapped_document', name: "account_id || '/' || class_name" },
   [SECRET_PURPOSES.attestationAlert]: { table: 'attestation_alerts', column: 'wrapped_body', name: 'alert_id' },
+  [SECRET_PURPOSES.tpmEnrolment]: { table: 'tpm_enrolments', column: 'wrapped_inputs', name: 'enrolment_id' },
 } as const satisfies Record<SecretPurpose, WrappedTable>;
 
 const KEY_VERSION_SOURCE = 'key-version';

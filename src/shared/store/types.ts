@@ -15,6 +15,7 @@ export const SECRET_PURPOSES = {
   appKey: 'app-key',
   referencePolicy: 'reference-policy',
   attestationAlert: 'attestation-alert',
+  tpmEnrolment: 'tpm-enrolment',
 } as const;
 
 export type SecretPurpose = (typeof SECRET_PURPOSES)[keyof typeof SECRET_PURPOSES];

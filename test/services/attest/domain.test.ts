@@ -79,10 +79,10 @@ describe('class settings', () => {
   const cls = (name: string, parent?: string, attestation?: HostClassRecord['attestation']): HostClassRecord =>
     ({ accountId: '1', name, parent, createdAt: new Date(), keyIds: [], attestation });
   const classes = new Map([
-    ['web', cls('web', undefined, { mode: 'software', intervalSeconds: 30, silentAfter: 3, actions: DEFAULT_ACTIONS })],
+    ['web', cls('web', undefined, { mode: 'software', intervalSeconds: 30, silentAfter: 3, actions: DEFAULT_ACTIONS, joinTokens: true })],
     ['web/jp', cls('web/jp', 'web')],
     ['pci', cls('pci', undefined, { mode: 'tpm', intervalSeconds: 5, silentAfter: 2,
-      actions: { contraindicated: ['revoke'], warning: ['flag'], silent: ['alert'] } })],
+      actions: { contraindicated: ['revoke'], warning: ['flag'], silent: ['alert'] }, joinTokens: false })],
     ['plain', cls('plain')],
   ]);
 
@@ -94,6 +94,8 @@ describe('class settings', () => {
     assert.equal(both.intervalSeconds, 5);
     assert.equal(both.silentAfter, 2);
     assert.deepEqual(both.actions.contraindicated, ['alert', 'flag', 'revoke']);
+    assert.equal(both.joinTokens, false, 'one class refusing join tokens is enough');
+    assert.equal(effectiveSettings(classes, ['web/jp'])?.joinTokens, true);
     assert.equal(referenceClass(classes, ['web/jp']), 'web');
     assert.equal(referenceClass(classes, ['plain']), undefined);
   });

@@ -1,5 +1,6 @@
 // A host's attestation settings: its classes' own and their ancestors', combined so the strictest
-// wins (TPM over software, the shortest interval, every corrective action any of them asks for).
+// wins (TPM over software, the shortest interval, every corrective action any of them asks for, no
+// join tokens if any of them refuses them).
 // Must never do I/O: it works on the classes the caller has already read.
 import type {
   ActionTrigger, AttestationStatus, ClassAttestationSettings, CorrectiveAction, HostClassRecord,
@@ -37,6 +38,7 @@ export function effectiveSettings(classes: ReadonlyMap<string, HostClassRecord>,
       combined.actions[trigger] = [...new Set([...combined.actions[trigger], ...own.actions[trigger]])].sort();
     }
     combined.webhookUrl ??= own.webhookUrl;
+    combined.joinTokens = combined.joinTokens && own.joinTokens;
   }
   return combined;
 }

@@ -28,13 +28,14 @@ export function attestOperations(service: AttestationService) {
         SilentAfter: fields.integer({ min: 1, max: 100 }).optional(),
         Actions: z.object({ contraindicated: actionList.optional(), warning: actionList.optional(), silent: actionList.optional() }).strict().optional(),
         WebhookUrl: fields.text({ min: 0, max: 2048 }).optional(),
+        JoinTokens: z.boolean().optional(),
       }).strict(),
       handle: async (caller, input) => {
         const settings = await service.configureClass(caller, input.Name, { Mode: input.Mode, IntervalSeconds: input.IntervalSeconds,
           SilentAfter: input.SilentAfter, Actions: input.Actions as Parameters<AttestationService['configureClass']>[2]['Actions'],
-          WebhookUrl: input.WebhookUrl });
+          WebhookUrl: input.WebhookUrl, JoinTokens: input.JoinTokens });
         return { Attestation: settings && { Mode: settings.mode, IntervalSeconds: settings.intervalSeconds, SilentAfter: settings.silentAfter,
-          Actions: settings.actions, WebhookUrl: settings.webhookUrl } };
+          Actions: settings.actions, WebhookUrl: settings.webhookUrl, JoinTokens: settings.joinTokens } };
       },
     }),
     defineOperation({

@@ -1,5 +1,5 @@
-// Key inheritance down the class tree: a class may use its own keys and every ancestor's.
-// Must never do I/O: it works on the classes the caller has already read.
+// Key inheritance down the class tree (a class may use its own keys and every ancestor's), and which
+// classes of a lineage refuse join tokens. Must never do I/O: it works on the classes the caller has already read.
 
 /** What inheritance needs of a class: its name, its parent, and the keys granted to it directly. */
 export interface ClassGrants {
@@ -32,4 +32,14 @@ export function entitledKeyIds(classes: ReadonlyMap<string, ClassGrants>, names:
 /** Indexes listed classes by name, for entitledKeyIds. */
 export function classesByName<T extends ClassGrants>(classes: readonly T[]): Map<string, T> {
   return new Map(classes.map((record) => [record.name, record]));
+}
+
+/** What admission needs of a class: whether it lets hosts in with a join token (absent settings: it does). */
+export interface ClassAdmission extends ClassGrants {
+  attestation?: { joinTokens: boolean };
+}
+
+/** The named classes, or ancestors of them, that admit no host with a join token (their hosts enrol with their TPM); sorted. */
+export function classesRefusingJoinTokens(classes: ReadonlyMap<string, ClassAdmission>, names: Iterable<string>): string[] {
+  return [...lineage(classes, names)].filter((name) => classes.get(name)?.attestation?.joinTokens === false).sort();
 }

@@ -1,35 +1,63 @@
-// Fleet operations (TrustPlaneFleet.*, signed for the service "trustplane"). Routes parse and
-// delegate; the join token appears only in the answer that makes it.
+// Fleet operations (TrustPlaneFleet.*, signed for the service "trustplane") and the unauthenticated
+// enrolment routes (join token, or a TPM whose EK is allowed). Routes parse and delegate; the join
+// token appears only in the answer that makes it.
 import { z } from 'zod';
 import { defineOperation, fields } from '../../../shared/http/index.ts';
+import { zeroize } from '../../../shared/crypto/index.ts';
 import type { AuditLog } from '../../../shared/audit/index.ts';
 import type { RateLimiter } from '../../../shared/http/index.ts';
 import { createPlainJsonHandler, plainJsonPost } from '../../../shared/http/index.ts';
 import type { Logger } from '../../../shared/log.ts';
-import type { HostClassRecord, HostRecord } from '../../../shared/store/index.ts';
+import type { AllowedEkRecord, HostClassRecord, HostRecord } from '../../../shared/store/index.ts';
 import { MAX_JOIN_TOKEN_TTL_SECONDS, type FleetService } from '../service.ts';
 
 export const FLEET = 'TrustPlaneFleet';
 const FLEET_PATH_PREFIX = '/v1/fleet/';
 
-const enrollInput = z.object({
-  JoinToken: fields.text({ min: 1, max: 256 }),
+/** What every enrolling host sends about itself: its identity key (and proof), its key ring key, its name. */
+const hostIdentityFields = {
   PublicKey: fields.blob({ min: 1, max: 6144 }),
   HpkePublicKey: fields.blob({ min: 32, max: 32 }),
   Proof: fields.blob({ min: 1, max: 6144 }),
   Name: fields.text({ min: 1, max: 253, pattern: /^[\w.-]+$/ }),
   AgentVersion: fields.text({ min: 1, max: 64 }).optional(),
+};
+
+const enrollInput = z.object({ JoinToken: fields.text({ min: 1, max: 256 }), ...hostIdentityFields }).strict();
+
+const enrollTpmStartInput = z.object({
+  EkPublic: fields.blob({ min: 1, max: 4096 }),
+  EkCertificate: fields.blob({ min: 1, max: 8192 }).optional(),
+  AkPublic: fields.blob({ min: 1, max: 4096 }),
+  ...hostIdentityFields,
 }).strict();
 
-/** POST /v1/fleet/enroll: a host with a join token and no credentials gets its identity. */
+const enrollTpmFinishInput = z.object({ EnrolmentId: fields.text({ min: 1, max: 64 }), Proof: fields.blob({ min: 32, max: 32 }) }).strict();
+
+function describeEnrolled(enrolled: Awaited<ReturnType<FleetService['enroll']>>) {
+  return { HostId: enrolled.host.hostId, AccountId: enrolled.host.accountId, Classes: enrolled.host.classes,
+    Certificate: enrolled.certificatePem, CaCertificate: enrolled.caCertificatePem, CertificateExpiresAt: enrolled.host.certificateNotAfter,
+    FleetPort: enrolled.fleetPort, ServerName: enrolled.serverName };
+}
+
+/**
+ * POST /v1/fleet/enroll: a host with a join token and no credentials gets its identity.
+ * POST /v1/fleet/enroll-tpm/start and /finish: a host with no token, whose TPM's endorsement key is
+ * allowed in a class, gets a credential for its AK, activates it, and gets the same identity.
+ */
 export function createFleetHttpHandler(options: { service: FleetService; logger: Logger; audit?: AuditLog; rateLimiter?: RateLimiter }) {
   return createPlainJsonHandler({ prefix: FLEET_PATH_PREFIX, logger: options.logger, audit: options.audit, rateLimiter: options.rateLimiter, routes: {
-    enroll: plainJsonPost('FleetEnrollHost', enrollInput, async (input) => {
-      const enrolled = await options.service.enroll({ joinToken: input.JoinToken, publicKeyDer: input.PublicKey,
-        hpkePublicKey: input.HpkePublicKey, proof: input.Proof, name: input.Name, agentVersion: input.AgentVersion });
-      return { HostId: enrolled.host.hostId, AccountId: enrolled.host.accountId, Classes: enrolled.host.classes,
-        Certificate: enrolled.certificatePem, CaCertificate: enrolled.caCertificatePem, CertificateExpiresAt: enrolled.host.certificateNotAfter,
-        FleetPort: enrolled.fleetPort, ServerName: enrolled.serverName };
+    enroll: plainJsonPost('FleetEnrollHost', enrollInput, async (input) => describeEnrolled(await options.service.enroll({
+      joinToken: input.JoinToken, publicKeyDer: input.PublicKey, hpkePublicKey: input.HpkePublicKey, proof: input.Proof, name: input.Name,
+      agentVersion: input.AgentVersion }))),
+    'enroll-tpm/start': plainJsonPost('FleetEnrollHostTpmStart', enrollTpmStartInput, async (input) => {
+      const started = await options.service.startTpmEnrolment({ EkPublic: input.EkPublic, EkCertificate: input.EkCertificate, AkPublic: input.AkPublic,
+        publicKeyDer: input.PublicKey, hpkePublicKey: input.HpkePublicKey, proof: input.Proof, name: input.Name, agentVersion: input.AgentVersion });
+      return { EnrolmentId: started.enrolmentId, CredentialBlob: started.credentialBlob.toString('base64'),
+        EncryptedSecret: started.encryptedSecret.toString('base64'), ExpiresAt: started.expiresAt };
+    }),
+    'enroll-tpm/finish': plainJsonPost('FleetEnrollHostTpmFinish', enrollTpmFinishInput, async (input) => {
+      return describeEnrolled(await options.service.finishTpmEnrolment({ enrolmentId: input.EnrolmentId, proof: input.Proof }));
     }),
     // Where agents connect (the listener's port can change across restarts); no secrets, so no credentials.
     info: { method: 'GET', operation: 'FleetInfo', handle: async () => ({ FleetPort: options.service.fleetInfo().fleetPort }) },
@@ -51,8 +79,14 @@ function describeClass(record: HostClassRecord & { entitledKeyIds?: string[] }) 
   const attestation = record.attestation;
   return { Name: record.name, Parent: record.parent, CreateDate: record.createdAt, KeyIds: record.keyIds,
     EntitledKeyIds: record.entitledKeyIds, Attestation: attestation && { Mode: attestation.mode, IntervalSeconds: attestation.intervalSeconds,
-      SilentAfter: attestation.silentAfter, Actions: attestation.actions, WebhookUrl: attestation.webhookUrl } };
+      SilentAfter: attestation.silentAfter, Actions: attestation.actions, WebhookUrl: attestation.webhookUrl, JoinTokens: attestation.joinTokens } };
 }
+
+function describeAllowedEk(record: AllowedEkRecord) {
+  return { Fingerprint: record.fingerprint, AddedBy: record.addedBy, AddedAt: record.addedAt, EnrolledHostId: record.enrolledHostId };
+}
+
+const ekFingerprint = fields.text({ min: 64, max: 64, pattern: /^[0-9a-fA-F]{64}$/ });
 
 export function fleetOperations(service: FleetService) {
   return [
@@ -91,6 +125,28 @@ export function fleetOperations(service: FleetService) {
         const made = await service.createJoinToken(caller, input.Classes, input.Uses, input.TtlSeconds);
         return { Token: made.token, ExpiresAt: made.expiresAt, Classes: made.classes, Uses: made.uses };
       },
+    }),
+    defineOperation({
+      target: `${FLEET}.AllowEk`, action: 'fleet:AllowEk',
+      // One of: the EK certificate (DER), the EK's public area (TPM2B_PUBLIC), or its fingerprint.
+      input: z.object({ Class: className, EkCertificate: fields.blob({ min: 1, max: 8192 }).optional(),
+        EkPublic: fields.blob({ min: 1, max: 4096 }).optional(), EkSha256: ekFingerprint.optional() }).strict()
+        .refine((input) => [input.EkCertificate, input.EkPublic, input.EkSha256].filter((given) => given !== undefined).length === 1,
+          { message: 'Give exactly one of EkCertificate, EkPublic and EkSha256' }),
+      handle: async (caller, input) => {
+        const source = input.EkCertificate ? { certificateDer: input.EkCertificate } : input.EkPublic ? { ekPublic: input.EkPublic }
+          : { fingerprint: input.EkSha256 ?? '' };
+        const allowed = await service.allowEk(caller, input.Class, source);
+        return { Class: allowed.className, Fingerprint: allowed.fingerprint, Added: allowed.added };
+      },
+    }),
+    defineOperation({
+      target: `${FLEET}.ListEks`, action: 'fleet:ListEks', input: z.object({ Class: className }).strict(),
+      handle: async (caller, input) => ({ Class: input.Class, Eks: (await service.listEks(caller, input.Class)).map(describeAllowedEk) }),
+    }),
+    defineOperation({
+      target: `${FLEET}.RemoveEk`, action: 'fleet:RemoveEk', input: z.object({ Class: className, Fingerprint: ekFingerprint }).strict(),
+      handle: async (caller, input) => { await service.removeEk(caller, input.Class, input.Fingerprint); return {}; },
     }),
     defineOperation({
       target: `${FLEET}.ListHosts`, action: 'fleet:ListHosts', input: z.object({}),

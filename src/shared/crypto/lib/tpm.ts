@@ -361,6 +361,25 @@ export function parseTpmPublic(bytes: Buffer): TpmPublic {
   return { type: 'ecc', nameAlg, objectAttributes, authPolicy, publicKey, name, publicArea, symmetric, scheme, ecc: { curve: curve.name, x, y, kdf } };
 }
 
+/**
+ * An endorsement key's fingerprint: SHA-256 (lower-case hex) of its SubjectPublicKeyInfo DER as
+ * re-encoded here, so the TPM's public area and an EK certificate for that key give the same one.
+ */
+export function endorsementKeyFingerprint(source: { tpmPublic: TpmPublic } | { certificateDer: Buffer }): string {
+  let key: nodeCrypto.KeyObject;
+  if ('tpmPublic' in source) {
+    key = source.tpmPublic.publicKey;
+  } else {
+    try {
+      key = new nodeCrypto.X509Certificate(requireBuffer(source.certificateDer, 'EK certificate')).publicKey;
+    } catch (error) {
+      if (error instanceof TpmFormatError) throw error;
+      throw new TpmFormatError('EK certificate: not a DER X.509 certificate');
+    }
+  }
+  return hash('sha256', key.export({ type: 'spki', format: 'der' })).toString('hex');
+}
+
 function requireName(objectName: Buffer): void {
   const name = requireBuffer(objectName, 'object name');
   const reader = new Reader(name, 'object name');

@@ -310,4 +310,31 @@ export const sqliteMigrations: Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
     `,
   },
+  {
+    version: 9,
+    name: 'token-less TPM enrolment: endorsement keys allowed per class, pending credential activations',
+    sql: `
+      -- Endorsement keys an operator admitted to a class, by fingerprint (SHA-256 of the EK's SubjectPublicKeyInfo):
+      -- a TPM that holds one enrols without a join token. One class per EK. The host it enrolled, while that host lives.
+      CREATE TABLE allowed_eks (
+        fingerprint TEXT PRIMARY KEY, account_id TEXT NOT NULL, class_name TEXT NOT NULL, added_by TEXT NOT NULL,
+        added_at INTEGER NOT NULL, enrolled_host_id TEXT REFERENCES hosts(host_id) ON DELETE SET NULL,
+        FOREIGN KEY (account_id, class_name) REFERENCES host_classes(account_id, name) ON DELETE CASCADE);
+      CREATE INDEX allowed_eks_by_class ON allowed_eks(account_id, class_name);
+      CREATE INDEX allowed_eks_by_host ON allowed_eks(enrolled_host_id) WHERE enrolled_host_id IS NOT NULL;
+      -- Credentials made for an allowed EK and not yet activated: short-lived, a few per EK, gone with the EK.
+      -- What the host sent (EK, AK, identity and key ring keys, name) is wrapped under the domain key until it enrols.
+      CREATE TABLE tpm_enrolments (
+        enrolment_id TEXT PRIMARY KEY, account_id TEXT NOT NULL, class_name TEXT NOT NULL,
+        fingerprint TEXT NOT NULL REFERENCES allowed_eks(fingerprint) ON DELETE CASCADE, secret_digest BLOB NOT NULL,
+        expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, domain_key_id TEXT NOT NULL, wrapped_inputs BLOB NOT NULL);
+      CREATE INDEX tpm_enrolments_by_fingerprint ON tpm_enrolments(fingerprint, created_at);
+      CREATE INDEX tpm_enrolments_expiry ON tpm_enrolments(expires_at);
+      CREATE INDEX tpm_enrolments_by_domain_key ON tpm_enrolments(domain_key_id);
+      CREATE TRIGGER tpm_enrolments_live_domain_key BEFORE INSERT ON tpm_enrolments
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
+    `,
+  },
 ];
