@@ -405,7 +405,7 @@ function printFleet(result: FleetResult, problems: string[], shortfalls: string[
   console.log('  LatencyMs: the server\'s own figure in the verdict (its Date clock, whole ms); challenge: the round\'s first call.');
   console.log(`  server CPU: % of one core (the machine has ${os.cpus().length}); us/round: server CPU per challenge + evidence pair.`);
   console.log('  agents CPU: this process, which plays every agent; other: every other process and steal, % of one core; ! = disturbed.');
-  console.log('  new conn.: the same hosts with a new mutual-TLS connection per call, as src/agent/fleet-client.ts makes them (agent: false).');
+  console.log('  new conn.: the same hosts with a new mutual-TLS connection per call (what agents did before their calls kept connections alive).');
   console.log('');
   for (const figures of windows) {
     if ((percentOfCore(figures.otherCpuSeconds, figures.seconds) ?? 0) > DISTURBED_OTHER_CPU_PERCENT) {

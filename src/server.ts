@@ -249,6 +249,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     async stop() {
       clearInterval(timer);
       clearInterval(attestationTimer);
+      await attestation.flushSeen().catch((error: unknown) => logger.error({ err: error }, 'attestation times could not be written at shutdown'));
       try {
         stopWaking();
         await agentListener?.close();

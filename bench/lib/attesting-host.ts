@@ -42,7 +42,7 @@ export class AttestingHost {
   #tampered = false;
   /** The first verdict this host received. */
   firstStatus: string | undefined;
-  /** A new mutual-TLS connection for every call, as src/agent/fleet-client.ts makes them, instead of the kept-alive one. */
+  /** A new mutual-TLS connection for every call instead of the kept-alive one (the agent keeps its calls' connections alive). */
   freshConnections = false;
 
   constructor(index: number, enrolment: SimulatedEnrolment, port: number, events: readonly MeasurementEvent[], operationalJson: string) {

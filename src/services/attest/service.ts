@@ -7,7 +7,7 @@ import { X509Certificate } from 'node:crypto';
 import type { AuditLog } from '../../shared/audit/index.ts';
 import type { Authorizer, Caller, ConditionValue } from '../../shared/auth/index.ts';
 import {
-  constantTimeEqual, endorsementKeyFingerprint, generateAsymmetricPair, makeCredential, parseTpmPublic, publicJwk, randomBytes, randomUuid, sha256, sha256Hex,
+  constantTimeEqual, endorsementKeyFingerprint, generateAsymmetricPair, hkdf, makeCredential, parseTpmPublic, publicJwk, randomBytes, randomUuid, sha256, sha256Hex,
   signDetached, signJwt, TpmFormatError, verifyDetached, zeroize, type Keyring, type TpmPublic,
   certificateToPem, CertificateRequestError, normalizeHexSerial, parseCertificateRequest, type IssueCertificateInput, type IssuedCertificate,
   type ParsedCertificateRequest, type RevocationListInput,
@@ -32,10 +32,10 @@ import {
   MAX_INTERVAL_SECONDS, mayHoldKeys, MIN_INTERVAL_SECONDS, referenceClass,
 } from './domain/settings.ts';
 import { openVault, sealVault, VAULT_FORMAT, type HostVault } from './domain/vault.ts';
+import { checkChallenge, issueChallenge, UsedChallenges } from './domain/challenges.ts';
 import { earClaims, EAR_TOKEN_TYPE } from './domain/ear.ts';
 import { openSealed, sealToMeasurement, measurementDigest } from './domain/sealing.ts';
 
-const NONCE_BYTES = 32;
 const NONCE_TTL_MS = 30_000;
 const CREDENTIAL_TTL_MS = 5 * 60_000;
 const EAR_LIFETIME_SECONDS = 300;
@@ -136,6 +136,11 @@ export class AttestationService {
   readonly #classCache = new Map<string, { revision: number; classes: Map<string, HostClassRecord> }>();
   readonly #referenceCache = new Map<string, { version: number; signature: string; document: ReferencePolicyDocument }>();
   #verifierKey?: Promise<VerifierKeyRecord>;
+  #challengeKeyBytes?: Promise<Buffer>;
+  readonly #usedChallenges = new UsedChallenges();
+  readonly #attestationKeys = new Map<string, TpmPublic>();
+  /** Hosts whose evidence changed nothing but the time since the last flush. */
+  readonly #seen = new Map<string, { hostId: string; at: Date; silentAt: Date }>();
   #alertsRunning = false;
   readonly #revocationLists = new Map<string, { der: Buffer; fingerprint: string; refreshAt: number }>();
 
@@ -287,6 +292,17 @@ export class AttestationService {
     } finally {
       zeroize(privateKey);
     }
+  }
+
+  /**
+   * The key challenges are MACed with, derived from the verifier's signing key so every replica
+   * sharing the store checks every other's challenges. Kept in memory for the process's life.
+   */
+  #challengeKey(): Promise<Buffer> {
+    this.#challengeKeyBytes ??= this.#withSigningKey(async (privateKey) => hkdf('sha256', privateKey, Buffer.alloc(0),
+      Buffer.from('trustplane-attestation-challenge-v1'), 32));
+    this.#challengeKeyBytes.catch(() => { this.#challengeKeyBytes = undefined; });
+    return this.#challengeKeyBytes;
   }
 
   #signDetached(payload: Buffer): Promise<string> {
@@ -519,6 +535,17 @@ export class AttestationService {
     }
   }
 
+  /** An enrolled AK, parsed once (public data: caching it keeps no secret in memory). */
+  #attestationKey(akPublic: string): TpmPublic {
+    let parsed = this.#attestationKeys.get(akPublic);
+    if (!parsed) {
+      parsed = parseTpmPublic(Buffer.from(akPublic, 'base64'));
+      if (this.#attestationKeys.size >= 10_000) this.#attestationKeys.clear();
+      this.#attestationKeys.set(akPublic, parsed);
+    }
+    return parsed;
+  }
+
   async #attestationRecord(host: HostRecord, context: HostContext): Promise<HostAttestationRecord> {
     return (await this.#options.store.getAttestation(host.hostId)) ?? { hostId: host.hostId, accountId: host.accountId, status: 'pending',
       mode: context.settings?.mode ?? 'software', akTrusted: context.settings?.mode !== 'tpm', failureCount: 0 };
@@ -531,9 +558,8 @@ export class AttestationService {
     if (!context.settings) throw new UserError('ValidationException', 'No class of this host attests; nothing to measure.');
     // The vault (and the pending verdict) exists from the first challenge on: made once, not opened on every round.
     if (!(await this.#options.store.getAttestation(host.hostId))) await this.#vaultOf(context).then(({ vaultKey }) => zeroize(vaultKey));
-    const nonce = randomBytes(NONCE_BYTES);
     const expiresAt = new Date(this.#now().getTime() + NONCE_TTL_MS);
-    await this.#options.store.createNonce(nonce, host.hostId, expiresAt);
+    const nonce = issueChallenge(await this.#challengeKey(), host.hostId, expiresAt);
     return { Nonce: nonce.toString('base64'), ExpiresAt: expiresAt.toISOString(), Mode: context.settings.mode,
       IntervalSeconds: context.settings.intervalSeconds, Pcr: AGENT_MEASUREMENT_PCR };
   }
@@ -544,7 +570,8 @@ export class AttestationService {
     const settings = context.settings;
     if (!settings) throw new UserError('ValidationException', 'No class of this host attests; nothing to appraise.');
     const nonce = Buffer.from(evidence.Nonce, 'base64');
-    const nonceValid = nonce.length === NONCE_BYTES && await this.#options.store.consumeNonce(nonce, host.hostId, started);
+    const expiresAt = checkChallenge(await this.#challengeKey(), host.hostId, nonce, started);
+    const nonceValid = expiresAt !== undefined && this.#usedChallenges.use(nonce, expiresAt);
     let operational: ReportedOperational | undefined;
     if (evidence.OperationalJson !== undefined) {
       let parsed: unknown;
@@ -559,7 +586,7 @@ export class AttestationService {
     const { record, vault, vaultKey } = await this.#vaultOf(context);
     try {
       let ak: TpmPublic | undefined;
-      if (settings.mode === 'tpm' && vault.Tpm) ak = parseTpmPublic(Buffer.from(vault.Tpm.AkPublic, 'base64'));
+      if (settings.mode === 'tpm' && vault.Tpm) ak = this.#attestationKey(vault.Tpm.AkPublic);
       let appraisal: Appraisal;
       try {
         appraisal = appraise({ mode: settings.mode, nonce, nonceValid, events: evidence.Events, operationalJson: evidence.OperationalJson,
@@ -591,6 +618,14 @@ export class AttestationService {
         lastVerified: now, failureCount: appraisal.failures.length, akTrusted: settings.mode !== 'tpm' || Boolean(vault.Tpm?.ActivatedAt),
         silentAt: new Date(now.getTime() + settings.intervalSeconds * settings.silentAfter * 1000) };
       const actions = this.#transitionActions(settings, previous.status, appraisal.status, host.status);
+      if (!changed && actions.length === 0 && previous.status === appraisal.status && previous.failureCount === attestation.failureCount
+        && previous.akTrusted === attestation.akTrusted && previous.mode === attestation.mode) {
+        // Nothing but the time changed: batched (one transaction a second for the whole fleet, not one per host per interval).
+        this.#seen.set(host.hostId, { hostId: host.hostId, at: now, silentAt: attestation.silentAt as Date });
+        return { Status: appraisal.status, Failures: appraisal.failures, IntervalSeconds: settings.intervalSeconds,
+          VerifiedAt: now.toISOString(), LatencyMs: now.getTime() - started.getTime(), Quarantined: host.status === 'quarantined' };
+      }
+      this.#seen.delete(host.hostId);
       const written = await this.#options.store.recordVerdict({ attestation,
         vault: changed ? { record: this.#resealed(record, vaultKey, next), expectedRevision: record.revision } : undefined,
         entitlementChanged: mayHoldKeys(previous.status) !== mayHoldKeys(appraisal.status),
@@ -678,9 +713,18 @@ export class AttestationService {
     return delivered;
   }
 
+  /** Writes the batched "evidence seen, nothing changed" times (each second, and at shutdown). */
+  async flushSeen(): Promise<void> {
+    if (this.#seen.size === 0) return;
+    const batch = [...this.#seen.values()];
+    this.#seen.clear();
+    await this.#options.store.touchAttestations(batch);
+  }
+
   /** Scheduled (every second): flags hosts silent past their deadline, forgets expired challenges, retries alerts. */
   async runDueWork(): Promise<{ silenced: number }> {
     const now = this.#now();
+    await this.flushSeen();
     let silenced = 0;
     for (const due of await this.#options.store.dueSilent(now, SILENT_BATCH)) {
       const host = await this.#options.fleet.findHost(due.hostId);
@@ -702,7 +746,7 @@ export class AttestationService {
         Expected: `evidence every ${context.settings.intervalSeconds} s`, Found: `last at ${due.lastEvidence?.toISOString() ?? 'never'}` };
       await this.#afterVerdict(host, context, due.status, attestation, [failure], actions, undefined);
     }
-    await this.#options.store.purgeNonces(now);
+    this.#usedChallenges.forgetExpired(now);
     await this.deliverAlerts();
     return { silenced };
   }

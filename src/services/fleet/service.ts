@@ -45,6 +45,13 @@ const TPM_ENROLMENT_ID = /^te-[0-9a-f]{32}$/;
 const TPM_ENROLMENT_INPUTS_FORMAT = 1;
 const EK_FINGERPRINT = /^[0-9a-f]{64}$/;
 
+/** What a connection's client certificate says: the host and the certificate's serial. */
+export interface AgentIdentity {
+  accountId: string;
+  hostId: string;
+  serial: string;
+}
+
 export interface EnrollInput {
   joinToken: string;
   publicKeyDer: Buffer;
@@ -576,11 +583,11 @@ export class FleetService {
   }
 
   /**
-   * The host a mutual-TLS connection belongs to. TLS has checked the chain to the account's CA
-   * (verification result in `authorizationError`); this checks the rest: the host exists, is
-   * active, and the certificate is the one it was last issued (a renewed-away one is refused).
+   * Who a mutual-TLS connection says it is. TLS has checked the chain to the account's CA
+   * (verification result in `authorizationError`); this reads the host the certificate names. It
+   * cannot change for the life of the connection, so the listener asks once per connection.
    */
-  async authenticateAgent(serverName: string | undefined, peer: { authorized: boolean; authorizationError?: string; certificateDer?: Buffer }): Promise<HostRecord> {
+  identifyAgent(serverName: string | undefined, peer: { authorized: boolean; authorizationError?: string; certificateDer?: Buffer }): AgentIdentity {
     const accountId = accountFromServerName(serverName);
     if (!peer.certificateDer || peer.certificateDer.length === 0) throw badCertificate('A host certificate is required on this listener.');
     if (!peer.authorized || !accountId) {
@@ -589,9 +596,17 @@ export class FleetService {
     const certificate = describeCertificate(peer.certificateDer);
     const identity = certificate.uris.map(parseHostUri).find((parsed) => parsed !== undefined);
     if (!identity || identity.accountId !== accountId) throw badCertificate('The certificate names no host of this account.');
+    return { accountId, hostId: identity.hostId, serial: certificate.serialNumber };
+  }
+
+  /**
+   * The host behind an identified connection, checked on every request: it still exists, and the
+   * certificate is the one it was last issued (a renewed-away one is refused).
+   */
+  async authenticateAgent(identity: AgentIdentity): Promise<HostRecord> {
     const host = await this.#options.store.findHost(identity.hostId);
-    if (!host || host.accountId !== accountId) throw new UserError('HostRevokedException', `Host ${identity.hostId} was removed from the fleet.`, 403);
-    if (normalizeSerial(host.certificateSerial) !== certificate.serialNumber) {
+    if (!host || host.accountId !== identity.accountId) throw new UserError('HostRevokedException', `Host ${identity.hostId} was removed from the fleet.`, 403);
+    if (normalizeSerial(host.certificateSerial) !== identity.serial) {
       throw badCertificate('The certificate was replaced by a renewal; use the current one.');
     }
     // A quarantined host stays connected: it is sent no keys, and keeps attesting until an operator clears it.

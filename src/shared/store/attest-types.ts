@@ -1,4 +1,4 @@
-// Records of the attestation tables (host vaults, verdicts, challenges, reference policies, the
+// Records of the attestation tables (host vaults, verdicts, reference policies, the
 // verifier's keys, attested certificates, alerts, app keys) and the interface they are stored through.
 // Must never hold a host's security attributes in clear: those live only inside its encrypted vault.
 import type { WrappedSecret } from '../crypto/index.ts';
@@ -118,10 +118,6 @@ export interface AttestStore {
   setClassAttestation(accountId: string, className: string, settings: ClassAttestationSettings | undefined, now: Date): Promise<boolean>;
   classAttestation(accountId: string): Promise<Map<string, ClassAttestationSettings>>;
 
-  createNonce(nonce: Buffer, hostId: string, expiresAt: Date): Promise<void>;
-  /** Uses a challenge once: true when it was issued to this host and has not expired. */
-  consumeNonce(nonce: Buffer, hostId: string, now: Date): Promise<boolean>;
-  purgeNonces(now: Date): Promise<number>;
 
   getAttestation(hostId: string): Promise<HostAttestationRecord | undefined>;
   listAttestations(accountId: string): Promise<HostAttestationRecord[]>;
@@ -132,6 +128,11 @@ export interface AttestStore {
   createVault(record: HostVaultRecord, attestation: HostAttestationRecord): Promise<boolean>;
   /** False when the vault changed meanwhile (nothing written). */
   recordVerdict(write: VerdictWrite, now: Date): Promise<boolean>;
+  /**
+   * Records, in one transaction, that hosts sent evidence with an unchanged verdict (when, and when
+   * they count as silent); times only move forward, so a late batch never undoes a newer verdict's.
+   */
+  touchAttestations(seen: Array<{ hostId: string; at: Date; silentAt: Date }>): Promise<void>;
   /** Lifts a quarantine; false when the host was not quarantined. */
   clearQuarantine(accountId: string, hostId: string, now: Date): Promise<boolean>;
 

@@ -79,23 +79,6 @@ export class SqliteAttestStore implements AttestStore {
     return new Map(rows.map((row) => [String(row.name), classAttestationFromJson(String(row.attestation))]));
   }
 
-  async createNonce(nonce: Buffer, hostId: string, expiresAt: Date): Promise<void> {
-    this.#store.writeTransaction(() => {
-      this.#statement('INSERT INTO attestation_nonces (nonce, host_id, expires_at) VALUES (?, ?, ?)').run(nonce, hostId, expiresAt.getTime());
-    });
-  }
-
-  async consumeNonce(nonce: Buffer, hostId: string, now: Date): Promise<boolean> {
-    return this.#store.writeTransaction(() => {
-      const row = this.#statement('DELETE FROM attestation_nonces WHERE nonce = ? RETURNING host_id, expires_at').get(nonce) as Row | undefined;
-      return row !== undefined && String(row.host_id) === hostId && Number(row.expires_at) > now.getTime();
-    });
-  }
-
-  async purgeNonces(now: Date): Promise<number> {
-    return this.#store.writeTransaction(() => this.#statement('DELETE FROM attestation_nonces WHERE expires_at <= ?').run(now.getTime()).changes);
-  }
-
   async getAttestation(hostId: string): Promise<HostAttestationRecord | undefined> {
     const row = this.#statement('SELECT * FROM host_attestations WHERE host_id = ?').get(hostId) as Row | undefined;
     return row ? attestationFromRow(row) : undefined;
@@ -156,6 +139,15 @@ export class SqliteAttestStore implements AttestStore {
         this.#recordChange(attestation.accountId, 'attestation-changed', now, { hostId: attestation.hostId });
       }
       return true;
+    });
+  }
+
+  async touchAttestations(seen: Array<{ hostId: string; at: Date; silentAt: Date }>): Promise<void> {
+    if (seen.length === 0) return;
+    this.#store.writeTransaction(() => {
+      const touch = this.#statement(`UPDATE host_attestations SET last_evidence = max(coalesce(last_evidence, 0), ?),
+        last_verified = max(coalesce(last_verified, 0), ?), silent_at = max(coalesce(silent_at, 0), ?) WHERE host_id = ? AND status != 'silent'`);
+      for (const entry of seen) touch.run(entry.at.getTime(), entry.at.getTime(), entry.silentAt.getTime(), entry.hostId);
     });
   }
 

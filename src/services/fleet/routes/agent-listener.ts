@@ -15,7 +15,7 @@ import type { Logger } from '../../../shared/log.ts';
 import type { HostRecord } from '../../../shared/store/index.ts';
 import { hostUri } from '../../../shared/fleet-wire.ts';
 import type { FleetPushHub } from '../push.ts';
-import type { FleetService } from '../service.ts';
+import type { AgentIdentity, FleetService } from '../service.ts';
 
 const MAX_AGENT_BODY_BYTES = 1024 * 1024;
 
@@ -57,11 +57,19 @@ export async function startAgentListener(options: { host: string; port: number; 
   const { service, hub, logger } = options;
   const extraRoutes = new Map((options.routes ?? []).map((route) => [route.path, route]));
 
+  // A connection's certificate cannot change: it is read once per connection (parsing it on every
+  // request was a third of the listener's time with 1,000 agents); the host itself is checked every time.
+  const identities = new WeakMap<TLSSocket, AgentIdentity>();
   async function authenticated(request: IncomingMessage): Promise<HostRecord> {
     const socket = request.socket as TLSSocket;
-    const peer = socket.getPeerCertificate();
-    return service.authenticateAgent(socket.servername || undefined, { authorized: socket.authorized,
-      authorizationError: socket.authorizationError?.toString(), certificateDer: peer?.raw });
+    let identity = identities.get(socket);
+    if (!identity) {
+      const peer = socket.getPeerCertificate();
+      identity = service.identifyAgent(socket.servername || undefined, { authorized: socket.authorized,
+        authorizationError: socket.authorizationError?.toString(), certificateDer: peer?.raw });
+      identities.set(socket, identity);
+    }
+    return service.authenticateAgent(identity);
   }
 
   async function handle(request: IncomingMessage, response: ServerResponse): Promise<void> {

@@ -235,7 +235,7 @@ export const sqliteMigrations: Migration[] = [
   },
   {
     version: 8,
-    name: 'attestation: class settings, host vaults, verdicts, nonces, reference policies, verifier keys, attested certificates, alerts',
+    name: 'attestation: class settings, host vaults, verdicts, reference policies, verifier keys, attested certificates, alerts',
     sql: `
       -- A class's attestation settings (mode, interval, corrective actions) as JSON; NULL: no attestation.
       ALTER TABLE host_classes ADD COLUMN attestation TEXT;
@@ -255,10 +255,6 @@ export const sqliteMigrations: Migration[] = [
         mode TEXT NOT NULL, ak_trusted INTEGER NOT NULL DEFAULT 0, last_evidence INTEGER, last_verified INTEGER,
         silent_at INTEGER, failure_count INTEGER NOT NULL DEFAULT 0);
       CREATE INDEX host_attestations_silent ON host_attestations(silent_at) WHERE silent_at IS NOT NULL;
-      -- Challenges: single use, short-lived.
-      CREATE TABLE attestation_nonces (
-        nonce BLOB PRIMARY KEY, host_id TEXT NOT NULL, expires_at INTEGER NOT NULL);
-      CREATE INDEX attestation_nonces_expiry ON attestation_nonces(expires_at);
       -- Reference values per class, versioned, signed by the verifier (a tampered row fails verification) and
       -- wrapped under the domain key (they are the measurements of the class's hosts).
       CREATE TABLE reference_policies (
