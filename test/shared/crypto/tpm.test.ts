@@ -349,9 +349,15 @@ describe('against tpm2-tools (no TPM needed)', async () => {
       assert.deepEqual(openCredential(ek, privateKey, RSA_AK_NAME, decoded.credentialBlob, decoded.encryptedSecret), secret, `${type} ${nameAlg}`);
       const ours = makeCredential(ek, RSA_AK_NAME, secret);
       const oursFile = encodeCredentialFile(ours.credentialBlob, ours.encryptedSecret);
-      assert.equal(oursFile.length, theirs.length, `${type}: file length`);
       assert.deepEqual(oursFile.subarray(0, 12), theirs.subarray(0, 12), `${type}: magic, version and ID object sizes`);
-      assert.equal(ours.encryptedSecret.length, decoded.encryptedSecret.length);
+      assert.equal(ours.credentialBlob.length, decoded.credentialBlob.length, `${type}: ID object length`);
+      if (type === 'rsa') {
+        assert.equal(oursFile.length, theirs.length, `${type}: file length`);
+      } else {
+        // The ephemeral point's coordinates: tpm2-tools drops a leading zero byte (one time in 256 per coordinate); we
+        // keep coordinates at the curve's size. The TPM takes both, so the lengths may differ by up to two bytes.
+        assert.ok(Math.abs(ours.encryptedSecret.length - decoded.encryptedSecret.length) <= 2, `${type}: encrypted secret length`);
+      }
     }
   });
 });
