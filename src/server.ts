@@ -1,12 +1,11 @@
 // Wires the control plane: store, crypto module, credentials, authorisation, services, HTTP.
 // Owns start-up and shutdown. Must never log credentials; prints dev credentials only to the terminal.
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Authorizer, CredentialDirectory } from './shared/auth/index.ts';
 import { policyEngine } from './shared/auth/policy-engine.ts';
-import { Keyring, Pkcs11CryptoModule, randomBytes, SoftwareCryptoModule, zeroize } from './shared/crypto/index.ts';
+import { Keyring, pemCertificatesToDer, Pkcs11CryptoModule, randomBytes, SoftwareCryptoModule, zeroize } from './shared/crypto/index.ts';
 import { HOME_DATABASE_FILE, readPkcs11Pin, SERVER_PID_FILE, type ServerConfig } from './shared/config.ts';
 import { writeFileDurably } from './shared/fs.ts';
 import { readSharedCredentials, writeSharedConfig, writeSharedCredentials, type SharedCredentials } from './shared/home-files.ts';
@@ -53,9 +52,9 @@ const ATTESTATION_TICK_MS = 1000;
 /** Every certificate in the EK CA PEM files, as DER; a file that holds none is a configuration error. */
 function readEkCaCertificates(files: string[]): Buffer[] {
   return files.flatMap((file) => {
-    const blocks = readFileSync(file, 'utf8').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-    if (blocks.length === 0) throw new Error(`--ek-ca ${file} holds no PEM certificate`);
-    return blocks.map((block) => Buffer.from(new X509Certificate(block).raw));
+    const certificates = pemCertificatesToDer(readFileSync(file, 'utf8'));
+    if (certificates.length === 0) throw new Error(`--ek-ca ${file} holds no PEM certificate`);
+    return certificates;
   });
 }
 

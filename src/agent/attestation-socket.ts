@@ -14,7 +14,7 @@ import type { SocketOperation } from './socket-api.ts';
 import type { Tpm } from './tpm.ts';
 
 const schemas = {
-  AttestationToken: z.object({ Nonce: fields.text({ min: 8, max: 512 }).optional() }).strict(),
+  AttestationToken: z.object({ Nonce: fields.text({ min: 8, max: 64 }).optional() }).strict(),
   Unseal: z.object({ Sealed: fields.text({ min: 1, max: 100_000 }) }).strict(),
   TpmSeal: z.object({ Plaintext: fields.blob({ min: 1, max: 128 }), Pcrs: z.array(fields.integer({ min: 0, max: 23 })).min(1).max(24).optional() }).strict(),
   TpmUnseal: z.object({ Sealed: fields.blob({ min: 1, max: 16_384 }) }).strict(),

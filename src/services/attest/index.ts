@@ -1,4 +1,5 @@
 // The attestation service's public interface: the verifier, its operations and agent routes.
+// Must never expose the domain's internals: other services and server.ts wire against these names only.
 import type { AwsJsonOperation } from '../../shared/http/index.ts';
 import type { AttestationService } from './service.ts';
 import { attestOperations } from './routes/operations.ts';

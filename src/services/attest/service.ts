@@ -3,11 +3,10 @@
 // detection, sealing to a measurement, EAR tokens for relying parties, key release gating, attested
 // host certificates (with their CRL and status) and app keys kept for attested hosts of a class.
 // Must never affirm what it could not check, nor keep a host's security attributes outside its vault.
-import { X509Certificate } from 'node:crypto';
 import type { AuditLog } from '../../shared/audit/index.ts';
 import type { Authorizer, Caller, ConditionValue } from '../../shared/auth/index.ts';
 import {
-  constantTimeEqual, endorsementKeyFingerprint, generateAsymmetricPair, hkdf, makeCredential, parseTpmPublic, publicJwk, randomBytes, randomUuid, sha256, sha256Hex,
+  checkEndorsementCertificate, constantTimeEqual, endorsementKeyFingerprint, generateAsymmetricPair, hkdf, makeCredential, parseTpmPublic, publicJwk, randomBytes, randomUuid, sha256, sha256Hex,
   signDetached, signJwt, TpmFormatError, verifyDetached, zeroize, type Keyring, type TpmPublic,
   certificateToPem, CertificateRequestError, normalizeHexSerial, parseCertificateRequest, type IssueCertificateInput, type IssuedCertificate,
   type ParsedCertificateRequest, type RevocationListInput,
@@ -18,10 +17,9 @@ import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
   HOST_REMOVED_REASON, SECRET_PURPOSES, type AttestationStatus, type AttestStore, type ClassAttestationSettings, type CorrectiveAction, type FleetStore,
-  type HostAttestationRecord, type HostClassRecord, type HostRecord, type HostVaultRecord, type VerifierKeyRecord,
+  type HostAttestationRecord, type HostClassRecord, type HostRecord, type HostVaultRecord, type VerdictWrite, type VerifierKeyRecord,
 } from '../../shared/store/index.ts';
-import { classArn, hostArn, parseClassName } from '../fleet/domain/names.ts';
-import { classesByName, lineage } from '../fleet/domain/classes.ts';
+import { classArn, classesByName, hostArn, lineage, parseClassName } from '../fleet/index.ts';
 import { appraise, type Appraisal } from './domain/appraisal.ts';
 import { parseOperationalReport, expectedFromReport, type AttestationFailure, type ReportedOperational } from './domain/operational.ts';
 import {
@@ -38,6 +36,8 @@ import { openSealed, sealToMeasurement, measurementDigest } from './domain/seali
 
 const NONCE_TTL_MS = 30_000;
 const CREDENTIAL_TTL_MS = 5 * 60_000;
+/** Slack on the silence window for the batched last-seen times (written once a second). */
+const SILENCE_GRACE_MS = 2_000;
 const EAR_LIFETIME_SECONDS = 300;
 const SILENT_BATCH = 500;
 const ALERT_BATCH = 50;
@@ -486,26 +486,14 @@ export class AttestationService {
     const authorities = this.#options.ekCaCertificates ?? [];
     if (authorities.length === 0 && certificateDer === undefined) return;
     if (!certificateDer) throw new UserError('ValidationException', 'This verifier requires an EK certificate (none was found in the TPM\'s NV storage).');
-    let certificate: X509Certificate;
-    try {
-      certificate = new X509Certificate(certificateDer);
-    } catch {
-      throw new UserError('ValidationException', 'The EK certificate is not a DER X.509 certificate.');
-    }
-    const certifiedKey = certificate.publicKey.export({ type: 'spki', format: 'der' });
-    if (!certifiedKey.equals(ek.publicKey.export({ type: 'spki', format: 'der' }))) {
-      throw new UserError('InvalidEkCertificateException', 'The EK certificate certifies another key than the EK sent.', 400);
-    }
-    if (authorities.length === 0) return;
-    const now = this.#now().getTime();
-    const chained = authorities.some((der) => {
-      const authority = new X509Certificate(der);
-      return certificate.checkIssued(authority) && certificate.verify(authority.publicKey);
-    });
-    if (!chained) throw new UserError('InvalidEkCertificateException', 'The EK certificate is not issued by a configured EK CA (--ek-ca).', 400);
-    if (now < Date.parse(certificate.validFrom) || now > Date.parse(certificate.validTo)) {
-      throw new UserError('InvalidEkCertificateException', 'The EK certificate is outside its validity period.', 400);
-    }
+    const problem = checkEndorsementCertificate(certificateDer, ek.publicKey.export({ type: 'spki', format: 'der' }), authorities, this.#now());
+    if (problem === 'unreadable') throw new UserError('ValidationException', 'The EK certificate is not a DER X.509 certificate.');
+    const reasons: Record<Exclude<typeof problem, 'unreadable' | undefined>, string> = {
+      'other-key': 'The EK certificate certifies another key than the EK sent.',
+      'unknown-issuer': 'The EK certificate is not issued by a configured EK CA (--ek-ca).',
+      'not-valid-now': 'The EK certificate is outside its validity period.',
+    };
+    if (problem) throw new UserError('InvalidEkCertificateException', reasons[problem], 400);
   }
 
   /** The host proves its TPM activated the credential: its AK is trusted from now on. */
@@ -600,7 +588,7 @@ export class AttestationService {
       const previous = await this.#attestationRecord(host, context);
       const next: HostVault = { ...vault, Failures: appraisal.failures, ReferenceVersion: reference?.version };
       // A quote that failed its checks tells nothing about the host: keep the last believed measurements.
-      if (!appraisal.failures.some((failure) => ['nonce-invalid', 'quote-signature', 'quote-nonce', 'event-log-mismatch', 'quote-missing'].includes(failure.Id))) {
+      if (appraisal.trustworthy) {
         next.Boot = appraisal.boot;
         next.Current = appraisal.current;
         if (appraisal.clock) next.Clock = appraisal.clock;
@@ -628,8 +616,11 @@ export class AttestationService {
       this.#seen.delete(host.hostId);
       const written = await this.#options.store.recordVerdict({ attestation,
         vault: changed ? { record: this.#resealed(record, vaultKey, next), expectedRevision: record.revision } : undefined,
-        entitlementChanged: mayHoldKeys(previous.status) !== mayHoldKeys(appraisal.status),
-        quarantine: actions.includes('revoke') ? { reason: `attestation ${appraisal.status}` } : undefined }, now);
+        // Any change of verdict or measurement may change what key policies (tp:Attested, tp:Measurement/...) release.
+        entitlementChanged: previous.status !== appraisal.status || JSON.stringify(next.Current) !== JSON.stringify(vault.Current),
+        quarantine: actions.includes('revoke') ? { reason: `attestation ${appraisal.status}` } : undefined,
+        alert: actions.includes('alert') ? await this.#prepareAlert(host, context, previous.status, attestation, appraisal.failures, reference?.version)
+          : undefined }, now);
       if (!written) throw new UserError('ConflictException', 'Another verdict for this host was recorded meanwhile; send fresh evidence.', 409);
       await this.#afterVerdict(host, context, previous.status, attestation, appraisal.failures, actions, reference?.version);
       // Quarantined: the agent knows its attested certificates are revoked, and asks again once cleared.
@@ -661,25 +652,31 @@ export class AttestationService {
     }
     for (const action of actions) {
       await this.#auditHost(host, 'AttestationCorrectiveAction', 'Allow', `${action} (${after})`, 'Success');
-      if (action === 'alert') await this.#enqueueAlert(host, context, before, attestation, failures, referenceVersion);
+      if (action === 'alert') void this.deliverAlerts();
       if (action === 'revoke') this.#options.logger.error({ hostId: host.hostId, status: after }, 'host quarantined: certificates revoked, keys withdrawn');
     }
   }
 
-  async #enqueueAlert(host: HostRecord, context: HostContext, before: AttestationStatus, attestation: HostAttestationRecord,
-    failures: AttestationFailure[], referenceVersion: number | undefined): Promise<void> {
+  /**
+   * The alert a verdict sets off, wrapped, for the verdict's own transaction (an outbox: a verdict
+   * is never recorded without its alert, which the next round would not send again).
+   */
+  async #prepareAlert(host: HostRecord, context: HostContext, before: AttestationStatus, attestation: HostAttestationRecord,
+    failures: AttestationFailure[], referenceVersion: number | undefined): Promise<VerdictWrite['alert']> {
     const url = context.settings?.webhookUrl;
     if (!url) {
       this.#options.logger.warn({ hostId: host.hostId, status: attestation.status }, 'alert asked for but the class has no webhook');
-      return;
+      return undefined;
     }
     const alertId = randomUuid();
-    const body = JSON.stringify({ Type: 'trustplane.attestation', Id: alertId, HostId: host.hostId, HostName: host.name,
+    const body = Buffer.from(JSON.stringify({ Type: 'trustplane.attestation', Id: alertId, HostId: host.hostId, HostName: host.name,
       Classes: host.classes, Status: attestation.status, PreviousStatus: before, Failures: failures, ReferenceVersion: referenceVersion,
-      At: (attestation.lastVerified ?? this.#now()).toISOString(), Verifier: this.#options.issuer() });
-    const wrapped = await this.#options.keyring.wrapSecret(SECRET_PURPOSES.attestationAlert, alertId, Buffer.from(body));
-    await this.#options.store.enqueueAlert(alertId, host.accountId, url, wrapped, this.#now());
-    void this.deliverAlerts();
+      At: (attestation.lastVerified ?? this.#now()).toISOString(), Verifier: this.#options.issuer() }));
+    try {
+      return { alertId, url, body: await this.#options.keyring.wrapSecret(SECRET_PURPOSES.attestationAlert, alertId, body) };
+    } finally {
+      zeroize(body);
+    }
   }
 
   /** Sends due alerts, each signed (detached JWS in `x-trustplane-signature`); failures back off up to five minutes. */
@@ -737,13 +734,16 @@ export class AttestationService {
       }
       const actions = this.#transitionActions(context.settings, due.status, 'silent', host.status);
       const attestation: HostAttestationRecord = { ...due, status: 'silent', silentAt: undefined };
-      const written = await this.#options.store.recordVerdict({ attestation, entitlementChanged: mayHoldKeys(due.status),
-        quarantine: actions.includes('revoke') ? { reason: 'attestation silent' } : undefined }, now);
-      if (!written) continue;
-      silenced += 1;
       const failure: AttestationFailure = { Id: 'silent', Severity: 'high', Component: 'evidence',
         Detail: `no evidence for ${context.settings.silentAfter} intervals of ${context.settings.intervalSeconds} s`,
         Expected: `evidence every ${context.settings.intervalSeconds} s`, Found: `last at ${due.lastEvidence?.toISOString() ?? 'never'}` };
+      // Evidence may have arrived (here or at another replica) since the row was read: then it is not silent.
+      const written = await this.#options.store.recordVerdict({ attestation, entitlementChanged: mayHoldKeys(due.status),
+        expected: { status: due.status, lastEvidence: due.lastEvidence },
+        quarantine: actions.includes('revoke') ? { reason: 'attestation silent' } : undefined,
+        alert: actions.includes('alert') ? await this.#prepareAlert(host, context, due.status, attestation, [failure], undefined) : undefined }, now);
+      if (!written) continue;
+      silenced += 1;
       await this.#afterVerdict(host, context, due.status, attestation, [failure], actions, undefined);
     }
     this.#usedChallenges.forgetExpired(now);
@@ -753,18 +753,33 @@ export class AttestationService {
 
   // ---- what operators and relying parties see --------------------------------------------------------
 
+  /**
+   * The verdict to act on now: undefined when no class of the host attests; `silent` when the last
+   * evidence is older than the class's silence window, even before the scheduler has flagged it (a
+   * class that stopped attesting and started again must not release on a verdict nobody renewed).
+   */
+  async #currentStatus(host: HostRecord, context: HostContext): Promise<{ status: AttestationStatus; record?: HostAttestationRecord } | undefined> {
+    if (!context.settings) return undefined;
+    const record = await this.#options.store.getAttestation(host.hostId);
+    if (!record) return { status: 'pending' };
+    const window = context.settings.intervalSeconds * context.settings.silentAfter * 1000 + SILENCE_GRACE_MS;
+    const stale = record.status !== 'pending' && (!record.lastEvidence || this.#now().getTime() - record.lastEvidence.getTime() > window);
+    return { status: stale ? 'silent' : record.status, record };
+  }
+
   async describeHost(host: HostRecord): Promise<HostAttestationView | undefined> {
     const context = await this.#context(host);
     if (!context.settings) return undefined;
-    const attestation = await this.#options.store.getAttestation(host.hostId);
-    if (!attestation) return { Status: 'pending', Mode: context.settings.mode, Failures: [] };
+    const current = await this.#currentStatus(host, context);
+    const attestation = current?.record;
+    if (!current || !attestation) return { Status: 'pending', Mode: context.settings.mode, Failures: [] };
     const { vault, vaultKey } = await this.#openVaultOf(host.hostId);
     zeroize(vaultKey);
-    const failures = attestation.status === 'silent'
+    const failures = current.status === 'silent'
       ? [{ Id: 'silent', Severity: 'high' as const, Component: 'evidence', Found: `last at ${attestation.lastEvidence?.toISOString() ?? 'never'}` },
         ...(vault?.Failures ?? [])]
       : vault?.Failures ?? [];
-    return { Status: attestation.status, Mode: attestation.mode, Failures: failures, LastVerified: attestation.lastVerified?.toISOString(),
+    return { Status: current.status, Mode: attestation.mode, Failures: failures, LastVerified: attestation.lastVerified?.toISOString(),
       LastEvidence: attestation.lastEvidence?.toISOString(), Measurements: vault?.Current,
       AttestationKeyActivated: attestation.mode === 'tpm' ? Boolean(vault?.Tpm?.ActivatedAt) : undefined };
   }
@@ -781,9 +796,10 @@ export class AttestationService {
 
   /** An EAR (IETF RATS) token about hosts of the caller's account, for relying parties; nonce echoed. */
   async attestationToken(caller: Caller, hostIds: string[], nonce?: string): Promise<{ Token: string }> {
-    await this.#require(caller, 'fleet:GetAttestationToken', hostArn(this.#options.region, caller.accountId, '*'));
     const hosts: HostRecord[] = [];
     for (const hostId of hostIds) {
+      // Per host: a policy can let a relying party ask about some hosts and not others.
+      await this.#require(caller, 'fleet:GetAttestationToken', hostArn(this.#options.region, caller.accountId, hostId));
       const host = await this.#options.fleet.getHost(caller.accountId, hostId);
       if (!host) throw notFound(`Host ${hostId} does not exist.`);
       hosts.push(host);
@@ -800,12 +816,14 @@ export class AttestationService {
     const now = this.#now();
     const submods = [];
     for (const host of hosts) {
-      const attestation = await this.#options.store.getAttestation(host.hostId);
       const context = await this.#context(host);
+      const current = await this.#currentStatus(host, context);
+      const attestation = current?.record;
       const { vault, vaultKey } = await this.#openVaultOf(host.hostId);
       zeroize(vaultKey);
-      submods.push({ hostId: host.hostId, status: host.status === 'quarantined' && attestation?.status === 'affirming' ? 'contraindicated' as const
-        : attestation?.status ?? 'pending', mode: attestation?.mode ?? context.settings?.mode, classes: context.classLineage,
+      // A quarantined host is contraindicated for relying parties whatever its last evidence said.
+      submods.push({ hostId: host.hostId, status: host.status === 'quarantined' ? 'contraindicated' as const : current?.status ?? 'pending',
+        mode: attestation?.mode ?? context.settings?.mode, classes: context.classLineage,
       failures: (vault?.Failures ?? []).map((failure) => failure.Id), lastVerified: attestation?.lastVerified,
       policyId: context.referenceClassName && vault?.ReferenceVersion !== undefined
         ? `trustplane:class/${context.referenceClassName}/reference/${vault.ReferenceVersion}` : undefined, quarantined: host.status === 'quarantined' });
@@ -822,8 +840,7 @@ export class AttestationService {
    */
   async releaseContext(host: HostRecord): Promise<KeyReleaseContext> {
     const context = await this.#context(host);
-    const attestation = context.settings ? await this.#options.store.getAttestation(host.hostId) : undefined;
-    const status = attestation?.status;
+    const status = (await this.#currentStatus(host, context))?.status;
     const attested = status === 'affirming';
     const conditionKeys: Record<string, ConditionValue> = { 'tp:HostClass': context.classLineage, 'tp:Attested': attested,
       'tp:AttestationStatus': context.settings ? status ?? 'pending' : 'none', 'tp:AttestationMode': context.settings?.mode ?? 'none' };
@@ -856,9 +873,9 @@ export class AttestationService {
   }
 
   async unseal(host: HostRecord, sealed: Buffer): Promise<{ Plaintext: Buffer }> {
-    const attestation = await this.#options.store.getAttestation(host.hostId);
-    if (host.status !== 'active' || !mayHoldKeys(attestation?.status)) {
-      throw new UserError('AccessDeniedException', `Host ${host.hostId} is ${host.status === 'active' ? attestation?.status ?? 'not attested' : host.status}: sealed data is released only to an attested host.`, 403);
+    const status = (await this.#currentStatus(host, await this.#context(host)))?.status;
+    if (host.status !== 'active' || !mayHoldKeys(status)) {
+      throw new UserError('AccessDeniedException', `Host ${host.hostId} is ${host.status === 'active' ? status ?? 'in no attesting class' : host.status}: sealed data is released only to an attested host.`, 403);
     }
     const { vault, vaultKey } = await this.#openVaultOf(host.hostId);
     try {
@@ -885,7 +902,7 @@ export class AttestationService {
    */
   async #requireAffirming(host: HostRecord, operation: string, what: string): Promise<HostContext> {
     const context = await this.#context(host);
-    const status = context.settings ? (await this.#options.store.getAttestation(host.hostId))?.status ?? 'pending' : undefined;
+    const status = (await this.#currentStatus(host, context))?.status;
     let refusal: string | undefined;
     if (host.status !== 'active') refusal = `Host ${host.hostId} is ${host.status}`;
     else if (status === undefined) refusal = `No class of host ${host.hostId} attests`;
@@ -994,8 +1011,13 @@ export class AttestationService {
     const className = await this.#appKeyClass(host, context, operation, input.Class);
     const key = await this.#options.keyring.wrapSecret(SECRET_PURPOSES.appKey, `${host.accountId}/${className}/${input.Name}`, input.Key);
     const now = this.#now();
-    await this.#options.store.putAppKey({ accountId: host.accountId, className, name: input.Name, key,
+    // A key other hosts of the class rely on is not replaced by whichever host asks next.
+    const stored = await this.#options.store.putAppKey({ accountId: host.accountId, className, name: input.Name, key,
       storedBy: hostArn(this.#options.region, host.accountId, host.hostId), storedAt: now });
+    if (!stored) {
+      await this.#auditHost(host, operation, 'ExplicitDeny', `app key ${className}/${input.Name} belongs to another host`, 'ConflictException');
+      throw new UserError('ConflictException', `App key ${input.Name} of class ${className} was stored by another host; only that host may replace it.`, 409);
+    }
     await this.#auditHost(host, operation, 'Allow', `app key ${className}/${input.Name}`, 'Success');
     return { Name: input.Name, Class: className, StoredAt: now.toISOString() };
   }

@@ -13,3 +13,5 @@ export function fleetApiOperations(service: FleetService): AwsJsonOperation[] {
   return fleetOperations(service) as AwsJsonOperation[];
 }
 export { hostArn, classArn } from './domain/names.ts';
+export { classesByName, lineage } from './domain/classes.ts';
+export { parseClassName } from './domain/names.ts';

@@ -126,6 +126,28 @@ const REQUIRED_USAGE: Record<KeyOperation, KeyUsage> = {
   GetPublicKey: 'SIGN_VERIFY', GenerateMac: 'GENERATE_VERIFY_MAC', VerifyMac: 'GENERATE_VERIFY_MAC',
 };
 
+/**
+ * Whether a key policy has a condition on a tp:* key, however written (condition keys match case-
+ * insensitively, and JSON escapes hide text): one that cannot be read is asked, never skipped.
+ */
+function policyAsksAboutHosts(policy: string): boolean {
+  let document: unknown;
+  try {
+    document = JSON.parse(policy);
+  } catch {
+    return true;
+  }
+  const statements = (document as { Statement?: unknown }).Statement;
+  for (const statement of Array.isArray(statements) ? statements : [statements]) {
+    const condition = (statement as { Condition?: unknown } | undefined)?.Condition;
+    if (!condition || typeof condition !== 'object') continue;
+    for (const keys of Object.values(condition as Record<string, unknown>)) {
+      if (keys && typeof keys === 'object' && Object.keys(keys).some((key) => key.toLowerCase().startsWith('tp:'))) return true;
+    }
+  }
+  return false;
+}
+
 export class KeyService {
   readonly #store: Store;
   readonly #authorizer: Authorizer;
@@ -181,7 +203,7 @@ export class KeyService {
   async releasableToHost(keyId: string, host: { hostId: string; accountId: string }, conditionKeys: Record<string, ConditionValue>): Promise<boolean> {
     const key = await this.#store.getKey(keyId);
     if (!key) return false;
-    if (!key.policy.includes('"tp:')) return true;
+    if (!policyAsksAboutHosts(key.policy)) return true;
     // Hosts are principals of their account, as policies name them: arn:aws:iam::ACCOUNT:host/ID.
     const arn = `arn:aws:iam::${host.accountId}:host/${host.hostId}`;
     const caller: Caller = { principalArn: arn, identityArn: arn, accountId: host.accountId, kind: 'host', accessKeyId: '',

@@ -65,3 +65,4 @@ export {
   type TpmPublic, type TpmHashName, type TpmCurveName, type TpmSymmetricDefinition, type TpmScheme, type TpmSchemeName,
   type QuoteInfo, type TpmPcrSelection, type TpmSignature, type TpmCredential, type VerifyQuoteOptions,
 } from './lib/tpm.ts';
+export { checkEndorsementCertificate, pemCertificatesToDer, type EndorsementCertificateProblem } from './lib/certificates.ts';

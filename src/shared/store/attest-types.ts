@@ -110,6 +110,10 @@ export interface VerdictWrite {
   vault?: { record: HostVaultRecord; expectedRevision: number };
   /** Whether what the host may hold changed (a feed entry makes the push look at its ring again). */
   entitlementChanged: boolean;
+  /** The alert the verdict sets off, queued in the same transaction. */
+  alert?: { alertId: string; url: string; body: WrappedSecret };
+  /** Written only if the stored verdict still has this status and last evidence time (nobody wrote a newer one). */
+  expected?: { status: AttestationStatus; lastEvidence?: Date };
   /** Quarantine the host and revoke its attested certificates. */
   quarantine?: { reason: string };
 }
@@ -154,11 +158,11 @@ export interface AttestStore {
   /** Revoked certificates of an account, those of removed hosts included. */
   revokedCertificates(accountId: string): Promise<AttestedCertificateRecord[]>;
 
-  enqueueAlert(alertId: string, accountId: string, url: string, body: WrappedSecret, now: Date): Promise<void>;
   dueAlerts(now: Date, limit: number): Promise<AlertRecord[]>;
   /** Delivered (nextAttemptAt undefined) or to be retried at nextAttemptAt. */
   settleAlert(id: number, delivered: boolean, nextAttemptAt: Date | undefined, error: string | undefined, now: Date): Promise<void>;
 
-  putAppKey(record: AppKeyRecord): Promise<void>;
+  /** Stores or replaces an app key; false (nothing written) when another host stored it: only that host may replace it. */
+  putAppKey(record: AppKeyRecord): Promise<boolean>;
   getAppKey(accountId: string, className: string, name: string): Promise<AppKeyRecord | undefined>;
 }

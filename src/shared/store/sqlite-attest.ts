@@ -122,6 +122,10 @@ export class SqliteAttestStore implements AttestStore {
     const { attestation } = write;
     return this.#store.writeTransaction(() => {
       if (!this.#statement('SELECT 1 FROM hosts WHERE host_id = ?').get(attestation.hostId)) return false;
+      if (write.expected) {
+        const row = this.#statement('SELECT status, last_evidence FROM host_attestations WHERE host_id = ?').get(attestation.hostId) as Row | undefined;
+        if (!row || row.status !== write.expected.status || (row.last_evidence ?? null) !== (write.expected.lastEvidence?.getTime() ?? null)) return false;
+      }
       if (write.vault) {
         const { record, expectedRevision } = write.vault;
         const swapped = this.#statement(`UPDATE host_vaults SET ciphertext = ?, format = ?, revision = ? WHERE host_id = ? AND revision = ?`)
@@ -129,6 +133,11 @@ export class SqliteAttestStore implements AttestStore {
         if (!swapped) return false;
       }
       this.#writeAttestation(attestation);
+      if (write.alert) {
+        this.#statement(`INSERT INTO attestation_alerts (alert_id, account_id, url, domain_key_id, wrapped_body, next_attempt_at)
+          VALUES (?, ?, ?, ?, ?, ?)`).run(write.alert.alertId, attestation.accountId, write.alert.url, write.alert.body.domainKeyId,
+          write.alert.body.wrapped, now.getTime());
+      }
       if (write.quarantine) {
         const quarantined = this.#statement(`UPDATE hosts SET status = 'quarantined' WHERE host_id = ? AND status = 'active'`)
           .run(attestation.hostId).changes === 1;
@@ -216,13 +225,6 @@ export class SqliteAttestStore implements AttestStore {
       .all(accountId) as Row[]).map(certificateFromRow);
   }
 
-  async enqueueAlert(alertId: string, accountId: string, url: string, body: WrappedSecret, now: Date): Promise<void> {
-    this.#store.writeTransaction(() => {
-      this.#statement(`INSERT INTO attestation_alerts (alert_id, account_id, url, domain_key_id, wrapped_body, next_attempt_at)
-        VALUES (?, ?, ?, ?, ?, ?)`).run(alertId, accountId, url, body.domainKeyId, body.wrapped, now.getTime());
-    });
-  }
-
   async dueAlerts(now: Date, limit: number): Promise<AlertRecord[]> {
     return (this.#statement(`SELECT * FROM attestation_alerts WHERE delivered_at IS NULL AND next_attempt_at <= ? ORDER BY id LIMIT ?`)
       .all(now.getTime(), limit) as Row[]).map((row) => ({ id: Number(row.id), alertId: String(row.alert_id), accountId: String(row.account_id),
@@ -245,13 +247,17 @@ export class SqliteAttestStore implements AttestStore {
     });
   }
 
-  async putAppKey(record: AppKeyRecord): Promise<void> {
-    this.#store.writeTransaction(() => {
+  async putAppKey(record: AppKeyRecord): Promise<boolean> {
+    return this.#store.writeTransaction(() => {
+      const existing = this.#statement('SELECT stored_by FROM app_keys WHERE account_id = ? AND class_name = ? AND name = ?')
+        .get(record.accountId, record.className, record.name) as Row | undefined;
+      if (existing && String(existing.stored_by) !== record.storedBy) return false;
       this.#statement(`INSERT INTO app_keys (account_id, class_name, name, domain_key_id, wrapped_key, stored_by, stored_at)
         VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (account_id, class_name, name) DO UPDATE SET domain_key_id = excluded.domain_key_id,
-        wrapped_key = excluded.wrapped_key, stored_by = excluded.stored_by, stored_at = excluded.stored_at`)
+        wrapped_key = excluded.wrapped_key, stored_at = excluded.stored_at`)
         .run(record.accountId, record.className, record.name, record.key.domainKeyId, record.key.wrapped, record.storedBy,
           record.storedAt.getTime());
+      return true;
     });
   }
 

@@ -2,7 +2,9 @@
 // key, qualifying data, PCR digest replayed from the event list), then the measurements against
 // the boot values and the class's reference values, then the operational report.
 // Must never do I/O, and never affirm evidence it could not check: what is unverifiable is a failure.
-import { computePcrDigest, parseQuote, replayPcrExtends, verifyQuoteSignature, type TpmPublic } from '../../../shared/crypto/index.ts';
+import {
+  computePcrDigest, parseQuote, replayPcrExtends, TpmFormatError, verifyQuoteSignature, type TpmPublic,
+} from '../../../shared/crypto/index.ts';
 import { evidenceBinding, type MeasurementEvent } from '../../../shared/attest-wire.ts';
 import type { AttestationMode, AttestationStatus } from '../../../shared/store/index.ts';
 import { compareOperational, type AttestationFailure, type ReportedOperational } from './operational.ts';
@@ -37,6 +39,8 @@ export interface AppraisalInput {
 export interface Appraisal {
   status: Exclude<AttestationStatus, 'silent'>;
   failures: AttestationFailure[];
+  /** Whether the evidence itself checked out (challenge, quote): only then are its measurements believed and kept. */
+  trustworthy: boolean;
   /** Per component, the first digest of this boot and the latest one. */
   boot: Record<string, string>;
   current: Record<string, string>;
@@ -56,14 +60,15 @@ export function statusOf(failures: readonly AttestationFailure[]): Appraisal['st
   return failures.length > 0 ? 'warning' : 'affirming';
 }
 
+/** Component names are the host's text (`__proto__` included): kept in maps, returned as plain records. */
 function measurementsOf(events: readonly MeasurementEvent[]): { boot: Record<string, string>; current: Record<string, string> } {
-  const boot: Record<string, string> = {};
-  const current: Record<string, string> = {};
+  const boot = new Map<string, string>();
+  const current = new Map<string, string>();
   for (const event of events) {
-    boot[event.Component] ??= event.Digest;
-    current[event.Component] = event.Digest;
+    if (!boot.has(event.Component)) boot.set(event.Component, event.Digest);
+    current.set(event.Component, event.Digest);
   }
-  return { boot, current };
+  return { boot: Object.fromEntries(boot), current: Object.fromEntries(current) };
 }
 
 /** The quote's checks; failures here mean nothing in the event list can be believed. */
@@ -79,11 +84,21 @@ function appraiseQuote(input: AppraisalInput, failures: AttestationFailure[]): Q
   if (!input.akTrusted) {
     failures.push(failure('ak-unproven', 'high', 'attestation-key', { Detail: 'the attestation key was never proven by credential activation' }));
   }
-  if (!verifyQuoteSignature(input.ak, input.quote.attest, input.quote.signature)) {
+  let signed: boolean;
+  let quote: ReturnType<typeof parseQuote>;
+  try {
+    signed = verifyQuoteSignature(input.ak, input.quote.attest, input.quote.signature);
+    quote = parseQuote(input.quote.attest);
+  } catch (error) {
+    // Malformed after a valid challenge is evidence too: a host must not dodge a verdict by garbling its quote.
+    if (!(error instanceof TpmFormatError)) throw error;
+    failures.push(failure('quote-malformed', 'critical', 'quote', { Detail: `the quote cannot be read: ${error.message}` }));
+    return undefined;
+  }
+  if (!signed) {
     failures.push(failure('quote-signature', 'critical', 'quote', { Detail: 'the quote is not signed by the attestation key enrolled for this host' }));
     return undefined;
   }
-  const quote = parseQuote(input.quote.attest);
   const binding = evidenceBinding(input.nonce, input.operationalJson);
   if (!quote.extraData.equals(binding)) {
     failures.push(failure('quote-nonce', 'critical', 'quote', { Detail: 'the quote does not cover this challenge and report',
@@ -126,7 +141,7 @@ export function appraise(input: AppraisalInput): Appraisal {
   const { boot, current } = measurementsOf(input.events);
   if (trustworthy) {
     for (const [component, digest] of Object.entries(current)) {
-      if (boot[component] !== digest) {
+      if (!Object.hasOwn(boot, component) || boot[component] !== digest) {
         failures.push(failure('measurement-changed', 'high', component, { Detail: 'changed since boot', Expected: boot[component], Found: digest }));
       }
     }
@@ -135,7 +150,7 @@ export function appraise(input: AppraisalInput): Appraisal {
         { Detail: 'the class has no reference values yet: trustplane class set-reference CLASS --from-host HOST' }));
     } else {
       for (const [component, accepted] of Object.entries(input.reference.Components)) {
-        const found = current[component];
+        const found = Object.hasOwn(current, component) ? current[component] : undefined;
         if (found === undefined) {
           failures.push(failure('measurement-missing', 'high', component, { Detail: 'a component of the reference values was not measured',
             Expected: accepted.length === 1 ? accepted[0] : `one of ${accepted.length} accepted values` }));
@@ -145,12 +160,12 @@ export function appraise(input: AppraisalInput): Appraisal {
         }
       }
       for (const component of Object.keys(current)) {
-        if (!(component in input.reference.Components)) {
+        if (!Object.hasOwn(input.reference.Components, component)) {
           failures.push(failure('measurement-unlisted', 'low', component, { Detail: 'measured but not in the reference values', Found: current[component] }));
         }
       }
     }
     if (input.operational) failures.push(...compareOperational(input.operational, input.reference?.Operational));
   }
-  return { status: statusOf(failures), failures, boot, current, clock };
+  return { status: statusOf(failures), failures, trustworthy, boot, current, clock };
 }

@@ -5,7 +5,7 @@
 import type {
   ActionTrigger, AttestationStatus, ClassAttestationSettings, CorrectiveAction, HostClassRecord,
 } from '../../../shared/store/index.ts';
-import { lineage } from '../../fleet/domain/classes.ts';
+import { lineage } from '../../fleet/index.ts';
 
 export const DEFAULT_INTERVAL_SECONDS = 30;
 export const MIN_INTERVAL_SECONDS = 1;

@@ -54,7 +54,7 @@ export function attestOperations(service: AttestationService) {
     }),
     defineOperation({
       target: `${FLEET}.GetAttestationToken`, action: 'fleet:GetAttestationToken',
-      input: z.object({ HostIds: z.array(hostId).min(1).max(100), Nonce: fields.text({ min: 8, max: 512 }).optional() }).strict(),
+      input: z.object({ HostIds: z.array(hostId).min(1).max(100), Nonce: fields.text({ min: 8, max: 64 }).optional() }).strict(),
       handle: async (caller, input) => service.attestationToken(caller, input.HostIds, input.Nonce),
     }),
     defineOperation({
@@ -105,7 +105,7 @@ export function attestAgentRoutes(service: AttestationService): AgentRoute[] {
       handle: (host, input) => service.submitEvidence(host, input),
     }),
     defineAgentRoute({
-      path: '/v1/agent/attest/token', input: z.object({ Nonce: fields.text({ min: 8, max: 512 }).optional() }).strict(),
+      path: '/v1/agent/attest/token', input: z.object({ Nonce: fields.text({ min: 8, max: 64 }).optional() }).strict(),
       handle: (host, input) => service.attestationTokenForHost(host, input.Nonce),
     }),
     defineAgentRoute({

@@ -131,3 +131,35 @@ export function describeCertificate(der: Uint8Array): { serialNumber: string; no
 export function normalizeSerial(serial: string): string {
   return serial.toUpperCase().replace(/^0+(?=.)/, '');
 }
+
+/** Why an EK certificate was refused, for the caller's typed error. */
+export type EndorsementCertificateProblem = 'unreadable' | 'other-key' | 'unknown-issuer' | 'not-valid-now';
+
+/**
+ * Checks a TPM's EK certificate: it certifies `ekSpki` (the EK the TPM presented), and, when
+ * authorities are given, one of them issued and signed it and it is valid at `now`.
+ */
+export function checkEndorsementCertificate(certificateDer: Uint8Array, ekSpki: Uint8Array, authoritiesDer: readonly Uint8Array[],
+  now: Date): EndorsementCertificateProblem | undefined {
+  let certificate: nodeCrypto.X509Certificate;
+  try {
+    certificate = new nodeCrypto.X509Certificate(Buffer.from(certificateDer));
+  } catch {
+    return 'unreadable';
+  }
+  if (!certificate.publicKey.export({ type: 'spki', format: 'der' }).equals(Buffer.from(ekSpki))) return 'other-key';
+  if (authoritiesDer.length === 0) return undefined;
+  const chained = authoritiesDer.some((der) => {
+    const authority = new nodeCrypto.X509Certificate(Buffer.from(der));
+    return certificate.checkIssued(authority) && certificate.verify(authority.publicKey);
+  });
+  if (!chained) return 'unknown-issuer';
+  if (now.getTime() < Date.parse(certificate.validFrom) || now.getTime() > Date.parse(certificate.validTo)) return 'not-valid-now';
+  return undefined;
+}
+
+/** Every certificate in PEM text, as DER (blocks that are not certificates are refused with an error). */
+export function pemCertificatesToDer(pem: string): Buffer[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  return blocks.map((block) => Buffer.from(new nodeCrypto.X509Certificate(block).raw));
+}

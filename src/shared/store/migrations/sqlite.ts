@@ -333,4 +333,14 @@ export const sqliteMigrations: Migration[] = [
         BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
     `,
   },
+  {
+    version: 10,
+    name: 'fleet: a new key policy of a distributed key reaches its hosts (tp:* conditions decide what hosts hold)',
+    sql: `
+      CREATE TRIGGER keys_policy_fleet_changed AFTER UPDATE OF policy ON keys
+        WHEN OLD.policy IS NOT NEW.policy AND EXISTS (SELECT 1 FROM class_keys WHERE key_id = NEW.key_id)
+        BEGIN INSERT INTO fleet_changes (account_id, kind, key_id, at)
+          VALUES (NEW.account_id, 'key-changed', NEW.key_id, CAST(unixepoch('subsec') * 1000 AS INTEGER)); END;
+    `,
+  },
 ];
