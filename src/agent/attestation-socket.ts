@@ -26,8 +26,11 @@ const schemas = {
   GetKey: z.object({ Name: fields.text({ min: 1, max: 128 }), Class: fields.text({ min: 1, max: 512 }).optional() }).strict(),
 };
 
-/** PCRs host-local secrets are sealed to by default: the agent's measurement PCR. */
-const DEFAULT_SEAL_PCRS = [23];
+/**
+ * PCRs host-local secrets are sealed to by default: firmware, boot loader and Secure Boot state
+ * (0, 2, 4, 7: nothing on the host can reset them) and the agent's measurement PCR (23: what it measured).
+ */
+const DEFAULT_SEAL_PCRS = [0, 2, 4, 7, 23];
 
 export function attestationOperations(options: { call: JsonCall; tpm?: Tpm; certificates: HostCertificates; verifier: CertificateVerifier }):
   Record<string, SocketOperation> {

@@ -3,7 +3,7 @@
 // evidence in push mode: ask for a challenge, quote over it (TPM) and send the event list.
 // Must never send evidence for a challenge it did not just receive, nor hide a changed measurement.
 import { resolve } from 'node:path';
-import { sha256, sha256Hex } from '../shared/crypto/index.ts';
+import { replayPcrExtends, sha256, sha256Hex } from '../shared/crypto/index.ts';
 import { AGENT_MEASUREMENT_PCR, evidenceBinding, type EvidenceMessage, type MeasurementEvent } from '../shared/attest-wire.ts';
 import { UserError } from '../shared/errors.ts';
 import type { Logger } from '../shared/log.ts';
@@ -17,6 +17,13 @@ const RETRY_MAX_MS = 30_000;
 const NOT_ATTESTING_RETRY_MS = 30_000;
 
 export type JsonCall = (path: string, body: unknown) => Promise<Record<string, unknown>>;
+
+export interface MeasurementJournal {
+  load(): MeasurementEvent[] | undefined;
+  save(events: MeasurementEvent[]): void;
+}
+
+const PCR_SIZE = 32;
 
 export interface Verdict {
   Status: string;
@@ -34,6 +41,8 @@ export interface AttestorOptions {
   tpm?: Tpm;
   logger: Logger;
   call: JsonCall;
+  /** Where the event list is kept across agent restarts (TPM mode resumes it within one TPM boot). */
+  journal?: MeasurementJournal;
   /** Whether to report operational parameters (ports, modules, executables, users) with each evidence. */
   operational?: boolean;
   /** Told every verdict (attested host certificates follow it). */
@@ -73,19 +82,50 @@ export class Attestor {
     return [...Object.keys(this.#options.selfMeasurements), ...this.#options.measure.map((path) => resolve(path))];
   }
 
+  /** Journal first, then the TPM: a crash in between leaves at most one journalled event the PCR lacks. */
   async #extend(component: string, digest: string): Promise<void> {
+    const event = { Pcr: AGENT_MEASUREMENT_PCR, Component: component, Digest: digest };
+    this.#options.journal?.save([...this.#events, event]);
     await this.#options.tpm?.extendPcr(AGENT_MEASUREMENT_PCR, Buffer.from(digest, 'hex'));
-    this.#events.push({ Pcr: AGENT_MEASUREMENT_PCR, Component: component, Digest: digest });
+    this.#events.push(event);
     this.#latest.set(component, digest);
   }
 
-  /** The boot measurement: a fresh PCR, every component extended once, in order. */
+  /**
+   * The boot measurement. With a TPM, an agent restarted within one TPM boot carries on from its
+   * journal when the PCR still replays it: resetting the PCR then would rewrite the history the
+   * verifier accepted (which it refuses). Otherwise a fresh PCR, every component extended once.
+   */
   async measureBoot(): Promise<void> {
-    await this.#options.tpm?.resetPcr(AGENT_MEASUREMENT_PCR);
     this.#events.length = 0;
     this.#latest.clear();
+    if (await this.#resume()) {
+      this.#booted = true;
+      return;
+    }
+    await this.#options.tpm?.resetPcr(AGENT_MEASUREMENT_PCR);
+    this.#options.journal?.save([]);
     for (const component of this.#components()) await this.#extend(component, await this.#digestOf(component));
     this.#booted = true;
+  }
+
+  async #resume(): Promise<boolean> {
+    const tpm = this.#options.tpm;
+    const saved = tpm ? this.#options.journal?.load() : undefined;
+    if (!tpm || !saved || saved.length === 0) return false;
+    const [pcr] = await tpm.readPcrs([AGENT_MEASUREMENT_PCR]);
+    for (const events of [saved, saved.slice(0, -1)]) {
+      const replayed = replayPcrExtends(Buffer.alloc(PCR_SIZE), events.map((event) => Buffer.from(event.Digest, 'hex')), 'sha256');
+      if (events.length === 0 || !replayed.equals(pcr)) continue;
+      for (const event of events) {
+        this.#events.push(event);
+        this.#latest.set(event.Component, event.Digest);
+      }
+      this.#options.journal?.save(events);
+      this.#options.logger.info({ events: events.length }, 'carrying on the measurements of this TPM boot');
+      return true;
+    }
+    return false;
   }
 
   /** Re-measures every component; a changed one is extended again (so the PCR and event list record it). */

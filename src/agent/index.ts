@@ -86,7 +86,8 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   // Certificates are checked against the account CA this host got at enrolment.
   const verifier = new CertificateVerifier({ call, anchorPem: identity.CaCertificate, logger });
   const certificates = new HostCertificates({ state, call, logger, hostId: identity.HostId, verifier });
-  const attestor = new Attestor({ tpm, logger, operational: options.operational, call, onVerdict: (verdict) => certificates.onVerdict(verdict),
+  const attestor = new Attestor({ tpm, logger, operational: options.operational,
+    journal: { load: () => state.readMeasurements(), save: (events) => state.writeMeasurements(events) }, call, onVerdict: (verdict) => certificates.onVerdict(verdict),
     measure: [...(options.programPath ? [options.programPath] : []), ...(options.measure ?? [])],
     // Only what hosts of one class share: reference values adopted from one host then hold for the others.
     selfMeasurements: configurationMeasurement({ server: new URL(identity.ServerUrl).origin, tpm: options.tpm !== undefined,

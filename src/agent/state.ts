@@ -9,12 +9,15 @@ import { join } from 'node:path';
 import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LENGTH, GCM_TAG_LENGTH, randomBytes, zeroize } from '../shared/crypto/index.ts';
 import { UserError } from '../shared/errors.ts';
 import { writeFileDurably } from '../shared/fs.ts';
+import type { MeasurementEvent } from '../shared/attest-wire.ts';
 
 const IDENTITY_FILE = 'identity.json';
 const IDENTITY_KEY_FILE = 'identity.key';
 const KEY_RING_KEY_FILE = 'keyring.key';
 const LOCAL_KEY_FILE = 'local.key';
 const CACHE_FILE = 'keyring.cache';
+/** The agent's measurement event list (digests of files it was told to measure: nothing secret). */
+const MEASUREMENTS_FILE = 'measurements.json';
 const CACHE_MAGIC = Buffer.from('TPKC1');
 /** The certificate and its key in one file, written at once (renamed into place): never one without the other. */
 const ATTESTED_CERTIFICATE_FILE = 'attested-certificate.sealed';
@@ -155,6 +158,21 @@ export class AgentState {
   }
 
   /** Encrypts and writes the cache (AES-256-GCM under the host-local key, bound to the host id). */
+  readMeasurements(): MeasurementEvent[] | undefined {
+    const text = this.#read(MEASUREMENTS_FILE);
+    if (!text) return undefined;
+    try {
+      const parsed = JSON.parse(text.toString('utf8')) as unknown;
+      return Array.isArray(parsed) ? parsed as MeasurementEvent[] : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  writeMeasurements(events: MeasurementEvent[]): void {
+    writeFileDurably(join(this.dir, MEASUREMENTS_FILE), JSON.stringify(events));
+  }
+
   writeCache(hostId: string, plaintext: Buffer): void {
     writeFileDurably(join(this.dir, CACHE_FILE), this.#seal(CACHE_MAGIC, hostId, plaintext));
   }
@@ -167,7 +185,9 @@ export class AgentState {
 
   /** Revoked: the cache, the cache key, the identity and the attested certificate go; the directory stays, for a new enrolment. */
   wipe(): void {
-    for (const name of [CACHE_FILE, LOCAL_KEY_FILE, KEY_RING_KEY_FILE, IDENTITY_KEY_FILE, IDENTITY_FILE, ATTESTED_CERTIFICATE_FILE]) this.#shred(name);
+    for (const name of [CACHE_FILE, LOCAL_KEY_FILE, KEY_RING_KEY_FILE, IDENTITY_KEY_FILE, IDENTITY_FILE, ATTESTED_CERTIFICATE_FILE, MEASUREMENTS_FILE]) {
+      this.#shred(name);
+    }
   }
 
   #shred(name: string): void {

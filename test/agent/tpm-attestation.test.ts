@@ -15,6 +15,7 @@ import { hostCaller, type HostReply } from '../helpers/host-call.ts';
 import { locateTpmTools, startSwtpm, type Swtpm } from '../helpers/swtpm.ts';
 import { Attestor } from '../../src/agent/attestation.ts';
 import { Tpm } from '../../src/agent/tpm.ts';
+import { AgentState } from '../../src/agent/state.ts';
 import { evidenceBinding } from '../../src/shared/attest-wire.ts';
 import { createLogger } from '../../src/shared/log.ts';
 
@@ -122,9 +123,15 @@ describe('attestation with a TPM (swtpm)', { skip: located.skip }, () => {
     const reference = await json<{ Document: { Components: Record<string, string[]> } }>('class', 'show-reference', 'db');
     // Play the agent: the same components, the same order, the same configuration digest.
     const tpm = new Tpm({ tcti: swtpm.tcti });
+    // It carries on from the agent's journal (the PCR still replays it): this TPM was not reset.
+    const state = new AgentState(agent.stateDir);
     const attestor = new Attestor({ tpm, logger: createLogger(), operational: false, call: async () => ({}), measure: [trustplaneBin, kernel],
-      selfMeasurements: { 'agent:config': reference.Document.Components['agent:config'][0] } });
+      selfMeasurements: { 'agent:config': reference.Document.Components['agent:config'][0] },
+      journal: { load: () => state.readMeasurements(), save: (events) => state.writeMeasurements(events) } });
     await attestor.measureBoot();
+    assert.ok(attestor.events.length > 3, 'resumed the agent\'s event list');
+    // The kernel is back as it was at boot: extended again, so the latest digest equals the boot one.
+    assert.deepEqual(await attestor.remeasure(), [kernel]);
     const challenge = async () => Buffer.from(String((await call('/v1/agent/attest/challenge', {})).body.Nonce), 'base64');
 
     const nonce = await challenge();
@@ -163,8 +170,22 @@ describe('attestation with a TPM (swtpm)', { skip: located.skip }, () => {
     assert.ok(garbled.status === 400 || failureIds(garbled).includes('quote-malformed'), JSON.stringify(garbled.body));
   });
 
-  it('gets its keys back after a clean boot and host clear', async () => {
+  it('detects a PCR reset within one TPM boot: a clean history replayed over a reset PCR is rewritten history', async () => {
+    const call = await hostCaller(agent.stateDir);
+    const reference = await json<{ Document: { Components: Record<string, string[]> } }>('class', 'show-reference', 'db');
+    // What root on the host could do: reset PCR 23 and extend the reference digests again (no journal: a fresh start).
+    const attestor = new Attestor({ tpm: new Tpm({ tcti: swtpm.tcti }), logger: createLogger(), operational: false, call: async () => ({}),
+      measure: [trustplaneBin, kernel], selfMeasurements: { 'agent:config': reference.Document.Components['agent:config'][0] } });
+    await attestor.measureBoot();
+    const nonce = Buffer.from(String((await call('/v1/agent/attest/challenge', {})).body.Nonce), 'base64');
+    const replayed = await call('/v1/agent/attest/evidence', await attestor.evidenceFor(nonce));
+    assert.equal(replayed.body.Status, 'contraindicated');
+    assert.ok(failureIds(replayed).includes('event-log-rewritten'), JSON.stringify(replayed.body));
+  });
+
+  it('gets its keys back after a clean boot (TPM reset) and host clear', async () => {
     writeFileSync(kernel, 'kernel 6.6 build 7');
+    await swtpm.reboot();
     agent = await startAgent(agent.stateDir);
     await agent.waitFor((status) => status.Attestation?.Status === 'affirming', 'affirming after a clean boot');
     assert.deepEqual(keyIds(await agent.status()), []);

@@ -48,6 +48,8 @@ export interface Swtpm {
   caCertificatePath: string;
   /** The CA that signed the EK and platform certificates (PEM). */
   issuerCertificatePath: string;
+  /** Power-cycles the TPM: the same state (EK, persistent AK), PCRs cleared, its reset count up by one. */
+  reboot(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -114,27 +116,38 @@ export async function startSwtpm(options: { timeoutMs?: number } = {}): Promise<
     // The swtpm TCTI talks to the control channel on the next port up, so both must be free.
     const port = await freePortPair();
     const ctrlPort = port + 1;
-    child = spawn(SWTPM_PATH, ['socket', '--tpm2', '--tpmstate', `dir=${state}`,
-      '--server', `type=tcp,port=${port},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${ctrlPort},bindaddr=127.0.0.1`,
-      '--flags', 'not-need-init,startup-clear', '--log', `file=${join(dir, 'swtpm.log')}`], { env, stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    let exit: string | undefined;
-    child.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
-    child.once('exit', (code, signal) => { exit = `swtpm exited (${code ?? signal}) before listening: ${stderr.trim()}`; });
-    child.once('error', (error) => { exit = `swtpm could not start: ${error.message}`; });
-    await waitForPort(port, Date.now() + (options.timeoutMs ?? 10_000), () => exit);
-    const running = child;
+    const launch = async () => {
+      const started = spawn(SWTPM_PATH, ['socket', '--tpm2', '--tpmstate', `dir=${state}`,
+        '--server', `type=tcp,port=${port},bindaddr=127.0.0.1`, '--ctrl', `type=tcp,port=${ctrlPort},bindaddr=127.0.0.1`,
+        '--flags', 'not-need-init,startup-clear', '--log', `file=${join(dir, 'swtpm.log')}`], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+      child = started;
+      let stderr = '';
+      let exit: string | undefined;
+      started.stderr?.on('data', (chunk: Buffer) => { stderr += chunk.toString(); });
+      started.once('exit', (code, signal) => { exit = `swtpm exited (${code ?? signal}) before listening: ${stderr.trim()}`; });
+      started.once('error', (error) => { exit = `swtpm could not start: ${error.message}`; });
+      await waitForPort(port, Date.now() + (options.timeoutMs ?? 10_000), () => exit);
+    };
+    const halt = async () => {
+      const running = child;
+      if (running && running.exitCode === null && running.signalCode === null) {
+        const exited = new Promise<void>((resolve) => running.once('exit', () => resolve()));
+        running.kill('SIGTERM');
+        await exited;
+      }
+    };
+    await launch();
     return {
       tcti: `swtpm:host=127.0.0.1,port=${port}`,
       dir,
       caCertificatePath: join(ca, 'swtpm-localca-rootca-cert.pem'),
       issuerCertificatePath: join(ca, 'issuercert.pem'),
+      async reboot() {
+        await halt();
+        await launch();
+      },
       async stop() {
-        if (running.exitCode === null && running.signalCode === null) {
-          const exited = new Promise<void>((resolve) => running.once('exit', () => resolve()));
-          running.kill('SIGTERM');
-          await exited;
-        }
+        await halt();
         rmSync(dir, { recursive: true, force: true });
       },
     };

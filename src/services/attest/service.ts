@@ -578,7 +578,7 @@ export class AttestationService {
       let appraisal: Appraisal;
       try {
         appraisal = appraise({ mode: settings.mode, nonce, nonceValid, events: evidence.Events, operationalJson: evidence.OperationalJson,
-          operational, ak, akTrusted: Boolean(vault.Tpm?.ActivatedAt), previousClock: vault.Clock, reference: reference?.document,
+          operational, ak, akTrusted: Boolean(vault.Tpm?.ActivatedAt), previousClock: vault.Clock, previousLog: vault.EventLog, reference: reference?.document,
           quote: evidence.Quote ? { attest: Buffer.from(evidence.Quote.Attest, 'base64'), signature: Buffer.from(evidence.Quote.Signature, 'base64') }
             : undefined });
       } catch (error) {
@@ -592,6 +592,7 @@ export class AttestationService {
         next.Boot = appraisal.boot;
         next.Current = appraisal.current;
         if (appraisal.clock) next.Clock = appraisal.clock;
+        if (appraisal.eventLog) next.EventLog = appraisal.eventLog;
       }
       if (operational && evidence.OperationalJson !== undefined) {
         const digest = sha256Hex(evidence.OperationalJson);

@@ -3,7 +3,7 @@
 // the boot values and the class's reference values, then the operational report.
 // Must never do I/O, and never affirm evidence it could not check: what is unverifiable is a failure.
 import {
-  computePcrDigest, parseQuote, replayPcrExtends, TpmFormatError, verifyQuoteSignature, type TpmPublic,
+  computePcrDigest, parseQuote, replayPcrExtends, sha256Hex, TpmFormatError, verifyQuoteSignature, type TpmPublic,
 } from '../../../shared/crypto/index.ts';
 import { evidenceBinding, type MeasurementEvent } from '../../../shared/attest-wire.ts';
 import type { AttestationMode, AttestationStatus } from '../../../shared/store/index.ts';
@@ -20,6 +20,20 @@ export interface QuoteClock {
   restartCount: number;
 }
 
+/** What is kept of a boot's accepted event list, to hold later evidence of the same boot to it. */
+export interface EventLogMark {
+  resetCount: number;
+  restartCount: number;
+  /** How many events were accepted, and the SHA-256 (hex) of exactly those. */
+  count: number;
+  digest: string;
+}
+
+/** The events' digest as EventLogMark keeps it. */
+export function eventLogDigest(events: readonly MeasurementEvent[]): string {
+  return sha256Hex(JSON.stringify(events.map((event) => [event.Pcr, event.Component, event.Digest])));
+}
+
 export interface AppraisalInput {
   mode: AttestationMode;
   nonce: Buffer;
@@ -33,6 +47,8 @@ export interface AppraisalInput {
   akTrusted: boolean;
   /** The last quote's clock, to notice a TPM clock running backwards without a reset. */
   previousClock?: QuoteClock;
+  /** The event list accepted last (TPM mode): within one TPM boot, new evidence must extend it, never rewrite it. */
+  previousLog?: EventLogMark;
   reference?: ReferencePolicyDocument;
 }
 
@@ -45,6 +61,8 @@ export interface Appraisal {
   boot: Record<string, string>;
   current: Record<string, string>;
   clock?: QuoteClock;
+  /** TPM mode, trustworthy evidence: the mark to hold the next evidence of this boot to. */
+  eventLog?: EventLogMark;
 }
 
 const failure = (Id: string, Severity: AttestationFailure['Severity'], Component: string, details: Partial<AttestationFailure> = {}): AttestationFailure =>
@@ -123,6 +141,14 @@ function appraiseQuote(input: AppraisalInput, failures: AttestationFailure[]): Q
     failures.push(failure('quote-clock', 'high', 'quote', { Detail: 'the TPM clock ran backwards without a reset (a replayed quote?)',
       Expected: `>= ${previous.clock}`, Found: String(clock.clock) }));
   }
+  const log = input.previousLog;
+  if (log && log.resetCount === clock.resetCount && log.restartCount === clock.restartCount
+    && (input.events.length < log.count || eventLogDigest(input.events.slice(0, log.count)) !== log.digest)) {
+    // The PCR was reset and re-extended (PCR 23 is resettable) without the TPM being reset: history rewritten.
+    failures.push(failure('event-log-rewritten', 'critical', 'event-log', {
+      Detail: 'within one TPM boot the event list no longer extends the one accepted before (was the PCR reset?)',
+      Expected: `the ${log.count} events accepted before, then more`, Found: `${input.events.length} events` }));
+  }
   return clock;
 }
 
@@ -167,5 +193,7 @@ export function appraise(input: AppraisalInput): Appraisal {
     }
     if (input.operational) failures.push(...compareOperational(input.operational, input.reference?.Operational));
   }
-  return { status: statusOf(failures), failures, trustworthy, boot, current, clock };
+  const eventLog = trustworthy && clock ? { resetCount: clock.resetCount, restartCount: clock.restartCount, count: input.events.length,
+    digest: eventLogDigest(input.events) } : undefined;
+  return { status: statusOf(failures), failures, trustworthy, boot, current, clock, eventLog };
 }

@@ -3,7 +3,7 @@
 // Must never be written in clear, nor opened under another host's id (the associated data says whose it is).
 import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LENGTH, GCM_TAG_LENGTH, randomBytes } from '../../../shared/crypto/index.ts';
 import type { AttestationFailure, ReportedOperational } from './operational.ts';
-import type { QuoteClock } from './appraisal.ts';
+import type { EventLogMark, QuoteClock } from './appraisal.ts';
 
 export const VAULT_FORMAT = 1;
 
@@ -21,6 +21,8 @@ export interface HostVault {
   Current?: Record<string, string>;
   Failures: AttestationFailure[];
   Clock?: QuoteClock;
+  /** TPM mode: the event list accepted last in the current TPM boot. */
+  EventLog?: EventLogMark;
   /** The latest operational report and its digest (rewritten only when it changes). */
   Operational?: ReportedOperational;
   OperationalDigest?: string;
