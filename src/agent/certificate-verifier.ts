@@ -3,10 +3,11 @@
 // for at most five minutes (less when it says its next update is sooner).
 // Must never call a certificate valid without a current, verified CRL.
 import {
-  CertificateFormatError, certificatesFromPem, validateCertificatePath, verifyRevocationList, type CertificatePurpose, type PathValidationResult,
+  CertificateFormatError, certificatesFromPem, describeCertificate, validateCertificatePath, verifyRevocationList, type CertificatePurpose, type PathValidationResult,
   type VerifiedRevocationList,
 } from '../shared/crypto/index.ts';
 import { UserError } from '../shared/errors.ts';
+import { isAttestedHostUri } from '../shared/fleet-wire.ts';
 import type { Logger } from '../shared/log.ts';
 import type { JsonCall } from './attestation.ts';
 
@@ -74,8 +75,13 @@ export class CertificateVerifier {
     }
     const revocation = await this.#revocationList();
     try {
-      return await validateCertificatePath({ certificateDer, chainDer, anchorDer: this.#anchorDer, revocationList: revocation.list,
+      const result = await validateCertificatePath({ certificateDer, chainDer, anchorDer: this.#anchorDer, revocationList: revocation.list,
         revocationUnavailable: revocation.unavailable, purpose: input.purpose, now: this.#now() });
+      // The account CA also issues the agents' own fleet identity certificates, which say nothing about attestation.
+      if (result.valid && !describeCertificate(certificateDer).uris.some(isAttestedHostUri)) {
+        return { ...result, valid: false, reason: 'not a certificate issued on attestation (a fleet identity certificate is not one)' };
+      }
+      return result;
     } catch (error) {
       if (error instanceof CertificateFormatError) throw new UserError('ValidationException', error.message);
       throw error;

@@ -17,6 +17,18 @@ export function hostUri(accountId: string, hostId: string): string {
   return `trustplane:host:${accountId}:${hostId}`;
 }
 
+/**
+ * The URI SAN only certificates issued on attestation carry: a relying party checking a peer with
+ * VerifyCertificate accepts those, not the fleet identity certificates the same CA issues to agents.
+ */
+export function attestedHostUri(accountId: string, hostId: string): string {
+  return `trustplane:attested-host:${accountId}:${hostId}`;
+}
+
+export function isAttestedHostUri(uri: string): boolean {
+  return /^trustplane:attested-host:\d{12}:h-[0-9a-f]+$/.test(uri);
+}
+
 export function parseHostUri(uri: string): { accountId: string; hostId: string } | undefined {
   const match = /^trustplane:host:(\d{12}):(h-[0-9a-f]+)$/.exec(uri);
   return match ? { accountId: match[1], hostId: match[2] } : undefined;

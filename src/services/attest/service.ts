@@ -11,7 +11,7 @@ import {
   certificateToPem, CertificateRequestError, normalizeHexSerial, parseCertificateRequest, type IssueCertificateInput, type IssuedCertificate,
   type ParsedCertificateRequest, type RevocationListInput,
 } from '../../shared/crypto/index.ts';
-import { hostUri } from '../../shared/fleet-wire.ts';
+import { attestedHostUri, hostUri } from '../../shared/fleet-wire.ts';
 import { AGENT_MEASUREMENT_PCR, type EvidenceMessage } from '../../shared/attest-wire.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
@@ -620,6 +620,8 @@ export class AttestationService {
         // Any change of verdict or measurement may change what key policies (tp:Attested, tp:Measurement/...) release.
         entitlementChanged: previous.status !== appraisal.status || JSON.stringify(next.Current) !== JSON.stringify(vault.Current),
         quarantine: actions.includes('revoke') ? { reason: `attestation ${appraisal.status}` } : undefined,
+        // Whatever the class's actions: a certificate issued on attestation does not outlive it.
+        revokeCertificates: appraisal.status === 'contraindicated' ? { reason: 'attestation contraindicated' } : undefined,
         alert: actions.includes('alert') ? await this.#prepareAlert(host, context, previous.status, attestation, appraisal.failures, reference?.version)
           : undefined }, now);
       if (!written) throw new UserError('ConflictException', 'Another verdict for this host was recorded meanwhile; send fresh evidence.', 409);
@@ -742,6 +744,7 @@ export class AttestationService {
       const written = await this.#options.store.recordVerdict({ attestation, entitlementChanged: mayHoldKeys(due.status),
         expected: { status: due.status, lastEvidence: due.lastEvidence },
         quarantine: actions.includes('revoke') ? { reason: 'attestation silent' } : undefined,
+        revokeCertificates: { reason: 'attestation silent' },
         alert: actions.includes('alert') ? await this.#prepareAlert(host, context, due.status, attestation, [failure], undefined) : undefined }, now);
       if (!written) continue;
       silenced += 1;
@@ -940,7 +943,8 @@ export class AttestationService {
     const lifetimeMs = Math.min(this.#certificateLifetimeMs, (input.LifetimeSeconds ?? Number.POSITIVE_INFINITY) * 1000);
     const now = this.#now();
     const issued = await authority.issue(host.accountId, { subjectPublicKeyDer: request.publicKeyDer, commonName: host.hostId, usage: 'both',
-      uris: [hostUri(host.accountId, host.hostId)], dnsNames: request.dnsNames, validityDays: lifetimeMs / DAY_MS, now });
+      uris: [hostUri(host.accountId, host.hostId), attestedHostUri(host.accountId, host.hostId)], dnsNames: request.dnsNames,
+      validityDays: lifetimeMs / DAY_MS, now });
     const recorded = await this.#options.store.recordAttestedCertificate({ serial: normalizeHexSerial(issued.serialNumber), accountId: host.accountId,
       hostId: host.hostId, notAfter: issued.notAfter, issuedAt: now });
     if (!recorded) {

@@ -114,6 +114,8 @@ export interface VerdictWrite {
   alert?: { alertId: string; url: string; body: WrappedSecret };
   /** Written only if the stored verdict still has this status and last evidence time (nobody wrote a newer one). */
   expected?: { status: AttestationStatus; lastEvidence?: Date };
+  /** Revoke the host's attested certificates (they vouch for an attestation that no longer holds). */
+  revokeCertificates?: { reason: string };
   /** Quarantine the host and revoke its attested certificates. */
   quarantine?: { reason: string };
 }

@@ -138,11 +138,14 @@ export class SqliteAttestStore implements AttestStore {
           VALUES (?, ?, ?, ?, ?, ?)`).run(write.alert.alertId, attestation.accountId, write.alert.url, write.alert.body.domainKeyId,
           write.alert.body.wrapped, now.getTime());
       }
+      const revocation = write.quarantine ?? write.revokeCertificates;
+      if (revocation) {
+        this.#statement(`UPDATE attested_certificates SET revoked_at = ?, revocation_reason = ? WHERE host_id = ? AND revoked_at IS NULL`)
+          .run(now.getTime(), revocation.reason, attestation.hostId);
+      }
       if (write.quarantine) {
         const quarantined = this.#statement(`UPDATE hosts SET status = 'quarantined' WHERE host_id = ? AND status = 'active'`)
           .run(attestation.hostId).changes === 1;
-        this.#statement(`UPDATE attested_certificates SET revoked_at = ?, revocation_reason = ? WHERE host_id = ? AND revoked_at IS NULL`)
-          .run(now.getTime(), write.quarantine.reason, attestation.hostId);
         if (quarantined) this.#recordChange(attestation.accountId, 'host-quarantined', now, { hostId: attestation.hostId });
       } else if (write.entitlementChanged) {
         this.#recordChange(attestation.accountId, 'attestation-changed', now, { hostId: attestation.hostId });

@@ -20,7 +20,7 @@ import {
   certificateToPem, createCertificateAuthority, createCertificateRequest, createRevocationList, generateAsymmetricPair, issueCertificate,
   validateCertificatePath, verifyRevocationList, type CertificateAuthority,
 } from '../../../src/shared/crypto/index.ts';
-import { hostUri } from '../../../src/shared/fleet-wire.ts';
+import { attestedHostUri, hostUri } from '../../../src/shared/fleet-wire.ts';
 
 interface IssuedView { Certificate: string; Chain: string[]; Serial: string; NotAfter: string }
 interface VerifyView { Valid: boolean; Reason?: string; Subject: string; NotAfter: string }
@@ -130,7 +130,7 @@ describe('attested certificates and app keys', () => {
     const ca = new X509Certificate(caPem);
     assert.ok(certificate.checkIssued(ca) && certificate.verify(ca.publicKey), 'signed by the account CA');
     assert.equal(certificate.subject, `CN=${web.hostId}`);
-    assert.deepEqual(sanOf(certificate), [`URI:${hostUri(server.accountId, web.hostId)}`]);
+    assert.deepEqual(sanOf(certificate), [`URI:${attestedHostUri(server.accountId, web.hostId)}`, `URI:${hostUri(server.accountId, web.hostId)}`]);
     assert.deepEqual([...certificate.keyUsage].sort(), [SERVER_AUTH, CLIENT_AUTH].sort());
     assert.equal(certificate.ca, false);
     const lifetime = Date.parse(certificate.validTo) - Date.now();
@@ -151,7 +151,8 @@ describe('attested certificates and app keys', () => {
     workload = await web.client.call<IssuedView>('IssueCertificate', { Csr: pem });
     const certificate = new X509Certificate(workload.Certificate);
     assert.equal(certificate.subject, `CN=${web.hostId}`, 'the requested subject is ignored');
-    assert.deepEqual(sanOf(certificate), [`DNS:api.example.internal`, `URI:${hostUri(server.accountId, web.hostId)}`]);
+    assert.deepEqual(sanOf(certificate), [`DNS:api.example.internal`, `URI:${attestedHostUri(server.accountId, web.hostId)}`,
+      `URI:${hostUri(server.accountId, web.hostId)}`]);
     assert.equal(certificate.ca, false, 'a request for a CA certificate is ignored');
     assert.equal(certificate.publicKey.asymmetricKeyDetails?.namedCurve, 'secp384r1');
     assert.ok(certificate.verify(new X509Certificate(caPem).publicKey));
@@ -188,9 +189,11 @@ describe('attested certificates and app keys', () => {
   });
 
   it('VerifyCertificate: invalid for the wrong purpose, a foreign CA, an intermediate without cA, a CA certificate', async () => {
-    // The fleet identity certificate is for clients only.
+    // The fleet identity certificate comes from the same CA but says nothing about attestation: refused, even as a client.
     const identity = new AgentState(web.stateDir).identity()!;
-    assert.equal((await verify(web, { Certificate: identity.Certificate, Purpose: 'client' })).Valid, true);
+    const identityCheck = await verify(web, { Certificate: identity.Certificate, Purpose: 'client' });
+    assert.equal(identityCheck.Valid, false);
+    assert.match(identityCheck.Reason ?? '', /issued on attestation/);
     const wrongPurpose = await verify(web, { Certificate: identity.Certificate, Purpose: 'server' });
     assert.equal(wrongPurpose.Valid, false);
     assert.match(wrongPurpose.Reason ?? '', /serverAuth/);
@@ -198,7 +201,7 @@ describe('attested certificates and app keys', () => {
     const foreign = await createCertificateAuthority('trustplane fleet CA 000000000000', 30);
     const stranger = await generateAsymmetricPair('ECC_NIST_P256');
     const forged = await issueCertificate({ authority: foreign, subjectPublicKeyDer: stranger.publicKeyDer, commonName: web.hostId, usage: 'both',
-      uris: [hostUri(server.accountId, web.hostId)], validityDays: 1 });
+      uris: [hostUri(server.accountId, web.hostId), attestedHostUri(server.accountId, web.hostId)], validityDays: 1 });
     const foreignResult = await verify(web, { Certificate: certificateToPem(forged.certificateDer), Chain: [certificateToPem(foreign.certificateDer)] });
     assert.equal(foreignResult.Valid, false);
     assert.match(foreignResult.Reason ?? '', /another CA|no path/);
