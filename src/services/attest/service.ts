@@ -625,7 +625,7 @@ export class AttestationService {
         alert: actions.includes('alert') ? await this.#prepareAlert(host, context, previous.status, attestation, appraisal.failures, reference?.version)
           : undefined }, now);
       if (!written) throw new UserError('ConflictException', 'Another verdict for this host was recorded meanwhile; send fresh evidence.', 409);
-      await this.#afterVerdict(host, context, previous.status, attestation, appraisal.failures, actions, reference?.version);
+      await this.#afterVerdict(host, previous.status, attestation, appraisal.failures, actions);
       // Quarantined: the agent knows its attested certificates are revoked, and asks again once cleared.
       return { Status: appraisal.status, Failures: appraisal.failures, IntervalSeconds: settings.intervalSeconds,
         VerifiedAt: now.toISOString(), LatencyMs: now.getTime() - started.getTime(),
@@ -642,8 +642,9 @@ export class AttestationService {
     return hostStatus === 'quarantined' ? actions.filter((action) => action !== 'revoke') : actions;
   }
 
-  async #afterVerdict(host: HostRecord, context: HostContext, before: AttestationStatus, attestation: HostAttestationRecord,
-    failures: AttestationFailure[], actions: CorrectiveAction[], referenceVersion: number | undefined): Promise<void> {
+  /** After a verdict committed: the audit records, the log line, and the alert delivery it queued. */
+  async #afterVerdict(host: HostRecord, before: AttestationStatus, attestation: HostAttestationRecord, failures: AttestationFailure[],
+    actions: CorrectiveAction[]): Promise<void> {
     const after = attestation.status;
     if (before !== after || failures.length > 0) {
       const summary = failures.length === 0 ? after : `${after}: ${[...new Set(failures.map((failure) => failure.Id))].join(',')}`;
@@ -748,7 +749,7 @@ export class AttestationService {
         alert: actions.includes('alert') ? await this.#prepareAlert(host, context, due.status, attestation, [failure], undefined) : undefined }, now);
       if (!written) continue;
       silenced += 1;
-      await this.#afterVerdict(host, context, due.status, attestation, [failure], actions, undefined);
+      await this.#afterVerdict(host, due.status, attestation, [failure], actions);
     }
     this.#usedChallenges.forgetExpired(now);
     await this.deliverAlerts();

@@ -138,7 +138,14 @@ export function attestAgentRoutes(service: AttestationService): AgentRoute[] {
     }),
     defineAgentRoute({
       path: '/v1/agent/attest/unseal', input: z.object({ Sealed: fields.blob({ min: 1, max: 70_000 }) }).strict(),
-      handle: async (host, input) => ({ Plaintext: (await service.unseal(host, input.Sealed)).Plaintext.toString('base64') }),
+      handle: async (host, input) => {
+        const { Plaintext } = await service.unseal(host, input.Sealed);
+        try {
+          return { Plaintext: Plaintext.toString('base64') };
+        } finally {
+          zeroize(Plaintext);
+        }
+      },
     }),
   ];
 }
