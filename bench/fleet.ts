@@ -25,6 +25,7 @@ import type { LoadOptions, Outcome } from './lib/load-generator.ts';
 import { machineCpu, ownCpuSeconds, processCpuSeconds, runLoadWithCpu, type LoadWithCpu } from './lib/process-cpu.ts';
 import { count, fixed, printProblemBanner, printTable } from './lib/report.ts';
 import { createSymmetricKey, judgeReply, keepAliveAgent, SignedJsonClient } from './lib/signed-json-client.ts';
+import { forEachBounded } from './lib/concurrency.ts';
 import {
   concurrencyFlag, DISTURBED_OTHER_CPU_PERCENT, MAX_REQUESTS_PER_MEASUREMENT, positiveNumber, REQUEST_TIMEOUT_MS, serverLogProblems, warmupFlag,
 } from './lib/settings.ts';
@@ -109,24 +110,6 @@ function progressLine(label: string, total: number): (done: number) => void {
   };
 }
 
-/** Runs `work` over `items` with at most `limit` in flight; the first failure stops new work and is thrown. */
-async function forEachBounded<T>(items: T[], limit: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < items.length) {
-      const index = next;
-      next += 1;
-      try {
-        await work(items[index], index);
-      } catch (error) {
-        failed = true;
-        throw error;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
 
 /** `what` names the work in the error; a function is asked only when the time is up (it may say how far the work got). */
 async function withDeadline<T>(promise: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
