@@ -14,6 +14,9 @@ import { attestationOperations } from './attestation-socket.ts';
 import { CertificateVerifier } from './certificate-verifier.ts';
 import { HostCertificates } from './host-certificate.ts';
 import { Tpm } from './tpm.ts';
+import { privilegedOperations } from './privops/socket.ts';
+import { createOperationRegistry } from './privops/registry.ts';
+import { loadPrivopTrust } from './privops/trust.ts';
 
 export interface AgentOptions {
   server?: string;
@@ -30,6 +33,8 @@ export interface AgentOptions {
   programPath?: string;
   /** Report operational parameters (ports, modules, executables, users) with evidence (default on). */
   operational?: boolean;
+  /** The --privop-trust file: who may sign privileged-operation requests for this host; absent: none may. */
+  privopTrust?: string;
 }
 
 export interface RunningAgent {
@@ -42,6 +47,8 @@ export interface RunningAgent {
 export async function startAgent(options: AgentOptions, logger: Logger): Promise<RunningAgent> {
   const state = new AgentState(options.stateDir);
   state.prepare();
+  // Read before anything else starts: a trust file that does not load stops the agent.
+  const privopTrust = options.privopTrust ? await loadPrivopTrust(options.privopTrust) : undefined;
   const tpm = options.tpm ? new Tpm({ tcti: options.tpm }) : undefined;
   let identity = state.identity();
   if (!identity) {
@@ -103,7 +110,10 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   };
   api = new AgentSocketApi({ ring, logger, status: () => ({ HostId: client.identity.HostId, Revision: ring.revision,
     Connected: client.connected, CertificateExpiresAt: client.identity.CertificateExpiresAt, Keys: ring.describe(),
-    Attestation: attestor.verdict }), operations: attestationOperations({ call, tpm, certificates, verifier }) });
+    Attestation: attestor.verdict }), operations: {
+      ...attestationOperations({ call, tpm, certificates, verifier }),
+      ...privilegedOperations({ state, trust: privopTrust, registry: createOperationRegistry(), logger }),
+    } });
   await api.listen(options.socketPath, options.socketMode);
   void client.run().then(() => undefined, (error: unknown) => logger.error({ err: error }, 'fleet client stopped'));
   // Boot measurements are taken before the first challenge, so the event list starts at this start.

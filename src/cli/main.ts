@@ -11,6 +11,7 @@ import { registerOperatorCommands } from './commands/operator.ts';
 import { registerFleetCommands } from './commands/fleet.ts';
 import { registerAttestCommands } from './commands/attest.ts';
 import { registerAgentCommand } from './commands/agent.ts';
+import { registerPrivopCommands } from './commands/privop.ts';
 import { failWith } from './output.ts';
 
 const program = new Command();
@@ -28,5 +29,6 @@ registerOperatorCommands(program);
 registerFleetCommands(program);
 registerAttestCommands(program);
 registerAgentCommand(program);
+registerPrivopCommands(program);
 
 program.parseAsync(process.argv).catch(failWith);

@@ -5,7 +5,7 @@ import { createLogger } from '../../shared/log.ts';
 
 interface AgentFlags {
   server?: string; joinToken?: string; state: string; socket: string; socketMode: string; name?: string; tpm?: string; measure: string[];
-  operational: boolean;
+  operational: boolean; privopTrust?: string;
 }
 
 export function registerAgentCommand(program: Command): void {
@@ -20,6 +20,7 @@ export function registerAgentCommand(program: Command): void {
     .option('--tpm <tcti>', 'attest with this TPM 2.0 (e.g. device:/dev/tpmrm0, swtpm:host=127.0.0.1,port=2321); without it: software mode')
     .option('--measure <path>', 'a boot component to measure (firmware image, kernel, initrd...); repeatable',
       (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--privop-trust <file>', 'JSON file naming the signers (pinned public keys) that may request privileged operations, and which')
     .option('--no-operational', 'do not report operational parameters (listening ports, modules, executables, users)')
     .action(async (flags: AgentFlags) => {
       const mode = Number.parseInt(flags.socketMode, 8);
@@ -30,7 +31,7 @@ export function registerAgentCommand(program: Command): void {
       const { startAgent } = await import('../../agent/index.ts');
       const agent = await startAgent({ server: flags.server, joinToken: flags.joinToken ?? process.env.TRUSTPLANE_JOIN_TOKEN,
         stateDir: flags.state, socketPath: flags.socket, socketMode: mode, name: flags.name, tpm: flags.tpm, measure: flags.measure,
-        operational: flags.operational, programPath: process.argv[1] }, logger);
+        operational: flags.operational, privopTrust: flags.privopTrust, programPath: process.argv[1] }, logger);
       delete process.env.TRUSTPLANE_JOIN_TOKEN;
       process.stdout.write(`trustplane agent running as host ${agent.hostId}; socket ${flags.socket}\n`);
       const stop = () => { void agent.stop(); };

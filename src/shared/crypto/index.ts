@@ -56,7 +56,7 @@ export {
   validateCertificatePath, certificatesFromPem, CertificateFormatError, type CertificatePurpose, type PathValidationInput, type PathValidationResult,
 } from './lib/certificate-paths.ts';
 export {
-  generateHpkeKeyPair, hpkeSeal, hpkeOpen, isHpkePublicKey, HPKE_PUBLIC_KEY_LENGTH, type HpkeKeyPair, type HpkeSealed,
+  generateHpkeKeyPair, hpkeSeal, hpkeOpen, isHpkePublicKey, HPKE_PUBLIC_KEY_LENGTH, HPKE_ENCAPSULATED_KEY_LENGTH, type HpkeKeyPair, type HpkeSealed,
 } from './lib/hpke.ts';
 export { signJwt, publicJwk, signDetached, verifyDetached, TOKEN_ALGORITHM } from './lib/jwt.ts';
 export {
@@ -66,3 +66,8 @@ export {
   type QuoteInfo, type TpmPcrSelection, type TpmSignature, type TpmCredential, type VerifyQuoteOptions,
 } from './lib/tpm.ts';
 export { checkEndorsementCertificate, pemCertificatesToDer, type EndorsementCertificateProblem } from './lib/certificates.ts';
+export { canonicalJson } from './lib/canonical-json.ts';
+export {
+  generateSignerKeyPair, generateResultKeyPair, resultPublicKeyFromPem, resultPrivateKeyFromPem, importSignerPublicKey, signDetachedJws,
+  detachedJwsHeader, verifyDetachedJws, signWithPemKey, PrivopKeyError, PRIVOP_JWS_ALGORITHMS, type PrivopJwsAlgorithm,
+} from './lib/privop-keys.ts';

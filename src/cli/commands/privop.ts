@@ -1,0 +1,133 @@
+// `trustplane privop`: sealed privileged operations in three roles kept apart: the requester signs a request
+// naming its result key (`request`), the courier carries it and the sealed result (`deliver`), the key holder opens it (`open`).
+// Must never print a result that failed any check, nor let `deliver` see anything but ciphertext.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { hostname, userInfo } from 'node:os';
+import { join } from 'node:path';
+import type { Command } from 'commander';
+import { AgentClient } from '../../clients/agent.ts';
+import { parseDurationSeconds } from '../../shared/config.ts';
+import {
+  canonicalJson, checkEndorsementCertificate, describeCertificate, generateResultKeyPair, generateSignerKeyPair, pemCertificatesToDer,
+  randomBytes, resultPrivateKeyFromPem, resultPublicKeyFromPem, signDetachedJws, zeroize, PrivopKeyError,
+} from '../../shared/crypto/index.ts';
+import { UserError } from '../../shared/errors.ts';
+import { writeFileDurably } from '../../shared/fs.ts';
+import {
+  MAX_PRIVOP_WINDOW_SECONDS, openPrivopResult, parsePrivopRequestFile, privopRequestSchema, PRIVOP_JWS_TYPE, PRIVOP_REQUEST_VERSION,
+  type PrivopRequestFile,
+} from '../../shared/privop-wire.ts';
+
+const KEY_FILES = ['signer.key', 'signer.pub', 'result.key', 'result.pub'];
+
+function readInput(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (error) {
+    throw new UserError('FileUnavailable', `Cannot read ${what} ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
+  }
+}
+
+/** Key-file problems as one-line user errors. */
+function keyFile<T>(path: string, use: (text: string) => T): T {
+  const text = readInput(path, 'the key file').toString('utf8');
+  try {
+    return use(text);
+  } catch (error) {
+    if (error instanceof PrivopKeyError) throw new UserError('InvalidKey', `${path}: ${error.message}`);
+    throw error;
+  }
+}
+
+function parseParameters(pairs: string[]): Record<string, string> {
+  const parameters: Record<string, string> = {};
+  for (const pair of pairs) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new UserError('ValidationException', `--param must be NAME=VALUE; got '${pair}'.`);
+    const name = pair.slice(0, at);
+    if (name in parameters) throw new UserError('ValidationException', `--param ${name} is given twice.`);
+    parameters[name] = pair.slice(at + 1);
+  }
+  return parameters;
+}
+
+export function registerPrivopCommands(program: Command): void {
+  const privop = program.command('privop').description('sealed privileged operations: signed requests, untrusted couriers, results encrypted to the requester');
+
+  privop.command('keygen').description('make a signer key pair (Ed25519) and a result key pair (X25519)')
+    .requiredOption('--out <dir>', 'directory for signer.key, signer.pub, result.key, result.pub')
+    .action(async (flags: { out: string }) => {
+      mkdirSync(flags.out, { recursive: true, mode: 0o700 });
+      const existing = KEY_FILES.filter((name) => existsSync(join(flags.out, name)));
+      if (existing.length > 0) throw new UserError('AlreadyExists', `${flags.out} already holds ${existing.join(', ')}; not overwriting keys.`);
+      const signer = generateSignerKeyPair();
+      const result = await generateResultKeyPair();
+      writeFileDurably(join(flags.out, 'signer.key'), signer.privateKeyPem, 0o600);
+      writeFileDurably(join(flags.out, 'signer.pub'), signer.publicKeyPem, 0o644);
+      writeFileDurably(join(flags.out, 'result.key'), result.privateKeyPem, 0o600);
+      writeFileDurably(join(flags.out, 'result.pub'), result.publicKeyPem, 0o644);
+      process.stdout.write(`${JSON.stringify({ Directory: flags.out, Files: KEY_FILES })}\n`);
+    });
+
+  privop.command('request').description('sign a request for one host; prints the request file (JSON)')
+    .requiredOption('--host <host-id>', 'the host that must run it (h-…)')
+    .requiredOption('--op <operation>', 'the operation, e.g. system.snapshot, process.list, file.hash, file.read')
+    .option('--param <name=value>', 'a parameter (repeatable)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .requiredOption('--sign-key <file>', 'the requester\'s signing key (signer.key)')
+    .requiredOption('--result-key <file>', 'the public key results are sealed to (result.pub)')
+    .option('--ttl <duration>', 'how long the request stays valid, e.g. 10m, 2h (at most 7d)', '10m')
+    .option('--requester <name>', 'who asks (recorded by the host; default user@machine)')
+    .action(async (flags: { host: string; op: string; param: string[]; signKey: string; resultKey: string; ttl: string; requester?: string }) => {
+      const ttl = parseDurationSeconds(flags.ttl, '--ttl');
+      if (ttl < 1 || ttl > MAX_PRIVOP_WINDOW_SECONDS) throw new UserError('ValidationException', '--ttl must be from 1s to 7d.');
+      const resultKey = keyFile(flags.resultKey, resultPublicKeyFromPem);
+      const now = Date.now();
+      const candidate = {
+        Version: PRIVOP_REQUEST_VERSION, Operation: flags.op, Parameters: parseParameters(flags.param), Target: { HostId: flags.host },
+        NotBefore: new Date(now).toISOString(), NotAfter: new Date(now + ttl * 1000).toISOString(), Nonce: randomBytes(24).toString('base64url'),
+        Requester: flags.requester ?? `${userInfo().username}@${hostname()}`, ResultKey: resultKey.toString('base64url'),
+      };
+      const checked = privopRequestSchema.safeParse(candidate);
+      if (!checked.success) {
+        throw new UserError('ValidationException', checked.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '));
+      }
+      const signKeyPem = readInput(flags.signKey, 'the key file').toString('utf8');
+      const signature = await keyFile(flags.signKey, () => signDetachedJws(signKeyPem, canonicalJson(checked.data), PRIVOP_JWS_TYPE));
+      const file: PrivopRequestFile = { Request: checked.data, Signature: signature };
+      process.stdout.write(`${JSON.stringify(file, null, 2)}\n`);
+    });
+
+  privop.command('deliver').description('carry a request to a host\'s agent and print the sealed result (the courier reads neither)')
+    .argument('<request-file>', 'the request file from `privop request`')
+    .requiredOption('--agent <socket>', 'the agent\'s Unix socket on the target host')
+    .action(async (requestFile: string, flags: { agent: string }) => {
+      // Checked for shape only: the courier cannot judge the signature, the host does.
+      const parsed = parsePrivopRequestFile(readInput(requestFile, 'the request file'));
+      const reply = await new AgentClient(flags.agent).call<{ Sealed: string }>('PrivilegedOperation', { Request: parsed.file as unknown as Record<string, unknown> });
+      process.stdout.write(Buffer.from(reply.Sealed, 'base64'));
+    });
+
+  privop.command('open').description('decrypt a sealed result and check the host signature and the request binding; prints the result (JSON)')
+    .argument('<sealed-file>', 'the sealed result from `privop deliver`')
+    .requiredOption('--key <file>', 'the result private key (result.key)')
+    .option('--request <file>', 'the request it answers: checks digest, host and result key')
+    .option('--ca <file>', 'the account CA certificate (PEM): the host certificate must be issued by it and valid now')
+    .action(async (sealedFile: string, flags: { key: string; request?: string; ca?: string }) => {
+      const sealed = readInput(sealedFile, 'the sealed result');
+      const request = flags.request ? parsePrivopRequestFile(readInput(flags.request, 'the request file')).request : undefined;
+      const authorities = flags.ca ? pemCertificatesToDer(readInput(flags.ca, 'the CA certificate').toString('utf8')) : undefined;
+      if (authorities && authorities.length === 0) throw new UserError('ValidationException', `${flags.ca} holds no PEM certificate.`);
+      const keys = keyFile(flags.key, resultPrivateKeyFromPem);
+      try {
+        const { plaintext } = await openPrivopResult({ sealed, privateKey: keys.privateKey, publicKey: keys.publicKey, request,
+          checkCertificate: authorities ? (der) => checkEndorsementCertificate(der, describeCertificate(der).publicKeyDer, authorities, new Date()) : undefined });
+        if (plaintext.Error) {
+          process.stdout.write(`${JSON.stringify(plaintext, null, 2)}\n`);
+          throw new UserError('PrivopOperationFailed', `${plaintext.HostId} ran ${plaintext.Operation} and it failed: ${plaintext.Error.Code}: ${plaintext.Error.Message}`);
+        }
+        process.stdout.write(`${JSON.stringify(plaintext, null, 2)}\n`);
+      } finally {
+        zeroize(keys.privateKey);
+      }
+    });
+}
