@@ -15,7 +15,7 @@ import { CertificateVerifier } from './certificate-verifier.ts';
 import { HostCertificates } from './host-certificate.ts';
 import { Tpm } from './tpm.ts';
 import { privilegedOperations } from './privops/socket.ts';
-import { createOperationRegistry } from './privops/registry.ts';
+import { createOperationRegistry, hostOperations } from './privops/registry.ts';
 import { loadPrivopTrust } from './privops/trust.ts';
 
 export interface AgentOptions {
@@ -35,6 +35,8 @@ export interface AgentOptions {
   operational?: boolean;
   /** The --privop-trust file: who may sign privileged-operation requests for this host; absent: none may. */
   privopTrust?: string;
+  /** --privop-log-root: directories logs.collect may read besides /var/log (the host owner's choice, not the request's). */
+  privopLogRoots?: string[];
 }
 
 export interface RunningAgent {
@@ -112,7 +114,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     Connected: client.connected, CertificateExpiresAt: client.identity.CertificateExpiresAt, Keys: ring.describe(),
     Attestation: attestor.verdict }), operations: {
       ...attestationOperations({ call, tpm, certificates, verifier }),
-      ...privilegedOperations({ state, trust: privopTrust, registry: createOperationRegistry(), logger }),
+      ...privilegedOperations({ state, trust: privopTrust, registry: createOperationRegistry(hostOperations({ stateDir: state.dir, logRoots: options.privopLogRoots })), logger }),
     } });
   await api.listen(options.socketPath, options.socketMode);
   void client.run().then(() => undefined, (error: unknown) => logger.error({ err: error }, 'fleet client stopped'));

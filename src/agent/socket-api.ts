@@ -18,7 +18,8 @@ import {
 } from '../services/kms/domain/key-specs.ts';
 import type { AgentKeyRing } from './key-ring.ts';
 
-const MAX_SOCKET_BODY_BYTES = 6 * 1024 * 1024;
+// Room for a privileged-operation request carrying a 16 MiB patch (base64, then JSON).
+const MAX_SOCKET_BODY_BYTES = 24 * 1024 * 1024;
 const keyRef = fields.text({ min: 1, max: 2048 });
 const context = z.record(z.string(), z.string()).optional();
 

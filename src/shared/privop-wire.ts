@@ -9,7 +9,8 @@
 //     "Signature": compact JWS, payload detached ("header..signature"): alg EdDSA (Ed25519) or ES256,
 //                  kid = RFC 7638 thumbprint of the signer key, typ "trustplane-privop+jws";
 //                  the payload is the RFC 8785 (JCS) bytes of "Request",
-//     "Certificates"?: [PEM] (the signer's certificate and chain; not accepted by agents yet) }
+//     "Certificates"?: [PEM] (the signer's certificate first, then intermediates; it must carry the privop-signing EKU
+//                  and chain to a CA the host trusts; the JWS is then verified with its key, kid is not used) }
 //   Request digest = SHA-256(JCS(Request)); it names the request everywhere after.
 //
 // Sealed result file (JSON, what `trustplane privop deliver` writes), version 1:
@@ -47,13 +48,20 @@ const base64url = (minBytes: number, maxBytes: number) => z.string().regex(BASE6
   .refine((value) => { const length = Buffer.from(value, 'base64url').length; return length >= minBytes && length <= maxBytes; },
     `base64url of ${minBytes === maxBytes ? minBytes : `${minBytes} to ${maxBytes}`} bytes`);
 
-export const privopParameterValue = z.union([z.string().max(4096), z.number().finite()]);
+export const MAX_PRIVOP_PARAMETER_CHARS = 4096;
+/** Bulk content (a parameter whose name ends in `Base64`, e.g. patch.apply's contentBase64): base64 of up to 16 MiB. */
+export const MAX_PRIVOP_BASE64_PARAMETER_CHARS = Math.ceil((16 * 1024 * 1024) / 3) * 4;
+export const privopParameterValue = z.union([z.string().max(MAX_PRIVOP_BASE64_PARAMETER_CHARS), z.number().finite()]);
+const isBulkParameter = (name: string) => name.endsWith('Base64');
 
 export const privopRequestSchema = z.object({
   Version: z.literal(PRIVOP_REQUEST_VERSION),
   Operation: z.string().max(64).regex(/^[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+$/, 'an operation name like system.snapshot'),
   Parameters: z.record(z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, 'a parameter name'), privopParameterValue)
-    .refine((value) => Object.keys(value).length <= MAX_PRIVOP_PARAMETERS, `at most ${MAX_PRIVOP_PARAMETERS} parameters`),
+    .refine((value) => Object.keys(value).length <= MAX_PRIVOP_PARAMETERS, `at most ${MAX_PRIVOP_PARAMETERS} parameters`)
+    .refine((value) => Object.entries(value).every(([name, item]) => typeof item !== 'string' || item.length <= MAX_PRIVOP_PARAMETER_CHARS || isBulkParameter(name)),
+      `string parameters of at most ${MAX_PRIVOP_PARAMETER_CHARS} characters (bulk content: a name ending in Base64)`)
+    .refine((value) => Object.entries(value).filter(([name]) => isBulkParameter(name)).length <= 1, 'at most one bulk (…Base64) parameter'),
   Target: z.union([
     z.object({ HostId: z.string().regex(/^h-[0-9a-f]{1,64}$/, 'a host id (h-…)') }).strict(),
     z.object({ Class: z.string().min(1).max(512) }).strict(),

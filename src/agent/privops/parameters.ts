@@ -35,3 +35,38 @@ export function integerParameter(operation: string, parameters: PrivopParameters
   }
   return parsed;
 }
+
+/** A string of at most `maxLength` characters matching `pattern` (whose meaning `what` names). */
+export function stringParameter(operation: string, parameters: PrivopParameters, name: string,
+  options: { pattern: RegExp; what: string; maxLength: number; required: true }): string;
+export function stringParameter(operation: string, parameters: PrivopParameters, name: string,
+  options: { pattern: RegExp; what: string; maxLength: number; required?: false }): string | undefined;
+export function stringParameter(operation: string, parameters: PrivopParameters, name: string,
+  options: { pattern: RegExp; what: string; maxLength: number; required?: boolean }): string | undefined {
+  const value = parameters[name];
+  if (value === undefined) {
+    if (options.required) throw invalid(operation, `parameter ${name} is required.`);
+    return undefined;
+  }
+  if (typeof value !== 'string' || value.length > options.maxLength || !options.pattern.test(value)) {
+    throw invalid(operation, `parameter ${name} must be ${options.what}.`);
+  }
+  return value;
+}
+
+/** A hex SHA-256 digest (64 characters), lower-cased. */
+export function sha256Parameter(operation: string, parameters: PrivopParameters, name: string): string {
+  return stringParameter(operation, parameters, name, { pattern: /^[0-9a-fA-F]{64}$/, what: 'a SHA-256 digest in hex (64 characters)',
+    maxLength: 64, required: true }).toLowerCase();
+}
+
+/** A virtual address, hex (`0x7f…`) or decimal, as a bigint (addresses above 2^53 exist, e.g. [vsyscall]). */
+export function addressParameter(operation: string, parameters: PrivopParameters, name: string): bigint {
+  const value = parameters[name];
+  if (value === undefined) throw invalid(operation, `parameter ${name} is required.`);
+  const text = typeof value === 'number' ? (Number.isSafeInteger(value) && value >= 0 ? String(value) : '') : value;
+  if (!/^(0[xX][0-9a-fA-F]{1,16}|\d{1,20})$/.test(text)) throw invalid(operation, `parameter ${name} must be an address in hex (0x…) or decimal.`);
+  const address = BigInt(text);
+  if (address >= 1n << 64n) throw invalid(operation, `parameter ${name} must be below 2^64.`);
+  return address;
+}

@@ -5,11 +5,28 @@ import type { PrivilegedOperationDefinition, PrivilegedOperations } from './oper
 import { fileHashOperation } from './file-hash.ts';
 import { fileReadOperation } from './file-read.ts';
 import { processListOperation } from './process-list.ts';
+import { createLogsCollectOperation } from './logs-collect.ts';
+import { createPatchApplyOperation } from './patch-apply.ts';
+import { PatchBackups } from './patch-backups.ts';
+import { createPatchRollbackOperation } from './patch-rollback.ts';
+import { processDumpOperation } from './process-dump.ts';
+import { processMemoryReadOperation } from './process-memory-read.ts';
 import { systemSnapshotOperation } from './system-snapshot.ts';
 
-export function createOperationRegistry(definitions: Array<PrivilegedOperationDefinition<unknown>> = [
-  systemSnapshotOperation, processListOperation, fileHashOperation, fileReadOperation,
-]): PrivilegedOperations {
+/**
+ * The operations this host offers. `stateDir` holds patch backups (without it patch.apply and patch.rollback are absent:
+ * a patch is never applied without a place for its backup); `logRoots` adds to /var/log for logs.collect.
+ */
+export function hostOperations(options: { stateDir?: string; logRoots?: string[] } = {}): Array<PrivilegedOperationDefinition<unknown>> {
+  const backups = options.stateDir ? new PatchBackups(options.stateDir) : undefined;
+  return [
+    systemSnapshotOperation, processListOperation, fileHashOperation, fileReadOperation, processMemoryReadOperation, processDumpOperation,
+    createLogsCollectOperation({ roots: options.logRoots }),
+    ...(backups ? [createPatchApplyOperation(backups), createPatchRollbackOperation(backups)] : []),
+  ];
+}
+
+export function createOperationRegistry(definitions: Array<PrivilegedOperationDefinition<unknown>> = hostOperations()): PrivilegedOperations {
   const byName = new Map(definitions.map((definition) => [definition.name, definition]));
   return {
     names: () => [...byName.keys()].sort(),

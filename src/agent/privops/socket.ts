@@ -2,7 +2,9 @@
 // trusted signer, validity window, host binding, single use, permission), runs it and answers only the sealed result.
 // Must never let a result leave unsealed, nor run a request before its nonce is durably recorded.
 import { z } from 'zod';
-import { detachedJwsHeader, verifyDetachedJws, zeroize } from '../../shared/crypto/index.ts';
+import {
+  CertificateFormatError, certificatesFromPem, detachedJwsHeader, importSignerCertificateKey, PrivopKeyError, validateCertificatePath, verifyDetachedJws, zeroize,
+} from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { parseInput } from '../../shared/http/index.ts';
 import type { Logger } from '../../shared/log.ts';
@@ -14,7 +16,7 @@ import type { AgentState } from '../state.ts';
 import { PrivopAudit, type PrivopAuditEntry } from './audit.ts';
 import { PrivopNonceStore } from './nonce-store.ts';
 import type { PreparedOperation, PrivilegedOperations } from './operation.ts';
-import { mayRequest, type PrivopTrust, type TrustedSigner } from './trust.ts';
+import { certifiedSigner, mayRequest, parameterOutsideLimits, type PrivopTrust, type TrustedSigner } from './trust.ts';
 
 /** Clock difference tolerated between the requester and this host. */
 export const PRIVOP_CLOCK_SKEW_MS = 60_000;
@@ -22,6 +24,46 @@ export const PRIVOP_CLOCK_SKEW_MS = 60_000;
 const schema = z.object({ Request: z.unknown() }).strict();
 
 const denied = (code: string, message: string) => new UserError(code, message, 403);
+
+/**
+ * The signer a request's certificate chain (leaf first) makes: full RFC 5280 validation at `at` against each trusted CA in
+ * turn, with the privop-signing EKU required. No CRL is consulted for these CAs in this version (revocation: replace the CA).
+ */
+async function certifiedSignerOf(pems: string[], trust: PrivopTrust, at: Date): Promise<TrustedSigner> {
+  if (trust.cas.length === 0) throw denied('PrivopSignerNotTrusted', 'This agent trusts no CA for signers of privileged operations.');
+  let leaf: Buffer;
+  let chain: Buffer[];
+  try {
+    [leaf, ...chain] = pems.flatMap((pem) => certificatesFromPem(pem)) as [Buffer, ...Buffer[]];
+  } catch (error) {
+    if (error instanceof CertificateFormatError) throw denied('PrivopCertificateInvalid', `The signer certificate is unreadable: ${error.message}`);
+    throw error;
+  }
+  const reasons: string[] = [];
+  for (const ca of trust.cas) {
+    let result: Awaited<ReturnType<typeof validateCertificatePath>>;
+    try {
+      result = await validateCertificatePath({ certificateDer: leaf, chainDer: chain, anchorDer: ca.certificateDer, purpose: 'privop-signing',
+        unsafeSkipRevocation: true, now: at });
+    } catch (error) {
+      if (error instanceof CertificateFormatError) throw denied('PrivopCertificateInvalid', `The signer certificate is unreadable: ${error.message}`);
+      throw error;
+    }
+    if (!result.valid) {
+      reasons.push(`${ca.name}: ${result.reason ?? 'invalid'}`);
+      continue;
+    }
+    let key: Awaited<ReturnType<typeof importSignerCertificateKey>>;
+    try {
+      key = await importSignerCertificateKey(leaf);
+    } catch (error) {
+      if (error instanceof PrivopKeyError) throw denied('PrivopCertificateInvalid', `The signer certificate ${result.subject}: ${error.message}`);
+      throw error;
+    }
+    return certifiedSigner(ca, result.subject, key);
+  }
+  throw denied('PrivopCertificateInvalid', `The signer certificate is not valid for signing privileged operations: ${reasons.join('; ')}.`);
+}
 
 export function privilegedOperations(options: { state: AgentState; trust?: PrivopTrust; registry: PrivilegedOperations; logger: Logger;
   now?: () => Date }): Record<string, SocketOperation> {
@@ -32,13 +74,15 @@ export function privilegedOperations(options: { state: AgentState; trust?: Privo
 
   const verify = async (parsed: ParsedPrivopRequest, trust: PrivopTrust, at: Date, entry: PrivopAuditEntry): Promise<TrustedSigner> => {
     const { request, file } = parsed;
-    if (file.Certificates?.length) {
-      throw denied('PrivopSignerNotTrusted', 'Certificate-based signers are not supported by this agent yet; sign with a pinned key.');
-    }
     const header = detachedJwsHeader(file.Signature);
     if (!header) throw denied('PrivopBadSignature', 'The signature is not a detached compact JWS.');
-    const signer = header.kid === undefined ? undefined : trust.signers.get(header.kid);
-    if (!signer) throw denied('PrivopSignerNotTrusted', `No trusted signer has key id ${header.kid ?? '(none)'}.`);
+    let signer: TrustedSigner | undefined;
+    if (file.Certificates?.length) {
+      signer = await certifiedSignerOf(file.Certificates, trust, at);
+    } else {
+      signer = header.kid === undefined ? undefined : trust.signers.get(header.kid);
+      if (!signer) throw denied('PrivopSignerNotTrusted', `No trusted signer has key id ${header.kid ?? '(none)'}.`);
+    }
     if (!(await verifyDetachedJws(signer.key, file.Signature, parsed.canonical, PRIVOP_JWS_TYPE))) {
       throw denied('PrivopBadSignature', `The signature does not verify under ${signer.name}'s key: the request was altered or signed by another key.`);
     }
@@ -60,6 +104,8 @@ export function privilegedOperations(options: { state: AgentState; trust?: Privo
     if (!mayRequest(signer, request.Operation)) {
       throw denied('PrivopNotPermitted', `Signer ${signer.name} may not request ${request.Operation}.`);
     }
+    const outside = parameterOutsideLimits(signer, request.Operation, request.Parameters);
+    if (outside) throw denied('PrivopNotPermitted', `Signer ${signer.name} may not request ${request.Operation} with these parameters: ${outside}.`);
     return signer;
   };
 

@@ -1,11 +1,12 @@
 // `trustplane agent`: the host agent (enrol, follow the key ring push, serve the local socket).
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../../shared/errors.ts';
 import { createLogger } from '../../shared/log.ts';
 
 interface AgentFlags {
   server?: string; joinToken?: string; state: string; socket: string; socketMode: string; name?: string; tpm?: string; measure: string[];
-  operational: boolean; privopTrust?: string;
+  operational: boolean; privopTrust?: string; privopLogRoot: string[];
 }
 
 export function registerAgentCommand(program: Command): void {
@@ -21,6 +22,8 @@ export function registerAgentCommand(program: Command): void {
     .option('--measure <path>', 'a boot component to measure (firmware image, kernel, initrd...); repeatable',
       (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('--privop-trust <file>', 'JSON file naming the signers (pinned public keys) that may request privileged operations, and which')
+    .option('--privop-log-root <dir>', 'a directory logs.collect may read besides /var/log; repeatable',
+      (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('--no-operational', 'do not report operational parameters (listening ports, modules, executables, users)')
     .action(async (flags: AgentFlags) => {
       const mode = Number.parseInt(flags.socketMode, 8);
@@ -31,7 +34,8 @@ export function registerAgentCommand(program: Command): void {
       const { startAgent } = await import('../../agent/index.ts');
       const agent = await startAgent({ server: flags.server, joinToken: flags.joinToken ?? process.env.TRUSTPLANE_JOIN_TOKEN,
         stateDir: flags.state, socketPath: flags.socket, socketMode: mode, name: flags.name, tpm: flags.tpm, measure: flags.measure,
-        operational: flags.operational, privopTrust: flags.privopTrust, programPath: process.argv[1] }, logger);
+        operational: flags.operational, privopTrust: flags.privopTrust,
+        privopLogRoots: flags.privopLogRoot.map((root) => resolve(root)), programPath: process.argv[1] }, logger);
       delete process.env.TRUSTPLANE_JOIN_TOKEN;
       process.stdout.write(`trustplane agent running as host ${agent.hostId}; socket ${flags.socket}\n`);
       const stop = () => { void agent.stop(); };

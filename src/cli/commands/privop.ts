@@ -8,8 +8,9 @@ import type { Command } from 'commander';
 import { AgentClient } from '../../clients/agent.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
 import {
-  canonicalJson, checkEndorsementCertificate, describeCertificate, generateResultKeyPair, generateSignerKeyPair, pemCertificatesToDer,
-  randomBytes, resultPrivateKeyFromPem, resultPublicKeyFromPem, signDetachedJws, zeroize, PrivopKeyError,
+  canonicalJson, certificateToPem, checkEndorsementCertificate, createCertificateAuthority, describeCertificate, generateResultKeyPair,
+  generateSignerKeyPair, issueCertificate, pemCertificatesToDer, privateKeyPemToDer, privateKeyToPem, publicKeyPemToDer, randomBytes,
+  resultPrivateKeyFromPem, resultPublicKeyFromPem, signDetachedJws, zeroize, PrivopKeyError,
 } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { writeFileDurably } from '../../shared/fs.ts';
@@ -51,6 +52,12 @@ function parseParameters(pairs: string[]): Record<string, string> {
   return parameters;
 }
 
+function positiveDays(text: string): number {
+  const days = /^\d{1,5}$/.test(text) ? Number(text) : 0;
+  if (days < 1 || days > 36_500) throw new UserError('ValidationException', '--days must be a whole number of days from 1 to 36500.');
+  return days;
+}
+
 export function registerPrivopCommands(program: Command): void {
   const privop = program.command('privop').description('sealed privileged operations: signed requests, untrusted couriers, results encrypted to the requester');
 
@@ -69,15 +76,70 @@ export function registerPrivopCommands(program: Command): void {
       process.stdout.write(`${JSON.stringify({ Directory: flags.out, Files: KEY_FILES })}\n`);
     });
 
+  privop.command('make-ca').description('make a CA for privileged-operation signers (ca.key, ca.pem; ECDSA P-256): for tests and demos, keep a real one offline')
+    .requiredOption('--out <dir>', 'directory for ca.key and ca.pem')
+    .option('--name <cn>', 'the CA\'s common name', 'trustplane privop signers')
+    .option('--days <n>', 'validity in days', '365')
+    .action(async (flags: { out: string; name: string; days: string }) => {
+      const days = positiveDays(flags.days);
+      mkdirSync(flags.out, { recursive: true, mode: 0o700 });
+      const existing = ['ca.key', 'ca.pem'].filter((name) => existsSync(join(flags.out, name)));
+      if (existing.length > 0) throw new UserError('AlreadyExists', `${flags.out} already holds ${existing.join(', ')}; not overwriting keys.`);
+      const authority = await createCertificateAuthority(flags.name, days);
+      try {
+        writeFileDurably(join(flags.out, 'ca.key'), privateKeyToPem(authority.privateKeyPkcs8), 0o600);
+      } finally {
+        zeroize(authority.privateKeyPkcs8);
+      }
+      writeFileDurably(join(flags.out, 'ca.pem'), certificateToPem(authority.certificateDer), 0o644);
+      process.stdout.write(`${JSON.stringify({ Directory: flags.out, Files: ['ca.key', 'ca.pem'] })}\n`);
+    });
+
+  privop.command('issue-signer').description('make a signer key pair (Ed25519) and a certificate for it with the privop-signing EKU')
+    .requiredOption('--ca-key <file>', 'the CA private key (ca.key)')
+    .requiredOption('--ca-cert <file>', 'the CA certificate (ca.pem)')
+    .requiredOption('--subject <dn>', 'the signer\'s subject, CN=NAME (what trust files narrow by)')
+    .requiredOption('--out <dir>', 'directory for signer.key, signer.pub, signer.pem')
+    .option('--days <n>', 'validity in days (never beyond the CA\'s)', '30')
+    .action(async (flags: { caKey: string; caCert: string; subject: string; out: string; days: string }) => {
+      const days = positiveDays(flags.days);
+      const commonName = /^CN=([^,=+]{1,64})$/.exec(flags.subject)?.[1];
+      if (!commonName) throw new UserError('ValidationException', '--subject must be CN=NAME (one common name, no commas).');
+      const [caDer] = pemCertificatesToDer(readInput(flags.caCert, 'the CA certificate').toString('utf8'));
+      if (!caDer) throw new UserError('ValidationException', `${flags.caCert} holds no PEM certificate.`);
+      mkdirSync(flags.out, { recursive: true, mode: 0o700 });
+      const existing = ['signer.key', 'signer.pub', 'signer.pem'].filter((name) => existsSync(join(flags.out, name)));
+      if (existing.length > 0) throw new UserError('AlreadyExists', `${flags.out} already holds ${existing.join(', ')}; not overwriting keys.`);
+      const caKey = keyFile(flags.caKey, privateKeyPemToDer);
+      const signer = generateSignerKeyPair();
+      let issued: Awaited<ReturnType<typeof issueCertificate>>;
+      try {
+        issued = await issueCertificate({ authority: { certificateDer: caDer, privateKeyPkcs8: caKey.pkcs8 }, subjectPublicKeyDer: publicKeyPemToDer(signer.publicKeyPem),
+          commonName, usage: 'privop-signing', validityDays: days });
+      } catch (error) {
+        if (error instanceof Error && /does not match/.test(error.message)) throw new UserError('InvalidKey', `${flags.caKey} is not the key of ${flags.caCert}.`);
+        throw error;
+      } finally {
+        zeroize(caKey.pkcs8);
+      }
+      writeFileDurably(join(flags.out, 'signer.key'), signer.privateKeyPem, 0o600);
+      writeFileDurably(join(flags.out, 'signer.pub'), signer.publicKeyPem, 0o644);
+      writeFileDurably(join(flags.out, 'signer.pem'), certificateToPem(issued.certificateDer), 0o644);
+      process.stdout.write(`${JSON.stringify({ Directory: flags.out, Files: ['signer.key', 'signer.pub', 'signer.pem'], Subject: flags.subject,
+        Serial: issued.serialNumber, NotAfter: issued.notAfter.toISOString() })}\n`);
+    });
+
   privop.command('request').description('sign a request for one host; prints the request file (JSON)')
     .requiredOption('--host <host-id>', 'the host that must run it (h-…)')
     .requiredOption('--op <operation>', 'the operation, e.g. system.snapshot, process.list, file.hash, file.read')
     .option('--param <name=value>', 'a parameter (repeatable)', (value: string, previous: string[]) => [...previous, value], [] as string[])
     .requiredOption('--sign-key <file>', 'the requester\'s signing key (signer.key)')
     .requiredOption('--result-key <file>', 'the public key results are sealed to (result.pub)')
+    .option('--sign-cert <file>', 'the signing key\'s certificate, then any intermediates (PEM): attached for hosts that trust its CA')
     .option('--ttl <duration>', 'how long the request stays valid, e.g. 10m, 2h (at most 7d)', '10m')
     .option('--requester <name>', 'who asks (recorded by the host; default user@machine)')
-    .action(async (flags: { host: string; op: string; param: string[]; signKey: string; resultKey: string; ttl: string; requester?: string }) => {
+    .action(async (flags: { host: string; op: string; param: string[]; signKey: string; resultKey: string; signCert?: string; ttl: string;
+      requester?: string }) => {
       const ttl = parseDurationSeconds(flags.ttl, '--ttl');
       if (ttl < 1 || ttl > MAX_PRIVOP_WINDOW_SECONDS) throw new UserError('ValidationException', '--ttl must be from 1s to 7d.');
       const resultKey = keyFile(flags.resultKey, resultPublicKeyFromPem);
@@ -93,7 +155,12 @@ export function registerPrivopCommands(program: Command): void {
       }
       const signKeyPem = readInput(flags.signKey, 'the key file').toString('utf8');
       const signature = await keyFile(flags.signKey, () => signDetachedJws(signKeyPem, canonicalJson(checked.data), PRIVOP_JWS_TYPE));
-      const file: PrivopRequestFile = { Request: checked.data, Signature: signature };
+      const certificates = flags.signCert ? pemCertificatesToDer(readInput(flags.signCert, 'the signer certificate').toString('utf8')).map(certificateToPem) : undefined;
+      if (certificates && certificates.length === 0) throw new UserError('ValidationException', `${flags.signCert} holds no PEM certificate.`);
+      if (certificates && !publicKeyPemToDer(signKeyPem).equals(describeCertificate(pemCertificatesToDer(certificates[0] as string)[0] as Buffer).publicKeyDer)) {
+        throw new UserError('InvalidKey', `${flags.signCert} certifies another key than ${flags.signKey}.`);
+      }
+      const file: PrivopRequestFile = { Request: checked.data, Signature: signature, ...(certificates ? { Certificates: certificates } : {}) };
       process.stdout.write(`${JSON.stringify(file, null, 2)}\n`);
     });
 

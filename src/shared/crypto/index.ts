@@ -53,7 +53,7 @@ export {
   type VerifiedRevocationList,
 } from './lib/revocation-lists.ts';
 export {
-  validateCertificatePath, certificatesFromPem, CertificateFormatError, type CertificatePurpose, type PathValidationInput, type PathValidationResult,
+  validateCertificatePath, certificatesFromPem, CertificateFormatError, PRIVOP_SIGNING_EKU_OID, type CertificatePurpose, type PathValidationInput, type PathValidationResult,
 } from './lib/certificate-paths.ts';
 export {
   generateHpkeKeyPair, hpkeSeal, hpkeOpen, isHpkePublicKey, HPKE_PUBLIC_KEY_LENGTH, HPKE_ENCAPSULATED_KEY_LENGTH, type HpkeKeyPair, type HpkeSealed,
@@ -69,5 +69,5 @@ export { checkEndorsementCertificate, pemCertificatesToDer, type EndorsementCert
 export { canonicalJson } from './lib/canonical-json.ts';
 export {
   generateSignerKeyPair, generateResultKeyPair, resultPublicKeyFromPem, resultPrivateKeyFromPem, importSignerPublicKey, signDetachedJws,
-  detachedJwsHeader, verifyDetachedJws, signWithPemKey, PrivopKeyError, PRIVOP_JWS_ALGORITHMS, type PrivopJwsAlgorithm,
+  detachedJwsHeader, verifyDetachedJws, signWithPemKey, PrivopKeyError, importSignerCertificateKey, privateKeyPemToDer, publicKeyPemToDer, PRIVOP_JWS_ALGORITHMS, type PrivopJwsAlgorithm,
 } from './lib/privop-keys.ts';

@@ -6,6 +6,7 @@ import * as x509 from '@peculiar/x509';
 import * as nodeCrypto from 'node:crypto';
 import { importPrivateKeyDer, importPublicKeyDer } from './asymmetric.ts';
 import { randomBytes } from './bytes.ts';
+import { PRIVOP_SIGNING_EKU_OID } from './certificate-paths.ts';
 
 x509.cryptoProvider.set(nodeCrypto.webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
@@ -44,8 +45,11 @@ export interface IssueCertificateInput {
   authority: { certificateDer: Uint8Array; privateKeyPkcs8: Uint8Array };
   subjectPublicKeyDer: Uint8Array;
   commonName: string;
-  /** `both`: serverAuth and clientAuth (attested host certificates, usable either side of mutual TLS). */
-  usage: 'client' | 'server' | 'both';
+  /**
+   * `both`: serverAuth and clientAuth (attested host certificates, usable either side of mutual TLS);
+   * `privop-signing`: only the privileged-operation signing EKU (PRIVOP_SIGNING_EKU_OID), keyUsage digitalSignature only.
+   */
+  usage: 'client' | 'server' | 'both' | 'privop-signing';
   /** subjectAltName URIs (a host's identity) and DNS names / IPs (a server's). */
   uris?: string[];
   dnsNames?: string[];
@@ -88,12 +92,17 @@ export async function issueCertificate(input: IssueCertificateInput): Promise<Is
     signingKey, publicKey, signingAlgorithm: EC_P256,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
-      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature
-        | (subjectKeyType === 'rsa' ? x509.KeyUsageFlags.keyEncipherment : x509.KeyUsageFlags.keyAgreement), true),
-      new x509.ExtendedKeyUsageExtension([
-        ...(input.usage !== 'client' ? [x509.ExtendedKeyUsage.serverAuth] : []),
-        ...(input.usage !== 'server' ? [x509.ExtendedKeyUsage.clientAuth] : []),
-      ], true),
+      ...(input.usage === 'privop-signing' ? [
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([PRIVOP_SIGNING_EKU_OID], true),
+      ] : [
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature
+          | (subjectKeyType === 'rsa' ? x509.KeyUsageFlags.keyEncipherment : x509.KeyUsageFlags.keyAgreement), true),
+        new x509.ExtendedKeyUsageExtension([
+          ...(input.usage !== 'client' ? [x509.ExtendedKeyUsage.serverAuth] : []),
+          ...(input.usage !== 'server' ? [x509.ExtendedKeyUsage.clientAuth] : []),
+        ], true),
+      ]),
       ...(names.length > 0 ? [new x509.SubjectAlternativeNameExtension(names, false)] : []),
       await x509.AuthorityKeyIdentifierExtension.create(authority, false),
     ],

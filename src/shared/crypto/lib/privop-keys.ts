@@ -85,6 +85,33 @@ export async function importSignerPublicKey(pem: string): Promise<{ key: nodeCry
   return { key, keyId: await calculateJwkThumbprint(key.export({ format: 'jwk' }) as JWK, 'sha256'), algorithm };
 }
 
+/** The key of a signer certificate (DER; Ed25519 or P-256) and its key id, to verify the request's JWS with. */
+export async function importSignerCertificateKey(certificateDer: Uint8Array): Promise<{ key: nodeCrypto.KeyObject; keyId: string; algorithm: PrivopJwsAlgorithm }> {
+  const key = new nodeCrypto.X509Certificate(Buffer.from(certificateDer)).publicKey;
+  const algorithm = algorithmFor(key);
+  return { key, keyId: await calculateJwkThumbprint(key.export({ format: 'jwk' }) as JWK, 'sha256'), algorithm };
+}
+
+/** PKCS#8 DER of a PEM private key and SPKI DER of its public half (to issue certificates with keys read from files); the caller zeroizes `pkcs8`. */
+export function privateKeyPemToDer(pem: string): { pkcs8: Buffer; publicKeySpki: Buffer } {
+  let key: nodeCrypto.KeyObject;
+  try {
+    key = nodeCrypto.createPrivateKey(pem);
+  } catch {
+    throw new PrivopKeyError('Not a PEM private key.');
+  }
+  return { pkcs8: key.export({ format: 'der', type: 'pkcs8' }), publicKeySpki: nodeCrypto.createPublicKey(key).export({ format: 'der', type: 'spki' }) };
+}
+
+/** SPKI DER of a PEM public key. */
+export function publicKeyPemToDer(pem: string): Buffer {
+  try {
+    return nodeCrypto.createPublicKey(pem).export({ format: 'der', type: 'spki' });
+  } catch {
+    throw new PrivopKeyError('Not a PEM public key.');
+  }
+}
+
 /**
  * A compact JWS over `payload` with the payload detached (`header..signature`, RFC 7515 appendix F),
  * signed with a PKCS#8 PEM key (Ed25519 → EdDSA, P-256 → ES256); kid is the key's JWK thumbprint.
