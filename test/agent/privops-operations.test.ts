@@ -235,6 +235,18 @@ describe('privileged operations on processes, logs and files', () => {
     const opened = JSON.parse(await trustplane('privop', 'open', sealedPath, '--key', join(keys, 'result.key'), '--request', requestPath)) as PrivopResultPlaintext;
     assert.equal((opened.Result as { NewSha256: string }).NewSha256, sha256(content));
     assert.equal(sha256(readFileSync(target)), sha256(content));
+    // The CLI reads a large value from a file (--param-file NAME=PATH, base64-encoded for the request).
+    const next = randomBytes(2 * 1024 * 1024);
+    const nextFile = file('next.bin');
+    writeFileSync(nextFile, next);
+    const requestFromCli = file('req.json');
+    writeFileSync(requestFromCli, await trustplane('privop', 'request', '--host', agent.hostId, '--op', 'patch.apply', '--param', `path=${target}`,
+      '--param', `expectedSha256=${sha256(content)}`, '--param-file', `contentBase64=${nextFile}`, '--sign-key', join(keys, 'signer.key'),
+      '--result-key', join(keys, 'result.pub')));
+    const sealedFromCli = file('sealed.bin');
+    writeFileSync(sealedFromCli, await trustplane('privop', 'deliver', requestFromCli, '--agent', agent.socketPath));
+    await trustplane('privop', 'open', sealedFromCli, '--key', join(keys, 'result.key'), '--request', requestFromCli);
+    assert.equal(sha256(readFileSync(target)), sha256(next));
     // Only a …Base64 parameter may be that long.
     const tooLong = await signedHere('patch.apply', { path: `/${'a'.repeat(5000)}`, expectedSha256: sha256('small\n'), contentBase64: 'AAAA' });
     assert.match(await fails('privop', 'deliver', tooLong, '--agent', agent.socketPath), /4096 characters/);

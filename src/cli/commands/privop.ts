@@ -52,6 +52,15 @@ function parseParameters(pairs: string[]): Record<string, string> {
   return parameters;
 }
 
+/** `NAME=PATH` → `NAME=<the file's bytes, base64>`: large or binary values (a patch) do not fit on a command line. */
+function fileParameters(pairs: string[]): string[] {
+  return pairs.map((pair) => {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new UserError('ValidationException', `--param-file must be NAME=PATH; got '${pair}'.`);
+    return `${pair.slice(0, at)}=${readInput(pair.slice(at + 1), 'the parameter file').toString('base64')}`;
+  });
+}
+
 function positiveDays(text: string): number {
   const days = /^\d{1,5}$/.test(text) ? Number(text) : 0;
   if (days < 1 || days > 36_500) throw new UserError('ValidationException', '--days must be a whole number of days from 1 to 36500.');
@@ -133,19 +142,21 @@ export function registerPrivopCommands(program: Command): void {
     .requiredOption('--host <host-id>', 'the host that must run it (h-…)')
     .requiredOption('--op <operation>', 'the operation, e.g. system.snapshot, process.list, file.hash, file.read')
     .option('--param <name=value>', 'a parameter (repeatable)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--param-file <name=path>', 'a parameter read from a file, base64-encoded (e.g. contentBase64 for patch.apply; repeatable)',
+      (value: string, previous: string[]) => [...previous, value], [] as string[])
     .requiredOption('--sign-key <file>', 'the requester\'s signing key (signer.key)')
     .requiredOption('--result-key <file>', 'the public key results are sealed to (result.pub)')
     .option('--sign-cert <file>', 'the signing key\'s certificate, then any intermediates (PEM): attached for hosts that trust its CA')
     .option('--ttl <duration>', 'how long the request stays valid, e.g. 10m, 2h (at most 7d)', '10m')
     .option('--requester <name>', 'who asks (recorded by the host; default user@machine)')
-    .action(async (flags: { host: string; op: string; param: string[]; signKey: string; resultKey: string; signCert?: string; ttl: string;
-      requester?: string }) => {
+    .action(async (flags: { host: string; op: string; param: string[]; paramFile: string[]; signKey: string; resultKey: string; signCert?: string;
+      ttl: string; requester?: string }) => {
       const ttl = parseDurationSeconds(flags.ttl, '--ttl');
       if (ttl < 1 || ttl > MAX_PRIVOP_WINDOW_SECONDS) throw new UserError('ValidationException', '--ttl must be from 1s to 7d.');
       const resultKey = keyFile(flags.resultKey, resultPublicKeyFromPem);
       const now = Date.now();
       const candidate = {
-        Version: PRIVOP_REQUEST_VERSION, Operation: flags.op, Parameters: parseParameters(flags.param), Target: { HostId: flags.host },
+        Version: PRIVOP_REQUEST_VERSION, Operation: flags.op, Parameters: parseParameters([...flags.param, ...fileParameters(flags.paramFile)]), Target: { HostId: flags.host },
         NotBefore: new Date(now).toISOString(), NotAfter: new Date(now + ttl * 1000).toISOString(), Nonce: randomBytes(24).toString('base64url'),
         Requester: flags.requester ?? `${userInfo().username}@${hostname()}`, ResultKey: resultKey.toString('base64url'),
       };
@@ -184,6 +195,10 @@ export function registerPrivopCommands(program: Command): void {
       const request = flags.request ? parsePrivopRequestFile(readInput(flags.request, 'the request file')).request : undefined;
       const authorities = flags.ca ? pemCertificatesToDer(readInput(flags.ca, 'the CA certificate').toString('utf8')) : undefined;
       if (authorities && authorities.length === 0) throw new UserError('ValidationException', `${flags.ca} holds no PEM certificate.`);
+      if (!authorities) {
+        // The host certificate is then only what the sealed result carries: fine for a quick look, not as proof of which host.
+        process.stderr.write('trustplane: warning: no --ca given: the host certificate in the result is not checked against the account CA\n');
+      }
       const keys = keyFile(flags.key, resultPrivateKeyFromPem);
       try {
         const { plaintext } = await openPrivopResult({ sealed, privateKey: keys.privateKey, publicKey: keys.publicKey, request,
