@@ -25,7 +25,7 @@ import type { LoadOptions, Outcome } from './lib/load-generator.ts';
 import { machineCpu, ownCpuSeconds, processCpuSeconds, runLoadWithCpu, type LoadWithCpu } from './lib/process-cpu.ts';
 import { count, fixed, printProblemBanner, printTable } from './lib/report.ts';
 import { createSymmetricKey, judgeReply, keepAliveAgent, SignedJsonClient } from './lib/signed-json-client.ts';
-import { forEachBounded } from './lib/concurrency.ts';
+import { forEachBounded, withDeadline } from './lib/concurrency.ts';
 import {
   concurrencyFlag, DISTURBED_OTHER_CPU_PERCENT, MAX_REQUESTS_PER_MEASUREMENT, positiveNumber, REQUEST_TIMEOUT_MS, serverLogProblems, warmupFlag,
 } from './lib/settings.ts';
@@ -111,18 +111,6 @@ function progressLine(label: string, total: number): (done: number) => void {
 }
 
 
-/** `what` names the work in the error; a function is asked only when the time is up (it may say how far the work got). */
-async function withDeadline<T>(promise: Promise<T>, ms: number, what: string | (() => string)): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${typeof what === 'string' ? what : what()}: no result within ${ms / 1000} s`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);

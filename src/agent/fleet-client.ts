@@ -4,10 +4,9 @@
 // Must never accept key material not sealed to this host's key ring key for this revision.
 import type { IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest, type RequestOptions } from 'node:https';
-import { X509Certificate } from 'node:crypto';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import {
-  endorsementKeyFingerprint, generateAsymmetricPair, generateHpkeKeyPair, hmac, hpkeOpen, importPrivateKeyDer, parseTpmPublic, privateKeyToPem, signMessage,
+  certificateValidity, endorsementKeyFingerprint, generateAsymmetricPair, generateHpkeKeyPair, hmac, hpkeOpen, importPrivateKeyDer, parseTpmPublic, privateKeyToPem, signMessage,
   zeroize, type HpkeKeyPair, type KeyPairDer,
 } from '../shared/crypto/index.ts';
 import {
@@ -348,9 +347,9 @@ export class FleetClient {
    * for clock skew); checked again every minute at most, for clock jumps.
    */
   #scheduleRenewal(): void {
-    const certificate = new X509Certificate(this.#identity.Certificate);
-    const from = Date.parse(this.#identity.CertificateReceivedAt ?? '') || new Date(certificate.validFrom).getTime();
-    const to = new Date(certificate.validTo).getTime();
+    const validity = certificateValidity(this.#identity.Certificate);
+    const from = Date.parse(this.#identity.CertificateReceivedAt ?? '') || validity.notBefore.getTime();
+    const to = validity.notAfter.getTime();
     const at = from + (to - from) * (2 / 3);
     const wait = Math.max(0, Math.min(at - Date.now(), 60_000));
     this.#renewTimer = setTimeout(() => {

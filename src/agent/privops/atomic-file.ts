@@ -1,17 +1,16 @@
 // Replacing a file atomically for patch.apply and patch.rollback: temp file in the same directory, fsync, rename, fsync the directory.
 // Must never leave a half-written file at the target path, nor follow a symbolic link at it.
-import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { randomBytes, sha256Hex } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
+import { syncDirectory } from '../../shared/fs.ts';
 
 /** The largest file patch.apply will read to hash and back up. */
-export const MAX_PATCH_TARGET_BYTES = 64 * 1024 * 1024;
+const MAX_PATCH_TARGET_BYTES = 64 * 1024 * 1024;
 
 export interface CurrentFile { content: Buffer; sha256: string; mode: number; uid: number; gid: number }
-
-export const sha256Hex = (data: Buffer) => createHash('sha256').update(data).digest('hex');
 
 /** The file's bytes, hash and ownership; refuses a symbolic link, a non-regular file and one over the cap. */
 export async function readCurrentFile(path: string): Promise<CurrentFile> {
@@ -28,11 +27,6 @@ export async function readCurrentFile(path: string): Promise<CurrentFile> {
   } finally {
     await handle.close();
   }
-}
-
-async function fsyncDirectory(directory: string): Promise<void> {
-  const handle = await open(directory, constants.O_RDONLY | constants.O_DIRECTORY);
-  try { await handle.sync(); } finally { await handle.close(); }
 }
 
 /**
@@ -58,7 +52,7 @@ export async function replaceFileAtomically(path: string, content: Buffer, attri
     await beforeRename();
     await rename(temp, path);
     renamed = true;
-    await fsyncDirectory(dirname(path));
+    await syncDirectory(dirname(path));
   } finally {
     if (!renamed) await unlink(temp).catch(() => {});
   }

@@ -1,7 +1,8 @@
 // `patch.apply`: replaces a file atomically with the request's content, only if its current SHA-256 is the one the request names.
 // Must never change a file whose hash differs, nor replace it before its backup and the patch record are durable.
 import { UserError } from '../../shared/errors.ts';
-import { readCurrentFile, replaceFileAtomically, sha256Hex } from './atomic-file.ts';
+import { sha256Hex } from '../../shared/crypto/index.ts';
+import { readCurrentFile, replaceFileAtomically } from './atomic-file.ts';
 import { onlyParameters, pathParameter, sha256Parameter, stringParameter } from './parameters.ts';
 import { defineOperation, type PrivilegedOperationDefinition } from './operation.ts';
 import { PATCH_RECORD_VERSION, type PatchBackups } from './patch-backups.ts';

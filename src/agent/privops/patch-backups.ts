@@ -1,12 +1,12 @@
 // The backups patch.apply keeps in the agent's state directory, and the record of each patch that patch.rollback needs.
 // Must never store a backup or record readable by others, nor trust a backup whose bytes no longer match its name.
-import { createHash } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { UserError } from '../../shared/errors.ts';
-import { replaceFileAtomically, sha256Hex } from './atomic-file.ts';
+import { sha256Hex } from '../../shared/crypto/index.ts';
+import { replaceFileAtomically } from './atomic-file.ts';
 
 export const PATCH_RECORD_VERSION = 1;
 
@@ -27,7 +27,7 @@ export class PatchBackups {
   }
 
   private recordPath(previousSha256: string, path: string) {
-    return join(this.dir, `${previousSha256}-${createHash('sha256').update(path).digest('hex').slice(0, 16)}.json`);
+    return join(this.dir, `${previousSha256}-${sha256Hex(path).slice(0, 16)}.json`);
   }
 
   backupPath(sha256: string) {

@@ -130,6 +130,22 @@ interface HostContext {
   classLineage: string[];
 }
 
+/** A TPM public area a host sent; malformed is the caller's mistake. */
+function parseTpmArea(bytes: Buffer): TpmPublic {
+  try {
+    return parseTpmPublic(bytes);
+  } catch (error) {
+    if (error instanceof TpmFormatError) throw new UserError('ValidationException', `A TPM public area is malformed: ${error.message}`);
+    throw error;
+  }
+}
+
+/** The verdict of a host nothing was appraised for yet (a TPM host's AK is not trusted until activation). */
+function pendingVerdict(host: HostRecord, context: HostContext): HostAttestationRecord {
+  return { hostId: host.hostId, accountId: host.accountId, status: 'pending', mode: context.settings?.mode ?? 'software',
+    akTrusted: context.settings?.mode !== 'tpm', failureCount: 0 };
+}
+
 export class AttestationService {
   readonly #options: AttestationServiceOptions;
   readonly #now: () => Date;
@@ -217,7 +233,7 @@ export class AttestationService {
     if (input.FromHost !== undefined) {
       const host = await this.#options.fleet.getHost(caller.accountId, input.FromHost);
       if (!host) throw notFound(`Host ${input.FromHost} does not exist.`);
-      const { vault } = await this.#openVaultOf(host.hostId);
+      const vault = await this.#readVault(host.hostId);
       if (!vault?.Current || Object.keys(vault.Current).length === 0) {
         throw new UserError('ConflictException', `Host ${host.hostId} has sent no measurements yet; wait for its first evidence.`, 409);
       }
@@ -323,6 +339,14 @@ export class AttestationService {
 
   // ---- vaults --------------------------------------------------------------------------------------
 
+  /** A host's vault for reading only: the unwrapped key never leaves this call. */
+  async #readVault(hostId: string): Promise<HostVault | undefined> {
+    const { vault, vaultKey } = await this.#openVaultOf(hostId);
+    zeroize(vaultKey);
+    return vault;
+  }
+
+  /** A host's vault and (a copy of) its key, for callers that write it back; they zeroize the key. */
   async #openVaultOf(hostId: string): Promise<{ record?: HostVaultRecord; vault?: HostVault; vaultKey?: Buffer }> {
     const record = await this.#options.store.getVault(hostId);
     if (!record) return {};
@@ -339,8 +363,7 @@ export class AttestationService {
     const opened = await this.#openVaultOf(context.host.hostId);
     if (opened.record && opened.vault && opened.vaultKey) return opened as { record: HostVaultRecord; vault: HostVault; vaultKey: Buffer };
     const { host } = context;
-    const created = await this.#createVault(host, { Failures: [] }, { hostId: host.hostId, accountId: host.accountId, status: 'pending',
-      mode: context.settings?.mode ?? 'software', akTrusted: context.settings?.mode !== 'tpm', failureCount: 0 });
+    const created = await this.#createVault(host, { Failures: [] }, pendingVerdict(host, context));
     if (!created) {
       const raced = await this.#openVaultOf(host.hostId);
       if (!raced.record || !raced.vault || !raced.vaultKey) throw new UserError('HostRevokedException', `Host ${host.hostId} was removed from the fleet.`, 403);
@@ -405,15 +428,8 @@ export class AttestationService {
 
   /** An enrolling TPM's keys, parsed: an AK fit for quotes, an EK its certificate (and the EK CAs, when configured) vouch for. */
   #checkTpmKeys(input: TpmKeys): { ek: TpmPublic; ak: TpmPublic } {
-    let ek: TpmPublic;
-    let ak: TpmPublic;
-    try {
-      ek = parseTpmPublic(input.EkPublic);
-      ak = parseTpmPublic(input.AkPublic);
-    } catch (error) {
-      if (error instanceof TpmFormatError) throw new UserError('ValidationException', `A TPM public area is malformed: ${error.message}`);
-      throw error;
-    }
+    const ek = parseTpmArea(input.EkPublic);
+    const ak = parseTpmArea(input.AkPublic);
     // An AK fit for quotes: restricted signing key that cannot leave its TPM.
     const FIXED_TPM = 1 << 1; const RESTRICTED = 1 << 16; const SIGN = 1 << 18;
     if ((ak.objectAttributes & (FIXED_TPM | RESTRICTED | SIGN)) !== (FIXED_TPM | RESTRICTED | SIGN)) {
@@ -453,13 +469,7 @@ export class AttestationService {
 
   /** A credential for the AK of that name that only the TPM holding the EK can activate. */
   makeEnrolmentCredential(ekPublic: Buffer, akName: Buffer, secret: Buffer): { credentialBlob: Buffer; encryptedSecret: Buffer } {
-    let ek: TpmPublic;
-    try {
-      ek = parseTpmPublic(ekPublic);
-    } catch (error) {
-      if (error instanceof TpmFormatError) throw new UserError('ValidationException', `A TPM public area is malformed: ${error.message}`);
-      throw error;
-    }
+    const ek = parseTpmArea(ekPublic);
     return this.#credentialFor(ek, akName, secret);
   }
 
@@ -535,8 +545,7 @@ export class AttestationService {
   }
 
   async #attestationRecord(host: HostRecord, context: HostContext): Promise<HostAttestationRecord> {
-    return (await this.#options.store.getAttestation(host.hostId)) ?? { hostId: host.hostId, accountId: host.accountId, status: 'pending',
-      mode: context.settings?.mode ?? 'software', akTrusted: context.settings?.mode !== 'tpm', failureCount: 0 };
+    return (await this.#options.store.getAttestation(host.hostId)) ?? pendingVerdict(host, context);
   }
 
   // ---- challenges and evidence ---------------------------------------------------------------------
@@ -778,8 +787,7 @@ export class AttestationService {
     const current = await this.#currentStatus(host, context);
     const attestation = current?.record;
     if (!current || !attestation) return { Status: 'pending', Mode: context.settings.mode, Failures: [] };
-    const { vault, vaultKey } = await this.#openVaultOf(host.hostId);
-    zeroize(vaultKey);
+    const vault = await this.#readVault(host.hostId);
     const failures = current.status === 'silent'
       ? [{ Id: 'silent', Severity: 'high' as const, Component: 'evidence', Found: `last at ${attestation.lastEvidence?.toISOString() ?? 'never'}` },
         ...(vault?.Failures ?? [])]
@@ -824,8 +832,7 @@ export class AttestationService {
       const context = await this.#context(host);
       const current = await this.#currentStatus(host, context);
       const attestation = current?.record;
-      const { vault, vaultKey } = await this.#openVaultOf(host.hostId);
-      zeroize(vaultKey);
+      const vault = await this.#readVault(host.hostId);
       // A quarantined host is contraindicated for relying parties whatever its last evidence said.
       submods.push({ hostId: host.hostId, status: host.status === 'quarantined' ? 'contraindicated' as const : current?.status ?? 'pending',
         mode: attestation?.mode ?? context.settings?.mode, classes: context.classLineage,
@@ -852,8 +859,7 @@ export class AttestationService {
     const allowed = host.status === 'active' && (!context.settings || mayHoldKeys(status));
     if (allowed && context.settings) {
       // tp:Measurement/<component>: key policies may pin the measurement a host must have to hold a key.
-      const { vault, vaultKey } = await this.#openVaultOf(host.hostId);
-      zeroize(vaultKey);
+      const vault = await this.#readVault(host.hostId);
       for (const [component, digest] of Object.entries(vault?.Current ?? {})) conditionKeys[`tp:Measurement/${component}`] = digest;
     }
     return { mayHoldKeys: allowed, conditionKeys };

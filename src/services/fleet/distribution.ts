@@ -25,18 +25,13 @@ export class KeyRingDistributor {
   readonly #keys: Store;
   readonly #fleet: FleetStore;
   readonly #keyring: Keyring;
-  #gate?: KeyReleaseGate;
+  readonly #gate?: KeyReleaseGate;
 
   constructor(options: { keys: Store; fleet: FleetStore; keyring: Keyring; gate?: KeyReleaseGate }) {
     this.#keys = options.keys;
     this.#fleet = options.fleet;
     this.#keyring = options.keyring;
     this.#gate = options.gate;
-  }
-
-  /** Set once at wiring time (the gate's service is made after this one). */
-  setGate(gate: KeyReleaseGate): void {
-    this.#gate = gate;
   }
 
   /** The keys a host may hold now: its classes' grants, minus what attestation, quarantine or key policies withhold. */

@@ -138,10 +138,14 @@ const invalidEnrolment = () => new UserError('InvalidEnrolmentException', 'The e
 const ekInUse = (hostId: string) => new UserError('ConflictException',
   `This TPM's endorsement key already enrolled host ${hostId}, which is still in the fleet; remove that host first to enrol it again.`, 409);
 
-function checkHostKeys(publicKeyDer: Buffer, hpkePublicKey: Buffer): void {
+function checkIdentityKey(publicKeyDer: Buffer): void {
   if (!isP256PublicKey(publicKeyDer)) {
     throw new UserError('ValidationException', 'PublicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 key (base64).');
   }
+}
+
+function checkHostKeys(publicKeyDer: Buffer, hpkePublicKey: Buffer): void {
+  checkIdentityKey(publicKeyDer);
   if (!isHpkePublicKey(hpkePublicKey)) {
     throw new UserError('ValidationException', 'HpkePublicKey must be a raw X25519 public key (32 bytes, base64).');
   }
@@ -629,9 +633,7 @@ export class FleetService {
 
   /** A new certificate for a new key, asked for over a connection made with the current one. */
   async renew(host: HostRecord, publicKeyDer: Buffer, proof: Buffer) {
-    if (!isP256PublicKey(publicKeyDer)) {
-      throw new UserError('ValidationException', 'PublicKey must be a DER SubjectPublicKeyInfo of an ECDSA P-256 key (base64).');
-    }
+    checkIdentityKey(publicKeyDer);
     if (!provenBy(publicKeyDer, renewalProofMessage(host.hostId), proof)) throw new UserError('InvalidProofException', 'Proof is not a signature of the host id by the new key.');
     const now = this.#now();
     const { issued } = await this.#issueHostCertificate(host.accountId, host.hostId, publicKeyDer, now);
@@ -797,7 +799,9 @@ export class FleetService {
     const current = await this.#options.store.getHost(caller.accountId, hostId);
     // Taking a host out of a class is as much a change to that class as putting it in.
     for (const name of new Set([...classes, ...(current?.classes ?? [])])) await this.#require(caller, 'fleet:SetHostClasses', name);
-    const before = current ? new Set(entitledKeyIds(classesByName(await this.#options.store.listClasses(caller.accountId)), current.classes)) : new Set<string>();
+    // Re-classing a host changes which classes it is in, not the classes: one read serves before and after.
+    const classTree = classesByName(await this.#options.store.listClasses(caller.accountId));
+    const before = current ? new Set(entitledKeyIds(classTree, current.classes)) : new Set<string>();
     try {
       if (!(await this.#options.store.setHostClasses(caller.accountId, hostId, classes, this.#now()))) throw notFound(`Host ${hostId} does not exist.`);
     } catch (error) {
@@ -805,7 +809,7 @@ export class FleetService {
       throw error;
     }
     // Keys the host held and may no longer hold: it had their material, so they rotate (where the key asks for it).
-    const after = new Set(entitledKeyIds(classesByName(await this.#options.store.listClasses(caller.accountId)), classes));
+    const after = new Set(entitledKeyIds(classTree, classes));
     await this.#rotateAfterLoss([...before].filter((keyId) => !after.has(keyId)), 'class-revoked');
     await this.#promoteCompleteRotations(caller.accountId);
   }

@@ -65,7 +65,7 @@ export {
   type TpmPublic, type TpmHashName, type TpmCurveName, type TpmSymmetricDefinition, type TpmScheme, type TpmSchemeName,
   type QuoteInfo, type TpmPcrSelection, type TpmSignature, type TpmCredential, type VerifyQuoteOptions,
 } from './lib/tpm.ts';
-export { checkEndorsementCertificate, pemCertificatesToDer, type EndorsementCertificateProblem } from './lib/certificates.ts';
+export { certificateValidity, checkEndorsementCertificate, pemCertificatesToDer, type EndorsementCertificateProblem } from './lib/certificates.ts';
 export { canonicalJson } from './lib/canonical-json.ts';
 export {
   generateSignerKeyPair, generateResultKeyPair, resultPublicKeyFromPem, resultPrivateKeyFromPem, importSignerPublicKey, signDetachedJws,

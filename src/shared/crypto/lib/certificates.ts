@@ -172,3 +172,9 @@ export function pemCertificatesToDer(pem: string): Buffer[] {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   return blocks.map((block) => Buffer.from(new nodeCrypto.X509Certificate(block).raw));
 }
+
+/** A PEM certificate's validity period. */
+export function certificateValidity(pem: string): { notBefore: Date; notAfter: Date } {
+  const certificate = new nodeCrypto.X509Certificate(pem);
+  return { notBefore: new Date(certificate.validFrom), notAfter: new Date(certificate.validTo) };
+}
