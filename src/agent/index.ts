@@ -14,6 +14,7 @@ import { attestationOperations } from './attestation-socket.ts';
 import { CertificateVerifier } from './certificate-verifier.ts';
 import { HostCertificates } from './host-certificate.ts';
 import { Tpm } from './tpm.ts';
+import { PrivopExecutor } from './privops/executor.ts';
 import { privilegedOperations } from './privops/socket.ts';
 import { createOperationRegistry, hostOperations } from './privops/registry.ts';
 import { loadPrivopTrust } from './privops/trust.ts';
@@ -110,11 +111,13 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     await api?.close();
     ring.wipe();
   };
+  const privops = new PrivopExecutor({ state, trust: privopTrust, logger,
+    registry: createOperationRegistry(hostOperations({ stateDir: state.dir, logRoots: options.privopLogRoots })) });
   api = new AgentSocketApi({ ring, logger, status: () => ({ HostId: client.identity.HostId, Revision: ring.revision,
     Connected: client.connected, CertificateExpiresAt: client.identity.CertificateExpiresAt, Keys: ring.describe(),
     Attestation: attestor.verdict }), operations: {
       ...attestationOperations({ call, tpm, certificates, verifier }),
-      ...privilegedOperations({ state, trust: privopTrust, registry: createOperationRegistry(hostOperations({ stateDir: state.dir, logRoots: options.privopLogRoots })), logger }),
+      ...privilegedOperations(privops),
     } });
   await api.listen(options.socketPath, options.socketMode);
   void client.run().then(() => undefined, (error: unknown) => logger.error({ err: error }, 'fleet client stopped'));

@@ -9,6 +9,8 @@ export const PRIVOP_AUDIT_FILE = 'privop-audit.jsonl';
 export interface PrivopAuditEntry {
   Time: string;
   Outcome: 'accepted' | 'refused' | 'failed';
+  /** How the request reached the host: its local socket or the server relay. */
+  Channel?: 'socket' | 'relay';
   /** The refusal's or the failure's error code. */
   Code?: string;
   Reason?: string;

@@ -1,164 +1,22 @@
-// The agent's PrivilegedOperation socket operation: verifies a signed request (signature over its JCS bytes,
-// trusted signer, validity window, host binding, single use, permission), runs it and answers only the sealed result.
-// Must never let a result leave unsealed, nor run a request before its nonce is durably recorded.
+// The agent's PrivilegedOperation socket operation: a courier on this host hands over a request file and gets back
+// only the sealed result. The judging and running is the executor's, shared with the server relay.
+// Must never answer anything but the sealed result for an accepted request.
 import { z } from 'zod';
-import {
-  CertificateFormatError, certificatesFromPem, detachedJwsHeader, importSignerCertificateKey, PrivopKeyError, validateCertificatePath, verifyDetachedJws, zeroize,
-} from '../../shared/crypto/index.ts';
-import { UserError } from '../../shared/errors.ts';
 import { parseInput } from '../../shared/http/index.ts';
-import type { Logger } from '../../shared/log.ts';
-import {
-  MAX_PRIVOP_WINDOW_SECONDS, parsePrivopRequestFile, PRIVOP_JWS_TYPE, PRIVOP_RESULT_VERSION, sealPrivopResult, type ParsedPrivopRequest,
-} from '../../shared/privop-wire.ts';
 import type { SocketOperation } from '../socket-api.ts';
-import type { AgentState } from '../state.ts';
-import { PrivopAudit, type PrivopAuditEntry } from './audit.ts';
-import { PrivopNonceStore } from './nonce-store.ts';
-import type { PreparedOperation, PrivilegedOperations } from './operation.ts';
-import { certifiedSigner, mayRequest, parameterOutsideLimits, type PrivopTrust, type TrustedSigner } from './trust.ts';
-
-/** Clock difference tolerated between the requester and this host. */
-export const PRIVOP_CLOCK_SKEW_MS = 60_000;
+import type { PrivopExecutor } from './executor.ts';
 
 const schema = z.object({ Request: z.unknown() }).strict();
 
-const denied = (code: string, message: string) => new UserError(code, message, 403);
-
-/**
- * The signer a request's certificate chain (leaf first) makes: full RFC 5280 validation at `at` against each trusted CA in
- * turn, with the privop-signing EKU required. No CRL is consulted for these CAs in this version (revocation: replace the CA).
- */
-async function certifiedSignerOf(pems: string[], trust: PrivopTrust, at: Date): Promise<TrustedSigner> {
-  if (trust.cas.length === 0) throw denied('PrivopSignerNotTrusted', 'This agent trusts no CA for signers of privileged operations.');
-  let leaf: Buffer;
-  let chain: Buffer[];
-  try {
-    [leaf, ...chain] = pems.flatMap((pem) => certificatesFromPem(pem)) as [Buffer, ...Buffer[]];
-  } catch (error) {
-    if (error instanceof CertificateFormatError) throw denied('PrivopCertificateInvalid', `The signer certificate is unreadable: ${error.message}`);
-    throw error;
-  }
-  const reasons: string[] = [];
-  for (const ca of trust.cas) {
-    let result: Awaited<ReturnType<typeof validateCertificatePath>>;
-    try {
-      result = await validateCertificatePath({ certificateDer: leaf, chainDer: chain, anchorDer: ca.certificateDer, purpose: 'privop-signing',
-        unsafeSkipRevocation: true, now: at });
-    } catch (error) {
-      if (error instanceof CertificateFormatError) throw denied('PrivopCertificateInvalid', `The signer certificate is unreadable: ${error.message}`);
-      throw error;
-    }
-    if (!result.valid) {
-      reasons.push(`${ca.name}: ${result.reason ?? 'invalid'}`);
-      continue;
-    }
-    let key: Awaited<ReturnType<typeof importSignerCertificateKey>>;
-    try {
-      key = await importSignerCertificateKey(leaf);
-    } catch (error) {
-      if (error instanceof PrivopKeyError) throw denied('PrivopCertificateInvalid', `The signer certificate ${result.subject}: ${error.message}`);
-      throw error;
-    }
-    return certifiedSigner(ca, result.subject, key);
-  }
-  throw denied('PrivopCertificateInvalid', `The signer certificate is not valid for signing privileged operations: ${reasons.join('; ')}.`);
-}
-
-export function privilegedOperations(options: { state: AgentState; trust?: PrivopTrust; registry: PrivilegedOperations; logger: Logger;
-  now?: () => Date }): Record<string, SocketOperation> {
-  const now = options.now ?? (() => new Date());
-  const audit = new PrivopAudit(options.state.dir, options.logger);
-  // Opened at start: a broken replay record stops the agent instead of reopening replays.
-  const nonces = options.trust ? new PrivopNonceStore(options.state.dir, PRIVOP_CLOCK_SKEW_MS) : undefined;
-
-  const verify = async (parsed: ParsedPrivopRequest, trust: PrivopTrust, at: Date, entry: PrivopAuditEntry): Promise<TrustedSigner> => {
-    const { request, file } = parsed;
-    const header = detachedJwsHeader(file.Signature);
-    if (!header) throw denied('PrivopBadSignature', 'The signature is not a detached compact JWS.');
-    let signer: TrustedSigner | undefined;
-    if (file.Certificates?.length) {
-      signer = await certifiedSignerOf(file.Certificates, trust, at);
-    } else {
-      signer = header.kid === undefined ? undefined : trust.signers.get(header.kid);
-      if (!signer) throw denied('PrivopSignerNotTrusted', `No trusted signer has key id ${header.kid ?? '(none)'}.`);
-    }
-    if (!(await verifyDetachedJws(signer.key, file.Signature, parsed.canonical, PRIVOP_JWS_TYPE))) {
-      throw denied('PrivopBadSignature', `The signature does not verify under ${signer.name}'s key: the request was altered or signed by another key.`);
-    }
-    // Verified: later refusals are recorded against this signer.
-    Object.assign(entry, { Signer: signer.name, SignerKeyId: signer.keyId });
-    const notBefore = Date.parse(request.NotBefore);
-    const notAfter = Date.parse(request.NotAfter);
-    if (notAfter <= notBefore) throw denied('PrivopInvalidWindow', 'NotAfter is not after NotBefore.');
-    if (notAfter - notBefore > MAX_PRIVOP_WINDOW_SECONDS * 1000) {
-      throw denied('PrivopInvalidWindow', `The validity window is longer than ${MAX_PRIVOP_WINDOW_SECONDS / 86_400} days.`);
-    }
-    if (at.getTime() < notBefore - PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopNotYetValid', `The request is valid from ${request.NotBefore}.`);
-    if (at.getTime() > notAfter + PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopExpired', `The request expired at ${request.NotAfter}.`);
-    if (!('HostId' in request.Target)) {
-      throw denied('PrivopClassTargetUnsupported', 'This agent accepts requests for its host id only, not for a class (not supported yet).');
-    }
-    const hostId = options.state.identity()?.HostId;
-    if (request.Target.HostId !== hostId) throw denied('PrivopWrongHost', `The request is for ${request.Target.HostId}, not this host (${hostId}).`);
-    if (!mayRequest(signer, request.Operation)) {
-      throw denied('PrivopNotPermitted', `Signer ${signer.name} may not request ${request.Operation}.`);
-    }
-    const outside = parameterOutsideLimits(signer, request.Operation, request.Parameters);
-    if (outside) throw denied('PrivopNotPermitted', `Signer ${signer.name} may not request ${request.Operation} with these parameters: ${outside}.`);
-    return signer;
-  };
-
+export function privilegedOperations(executor: PrivopExecutor): Record<string, SocketOperation> {
   return {
     PrivilegedOperation: async (body) => {
       const input = parseInput(schema, body);
-      const at = now();
-      const entry: PrivopAuditEntry = { Time: at.toISOString(), Outcome: 'refused' };
-      let parsed: ParsedPrivopRequest | undefined;
-      let prepared: PreparedOperation | undefined;
-      try {
-        if (!options.trust || !nonces) {
-          throw new UserError('PrivopNotConfigured', 'This agent trusts no signer of privileged operations (start it with --privop-trust FILE).', 403);
-        }
-        parsed = parsePrivopRequestFile(input.Request);
-        const { request } = parsed;
-        Object.assign(entry, { RequestDigest: parsed.digest.toString('base64url'), Operation: request.Operation,
-          ParameterNames: Object.keys(request.Parameters).sort(), Target: request.Target, Requester: request.Requester, Nonce: request.Nonce,
-          NotAfter: request.NotAfter });
-        await verify(parsed, options.trust, at, entry);
-        prepared = options.registry.prepare(request.Operation, request.Parameters);
-        if (!nonces.use(request.Nonce, new Date(request.NotAfter), at)) {
-          throw denied('PrivopReplay', 'This request (its nonce) was used already.');
-        }
-        entry.Outcome = 'accepted';
-        audit.record(entry);
-      } catch (error) {
-        if (error instanceof UserError) Object.assign(entry, { Code: error.code, Reason: error.message });
-        else Object.assign(entry, { Code: 'InternalError' });
-        audit.record(entry);
-        throw error;
-      }
-
-      // Accepted: from here every outcome, failure included, goes back sealed.
-      const { request, digest } = parsed;
-      const startedAt = new Date().toISOString();
-      let result: unknown;
-      let failure: { Code: string; Message: string } | undefined;
-      try {
-        result = await prepared();
-      } catch (error) {
-        failure = error instanceof UserError ? { Code: error.code, Message: error.message } : { Code: 'OperationFailed', Message: 'The operation failed on the host.' };
-        if (!(error instanceof UserError)) options.logger.error({ err: error, operation: request.Operation }, 'privileged operation failed');
-        audit.record({ ...entry, Time: new Date().toISOString(), Outcome: 'failed', Code: failure.Code });
-      }
-      const identity = options.state.identity();
-      if (!identity) throw new UserError('NotEnrolled', 'This agent has no identity to sign the result with.', 500);
-      const keys = options.state.privateKeys();
-      zeroize(keys.keyRingKey);
-      const sealed = await sealPrivopResult({ request, digest, hostId: identity.HostId, hostCertificatePem: identity.Certificate, hostKeyPem: keys.identityKeyPem,
-        plaintext: { Version: PRIVOP_RESULT_VERSION, RequestDigest: digest.toString('base64url'), HostId: identity.HostId, Operation: request.Operation,
-          StartedAt: startedAt, CompletedAt: new Date().toISOString(), ...(failure ? { Error: failure } : { Result: result }) } });
-      return { Sealed: sealed.toString('base64'), RequestDigest: digest.toString('base64url') };
+      const accepted = await executor.accept(input.Request, 'socket');
+      const parts: Buffer[] = [];
+      for await (const part of accepted.run()) parts.push(part);
+      const sealed = Buffer.concat(parts);
+      return { Sealed: sealed.toString('base64'), RequestDigest: accepted.parsed.digest.toString('base64url') };
     },
   };
 }

@@ -1,0 +1,188 @@
+// The one place a privileged-operation request is judged and run, whichever way it reached the host (the local socket
+// or the server relay): verifies the signed request (signature over its JCS bytes, trusted signer, validity window,
+// host binding, permission), records its nonce, runs it and seals the result to the requester's key.
+// Must never let a result leave unsealed, nor run a request before its nonce is durably recorded.
+import {
+  CertificateFormatError, certificatesFromPem, detachedJwsHeader, importSignerCertificateKey, PrivopKeyError, validateCertificatePath, verifyDetachedJws, zeroize,
+} from '../../shared/crypto/index.ts';
+import { UserError } from '../../shared/errors.ts';
+import type { Logger } from '../../shared/log.ts';
+import {
+  MAX_PRIVOP_WINDOW_SECONDS, parsePrivopRequestFile, PRIVOP_JWS_TYPE, PRIVOP_RESULT_VERSION, sealPrivopResult, type ParsedPrivopRequest,
+} from '../../shared/privop-wire.ts';
+import type { AgentState } from '../state.ts';
+import { PrivopAudit, type PrivopAuditEntry } from './audit.ts';
+import { PrivopNonceStore } from './nonce-store.ts';
+import type { PreparedOperation, PrivilegedOperations } from './operation.ts';
+import { certifiedSigner, mayRequest, parameterOutsideLimits, type PrivopTrust, type TrustedSigner } from './trust.ts';
+
+/** Clock difference tolerated between the requester and this host. */
+export const PRIVOP_CLOCK_SKEW_MS = 60_000;
+
+/** How the request reached this host: recorded in the audit. */
+export type PrivopChannel = 'socket' | 'relay';
+
+/** A request that passed every check and whose nonce is spent: run it once. */
+export interface AcceptedPrivop {
+  parsed: ParsedPrivopRequest;
+  /**
+   * Runs the operation; every outcome, failure included, comes back sealed to the request's result key, as the bytes
+   * of the sealed result file in order (a consumer writes them out as they come: large results are not held whole).
+   */
+  run(): AsyncIterable<Buffer>;
+}
+
+const denied = (code: string, message: string) => new UserError(code, message, 403);
+
+/**
+ * The signer a request's certificate chain (leaf first) makes: full RFC 5280 validation at `at` against each trusted CA in
+ * turn, with the privop-signing EKU required. No CRL is consulted for these CAs in this version (revocation: replace the CA).
+ */
+async function certifiedSignerOf(pems: string[], trust: PrivopTrust, at: Date): Promise<TrustedSigner> {
+  if (trust.cas.length === 0) throw denied('PrivopSignerNotTrusted', 'This agent trusts no CA for signers of privileged operations.');
+  let leaf: Buffer;
+  let chain: Buffer[];
+  try {
+    [leaf, ...chain] = pems.flatMap((pem) => certificatesFromPem(pem)) as [Buffer, ...Buffer[]];
+  } catch (error) {
+    if (error instanceof CertificateFormatError) throw denied('PrivopCertificateInvalid', `The signer certificate is unreadable: ${error.message}`);
+    throw error;
+  }
+  const reasons: string[] = [];
+  for (const ca of trust.cas) {
+    let result: Awaited<ReturnType<typeof validateCertificatePath>>;
+    try {
+      result = await validateCertificatePath({ certificateDer: leaf, chainDer: chain, anchorDer: ca.certificateDer, purpose: 'privop-signing',
+        unsafeSkipRevocation: true, now: at });
+    } catch (error) {
+      if (error instanceof CertificateFormatError) throw denied('PrivopCertificateInvalid', `The signer certificate is unreadable: ${error.message}`);
+      throw error;
+    }
+    if (!result.valid) {
+      reasons.push(`${ca.name}: ${result.reason ?? 'invalid'}`);
+      continue;
+    }
+    let key: Awaited<ReturnType<typeof importSignerCertificateKey>>;
+    try {
+      key = await importSignerCertificateKey(leaf);
+    } catch (error) {
+      if (error instanceof PrivopKeyError) throw denied('PrivopCertificateInvalid', `The signer certificate ${result.subject}: ${error.message}`);
+      throw error;
+    }
+    return certifiedSigner(ca, result.subject, key);
+  }
+  throw denied('PrivopCertificateInvalid', `The signer certificate is not valid for signing privileged operations: ${reasons.join('; ')}.`);
+}
+
+export class PrivopExecutor {
+  readonly #state: AgentState;
+  readonly #trust?: PrivopTrust;
+  readonly #registry: PrivilegedOperations;
+  readonly #logger: Logger;
+  readonly #now: () => Date;
+  readonly #audit: PrivopAudit;
+  readonly #nonces?: PrivopNonceStore;
+
+  constructor(options: { state: AgentState; trust?: PrivopTrust; registry: PrivilegedOperations; logger: Logger; now?: () => Date }) {
+    this.#state = options.state;
+    this.#trust = options.trust;
+    this.#registry = options.registry;
+    this.#logger = options.logger;
+    this.#now = options.now ?? (() => new Date());
+    this.#audit = new PrivopAudit(options.state.dir, options.logger);
+    // Opened at start: a broken replay record stops the agent instead of reopening replays.
+    this.#nonces = options.trust ? new PrivopNonceStore(options.state.dir, PRIVOP_CLOCK_SKEW_MS) : undefined;
+  }
+
+  async #verify(parsed: ParsedPrivopRequest, trust: PrivopTrust, at: Date, entry: PrivopAuditEntry): Promise<TrustedSigner> {
+    const { request, file } = parsed;
+    const header = detachedJwsHeader(file.Signature);
+    if (!header) throw denied('PrivopBadSignature', 'The signature is not a detached compact JWS.');
+    let signer: TrustedSigner | undefined;
+    if (file.Certificates?.length) {
+      signer = await certifiedSignerOf(file.Certificates, trust, at);
+    } else {
+      signer = header.kid === undefined ? undefined : trust.signers.get(header.kid);
+      if (!signer) throw denied('PrivopSignerNotTrusted', `No trusted signer has key id ${header.kid ?? '(none)'}.`);
+    }
+    if (!(await verifyDetachedJws(signer.key, file.Signature, parsed.canonical, PRIVOP_JWS_TYPE))) {
+      throw denied('PrivopBadSignature', `The signature does not verify under ${signer.name}'s key: the request was altered or signed by another key.`);
+    }
+    // Verified: later refusals are recorded against this signer.
+    Object.assign(entry, { Signer: signer.name, SignerKeyId: signer.keyId });
+    const notBefore = Date.parse(request.NotBefore);
+    const notAfter = Date.parse(request.NotAfter);
+    if (notAfter <= notBefore) throw denied('PrivopInvalidWindow', 'NotAfter is not after NotBefore.');
+    if (notAfter - notBefore > MAX_PRIVOP_WINDOW_SECONDS * 1000) {
+      throw denied('PrivopInvalidWindow', `The validity window is longer than ${MAX_PRIVOP_WINDOW_SECONDS / 86_400} days.`);
+    }
+    if (at.getTime() < notBefore - PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopNotYetValid', `The request is valid from ${request.NotBefore}.`);
+    if (at.getTime() > notAfter + PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopExpired', `The request expired at ${request.NotAfter}.`);
+    if (!('HostId' in request.Target)) {
+      throw denied('PrivopClassTargetUnsupported', 'This agent accepts requests for its host id only, not for a class (not supported yet).');
+    }
+    const hostId = this.#state.identity()?.HostId;
+    if (request.Target.HostId !== hostId) throw denied('PrivopWrongHost', `The request is for ${request.Target.HostId}, not this host (${hostId}).`);
+    if (!mayRequest(signer, request.Operation)) {
+      throw denied('PrivopNotPermitted', `Signer ${signer.name} may not request ${request.Operation}.`);
+    }
+    const outside = parameterOutsideLimits(signer, request.Operation, request.Parameters);
+    if (outside) throw denied('PrivopNotPermitted', `Signer ${signer.name} may not request ${request.Operation} with these parameters: ${outside}.`);
+    return signer;
+  }
+
+  /**
+   * Judges a request file (parsed JSON) that came by `channel`: every refusal is audited and thrown as a UserError;
+   * an accepted request has its nonce spent and is audited before it is returned to be run.
+   */
+  async accept(requestFile: unknown, channel: PrivopChannel): Promise<AcceptedPrivop> {
+    const at = this.#now();
+    const entry: PrivopAuditEntry = { Time: at.toISOString(), Outcome: 'refused', Channel: channel };
+    let parsed: ParsedPrivopRequest;
+    let prepared: PreparedOperation;
+    try {
+      if (!this.#trust || !this.#nonces) {
+        throw new UserError('PrivopNotConfigured', 'This agent trusts no signer of privileged operations (start it with --privop-trust FILE).', 403);
+      }
+      parsed = parsePrivopRequestFile(requestFile);
+      const { request } = parsed;
+      Object.assign(entry, { RequestDigest: parsed.digest.toString('base64url'), Operation: request.Operation,
+        ParameterNames: Object.keys(request.Parameters).sort(), Target: request.Target, Requester: request.Requester, Nonce: request.Nonce,
+        NotAfter: request.NotAfter });
+      await this.#verify(parsed, this.#trust, at, entry);
+      prepared = this.#registry.prepare(request.Operation, request.Parameters);
+      if (!this.#nonces.use(request.Nonce, new Date(request.NotAfter), at)) {
+        throw denied('PrivopReplay', 'This request (its nonce) was used already.');
+      }
+      entry.Outcome = 'accepted';
+      this.#audit.record(entry);
+    } catch (error) {
+      if (error instanceof UserError) Object.assign(entry, { Code: error.code, Reason: error.message });
+      else Object.assign(entry, { Code: 'InternalError' });
+      this.#audit.record(entry);
+      throw error;
+    }
+    return { parsed, run: () => this.#run(parsed, prepared, entry) };
+  }
+
+  async *#run(parsed: ParsedPrivopRequest, prepared: PreparedOperation, entry: PrivopAuditEntry): AsyncGenerator<Buffer> {
+    const { request, digest } = parsed;
+    const startedAt = new Date().toISOString();
+    let result: unknown;
+    let failure: { Code: string; Message: string } | undefined;
+    try {
+      result = await prepared();
+    } catch (error) {
+      failure = error instanceof UserError ? { Code: error.code, Message: error.message } : { Code: 'OperationFailed', Message: 'The operation failed on the host.' };
+      if (!(error instanceof UserError)) this.#logger.error({ err: error, operation: request.Operation }, 'privileged operation failed');
+      this.#audit.record({ ...entry, Time: new Date().toISOString(), Outcome: 'failed', Code: failure.Code });
+    }
+    const identity = this.#state.identity();
+    if (!identity) throw new UserError('NotEnrolled', 'This agent has no identity to sign the result with.', 500);
+    const keys = this.#state.privateKeys();
+    zeroize(keys.keyRingKey);
+    yield await sealPrivopResult({ request, digest, hostId: identity.HostId, hostCertificatePem: identity.Certificate, hostKeyPem: keys.identityKeyPem,
+      plaintext: { Version: PRIVOP_RESULT_VERSION, RequestDigest: digest.toString('base64url'), HostId: identity.HostId, Operation: request.Operation,
+        StartedAt: startedAt, CompletedAt: new Date().toISOString(), ...(failure ? { Error: failure } : { Result: result }) } });
+  }
+}
