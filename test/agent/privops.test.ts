@@ -96,8 +96,12 @@ describe('sealed privileged operations on a real agent', () => {
     const opened = await open(sealedPath, requestPath);
     assert.equal(opened.HostId, agent.hostId);
     assert.equal(opened.Operation, 'system.snapshot');
-    const result = opened.Result as { Kernel: { Release: string }; Hostname: string; Mounts: Array<{ MountPoint: string }>; UptimeSeconds: number };
+    const result = opened.Result as { Kernel: { Release: string }; Hostname: string; Mounts: Array<{ MountPoint: string }>; UptimeSeconds: number;
+      Figures: Record<string, number> };
     assert.equal(result.Kernel.Release, release());
+    // The figures a health watch keeps a baseline of: this test's own processes are among those counted.
+    assert.ok(result.Figures.ProcessCount >= 3 && result.Figures.MemoryAvailableBytes > 0 && result.Figures.MemoryAvailableBytes <= result.Figures.MemoryTotalBytes);
+    assert.equal(result.Figures.MountCount, result.Mounts.length);
     assert.equal(result.Hostname, hostname());
     assert.ok(result.Mounts.some((mount) => mount.MountPoint === '/'));
     assert.ok(result.UptimeSeconds > 0);

@@ -1,7 +1,7 @@
-// `system.snapshot`: kernel, host name, uptime, mounts, listening sockets, login users and loaded modules, from /proc and /etc.
+// `system.snapshot`: kernel, host name, uptime, mounts, listening sockets, login users, loaded modules and load figures, from /proc and /etc.
 // Must never shell out nor read anything that is not system-wide metadata.
-import { readFile } from 'node:fs/promises';
-import { hostname, machine, release, uptime, version } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
+import { freemem, hostname, loadavg, machine, release, totalmem, uptime, version } from 'node:os';
 import { collectOperational } from '../operational.ts';
 import { onlyParameters } from './parameters.ts';
 import { defineOperation } from './operation.ts';
@@ -27,6 +27,25 @@ async function listMounts(): Promise<{ mounts: Mount[]; truncated: boolean }> {
   return { mounts: mounts.slice(0, MAX_MOUNTS), truncated: mounts.length > MAX_MOUNTS };
 }
 
+async function countProcesses(): Promise<number> {
+  try {
+    return (await readdir('/proc')).filter((name) => /^\d+$/.test(name)).length;
+  } catch {
+    return 0;
+  }
+}
+
+/** MemAvailable (what can be used without swapping) when the kernel reports it; free memory otherwise. */
+async function availableMemory(): Promise<number> {
+  try {
+    const kib = /^MemAvailable:\s+(\d+) kB$/m.exec(await readFile('/proc/meminfo', 'utf8'))?.[1];
+    if (kib) return Number(kib) * 1024;
+  } catch {
+    // Falls through to what Node knows.
+  }
+  return freemem();
+}
+
 export const systemSnapshotOperation = defineOperation({
   name: 'system.snapshot',
   description: 'kernel, host name, uptime, mounts, listening sockets, login users, loaded kernel modules',
@@ -35,7 +54,9 @@ export const systemSnapshotOperation = defineOperation({
     return {};
   },
   async run() {
-    const [operational, mounts] = await Promise.all([collectOperational({ maxExecutables: 0 }), listMounts()]);
+    const [operational, mounts, processes, available] = await Promise.all([collectOperational({ maxExecutables: 0 }), listMounts(), countProcesses(),
+      availableMemory()]);
+    const [load1, load5] = loadavg();
     return {
       Kernel: { Release: release(), Version: version(), Machine: machine() },
       Hostname: hostname(),
@@ -44,6 +65,10 @@ export const systemSnapshotOperation = defineOperation({
       ListeningSockets: operational.ListeningPorts,
       Users: operational.Users,
       Modules: operational.Modules,
+      // The numbers a health watch keeps a baseline of (src/shared/privop-health.ts).
+      Figures: { LoadAverage1m: load1, LoadAverage5m: load5, MemoryTotalBytes: totalmem(), MemoryAvailableBytes: available, ProcessCount: processes,
+        ListeningSocketCount: operational.ListeningPorts.length, ModuleCount: operational.Modules.length, UserCount: operational.Users.length,
+        MountCount: mounts.mounts.length },
       ...(operational.Truncated || mounts.truncated ? { Truncated: true } : {}),
     };
   },
