@@ -8,7 +8,7 @@ import { startTestServer, makeTempDir, type TestServer } from '../helpers/server
 import { cliEnv, trustplane as runTrustplane, trustplaneJson, trustplaneFails } from '../helpers/cli.ts';
 import { startTestAgent, type TestAgent } from '../helpers/agent.ts';
 import {
-  canonicalJson, certificateToPem, generateSignerKeyPair, issueCertificate, pemCertificatesToDer, privateKeyPemToDer, publicKeyPemToDer, randomBytes,
+  canonicalJson, certificateToPem, describeCertificate, generateSignerKeyPair, issueCertificate, pemCertificatesToDer, privateKeyPemToDer, publicKeyPemToDer, randomBytes,
   resultPublicKeyFromPem, signDetachedJws,
 } from '../../src/shared/crypto/index.ts';
 import { PRIVOP_JWS_TYPE, type PrivopRequest, type PrivopRequestFile, type PrivopResultPlaintext } from '../../src/shared/privop-wire.ts';
@@ -71,7 +71,8 @@ describe('privileged-operation signers certified by a CA, and parameter limits',
     await trustplane('privop', 'make-ca', '--out', join(dir, 'ca'), '--name', 'team signers');
     await trustplane('privop', 'make-ca', '--out', join(dir, 'rogue-ca'));
     for (const [ca, subject, out] of [['ca', 'CN=team-a', 'team-a'], ['ca', 'CN=team-b', 'team-b'], ['ca', 'CN=team-c', 'team-c'],
-      ['rogue-ca', 'CN=team-a', 'rogue']] as const) {
+      ['rogue-ca', 'CN=team-a', 'rogue'], ['revocable-ca', 'CN=team-r', 'team-r']] as const) {
+      if (ca === 'revocable-ca') await trustplane('privop', 'make-ca', '--out', join(dir, ca));
       await trustplane('privop', 'issue-signer', '--ca-key', join(dir, ca, 'ca.key'), '--ca-cert', join(dir, ca, 'ca.pem'), '--subject', subject,
         '--out', join(dir, out), '--days', '7');
     }
@@ -83,8 +84,12 @@ describe('privileged-operation signers certified by a CA, and parameter limits',
       signers: [{ publicKeyFile: 'pinned/signer.pub', operations: ['file.read'], name: 'log-reader',
         limits: { 'file.read': { path: `${logs.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/.*`, length: 4096 } } }],
       cas: [{ certificateFile: 'ca/ca.pem', name: 'team-ca', operations: ['system.snapshot', 'process.list', 'file.hash'],
-        subjects: { 'CN=team-a': ['*'], 'CN=team-b': ['system.snapshot'] } }],
+        subjects: { 'CN=team-a': ['*'], 'CN=team-b': ['system.snapshot'] } },
+      { certificateFile: 'revocable-ca/ca.pem', crlFile: 'revocable-ca/crl.pem', name: 'revocable-ca', operations: ['system.snapshot'] }],
     }));
+    // An empty list to start with: the CA's signers are good until one is listed.
+    await trustplane('privop', 'revoke-signer', '--ca-key', join(dir, 'revocable-ca', 'ca.key'), '--ca-cert', join(dir, 'revocable-ca', 'ca.pem'),
+      '--out', join(dir, 'revocable-ca', 'crl.pem'));
     agent = await startTestAgent({ serverUrl: server.url, joinToken, name: 'privops-trust-host', extraArgs: ['--privop-trust', trustFile] });
   });
   after(async () => {
@@ -125,6 +130,34 @@ describe('privileged-operation signers certified by a CA, and parameter limits',
     // The same CA and key usage but the right EKU: accepted (so the refusals above were for the reasons given).
     const good = await issueFromTrustedCa({ usage: 'privop-signing' });
     assert.equal((await deliverAndOpen(await requestWithCertificate(good.certificatePem, good.keyPem))).Operation, 'system.snapshot');
+  });
+
+  it('checks a CA\'s revocation list for every request: a revoked signer is refused, and so is every signer of a CA whose list is bad', async () => {
+    const revocable = ['--ca-key', join(dir, 'revocable-ca', 'ca.key'), '--ca-cert', join(dir, 'revocable-ca', 'ca.pem')];
+    const before = await request(join(dir, 'team-r'), 'system.snapshot');
+    assert.equal((await deliverAndOpen(before)).Operation, 'system.snapshot');
+
+    const serial = describeCertificate(pemCertificatesToDer(readFileSync(join(dir, 'team-r', 'signer.pem'), 'utf8'))[0] as Buffer).serialNumber;
+    const revoked = JSON.parse(await trustplane('privop', 'revoke-signer', ...revocable, '--serial', serial, '--out', join(dir, 'revocable-ca', 'crl.pem'))) as
+      { Number: number; Revoked: string[] };
+    assert.equal(revoked.Number, 2);
+    assert.equal(revoked.Revoked.length, 1);
+    // No restart: the agent reads the list afresh.
+    assert.match(await refusal(await request(join(dir, 'team-r'), 'system.snapshot')), /PrivopCertificateInvalid[\s\S]*revocable-ca: revoked/);
+
+    // A list signed by another CA is no list at all: the CA's signers are refused (fail closed), others' are not.
+    const good = readFileSync(join(dir, 'revocable-ca', 'crl.pem'));
+    await trustplane('privop', 'revoke-signer', '--ca-key', join(dir, 'rogue-ca', 'ca.key'), '--ca-cert', join(dir, 'rogue-ca', 'ca.pem'),
+      '--out', join(dir, 'rogue.crl'));
+    writeFileSync(join(dir, 'revocable-ca', 'crl.pem'), readFileSync(join(dir, 'rogue.crl')));
+    try {
+      assert.match(await refusal(await request(join(dir, 'team-r'), 'system.snapshot')), /revocable-ca: its revocation list is unusable: the revocation list (signature does not verify|is issued by another CA)/);
+      assert.equal((await deliverAndOpen(await request(join(dir, 'team-a'), 'system.snapshot'))).Operation, 'system.snapshot');
+      // Nor does the CLI extend a list that is not the CA's.
+      assert.match(await fails('privop', 'revoke-signer', ...revocable, '--out', join(dir, 'revocable-ca', 'crl.pem')), /InvalidRevocationList/);
+    } finally {
+      writeFileSync(join(dir, 'revocable-ca', 'crl.pem'), good);
+    }
   });
 
   it('narrows the CA\'s operations per certificate subject', async () => {

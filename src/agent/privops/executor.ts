@@ -2,8 +2,10 @@
 // or the server relay): verifies the signed request (signature over its JCS bytes, trusted signer, validity window,
 // host binding, permission), records its nonce, runs it and seals the result to the requester's key.
 // Must never let a result leave unsealed, nor run a request before its nonce is durably recorded.
+import { readFile } from 'node:fs/promises';
 import {
-  CertificateFormatError, certificatesFromPem, detachedJwsHeader, importSignerCertificateKey, PrivopKeyError, validateCertificatePath, verifyDetachedJws, zeroize,
+  CertificateFormatError, certificatesFromPem, detachedJwsHeader, importSignerCertificateKey, PrivopKeyError, validateCertificatePath, verifyDetachedJws,
+  revocationListDer, verifyRevocationList, zeroize, type VerifiedRevocationList,
 } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
@@ -14,7 +16,7 @@ import type { AgentState } from '../state.ts';
 import { PrivopAudit, type PrivopAuditEntry } from './audit.ts';
 import { PrivopNonceStore } from './nonce-store.ts';
 import type { PreparedOperation, PrivilegedOperations } from './operation.ts';
-import { certifiedSigner, mayRequest, parameterOutsideLimits, type PrivopTrust, type TrustedSigner } from './trust.ts';
+import { certifiedSigner, mayRequest, parameterOutsideLimits, type PrivopTrust, type TrustedCa, type TrustedSigner } from './trust.ts';
 
 /** Clock difference tolerated between the requester and this host. */
 export const PRIVOP_CLOCK_SKEW_MS = 60_000;
@@ -34,9 +36,25 @@ export interface AcceptedPrivop {
 
 const denied = (code: string, message: string) => new UserError(code, message, 403);
 
+/** A CA's revocation list, read afresh and verified (signed by the CA, current at `at`); the reason it is unusable otherwise. */
+async function currentRevocationList(ca: TrustedCa, at: Date): Promise<VerifiedRevocationList | string> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(ca.crlPath as string);
+  } catch (error) {
+    return `its revocation list ${ca.crlPath} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`;
+  }
+  try {
+    return await verifyRevocationList(revocationListDer(bytes), ca.certificateDer, at);
+  } catch (error) {
+    return `its revocation list is unusable: ${(error as Error).message}`;
+  }
+}
+
 /**
  * The signer a request's certificate chain (leaf first) makes: full RFC 5280 validation at `at` against each trusted CA in
- * turn, with the privop-signing EKU required. No CRL is consulted for these CAs in this version (revocation: replace the CA).
+ * turn, with the privop-signing EKU required, and revocation checked against the CA's list when the trust file names one
+ * (signers issued directly by that CA; a CA without a list is trusted to be replaced rather than revoke).
  */
 async function certifiedSignerOf(pems: string[], trust: PrivopTrust, at: Date): Promise<TrustedSigner> {
   if (trust.cas.length === 0) throw denied('PrivopSignerNotTrusted', 'This agent trusts no CA for signers of privileged operations.');
@@ -50,10 +68,15 @@ async function certifiedSignerOf(pems: string[], trust: PrivopTrust, at: Date): 
   }
   const reasons: string[] = [];
   for (const ca of trust.cas) {
+    const revocationList = ca.crlPath ? await currentRevocationList(ca, at) : undefined;
+    if (typeof revocationList === 'string') {
+      reasons.push(`${ca.name}: ${revocationList}`);
+      continue;
+    }
     let result: Awaited<ReturnType<typeof validateCertificatePath>>;
     try {
       result = await validateCertificatePath({ certificateDer: leaf, chainDer: chain, anchorDer: ca.certificateDer, purpose: 'privop-signing',
-        unsafeSkipRevocation: true, now: at });
+        ...(revocationList ? { revocationList } : { unsafeSkipRevocation: true }), now: at });
     } catch (error) {
       if (error instanceof CertificateFormatError) throw denied('PrivopCertificateInvalid', `The signer certificate is unreadable: ${error.message}`);
       throw error;

@@ -24,6 +24,8 @@ const trustFileSchema = z.object({
   }).strict()).default([]),
   cas: z.array(z.object({
     certificateFile: z.string().min(1),
+    /** The CA's revocation list (PEM or DER), re-read for every request so a new list applies without a restart; required fresh. */
+    crlFile: z.string().min(1).optional(),
     operations: z.array(operationName).min(1),
     /** Narrows `operations` per certificate subject (the subject DN as RFC 4514 text, e.g. "CN=team-a"); unlisted subjects may request nothing. */
     subjects: z.record(z.string().min(1).max(1024), z.array(operationName)).optional(),
@@ -49,6 +51,8 @@ export interface TrustedSigner {
 export interface TrustedCa {
   name: string;
   certificateDer: Buffer;
+  /** Where its CRL is (absolute); absent: this CA's signers are not checked for revocation. */
+  crlPath?: string;
   operations: ReadonlySet<string>;
   subjects?: ReadonlyMap<string, ReadonlySet<string>>;
   limits: ParameterLimits;
@@ -155,7 +159,12 @@ export async function loadPrivopTrust(file: string): Promise<PrivopTrust> {
     }
     // One anchor per entry: a bundle would silently trust every certificate in it with these operations.
     if (certificates.length !== 1) throw broken(file, `${path} holds ${certificates.length} certificates; give one CA certificate per entry.`);
-    cas.push({ name: entry.name ?? entry.certificateFile, certificateDer: certificates[0] as Buffer, operations: new Set(entry.operations),
+    const crlPath = entry.crlFile ? resolve(dirname(file), entry.crlFile) : undefined;
+    if (crlPath) {
+      // Read once now so a wrong path stops the agent at start; a stale or bad list refuses requests later, with the reason.
+      readReferenced(file, entry.crlFile as string);
+    }
+    cas.push({ name: entry.name ?? entry.certificateFile, certificateDer: certificates[0] as Buffer, crlPath, operations: new Set(entry.operations),
       subjects: entry.subjects ? new Map(Object.entries(entry.subjects).map(([subject, operations]) => [subject, new Set(operations)])) : undefined,
       limits: compileLimits(file, `cas.${index}`, entry.limits) });
   }

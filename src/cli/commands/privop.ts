@@ -10,7 +10,8 @@ import { parseDurationSeconds } from '../../shared/config.ts';
 import {
   canonicalJson, certificateToPem, checkEndorsementCertificate, createCertificateAuthority, describeCertificate, generateResultKeyPair,
   generateSignerKeyPair, issueCertificate, pemCertificatesToDer, privateKeyPemToDer, privateKeyToPem, publicKeyPemToDer, randomBytes,
-  resultPrivateKeyFromPem, resultPublicKeyFromPem, signDetachedJws, zeroize, PrivopKeyError,
+  resultPrivateKeyFromPem, resultPublicKeyFromPem, signDetachedJws, zeroize, PrivopKeyError, createRevocationList, normalizeHexSerial, revocationListDer,
+  revocationListToPem, verifyRevocationList, type RevocationEntry, type RevocationReason,
 } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { writeFileDurably } from '../../shared/fs.ts';
@@ -136,6 +137,54 @@ export function registerPrivopCommands(program: Command): void {
       writeFileDurably(join(flags.out, 'signer.pem'), certificateToPem(issued.certificateDer), 0o644);
       process.stdout.write(`${JSON.stringify({ Directory: flags.out, Files: ['signer.key', 'signer.pub', 'signer.pem'], Subject: flags.subject,
         Serial: issued.serialNumber, NotAfter: issued.notAfter.toISOString() })}\n`);
+    });
+
+  privop.command('revoke-signer').description('add a signer certificate to its CA\'s revocation list (hosts name the list with crlFile in --privop-trust)')
+    .requiredOption('--ca-key <file>', 'the CA private key (ca.key)')
+    .requiredOption('--ca-cert <file>', 'the CA certificate (ca.pem)')
+    .requiredOption('--out <file>', 'the revocation list to write (PEM); an existing one there is extended')
+    .option('--serial <hex>', 'the serial of the certificate to revoke (issue-signer prints it); none: just re-issue the list', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--reason <reason>', 'keyCompromise, affiliationChanged or privilegeWithdrawn', 'keyCompromise')
+    .option('--days <n>', 'how long the list stays current (hosts refuse certified signers once it is out of date)', '7')
+    .action(async (flags: { caKey: string; caCert: string; out: string; serial: string[]; reason: string; days: string }) => {
+      const days = positiveDays(flags.days);
+      if (!['keyCompromise', 'affiliationChanged', 'privilegeWithdrawn'].includes(flags.reason)) {
+        throw new UserError('ValidationException', '--reason must be keyCompromise, affiliationChanged or privilegeWithdrawn.');
+      }
+      const serials = flags.serial.map((serial) => {
+        if (!/^(0x)?[0-9a-fA-F]{1,40}$/.test(serial)) throw new UserError('ValidationException', `--serial must be a hex serial number; got '${serial}'.`);
+        return normalizeHexSerial(serial.replace(/^0x/, ''));
+      });
+      const [caDer] = pemCertificatesToDer(readInput(flags.caCert, 'the CA certificate').toString('utf8'));
+      if (!caDer) throw new UserError('ValidationException', `${flags.caCert} holds no PEM certificate.`);
+      const now = new Date();
+      let entries: RevocationEntry[] = [];
+      let number = 1n;
+      if (existsSync(flags.out)) {
+        // The list there must be this CA's: extending a list signed by another CA, or a forged one, would launder it.
+        const current = await verifyRevocationList(revocationListDer(readInput(flags.out, 'the revocation list')), caDer, null)
+          .catch((error: Error) => { throw new UserError('InvalidRevocationList', `${flags.out}: ${error.message}.`); });
+        entries = current.entries;
+        number = (current.number ?? 0n) + 1n;
+      }
+      const listed = new Set(entries.map((entry) => entry.serial));
+      for (const serial of serials) {
+        if (!listed.has(serial)) entries.push({ serial, revokedAt: now, reason: flags.reason as RevocationReason });
+      }
+      const caKey = keyFile(flags.caKey, privateKeyPemToDer);
+      let crl: Buffer;
+      try {
+        crl = await createRevocationList({ authority: { certificateDer: caDer, privateKeyPkcs8: caKey.pkcs8 }, entries, thisUpdate: now,
+          nextUpdate: new Date(now.getTime() + days * 86_400_000), number });
+      } catch (error) {
+        if (error instanceof Error && /does not match/.test(error.message)) throw new UserError('InvalidKey', `${flags.caKey} is not the key of ${flags.caCert}.`);
+        throw error;
+      } finally {
+        zeroize(caKey.pkcs8);
+      }
+      writeFileDurably(flags.out, revocationListToPem(crl), 0o644);
+      process.stdout.write(`${JSON.stringify({ File: flags.out, Number: Number(number), Revoked: entries.map((entry) => entry.serial),
+        NextUpdate: new Date(now.getTime() + days * 86_400_000).toISOString() })}\n`);
     });
 
   privop.command('request').description('sign a request for one host; prints the request file (JSON)')

@@ -49,7 +49,7 @@ export {
   parseCertificateRequest, createCertificateRequest, CertificateRequestError, type ParsedCertificateRequest,
 } from './lib/certificate-requests.ts';
 export {
-  createRevocationList, verifyRevocationList, normalizeHexSerial, type RevocationEntry, type RevocationListInput, type RevocationReason,
+  createRevocationList, verifyRevocationList, normalizeHexSerial, revocationListDer, revocationListToPem, type RevocationEntry, type RevocationListInput, type RevocationReason,
   type VerifiedRevocationList,
 } from './lib/revocation-lists.ts';
 export {
