@@ -23,7 +23,7 @@ import {
 } from './services/attest/index.ts';
 import { SqliteAttestStore } from './shared/store/sqlite-attest.ts';
 import { SqlitePrivopStore } from './shared/store/sqlite-privop.ts';
-import { PrivopService, privopAgentRoutes, privopApiOperations, PRIVOP_TARGET_PREFIX } from './services/privops/index.ts';
+import { CampaignService, PrivopService, privopAgentRoutes, privopApiOperations, PRIVOP_TARGET_PREFIX } from './services/privops/index.ts';
 import { AuditLog, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations, newAccountId } from './services/iam/index.ts';
@@ -194,6 +194,9 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   // The relay reaches hosts through the push hub's own event; a host that (re)connects hears of what waits for it.
   const privops = new PrivopService({ store: new SqlitePrivopStore(store), fleet: fleetStore, keyring, authorizer, region, logger, audit,
     notifier: { notify: (hostId, data) => pushHub.notify(hostId, 'privop', data) }, maxResultBytes: config.privops.maxResultBytes });
+  // The server signs campaign requests with a signer its account's fleet CA certifies (hosts trust it only if told to).
+  const campaigns = new CampaignService({ relay: privops, fleet: fleetStore, keyring, authorizer, region, logger, audit,
+    authority: { issue: (accountId, input) => fleetService.issueWithAccountAuthority(accountId, input) } });
   pushHub.onAttach((host) => {
     privops.announceTo(host).catch((error: unknown) => logger.error({ err: error, hostId: host.hostId }, 'relayed requests could not be announced'));
   });
@@ -204,7 +207,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane',
       [FLEET_TARGET_PREFIX]: 'trustplane', [PRIVOP_TARGET_PREFIX]: 'trustplane' },
     operations: [...kmsOperations(keyService), ...iamOperations(identityService), ...operatorApiOperations(operator),
-      ...fleetApiOperations(fleetService), ...attestApiOperations(attestation), ...privopApiOperations(privops)], credentials, logger,
+      ...fleetApiOperations(fleetService), ...attestApiOperations(attestation), ...privopApiOperations(privops, campaigns)], credentials, logger,
     maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit,
   });
 

@@ -18,7 +18,7 @@ import { PrivopExecutor } from './privops/executor.ts';
 import { privilegedOperations } from './privops/socket.ts';
 import { PrivopRelayWorker } from './privops/relay.ts';
 import { createOperationRegistry, hostOperations } from './privops/registry.ts';
-import { loadPrivopTrust } from './privops/trust.ts';
+import { loadPrivopTrust, withServerCampaigns } from './privops/trust.ts';
 
 export interface AgentOptions {
   server?: string;
@@ -115,7 +115,8 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     await api?.close();
     ring.wipe();
   };
-  const privops = new PrivopExecutor({ state, trust: privopTrust, logger,
+  // The "server" entry trusts campaign requests signed under this host's own account CA (known once enrolled).
+  const privops = new PrivopExecutor({ state, trust: privopTrust && withServerCampaigns(privopTrust, identity.CaCertificate), logger,
     registry: createOperationRegistry(hostOperations({ stateDir: state.dir, logRoots: options.privopLogRoots })) });
   // Requests relayed by the server are judged by the same executor as the socket's.
   relay = new PrivopRelayWorker({ executor: privops, call, logger });

@@ -71,6 +71,9 @@ export interface PrivopStore {
   getCampaign(campaignId: string): Promise<CampaignRecord | undefined>;
   relaysOfCampaign(campaignId: string): Promise<RelayRecord[]>;
   getCampaignSigner(accountId: string): Promise<CampaignSignerRecord | undefined>;
-  /** Keeps the first signer written for an account (two replicas racing); returns the one stored. */
-  putCampaignSigner(record: CampaignSignerRecord): Promise<CampaignSignerRecord>;
+  /**
+   * Stores an account's signer: the first one written wins two replicas racing; `replace` (a renewal) takes the place
+   * of an older one only if it lasts longer. Returns the one stored.
+   */
+  putCampaignSigner(record: CampaignSignerRecord, replace: boolean): Promise<CampaignSignerRecord>;
 }

@@ -169,9 +169,12 @@ export class SqlitePrivopStore implements PrivopStore {
     return row ? signerFromRow(row) : undefined;
   }
 
-  async putCampaignSigner(record: CampaignSignerRecord): Promise<CampaignSignerRecord> {
+  async putCampaignSigner(record: CampaignSignerRecord, replace: boolean): Promise<CampaignSignerRecord> {
+    const onConflict = replace ? `DO UPDATE SET certificate = excluded.certificate, not_after = excluded.not_after, domain_key_id = excluded.domain_key_id,
+      wrapped_private_key = excluded.wrapped_private_key, created_at = excluded.created_at WHERE privop_campaign_signers.not_after < excluded.not_after`
+      : 'DO NOTHING';
     this.#store.writeTransaction(() => this.#statement(`INSERT INTO privop_campaign_signers (account_id, certificate, not_after, domain_key_id,
-      wrapped_private_key, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id) DO NOTHING`)
+      wrapped_private_key, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account_id) ${onConflict}`)
       .run(record.accountId, record.certificatePem, record.notAfter.getTime(), record.privateKey.domainKeyId, record.privateKey.wrapped,
         record.createdAt.getTime()));
     return (await this.getCampaignSigner(record.accountId)) as CampaignSignerRecord;

@@ -4,14 +4,38 @@
 import { z } from 'zod';
 import { defineOperation, fields } from '../../../shared/http/index.ts';
 import { defineAgentRoute, type AgentRoute } from '../../fleet/index.ts';
+import { privopParameterValue } from '../../../shared/privop-wire.ts';
+import type { CampaignService } from '../campaigns.ts';
 import { MAX_RESULT_SLICE_BYTES, MAX_UPLOAD_CHUNK_BYTES, type PrivopService } from '../service.ts';
 
 export const PRIVOP = 'TrustPlanePrivop';
 
 const relayId = fields.text({ min: 3, max: 64, pattern: /^r-[0-9a-f-]+$/ });
 
-export function privopOperations(service: PrivopService) {
+const campaignInput = z.object({
+  Class: fields.text({ min: 1, max: 512 }),
+  Sample: fields.integer({ min: 1, max: 10_000 }).optional(),
+  Operation: fields.text({ min: 1, max: 64 }),
+  Parameters: z.record(privopParameterValue).default({}),
+  ResultKey: fields.text({ min: 43, max: 43, pattern: /^[A-Za-z0-9_-]+$/ }),
+  TtlSeconds: fields.integer({ min: 60, max: 7 * 86_400 }),
+}).strict();
+
+export function privopOperations(service: PrivopService, campaigns: CampaignService) {
   return [
+    defineOperation({
+      target: `${PRIVOP}.StartCampaign`, action: 'privop:StartCampaign', input: campaignInput,
+      handle: (caller, input) => campaigns.startCampaign(caller, input),
+    }),
+    defineOperation({
+      target: `${PRIVOP}.SignCampaignRequests`, action: 'privop:SignCampaignRequests', input: campaignInput,
+      handle: (caller, input) => campaigns.signCampaignRequests(caller, input),
+    }),
+    defineOperation({
+      target: `${PRIVOP}.DescribeCampaign`, action: 'privop:DescribeCampaign',
+      input: z.object({ CampaignId: fields.text({ min: 3, max: 64, pattern: /^c-[0-9a-f-]+$/ }) }).strict(),
+      handle: (caller, input) => campaigns.describeCampaign(caller, input.CampaignId),
+    }),
     defineOperation({
       target: `${PRIVOP}.SubmitRequest`, action: 'privop:SubmitRequest',
       // Checked for shape by the service: the host judges signature and trust.
