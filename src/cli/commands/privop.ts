@@ -6,6 +6,7 @@ import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AgentClient } from '../../clients/agent.ts';
+import { registerPrivopCampaign } from './privop-campaign.ts';
 import { deliverThroughRelay, withRelayDelivery, type RelayDeliveryFlags } from './privop-relay.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
 import {
@@ -70,6 +71,8 @@ function positiveDays(text: string): number {
 
 export function registerPrivopCommands(program: Command): void {
   const privop = program.command('privop').description('sealed privileged operations: signed requests, untrusted couriers, results encrypted to the requester');
+
+  registerPrivopCampaign(privop);
 
   privop.command('keygen').description('make a signer key pair (Ed25519) and a result key pair (X25519)')
     .requiredOption('--out <dir>', 'directory for signer.key, signer.pub, result.key, result.pub')
