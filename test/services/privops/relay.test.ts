@@ -152,6 +152,26 @@ describe('the privileged-operation relay', () => {
     await assert.rejects(trustplaneCall(server, courier, 'TrustPlanePrivop.DeleteRequest', { RelayId: relayIdIn(delivered.stderr) }), { name: 'AccessDeniedException' });
   });
 
+  it('relays submitted while the host is offline reach it when it reconnects; one it already ran is refused as a replay', async () => {
+    const fresh = await request('system.snapshot');
+    const alreadyRun = await request('system.snapshot');
+    // Run on the host before (as if the agent had run it and stopped before uploading): its nonce is spent.
+    await trustplane('privop', 'deliver', alreadyRun, '--agent', agent.socketPath);
+    const trustArgs = ['--privop-trust', join(dir, 'privop-trust.json')];
+    await agent.stop();
+    const submit = async (path: string) => (await trustplaneCall<{ RelayId: string }>(server, rootCredentials(server), 'TrustPlanePrivop.SubmitRequest',
+      { Request: JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown> })).RelayId;
+    const freshRelay = await submit(fresh);
+    const replayRelay = await submit(alreadyRun);
+    assert.equal((await describeRelay(freshRelay)).Status, 'pending');
+    agent = await startTestAgent({ serverUrl: server.url, stateDir: agent.stateDir, extraArgs: trustArgs });
+    const collected = await cli(['privop', 'deliver', '--relay-id', freshRelay, '--out', file('sealed.json'), '--wait', '60s'], { env });
+    assert.equal(collected.code, 0, collected.stderr);
+    const replayed = await cli(['privop', 'deliver', '--relay-id', replayRelay, '--wait', '60s'], { env });
+    assert.notEqual(replayed.code, 0);
+    assert.match(replayed.stderr, /PrivopReplay/);
+  });
+
   it('accepts an encrypted request by its host id alone, and the host\'s verdict comes back', async () => {
     const submitted = await trustplaneCall<{ RelayId: string; HostId: string }>(server, rootCredentials(server), 'TrustPlanePrivop.SubmitRequest',
       { Request: { Encrypted: { HostId: agent.hostId, Enc: 'AAAA', Ciphertext: 'opaque' } } });
