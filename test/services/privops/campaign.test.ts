@@ -7,6 +7,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { repoRoot, startTestServer, makeTempDir, trustplaneBin, type TestServer } from '../../helpers/server.ts';
 import { run } from '../../helpers/exec.ts';
+import { setTimeout as delay } from 'node:timers/promises';
+import { operatorCall, rootCredentials, trustplaneCall } from '../../helpers/iam-client.ts';
 import { cliEnv, trustplane as runTrustplane, trustplaneFails, trustplaneJson } from '../../helpers/cli.ts';
 import { startTestAgent, type TestAgent } from '../../helpers/agent.ts';
 import { canonicalJson, randomBytes, resultPublicKeyFromPem, signDetachedJws } from '../../../src/shared/crypto/index.ts';
@@ -91,6 +93,31 @@ describe('fleet campaigns', () => {
     const ran = await cli(['privop', 'campaign', '--class', 'web/jp', '--op', 'system.snapshot', '--result-key', join(keys, 'result.pub'), '--out', nested, '--wait', '60s']);
     assert.equal(ran.code, 0, ran.stderr);
     assert.deepEqual((JSON.parse(readFileSync(join(nested, 'summary.json'), 'utf8')) as Summary).Completed, [agent('nested').hostId]);
+  });
+
+  it('the campaign signer and a waiting relayed request survive a domain key rotation (both rewrapped)', async () => {
+    const nested = agent('nested');
+    await nested.stop();
+    const started = await trustplaneCall<{ CampaignId: string; Hosts: Array<{ HostId: string; RelayId: string }> }>(server, rootCredentials(server),
+      'TrustPlanePrivop.StartCampaign', { Class: 'web/jp', Operation: 'system.snapshot', Parameters: {}, TtlSeconds: 600,
+        ResultKey: resultPublicKeyFromPem(readFileSync(join(keys, 'result.pub'), 'utf8')).toString('base64url') });
+    assert.deepEqual(started.Hosts.map((host) => host.HostId), [nested.hostId]);
+    await operatorCall(server, rootCredentials(server), 'RotateDomainKey');
+    for (;;) {
+      const { DomainKeyRotation: progress } = await operatorCall<{ DomainKeyRotation: { State: string } }>(server, rootCredentials(server), 'GetDomainKeyRotation');
+      if (progress.State === 'Idle') break;
+      await delay(50);
+    }
+    agents.nested = await startTestAgent({ serverUrl: server.url, stateDir: nested.stateDir, extraArgs: ['--privop-trust', join(dir, 'server-trust.json')] });
+    const waited = await cli(['privop', 'deliver', '--relay-id', started.Hosts[0]?.RelayId ?? '', '--out', join(dir, 'after-rotation.sealed'), '--wait', '60s']);
+    assert.equal(waited.code, 0, waited.stderr);
+    const described = await trustplaneCall<{ Counts: Record<string, number> }>(server, rootCredentials(server), 'TrustPlanePrivop.DescribeCampaign',
+      { CampaignId: started.CampaignId });
+    assert.equal(described.Counts.completed, 1);
+    // A new campaign signs with the rewrapped signer key.
+    const again = await cli(['privop', 'campaign', '--class', 'web/jp', '--op', 'system.snapshot', '--result-key', join(keys, 'result.pub'),
+      '--out', join(dir, 'after-rotation'), '--wait', '60s']);
+    assert.equal(again.code, 0, again.stderr);
   });
 
   it('an operation outside the "server" entry is refused, and a host identity certificate never passes as a signer', async () => {
