@@ -120,6 +120,19 @@ describe('fleet campaigns', () => {
     assert.equal(again.code, 0, again.stderr);
   });
 
+  it('signs a campaign\'s requests without relaying them, for couriers carrying them to the hosts themselves', async () => {
+    const signed = await trustplaneCall<{ CampaignId: string; Requests: Array<{ HostId: string; Request: unknown }> }>(server, rootCredentials(server),
+      'TrustPlanePrivop.SignCampaignRequests', { Class: 'web/jp', Operation: 'system.snapshot', Parameters: {}, TtlSeconds: 600,
+        ResultKey: resultPublicKeyFromPem(readFileSync(join(keys, 'result.pub'), 'utf8')).toString('base64url') });
+    assert.deepEqual(signed.Requests.map((entry) => entry.HostId), [agent('nested').hostId]);
+    const path = join(dir, 'offline-request.json');
+    writeFileSync(path, JSON.stringify(signed.Requests[0]?.Request));
+    const sealed = join(dir, 'offline.sealed');
+    writeFileSync(sealed, await trustplane('privop', 'deliver', path, '--agent', agent('nested').socketPath));
+    const opened = JSON.parse(await trustplane('privop', 'open', sealed, '--key', join(keys, 'result.key'), '--request', path)) as PrivopResultPlaintext;
+    assert.equal(opened.HostId, agent('nested').hostId);
+  });
+
   it('an operation outside the "server" entry is refused, and a host identity certificate never passes as a signer', async () => {
     const out = join(dir, 'not-permitted');
     const ran = await cli(['privop', 'campaign', '--class', 'web/jp', '--op', 'file.hash', '--param', 'path=/etc/hostname',
