@@ -26,26 +26,33 @@ export interface RelayView {
 export const privopCall = <T>(client: KeyServiceClient, operation: string, input: Record<string, unknown>) =>
   client.call<T>(`${PRIVOP}.${operation}`, 'trustplane', input);
 
-/** Writes a completed relay's sealed result to `fd`, slice by slice. */
-async function downloadTo(client: KeyServiceClient, relayId: string, fd: number): Promise<number> {
+/** Hands a completed relay's sealed result to `write`, slice by slice. */
+async function downloadTo(client: KeyServiceClient, relayId: string, write: (bytes: Buffer) => Promise<void> | void): Promise<number> {
   let offset = 0;
   for (;;) {
     const slice = await privopCall<{ Data: string; More: boolean }>(client, 'GetResult', { RelayId: relayId, Offset: offset });
     const bytes = Buffer.from(slice.Data, 'base64');
-    writeSync(fd, bytes);
+    await write(bytes);
     offset += bytes.length;
     if (!slice.More) return offset;
     if (bytes.length === 0) throw new UserError('PrivopResultIncomplete', `The server sent no bytes of ${relayId} at ${offset}.`);
   }
 }
 
+/** Writes to stdout, waiting when the pipe is full (stdout may be non-blocking: no writeSync on it). */
+function writeStdout(bytes: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    process.stdout.write(bytes, (error) => (error ? reject(error) : resolve()));
+  });
+}
+
 /** Downloads a completed relay's sealed result to `path` (complete or not at all), or to stdout when no path. */
 export async function downloadResult(client: KeyServiceClient, relayId: string, path?: string): Promise<number> {
-  if (!path) return downloadTo(client, relayId, 1);
+  if (!path) return downloadTo(client, relayId, writeStdout);
   const partial = `${path}.partial`;
   const fd = openSync(partial, 'w', 0o600);
   try {
-    const bytes = await downloadTo(client, relayId, fd);
+    const bytes = await downloadTo(client, relayId, (slice) => { writeSync(fd, slice); });
     closeSync(fd);
     renameSync(partial, path);
     return bytes;

@@ -165,8 +165,13 @@ describe('the privileged-operation relay', () => {
     const replayRelay = await submit(alreadyRun);
     assert.equal((await describeRelay(freshRelay)).Status, 'pending');
     agent = await startTestAgent({ serverUrl: server.url, stateDir: agent.stateDir, extraArgs: trustArgs });
-    const collected = await cli(['privop', 'deliver', '--relay-id', freshRelay, '--out', file('sealed.json'), '--wait', '60s'], { env });
+    // Without --out the sealed result goes to stdout.
+    const collected = await cli(['privop', 'deliver', '--relay-id', freshRelay, '--wait', '60s'], { env });
     assert.equal(collected.code, 0, collected.stderr);
+    const sealedPath = file('sealed.json');
+    writeFileSync(sealedPath, collected.stdout);
+    assert.equal((JSON.parse(await trustplane('privop', 'open', sealedPath, '--key', join(keys, 'result.key'), '--request', fresh)) as PrivopResultPlaintext)
+      .Operation, 'system.snapshot');
     const replayed = await cli(['privop', 'deliver', '--relay-id', replayRelay, '--wait', '60s'], { env });
     assert.notEqual(replayed.code, 0);
     assert.match(replayed.stderr, /PrivopReplay/);
