@@ -22,6 +22,8 @@ import {
   AttestationService, attestAgentRoutes, attestApiOperations, createCertificateStatusHandler, createVerifierDiscoveryHandler,
 } from './services/attest/index.ts';
 import { SqliteAttestStore } from './shared/store/sqlite-attest.ts';
+import { SqlitePrivopStore } from './shared/store/sqlite-privop.ts';
+import { CampaignService, PrivopService, privopAgentRoutes, privopApiOperations, PRIVOP_TARGET_PREFIX } from './services/privops/index.ts';
 import { AuditLog, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations, newAccountId } from './services/iam/index.ts';
@@ -189,14 +191,23 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     }),
   } });
   const pushHub = new FleetPushHub({ store: fleetStore, distributor, logger });
+  // The relay reaches hosts through the push hub's own event; a host that (re)connects hears of what waits for it.
+  const privops = new PrivopService({ store: new SqlitePrivopStore(store), fleet: fleetStore, keyring, authorizer, region, logger, audit,
+    notifier: { notify: (hostId, data) => pushHub.notify(hostId, 'privop', data) }, maxResultBytes: config.privops.maxResultBytes });
+  // The server signs campaign requests with a signer its account's fleet CA certifies (hosts trust it only if told to).
+  const campaigns = new CampaignService({ relay: privops, fleet: fleetStore, keyring, authorizer, region, logger, audit,
+    authority: { issue: (accountId, input) => fleetService.issueWithAccountAuthority(accountId, input) } });
+  pushHub.onAttach((host) => {
+    privops.announceTo(host).catch((error: unknown) => logger.error({ err: error, hostId: host.hostId }, 'relayed requests could not be announced'));
+  });
   const handleVerifierDiscovery = createVerifierDiscoveryHandler(attestation);
   const handleCertificateStatus = createCertificateStatusHandler({ service: attestation, logger, rateLimiter: unauthenticatedLimiter });
   const handleFleetEnrolment = createFleetHttpHandler({ service: fleetService, logger, audit, rateLimiter: unauthenticatedLimiter });
   const handleApi = createAwsJsonEndpoint({
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane',
-      [FLEET_TARGET_PREFIX]: 'trustplane' },
+      [FLEET_TARGET_PREFIX]: 'trustplane', [PRIVOP_TARGET_PREFIX]: 'trustplane' },
     operations: [...kmsOperations(keyService), ...iamOperations(identityService), ...operatorApiOperations(operator),
-      ...fleetApiOperations(fleetService), ...attestApiOperations(attestation)], credentials, logger,
+      ...fleetApiOperations(fleetService), ...attestApiOperations(attestation), ...privopApiOperations(privops, campaigns)], credentials, logger,
     maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit,
   });
 
@@ -216,10 +227,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const http: RunningHttpServer = await startHttpServer({ host: config.host, port: config.port, handler, logger });
   publicUrl ??= http.url.replace(/\/$/, '');
   await pushHub.start();
+  await privops.start();
   const stopWaking = store.onCommit(() => pushHub.wake());
   try {
     agentListener = await startAgentListener({ host: config.fleet.host, port: config.fleet.port, service: fleetService, hub: pushHub, logger, audit,
-      routes: attestAgentRoutes(attestation) });
+      routes: [...attestAgentRoutes(attestation), ...privopAgentRoutes(privops)] });
   } catch (error) {
     await http.close();
     throw error;
@@ -238,8 +250,11 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const attestationTimer = setInterval(() => {
     if (attesting || module.status().sealed) return;
     attesting = true;
-    attestation.runDueWork().catch((error: unknown) => logger.error({ err: error }, 'attestation due work failed'))
-      .finally(() => { attesting = false; });
+    Promise.all([
+      attestation.runDueWork().catch((error: unknown) => logger.error({ err: error }, 'attestation due work failed')),
+      // The relay's tail (other replicas' submissions) and expiry run on the same one-second tick.
+      privops.runDueWork().catch((error: unknown) => logger.error({ err: error }, 'privop relay due work failed')),
+    ]).finally(() => { attesting = false; });
   }, ATTESTATION_TICK_MS);
   attestationTimer.unref();
 

@@ -126,6 +126,8 @@ export interface FleetClientEvents {
   /** The server says this host is removed or quarantined: wipe everything. */
   onRevoked(reason: string): void;
   onConnected(connected: boolean): void;
+  /** A relayed privileged-operation request waits for this host: must return at once (the ring stream is in order behind it). */
+  onPrivop?(data: Record<string, unknown>): void;
 }
 
 export class FleetClient {
@@ -273,6 +275,11 @@ export class FleetClient {
         let chain = Promise.resolve();
         const parser = createParser({
           onEvent: (event: EventSourceMessage) => {
+            // Not part of the key ring: handed off at once, never queued behind (or ahead of) ring messages.
+            if (event.event === 'privop') {
+              this.#privop(event.data);
+              return;
+            }
             chain = chain.then(() => this.#handle(event)).catch((error: unknown) => {
               req.destroy(error instanceof Error ? error : new Error(String(error)));
             });
@@ -288,6 +295,14 @@ export class FleetClient {
       req.on('error', finish);
       req.end();
     });
+  }
+
+  #privop(text: string): void {
+    try {
+      this.#events.onPrivop?.(JSON.parse(text) as Record<string, unknown>);
+    } catch (error) {
+      this.#logger.warn({ err: error instanceof Error ? error.message : String(error) }, 'unreadable privop event ignored');
+    }
   }
 
   async #handle(event: EventSourceMessage): Promise<void> {

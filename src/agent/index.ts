@@ -16,8 +16,9 @@ import { HostCertificates } from './host-certificate.ts';
 import { Tpm } from './tpm.ts';
 import { PrivopExecutor } from './privops/executor.ts';
 import { privilegedOperations } from './privops/socket.ts';
+import { PrivopRelayWorker } from './privops/relay.ts';
 import { createOperationRegistry, hostOperations } from './privops/registry.ts';
-import { loadPrivopTrust } from './privops/trust.ts';
+import { loadPrivopTrust, withServerCampaigns } from './privops/trust.ts';
 
 export interface AgentOptions {
   server?: string;
@@ -83,6 +84,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   const done = new Promise<{ revoked?: string }>((resolve) => { resolveDone = resolve; });
   let api: AgentSocketApi | undefined;
   let stopped = false;
+  let relay: PrivopRelayWorker | undefined;
   const client: FleetClient = new FleetClient({ state, ring, logger, identity, events: {
     onConnected: (connected) => logger.info({ connected }, connected ? 'connected to the server' : 'disconnected from the server'),
     onRevoked: (reason) => {
@@ -91,6 +93,7 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
       state.wipe();
       void stop().then(() => resolveDone({ revoked: reason }));
     },
+    onPrivop: (data) => relay?.announced(data),
   } });
   const call = (path: string, body: unknown) => client.call(path, body);
   // Certificates are checked against the account CA this host got at enrolment.
@@ -107,12 +110,16 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     stopped = true;
     attestor.stop();
     certificates.stop();
+    relay?.stop();
     client.stop();
     await api?.close();
     ring.wipe();
   };
-  const privops = new PrivopExecutor({ state, trust: privopTrust, logger,
+  // The "server" entry trusts campaign requests signed under this host's own account CA (known once enrolled).
+  const privops = new PrivopExecutor({ state, trust: privopTrust && withServerCampaigns(privopTrust, identity.CaCertificate), logger,
     registry: createOperationRegistry(hostOperations({ stateDir: state.dir, logRoots: options.privopLogRoots })) });
+  // Requests relayed by the server are judged by the same executor as the socket's.
+  relay = new PrivopRelayWorker({ executor: privops, call, logger });
   api = new AgentSocketApi({ ring, logger, status: () => ({ HostId: client.identity.HostId, Revision: ring.revision,
     Connected: client.connected, CertificateExpiresAt: client.identity.CertificateExpiresAt, Keys: ring.describe(),
     Attestation: attestor.verdict }), operations: {

@@ -27,6 +27,8 @@ export interface ServerConfig {
   fleet: { host: string; port: number; hostCertificateLifetimeMs: number };
   /** The verifier: the URL relying parties reach (EAR issuer; default the listen URL) and EK CA certificates (PEM files). */
   attestation: { publicUrl?: string; ekCaFiles: string[]; attestedCertificateLifetimeMs: number };
+  /** The privileged-operation relay: the largest sealed result it keeps for a courier. */
+  privops: { maxResultBytes: number };
 }
 
 export type SealConfig =
@@ -51,6 +53,7 @@ export interface ServerFlags {
   keyCacheSize?: string; keyCacheTtl?: string; rewrapBatchSize?: string; rewrapPause?: string;
   fleetListen?: string; hostCertificateLifetime?: string;
   publicUrl?: string; ekCa?: string[]; attestedCertificateLifetime?: string;
+  privopMaxResultBytes?: string;
 }
 
 /** `90`, `90s`, `15m`, `2h`, `7d` → seconds. */
@@ -118,7 +121,8 @@ export function serverConfig(options: ServerFlags): ServerConfig {
       ttlMs: numberFlag(options.keyCacheTtl, '--key-cache-ttl', DEFAULT_KEY_CACHE_TTL_MS / 1000, 0) * 1000 },
     rewrap: { batchSize: numberFlag(options.rewrapBatchSize, '--rewrap-batch-size', 100, 1),
       pauseMs: numberFlag(options.rewrapPause, '--rewrap-pause', 0, 0) },
-    fleet: fleetConfig(options, host, port), attestation: attestationConfig(options) };
+    fleet: fleetConfig(options, host, port), attestation: attestationConfig(options),
+    privops: { maxResultBytes: numberFlag(options.privopMaxResultBytes, '--privop-max-result-bytes', 1024 ** 3, 1024) } };
 }
 
 function attestationConfig(options: ServerFlags): ServerConfig['attestation'] {

@@ -238,3 +238,6 @@ export async function openPrivopResult(options: { sealed: Buffer; privateKey: Bu
   }
   return { plaintext, sealed };
 }
+
+/** The subject of the server's campaign signer certificate (issued by the account's fleet CA): a host's "server" trust entry names it. */
+export const PRIVOP_CAMPAIGN_SIGNER_SUBJECT = 'CN=trustplane campaigns';

@@ -7,7 +7,7 @@ import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { certificatesFromPem, importSignerPublicKey } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
-import type { PrivopParameters } from '../../shared/privop-wire.ts';
+import { PRIVOP_CAMPAIGN_SIGNER_SUBJECT, type PrivopParameters } from '../../shared/privop-wire.ts';
 
 const operationName = z.string().regex(/^(\*|[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+)$/, 'an operation name or "*"');
 const parameterName = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, 'a parameter name');
@@ -32,6 +32,8 @@ const trustFileSchema = z.object({
     name: z.string().min(1).max(128).optional(),
     limits: limitsSchema.optional(),
   }).strict()).default([]),
+  /** The server as the account's central requester (fleet campaigns): its campaign signer, certified by this host's own account CA. */
+  server: z.object({ operations: z.array(operationName).min(1), limits: limitsSchema.optional() }).strict().optional(),
 }).strict();
 
 export type ParameterLimit = { kind: 'pattern'; pattern: RegExp } | { kind: 'maximum'; maximum: number };
@@ -62,6 +64,22 @@ export interface PrivopTrust {
   /** By key id (the JWK thumbprint the request's JWS names as kid). */
   signers: ReadonlyMap<string, TrustedSigner>;
   cas: readonly TrustedCa[];
+  /** The "server" entry as read; it becomes a CA entry once the host's account CA is known (withServerCampaigns). */
+  server?: { operations: ReadonlySet<string>; limits: ParameterLimits };
+}
+
+/**
+ * The trust with the "server" entry made a CA: this host's own account CA (from its enrolment), narrowed to the
+ * campaign signer's subject, so only a certificate for that subject with the privop-signing EKU passes (a host
+ * identity certificate from the same CA lacks the EKU). Unchanged when the file has no "server" entry.
+ */
+export function withServerCampaigns(trust: PrivopTrust, accountCaPem: string): PrivopTrust {
+  if (!trust.server) return trust;
+  const [certificateDer] = certificatesFromPem(accountCaPem);
+  if (!certificateDer) throw new UserError('InvalidPrivopTrust', 'The enrolment holds no account CA certificate for the "server" trust entry.');
+  const server: TrustedCa = { name: 'server', certificateDer, operations: trust.server.operations,
+    subjects: new Map([[PRIVOP_CAMPAIGN_SIGNER_SUBJECT, trust.server.operations]]), limits: trust.server.limits };
+  return { ...trust, cas: [...trust.cas, server] };
 }
 
 const allows = (operations: ReadonlySet<string>, operation: string) => operations.has('*') || operations.has(operation);
@@ -168,5 +186,7 @@ export async function loadPrivopTrust(file: string): Promise<PrivopTrust> {
       subjects: entry.subjects ? new Map(Object.entries(entry.subjects).map(([subject, operations]) => [subject, new Set(operations)])) : undefined,
       limits: compileLimits(file, `cas.${index}`, entry.limits) });
   }
-  return { signers, cas };
+  const server = parsed.data.server
+    ? { operations: new Set(parsed.data.server.operations), limits: compileLimits(file, 'server', parsed.data.server.limits) } : undefined;
+  return { signers, cas, server };
 }

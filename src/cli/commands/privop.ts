@@ -6,6 +6,8 @@ import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AgentClient } from '../../clients/agent.ts';
+import { registerPrivopCampaign } from './privop-campaign.ts';
+import { deliverThroughRelay, withRelayDelivery, type RelayDeliveryFlags } from './privop-relay.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
 import {
   canonicalJson, certificateToPem, checkEndorsementCertificate, createCertificateAuthority, describeCertificate, generateResultKeyPair,
@@ -70,6 +72,8 @@ function positiveDays(text: string): number {
 
 export function registerPrivopCommands(program: Command): void {
   const privop = program.command('privop').description('sealed privileged operations: signed requests, untrusted couriers, results encrypted to the requester');
+
+  registerPrivopCampaign(privop);
 
   privop.command('keygen').description('make a signer key pair (Ed25519) and a result key pair (X25519)')
     .requiredOption('--out <dir>', 'directory for signer.key, signer.pub, result.key, result.pub')
@@ -224,10 +228,12 @@ export function registerPrivopCommands(program: Command): void {
       process.stdout.write(`${JSON.stringify(file, null, 2)}\n`);
     });
 
-  privop.command('deliver').description('carry a request to a host\'s agent and print the sealed result (the courier reads neither)')
-    .argument('<request-file>', 'the request file from `privop request`')
-    .requiredOption('--agent <socket>', 'the agent\'s Unix socket on the target host')
-    .action(async (requestFile: string, flags: { agent: string }) => {
+  withRelayDelivery(privop.command('deliver').description('carry a request to a host\'s agent and print the sealed result (the courier reads neither)')
+    .argument('[request-file]', 'the request file from `privop request`')
+    .option('--agent <socket>', 'the agent\'s Unix socket on the target host'))
+    .action(async (requestFile: string | undefined, flags: { agent?: string } & RelayDeliveryFlags) => {
+      if (flags.relay || flags.relayId) return deliverThroughRelay(requestFile, (path) => readInput(path, 'the request file'), flags);
+      if (!flags.agent || !requestFile) throw new UserError('ValidationException', 'Give a request file and --agent SOCKET, or --relay.');
       // Checked for shape only: the courier cannot judge the signature, the host does.
       const parsed = parsePrivopRequestFile(readInput(requestFile, 'the request file'));
       const reply = await new AgentClient(flags.agent).call<{ Sealed: string }>('PrivilegedOperation', { Request: parsed.file as unknown as Record<string, unknown> });

@@ -29,6 +29,7 @@ export function registerServerCommand(program: Command): void {
     .option('--ek-ca <file>', 'PEM certificate(s) of a TPM manufacturer\'s EK CA; TPM hosts must then show an EK certificate chained to one (repeatable)',
       (value: string, previous: string[] = []) => [...previous, value])
     .option('--attested-certificate-lifetime <duration>', 'lifetime of certificates issued to attested hosts on a CSR (default 24h)')
+    .option('--privop-max-result-bytes <bytes>', 'largest sealed privileged-operation result the relay keeps (default 1 GiB)')
     .action(async (options: Omit<ServerFlags, 'scheduleIntervalSeconds'> & { scheduleInterval?: string }) => {
       const config = serverConfig({ ...options, scheduleIntervalSeconds: options.scheduleInterval });
       const logger = createLogger();

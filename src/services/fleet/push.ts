@@ -81,6 +81,7 @@ export class FleetPushHub {
   #draining = false;
   #wakeAgain = false;
   #timers: NodeJS.Timeout[] = [];
+  readonly #attachListeners = new Set<(host: HostRecord) => void>();
 
   constructor(options: { store: FleetStore; distributor: KeyRingDistributor; logger: Logger }) {
     this.#store = options.store;
@@ -167,8 +168,26 @@ export class FleetPushHub {
       set.delete(stream);
       if (set.size === 0 && this.#streams.get(host.hostId) === set) this.#streams.delete(host.hostId);
     });
+    for (const listener of this.#attachListeners) listener(host);
     const scope = await this.#catchUpScope(host, since, latest);
     if (scope) stream.enqueue(scope, latest);
+  }
+
+  /** Called after a host's stream opened and got its hello (other services announce what waits for the host). */
+  onAttach(listener: (host: HostRecord) => void): () => void {
+    this.#attachListeners.add(listener);
+    return () => this.#attachListeners.delete(listener);
+  }
+
+  /**
+   * Sends the connected streams of a host an event that is not part of the key ring (no revision id, so it does not
+   * move the agent's resume point); false when the host has no stream here.
+   */
+  notify(hostId: string, event: 'privop', data: unknown): boolean {
+    const streams = this.#streams.get(hostId);
+    if (!streams?.size) return false;
+    for (const stream of streams) stream.write(event, data);
+    return true;
   }
 
   async #catchUpScope(host: HostRecord, since: number, latest: number): Promise<RingScope | undefined> {

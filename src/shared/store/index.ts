@@ -3,7 +3,9 @@
 export * from './types.ts';
 export * from './fleet-types.ts';
 export * from './attest-types.ts';
+export * from './privop-types.ts';
 export { SqliteStore, InvalidMarkerError } from './sqlite.ts';
 export { SqliteFleetStore } from './sqlite-fleet.ts';
 export { SqliteAttestStore } from './sqlite-attest.ts';
+export { SqlitePrivopStore } from './sqlite-privop.ts';
 export { SqliteAuditStore, NoAuditLogError } from './sqlite-audit.ts';

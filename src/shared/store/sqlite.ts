@@ -53,6 +53,8 @@ const WRAPPED_SECRET_SOURCES = {
   [SECRET_PURPOSES.referencePolicy]: { table: 'reference_policies', column: 'wrapped_document', name: "account_id || '/' || class_name" },
   [SECRET_PURPOSES.attestationAlert]: { table: 'attestation_alerts', column: 'wrapped_body', name: 'alert_id' },
   [SECRET_PURPOSES.tpmEnrolment]: { table: 'tpm_enrolments', column: 'wrapped_inputs', name: 'enrolment_id' },
+  [SECRET_PURPOSES.privopRelayRequest]: { table: 'privop_relays', column: 'wrapped_request', name: 'relay_id' },
+  [SECRET_PURPOSES.privopCampaignSigner]: { table: 'privop_campaign_signers', column: 'wrapped_private_key', name: 'account_id' },
 } as const satisfies Record<SecretPurpose, WrappedTable>;
 
 const KEY_VERSION_SOURCE = 'key-version';

@@ -16,6 +16,8 @@ export const SECRET_PURPOSES = {
   referencePolicy: 'reference-policy',
   attestationAlert: 'attestation-alert',
   tpmEnrolment: 'tpm-enrolment',
+  privopRelayRequest: 'privop-relay-request',
+  privopCampaignSigner: 'privop-campaign-signer',
 } as const;
 
 export type SecretPurpose = (typeof SECRET_PURPOSES)[keyof typeof SECRET_PURPOSES];

@@ -343,4 +343,45 @@ export const sqliteMigrations: Migration[] = [
           VALUES (NEW.account_id, 'key-changed', NEW.key_id, CAST(unixepoch('subsec') * 1000 AS INTEGER)); END;
     `,
   },
+  {
+    version: 12,
+    name: 'privileged operations: relayed requests and their sealed results, campaigns and the campaign signer',
+    sql: `
+      -- A request file a courier handed the server for one host: wrapped under the domain key (it may name what is asked),
+      -- its status as the host reported it, and the size of the sealed result (already ciphertext to the requester's key).
+      CREATE TABLE privop_relays (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, relay_id TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL, host_id TEXT NOT NULL,
+        campaign_id TEXT, submitted_by TEXT NOT NULL, request_digest TEXT NOT NULL, operation TEXT,
+        domain_key_id TEXT NOT NULL, wrapped_request BLOB NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'completed', 'refused', 'expired')),
+        created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, delivered_at INTEGER, finished_at INTEGER,
+        refusal_code TEXT, refusal_message TEXT, result_bytes INTEGER NOT NULL DEFAULT 0);
+      CREATE INDEX privop_relays_by_host ON privop_relays(host_id, status);
+      CREATE INDEX privop_relays_by_campaign ON privop_relays(campaign_id) WHERE campaign_id IS NOT NULL;
+      CREATE INDEX privop_relays_expiry ON privop_relays(expires_at);
+      CREATE INDEX privop_relays_by_domain_key ON privop_relays(domain_key_id);
+      CREATE TRIGGER privop_relays_live_domain_key BEFORE INSERT ON privop_relays
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
+      -- The sealed result in order, a chunk per row (at most 1 MiB each), gone with its relay.
+      CREATE TABLE privop_result_chunks (
+        relay_id TEXT NOT NULL REFERENCES privop_relays(relay_id) ON DELETE CASCADE, chunk INTEGER NOT NULL,
+        start_offset INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (relay_id, chunk));
+      -- Campaigns: one signed request per host of a class, each with its relay.
+      CREATE TABLE privop_campaigns (
+        campaign_id TEXT PRIMARY KEY, account_id TEXT NOT NULL, class_name TEXT NOT NULL, operation TEXT NOT NULL,
+        started_by TEXT NOT NULL, created_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, host_count INTEGER NOT NULL);
+      CREATE INDEX privop_campaigns_expiry ON privop_campaigns(expires_at);
+      -- The server's campaign signer per account (Ed25519, certified by the account's fleet CA for privop signing).
+      CREATE TABLE privop_campaign_signers (
+        account_id TEXT PRIMARY KEY, certificate TEXT NOT NULL, not_after INTEGER NOT NULL, domain_key_id TEXT NOT NULL,
+        wrapped_private_key BLOB NOT NULL, created_at INTEGER NOT NULL);
+      CREATE INDEX privop_campaign_signers_by_domain_key ON privop_campaign_signers(domain_key_id);
+      CREATE TRIGGER privop_campaign_signers_live_domain_key BEFORE INSERT ON privop_campaign_signers
+        WHEN (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'active'
+          AND (SELECT state FROM domain_keys WHERE id = NEW.domain_key_id) IS NOT 'retiring'
+        BEGIN SELECT RAISE(ABORT, 'wrapped under a domain key that is not live'); END;
+    `,
+  },
 ];
