@@ -22,6 +22,8 @@ import {
   AttestationService, attestAgentRoutes, attestApiOperations, createCertificateStatusHandler, createVerifierDiscoveryHandler,
 } from './services/attest/index.ts';
 import { SqliteAttestStore } from './shared/store/sqlite-attest.ts';
+import { SqlitePrivopStore } from './shared/store/sqlite-privops.ts';
+import { HostRequestKeyService, requestKeyAgentRoutes, requestKeyApiOperations } from './services/privops/index.ts';
 import { AuditLog, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations, newAccountId } from './services/iam/index.ts';
@@ -180,6 +182,9 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     authority: { issue: (accountId, input) => fleetService.issueWithAccountAuthority(accountId, input),
       signRevocationList: (accountId, input) => fleetService.signRevocationList(accountId, input) },
     attestedCertificateLifetimeMs: config.attestation.attestedCertificateLifetimeMs });
+  // Hosts' privileged-operation request keys are certified by the account's fleet CA too.
+  const requestKeys = new HostRequestKeyService({ store: new SqlitePrivopStore(store), authorizer, region, logger, audit,
+    authority: { issue: (accountId, input) => fleetService.issueWithAccountAuthority(accountId, input) } });
   const distributor = new KeyRingDistributor({ keys: store, fleet: fleetStore, keyring, gate: {
     context: (host) => attestation.releaseContext(host),
     // A policy that cannot be evaluated releases nothing (and says so), without holding back the host's other keys.
@@ -196,7 +201,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane',
       [FLEET_TARGET_PREFIX]: 'trustplane' },
     operations: [...kmsOperations(keyService), ...iamOperations(identityService), ...operatorApiOperations(operator),
-      ...fleetApiOperations(fleetService), ...attestApiOperations(attestation)], credentials, logger,
+      ...fleetApiOperations(fleetService), ...attestApiOperations(attestation),
+      ...requestKeyApiOperations(requestKeys)], credentials, logger,
     maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit,
   });
 
@@ -219,7 +225,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const stopWaking = store.onCommit(() => pushHub.wake());
   try {
     agentListener = await startAgentListener({ host: config.fleet.host, port: config.fleet.port, service: fleetService, hub: pushHub, logger, audit,
-      routes: attestAgentRoutes(attestation) });
+      routes: [...attestAgentRoutes(attestation), ...requestKeyAgentRoutes(requestKeys)] });
   } catch (error) {
     await http.close();
     throw error;

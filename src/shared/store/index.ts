@@ -7,3 +7,5 @@ export { SqliteStore, InvalidMarkerError } from './sqlite.ts';
 export { SqliteFleetStore } from './sqlite-fleet.ts';
 export { SqliteAttestStore } from './sqlite-attest.ts';
 export { SqliteAuditStore, NoAuditLogError } from './sqlite-audit.ts';
+export * from './privops-types.ts';
+export { SqlitePrivopStore } from './sqlite-privops.ts';
