@@ -18,6 +18,7 @@ import { PrivopExecutor } from './privops/executor.ts';
 import { privilegedOperations } from './privops/socket.ts';
 import { createOperationRegistry, hostOperations } from './privops/registry.ts';
 import { loadPrivopTrust } from './privops/trust.ts';
+import { HostRequestKey } from './privops/request-key.ts';
 
 export interface AgentOptions {
   server?: string;
@@ -84,7 +85,11 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   let api: AgentSocketApi | undefined;
   let stopped = false;
   const client: FleetClient = new FleetClient({ state, ring, logger, identity, events: {
-    onConnected: (connected) => logger.info({ connected }, connected ? 'connected to the server' : 'disconnected from the server'),
+    onConnected: (connected) => {
+      logger.info({ connected }, connected ? 'connected to the server' : 'disconnected from the server');
+      // Registered on every connection (idempotent): the answer also brings the host's current classes.
+      if (connected) void requestKey.register();
+    },
     onRevoked: (reason) => {
       logger.error({ reason }, 'this host was revoked: wiping its key ring cache and identity');
       ring.wipe();
@@ -93,6 +98,8 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     },
   } });
   const call = (path: string, body: unknown) => client.call(path, body);
+  const requestKey = new HostRequestKey({ state, call, logger, hostId: identity.HostId });
+  await requestKey.ensure();
   // Certificates are checked against the account CA this host got at enrolment.
   const verifier = new CertificateVerifier({ call, anchorPem: identity.CaCertificate, logger });
   const certificates = new HostCertificates({ state, call, logger, hostId: identity.HostId, verifier });
@@ -107,15 +114,16 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     stopped = true;
     attestor.stop();
     certificates.stop();
+    requestKey.stop();
     client.stop();
     await api?.close();
     ring.wipe();
   };
-  const privops = new PrivopExecutor({ state, trust: privopTrust, logger,
+  const privops = new PrivopExecutor({ state, trust: privopTrust, logger, requestKey,
     registry: createOperationRegistry(hostOperations({ stateDir: state.dir, logRoots: options.privopLogRoots })) });
   api = new AgentSocketApi({ ring, logger, status: () => ({ HostId: client.identity.HostId, Revision: ring.revision,
     Connected: client.connected, CertificateExpiresAt: client.identity.CertificateExpiresAt, Keys: ring.describe(),
-    Attestation: attestor.verdict }), operations: {
+    Attestation: attestor.verdict, PrivopRequestKey: requestKey.status() }), operations: {
       ...attestationOperations({ call, tpm, certificates, verifier }),
       ...privilegedOperations(privops),
     } });

@@ -73,5 +73,5 @@ export {
 } from './lib/privop-keys.ts';
 export { PRIVOP_REQUEST_KEY_EKU_OID } from './lib/certificates.ts';
 export {
-  checkRequestKeyCertificate, requestKeyId, x25519PublicKeySpki, type CheckedRequestKeyCertificate,
+  checkRequestKeyCertificate, requestKeyId, x25519PublicKeyOf, x25519PublicKeySpki, type CheckedRequestKeyCertificate,
 } from './lib/request-key-certificates.ts';

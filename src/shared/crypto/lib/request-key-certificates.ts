@@ -4,7 +4,7 @@
 import 'reflect-metadata'; // @peculiar/x509 resolves its ASN.1 providers through tsyringe, which needs it
 import * as x509 from '@peculiar/x509';
 import * as nodeCrypto from 'node:crypto';
-import { importRawPublicKey } from './asymmetric.ts';
+import { importRawPrivateKey, importRawPublicKey } from './asymmetric.ts';
 import { sha256 } from './bytes.ts';
 import { validateCertificatePath } from './certificate-paths.ts';
 import { PRIVOP_REQUEST_KEY_EKU_OID } from './certificates.ts';
@@ -31,15 +31,24 @@ export interface CheckedRequestKeyCertificate {
 }
 
 /**
- * Checks a request-key certificate against the account CA at `now` (RFC 5280 path, validity, not a CA; revocation is not
- * consulted: the requester has no CRL here), then that it is X25519, keyAgreement only, carries the request-key EKU and names
- * `expectedUri`. Returns the key or the reason it may not be used.
+ * Checks a request-key certificate at `now`: against the account CA when `anchorDer` is given (RFC 5280 path, validity, not a CA;
+ * revocation is not consulted: the requester has no CRL here), else only its own validity period; then that it is X25519,
+ * keyAgreement only, carries the request-key EKU and has a URI `namesHost` accepts. Returns the key or the reason it may not be used.
  */
-export async function checkRequestKeyCertificate(input: { certificateDer: Uint8Array; anchorDer: Uint8Array; expectedUri: string; now: Date })
+export async function checkRequestKeyCertificate(input: { certificateDer: Uint8Array; anchorDer?: Uint8Array; namesHost: (uri: string) => boolean; now: Date })
   : Promise<{ key: CheckedRequestKeyCertificate } | { problem: string }> {
-  const path = await validateCertificatePath({ certificateDer: input.certificateDer, anchorDer: input.anchorDer, now: input.now, unsafeSkipRevocation: true });
-  if (!path.valid) return { problem: path.reason ?? 'not valid' };
-  const certificate = new x509.X509Certificate(Buffer.from(input.certificateDer));
+  let certificate: x509.X509Certificate;
+  try {
+    certificate = new x509.X509Certificate(Buffer.from(input.certificateDer));
+  } catch {
+    return { problem: 'it is not a well-formed X.509 certificate' };
+  }
+  if (input.anchorDer) {
+    const path = await validateCertificatePath({ certificateDer: input.certificateDer, anchorDer: input.anchorDer, now: input.now, unsafeSkipRevocation: true });
+    if (!path.valid) return { problem: path.reason ?? 'not valid' };
+  } else if (input.now < certificate.notBefore || input.now > certificate.notAfter) {
+    return { problem: `it is valid from ${certificate.notBefore.toISOString()} to ${certificate.notAfter.toISOString()} only` };
+  }
   const spki = Buffer.from(certificate.publicKey.rawData);
   let key: nodeCrypto.KeyObject;
   try {
@@ -54,7 +63,13 @@ export async function checkRequestKeyCertificate(input: { certificateDer: Uint8A
   if (!extended.includes(PRIVOP_REQUEST_KEY_EKU_OID)) return { problem: `its extendedKeyUsage lacks the request-key usage (${PRIVOP_REQUEST_KEY_EKU_OID})` };
   const uris = certificate.getExtension(x509.SubjectAlternativeNameExtension)?.names.items
     .filter((name) => name.type === 'url').map((name) => name.value) ?? [];
-  if (!uris.includes(input.expectedUri)) return { problem: `it does not name ${input.expectedUri}` };
+  if (!uris.some(input.namesHost)) return { problem: 'it does not name the target host' };
   const publicKey = Buffer.from(key.export({ format: 'jwk' }).x as string, 'base64url');
-  return { key: { publicKey, keyId: requestKeyId(publicKey), uris, notAfter: path.notAfter, serial: path.serial } };
+  return { key: { publicKey, keyId: requestKeyId(publicKey), uris, notAfter: certificate.notAfter, serial: certificate.serialNumber } };
+}
+
+/** The raw X25519 public key of a raw X25519 private key (a host's request key, read back from its state). */
+export function x25519PublicKeyOf(privateKey: Uint8Array): Buffer {
+  const key = nodeCrypto.createPublicKey(importRawPrivateKey('x25519', privateKey));
+  return Buffer.from(key.export({ format: 'jwk' }).x as string, 'base64url');
 }
