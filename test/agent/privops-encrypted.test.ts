@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestServer, makeTempDir, repoRoot, trustplaneBin, type TestServer } from '../helpers/server.ts';
 import { cliEnv, trustplane as runTrustplane, trustplaneJson, trustplaneFails } from '../helpers/cli.ts';
@@ -211,5 +211,26 @@ describe('encrypted privileged-operation requests and class targets', () => {
     assert.match(await refusal(hostB, await request(['--class', 'web'], 'system.snapshot')), /PrivopWrongHost/);
     const after = await trustplaneJson<RequestKeyView>(['host', 'request-key', hostB.hostId, '--json'], { env });
     assert.deepEqual([after.KeyId, after.Fingerprint, after.RegisteredAt], [before.KeyId, before.Fingerprint, before.RegisteredAt]);
+  });
+
+  it('a host that lost its request key makes a new one, which replaces the old (audited); requests to the old key no longer open', async () => {
+    const old = await trustplaneJson<RequestKeyView>(['host', 'request-key', hostB.hostId, '--json'], { env });
+    const toOldKey = await request(['--host', hostB.hostId], 'system.snapshot', ['--encrypt-to', certificateOf(hostB), '--ca', caFile]);
+    const stateDir = hostB.stateDir;
+    await hostB.stop();
+    rmSync(join(stateDir, 'privop-request.key'));
+    hostB = await startTestAgent({ serverUrl: server.url, stateDir, extraArgs: ['--privop-trust', join(dir, 'privop-trust.json')] });
+    const status = await registered(hostB) as { PrivopRequestKey?: { KeyId: string } };
+    assert.notEqual(status.PrivopRequestKey?.KeyId, old.KeyId);
+    const replaced = await trustplaneJson<RequestKeyView>(['host', 'request-key', hostB.hostId, '--json'], { env });
+    assert.equal(replaced.KeyId, status.PrivopRequestKey?.KeyId);
+    assert.match(await refusal(hostB, toOldKey), /PrivopCannotDecrypt/);
+    // The server's audit log records the replacement (records are written shortly after the call: polled with a deadline).
+    const deadline = Date.now() + 10_000;
+    let records = '';
+    while (!records.includes(replaced.KeyId) && Date.now() < deadline) {
+      records = await trustplane('audit', 'query', '--home', server.home, '--operation', 'PrivopReplaceHostRequestKey', '--json');
+    }
+    assert.ok(records.includes(`request key ${old.KeyId} replaced by ${replaced.KeyId}`), records);
   });
 });
