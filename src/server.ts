@@ -23,7 +23,10 @@ import {
 } from './services/attest/index.ts';
 import { SqliteAttestStore } from './shared/store/sqlite-attest.ts';
 import { SqlitePrivopStore } from './shared/store/sqlite-privop.ts';
-import { CampaignService, PrivopService, privopAgentRoutes, privopApiOperations, PRIVOP_TARGET_PREFIX } from './services/privops/index.ts';
+import { SqliteRequestKeyStore } from './shared/store/sqlite-request-keys.ts';
+import {
+  CampaignService, HostRequestKeyService, PrivopService, privopAgentRoutes, privopApiOperations, PRIVOP_TARGET_PREFIX, requestKeyAgentRoutes, requestKeyApiOperations,
+} from './services/privops/index.ts';
 import { AuditLog, recordCurrentRequestInTransaction } from './shared/audit/index.ts';
 import { keyResourceQuestion, KeyService, kmsOperations } from './services/kms/index.ts';
 import { IdentityService, iamOperations, newAccountId } from './services/iam/index.ts';
@@ -182,6 +185,9 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     authority: { issue: (accountId, input) => fleetService.issueWithAccountAuthority(accountId, input),
       signRevocationList: (accountId, input) => fleetService.signRevocationList(accountId, input) },
     attestedCertificateLifetimeMs: config.attestation.attestedCertificateLifetimeMs });
+  // Hosts' privileged-operation request keys are certified by the account's fleet CA too.
+  const requestKeys = new HostRequestKeyService({ store: new SqliteRequestKeyStore(store), authorizer, region, logger, audit,
+    authority: { issue: (accountId, input) => fleetService.issueWithAccountAuthority(accountId, input) } });
   const distributor = new KeyRingDistributor({ keys: store, fleet: fleetStore, keyring, gate: {
     context: (host) => attestation.releaseContext(host),
     // A policy that cannot be evaluated releases nothing (and says so), without holding back the host's other keys.
@@ -207,7 +213,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     signingServices: { TrentService: 'kms', TrustPlaneKms: 'kms', TrustPlaneIam: 'trustplane', [OPERATOR_TARGET_PREFIX]: 'trustplane',
       [FLEET_TARGET_PREFIX]: 'trustplane', [PRIVOP_TARGET_PREFIX]: 'trustplane' },
     operations: [...kmsOperations(keyService), ...iamOperations(identityService), ...operatorApiOperations(operator),
-      ...fleetApiOperations(fleetService), ...attestApiOperations(attestation), ...privopApiOperations(privops, campaigns)], credentials, logger,
+      ...fleetApiOperations(fleetService), ...attestApiOperations(attestation), ...privopApiOperations(privops, campaigns),
+      ...requestKeyApiOperations(requestKeys)], credentials, logger,
     maxBodyBytes: config.maxBodyBytes, rateLimiter: new RateLimiter(config.rateLimits), replayGuard: new ReplayGuard(), audit,
   });
 
@@ -231,7 +238,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const stopWaking = store.onCommit(() => pushHub.wake());
   try {
     agentListener = await startAgentListener({ host: config.fleet.host, port: config.fleet.port, service: fleetService, hub: pushHub, logger, audit,
-      routes: [...attestAgentRoutes(attestation), ...privopAgentRoutes(privops)] });
+      routes: [...attestAgentRoutes(attestation), ...privopAgentRoutes(privops), ...requestKeyAgentRoutes(requestKeys)] });
   } catch (error) {
     await http.close();
     throw error;

@@ -19,6 +19,7 @@ import { privilegedOperations } from './privops/socket.ts';
 import { PrivopRelayWorker } from './privops/relay.ts';
 import { createOperationRegistry, hostOperations } from './privops/registry.ts';
 import { loadPrivopTrust, withServerCampaigns } from './privops/trust.ts';
+import { HostRequestKey } from './privops/request-key.ts';
 
 export interface AgentOptions {
   server?: string;
@@ -86,7 +87,11 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   let stopped = false;
   let relay: PrivopRelayWorker | undefined;
   const client: FleetClient = new FleetClient({ state, ring, logger, identity, events: {
-    onConnected: (connected) => logger.info({ connected }, connected ? 'connected to the server' : 'disconnected from the server'),
+    onConnected: (connected) => {
+      logger.info({ connected }, connected ? 'connected to the server' : 'disconnected from the server');
+      // Registered on every connection (idempotent): the answer also brings the host's current classes.
+      if (connected) void requestKey.register();
+    },
     onRevoked: (reason) => {
       logger.error({ reason }, 'this host was revoked: wiping its key ring cache and identity');
       ring.wipe();
@@ -96,6 +101,8 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     onPrivop: (data) => relay?.announced(data),
   } });
   const call = (path: string, body: unknown) => client.call(path, body);
+  const requestKey = new HostRequestKey({ state, call, logger, hostId: identity.HostId });
+  await requestKey.ensure();
   // Certificates are checked against the account CA this host got at enrolment.
   const verifier = new CertificateVerifier({ call, anchorPem: identity.CaCertificate, logger });
   const certificates = new HostCertificates({ state, call, logger, hostId: identity.HostId, verifier });
@@ -111,18 +118,19 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
     attestor.stop();
     certificates.stop();
     relay?.stop();
+    requestKey.stop();
     client.stop();
     await api?.close();
     ring.wipe();
   };
   // The "server" entry trusts campaign requests signed under this host's own account CA (known once enrolled).
-  const privops = new PrivopExecutor({ state, trust: privopTrust && withServerCampaigns(privopTrust, identity.CaCertificate), logger,
+  const privops = new PrivopExecutor({ state, trust: privopTrust && withServerCampaigns(privopTrust, identity.CaCertificate), logger, requestKey,
     registry: createOperationRegistry(hostOperations({ stateDir: state.dir, logRoots: options.privopLogRoots })) });
   // Requests relayed by the server are judged by the same executor as the socket's.
   relay = new PrivopRelayWorker({ executor: privops, call, logger });
   api = new AgentSocketApi({ ring, logger, status: () => ({ HostId: client.identity.HostId, Revision: ring.revision,
     Connected: client.connected, CertificateExpiresAt: client.identity.CertificateExpiresAt, Keys: ring.describe(),
-    Attestation: attestor.verdict }), operations: {
+    Attestation: attestor.verdict, PrivopRequestKey: requestKey.status() }), operations: {
       ...attestationOperations({ call, tpm, certificates, verifier }),
       ...privilegedOperations(privops),
     } });

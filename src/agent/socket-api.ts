@@ -48,6 +48,8 @@ export interface AgentStatus {
   CertificateExpiresAt: string;
   Keys: unknown[];
   Attestation?: unknown;
+  /** The privileged-operation request key: registered with the server, and the classes it last said. */
+  PrivopRequestKey?: unknown;
 }
 
 /** An operation served beside the key operations (attestation, sealing); validates its own input. */

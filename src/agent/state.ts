@@ -22,6 +22,10 @@ const CACHE_MAGIC = Buffer.from('TPKC1');
 /** The certificate and its key in one file, written at once (renamed into place): never one without the other. */
 const ATTESTED_CERTIFICATE_FILE = 'attested-certificate.sealed';
 const ATTESTED_MAGIC = Buffer.from('TPAC1');
+/** The privileged-operation request key (raw X25519 private key), kept like the key ring key: the host's own, never sent. */
+const REQUEST_KEY_FILE = 'privop-request.key';
+/** The host's classes as the server last told it (no secret): what class-targeted requests are judged against offline. */
+const HOST_CLASSES_FILE = 'host-classes.json';
 
 /** What enrolment gave this host (no secrets: the private keys are in their own files). */
 export interface AgentIdentity {
@@ -93,6 +97,25 @@ export class AgentState {
     writeFileDurably(join(this.dir, IDENTITY_FILE), `${JSON.stringify(identity, null, 2)}\n`);
     writeFileDurably(join(this.dir, IDENTITY_KEY_FILE), identityKeyPem);
     rmSync(join(this.dir, `${IDENTITY_KEY_FILE}.next`), { force: true });
+  }
+
+  /** The request key's raw X25519 private key (the caller zeroizes it), when this host has made one. */
+  requestKey(): Buffer | undefined {
+    return this.#read(REQUEST_KEY_FILE);
+  }
+
+  saveRequestKey(privateKey: Buffer): void {
+    writeFileDurably(join(this.dir, REQUEST_KEY_FILE), privateKey);
+  }
+
+  /** The host's classes as last told by the server, with when; undefined before the first registration. */
+  hostClasses(): { Classes: string[]; ReceivedAt: string } | undefined {
+    const text = this.#read(HOST_CLASSES_FILE);
+    return text ? JSON.parse(text.toString('utf8')) as { Classes: string[]; ReceivedAt: string } : undefined;
+  }
+
+  saveHostClasses(classes: string[], receivedAt: Date): void {
+    writeFileDurably(join(this.dir, HOST_CLASSES_FILE), `${JSON.stringify({ Classes: classes, ReceivedAt: receivedAt.toISOString() })}\n`);
   }
 
   /** The attested host certificate and its key (PKCS#8 PEM), when there is one; one that does not decrypt is an error. */
@@ -185,7 +208,8 @@ export class AgentState {
 
   /** Revoked: the cache, the cache key, the identity and the attested certificate go; the directory stays, for a new enrolment. */
   wipe(): void {
-    for (const name of [CACHE_FILE, LOCAL_KEY_FILE, KEY_RING_KEY_FILE, IDENTITY_KEY_FILE, IDENTITY_FILE, ATTESTED_CERTIFICATE_FILE, MEASUREMENTS_FILE]) {
+    for (const name of [CACHE_FILE, LOCAL_KEY_FILE, KEY_RING_KEY_FILE, IDENTITY_KEY_FILE, IDENTITY_FILE, ATTESTED_CERTIFICATE_FILE, MEASUREMENTS_FILE,
+      REQUEST_KEY_FILE, HOST_CLASSES_FILE]) {
       this.#shred(name);
     }
   }

@@ -214,7 +214,8 @@ export async function openPrivopResult(options: { sealed: Buffer; privateKey: Bu
 
   if (options.request) {
     if (!privopRequestDigest(options.request).equals(digest)) throw refuse('PrivopRequestMismatch', 'The sealed result answers another request.');
-    if (!('HostId' in options.request.Target) || options.request.Target.HostId !== sealed.HostId) {
+    // A class request may be answered by any host (each signs for itself); a host request only by that host.
+    if ('HostId' in options.request.Target && options.request.Target.HostId !== sealed.HostId) {
       throw refuse('PrivopRequestMismatch', `The sealed result comes from ${sealed.HostId}, not the host the request names.`);
     }
     if (!Buffer.from(options.request.ResultKey, 'base64url').equals(options.publicKey)) {

@@ -157,7 +157,7 @@ describe('sealed privileged operations on a real agent', () => {
     await open(await deliver(original), original);
   });
 
-  it('refuses an expired or not yet valid window, another host, a class target', async () => {
+  it('refuses an expired or not yet valid window, another host, a class the host is not in', async () => {
     const past = Date.now() - 3_600_000;
     assert.match(await refusal(await signedRequest({ NotBefore: new Date(past).toISOString(), NotAfter: new Date(past + 600_000).toISOString() })),
       /PrivopExpired/);
@@ -165,7 +165,7 @@ describe('sealed privileged operations on a real agent', () => {
     assert.match(await refusal(await signedRequest({ NotBefore: new Date(future).toISOString(), NotAfter: new Date(future + 600_000).toISOString() })),
       /PrivopNotYetValid/);
     assert.match(await refusal(await request('system.snapshot', [], { host: 'h-0123456789abcdef' })), /PrivopWrongHost/);
-    assert.match(await refusal(await signedRequest({ Target: { Class: 'ops' } })), /PrivopClassTargetUnsupported/);
+    assert.match(await refusal(await signedRequest({ Target: { Class: 'web' } })), /PrivopWrongHost/);
   });
 
   it('refuses signers without permission and signers it does not trust', async () => {

@@ -11,6 +11,8 @@ export interface PrivopAuditEntry {
   Outcome: 'accepted' | 'refused' | 'failed';
   /** How the request reached the host: its local socket or the server relay. */
   Channel?: 'socket' | 'relay';
+  /** The request came encrypted to the host's request key. */
+  Encrypted?: boolean;
   /** The refusal's or the failure's error code. */
   Code?: string;
   Reason?: string;

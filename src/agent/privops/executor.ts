@@ -15,6 +15,9 @@ import {
 import type { AgentState } from '../state.ts';
 import { PrivopAudit, type PrivopAuditEntry } from './audit.ts';
 import { PrivopNonceStore } from './nonce-store.ts';
+import { openRequestFile } from './request-decryption.ts';
+import type { HostRequestKey } from './request-key.ts';
+import { targetMismatch } from './target.ts';
 import type { PreparedOperation, PrivilegedOperations } from './operation.ts';
 import { certifiedSigner, mayRequest, parameterOutsideLimits, type PrivopTrust, type TrustedCa, type TrustedSigner } from './trust.ts';
 
@@ -105,9 +108,13 @@ export class PrivopExecutor {
   readonly #now: () => Date;
   readonly #audit: PrivopAudit;
   readonly #nonces?: PrivopNonceStore;
+  readonly #requestKey?: HostRequestKey;
 
-  constructor(options: { state: AgentState; trust?: PrivopTrust; registry: PrivilegedOperations; logger: Logger; now?: () => Date }) {
+  constructor(options: { state: AgentState; trust?: PrivopTrust; registry: PrivilegedOperations; logger: Logger; now?: () => Date;
+    /** Opens encrypted requests and knows the host's classes (class targets); absent: neither is accepted. */
+    requestKey?: HostRequestKey }) {
     this.#state = options.state;
+    this.#requestKey = options.requestKey;
     this.#trust = options.trust;
     this.#registry = options.registry;
     this.#logger = options.logger;
@@ -141,11 +148,8 @@ export class PrivopExecutor {
     }
     if (at.getTime() < notBefore - PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopNotYetValid', `The request is valid from ${request.NotBefore}.`);
     if (at.getTime() > notAfter + PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopExpired', `The request expired at ${request.NotAfter}.`);
-    if (!('HostId' in request.Target)) {
-      throw denied('PrivopClassTargetUnsupported', 'This agent accepts requests for its host id only, not for a class (not supported yet).');
-    }
-    const hostId = this.#state.identity()?.HostId;
-    if (request.Target.HostId !== hostId) throw denied('PrivopWrongHost', `The request is for ${request.Target.HostId}, not this host (${hostId}).`);
+    const wrongHost = targetMismatch(request.Target, { hostId: this.#state.identity()?.HostId, classes: this.#requestKey?.classes() ?? [] });
+    if (wrongHost) throw denied('PrivopWrongHost', wrongHost);
     if (!mayRequest(signer, request.Operation)) {
       throw denied('PrivopNotPermitted', `Signer ${signer.name} may not request ${request.Operation}.`);
     }
@@ -167,7 +171,7 @@ export class PrivopExecutor {
       if (!this.#trust || !this.#nonces) {
         throw new UserError('PrivopNotConfigured', 'This agent trusts no signer of privileged operations (start it with --privop-trust FILE).', 403);
       }
-      parsed = parsePrivopRequestFile(requestFile);
+      parsed = parsePrivopRequestFile(await openRequestFile(requestFile, { hostId: this.#state.identity()?.HostId, requestKey: this.#requestKey }, entry));
       const { request } = parsed;
       Object.assign(entry, { RequestDigest: parsed.digest.toString('base64url'), Operation: request.Operation,
         ParameterNames: Object.keys(request.Parameters).sort(), Target: request.Target, Requester: request.Requester, Nonce: request.Nonce,

@@ -6,6 +6,7 @@ import { UserError } from '../../shared/errors.ts';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { epochToIso, printResult } from '../output.ts';
 import { describeRotation, rotationStatusJson, type RotationStatusView } from './key.ts';
+import { registerHostRequestKeyCommand } from './privop-encryption.ts';
 import {
   attestationInput, describeAttestation, describeClassAttestation, withAttestationFlags, type AttestationFlags, type ClassAttestationView,
 } from './attest.ts';
@@ -95,6 +96,7 @@ export function registerFleetCommands(program: Command): void {
     });
 
   const host = program.command('host').description('hosts of the fleet');
+  registerHostRequestKeyCommand(host);
 
   withClientFlags(host.command('list'))
     .action(async (flags: ClientFlags) => {

@@ -19,8 +19,10 @@ import { UserError } from '../../shared/errors.ts';
 import { writeFileDurably } from '../../shared/fs.ts';
 import {
   MAX_PRIVOP_WINDOW_SECONDS, openPrivopResult, parsePrivopRequestFile, privopRequestSchema, PRIVOP_JWS_TYPE, PRIVOP_REQUEST_VERSION,
-  type PrivopRequestFile,
+  type PrivopRequest, type PrivopRequestFile,
 } from '../../shared/privop-wire.ts';
+import { isEncryptedPrivopRequest, parseEncryptedPrivopRequest } from '../../shared/privop-encrypted-request.ts';
+import { encryptForHost, wantsEncryption, withRequestEncryptionFlags, type RequestEncryptionFlags } from './privop-encryption.ts';
 
 const KEY_FILES = ['signer.key', 'signer.pub', 'result.key', 'result.pub'];
 
@@ -62,6 +64,24 @@ function fileParameters(pairs: string[]): string[] {
     if (at <= 0) throw new UserError('ValidationException', `--param-file must be NAME=PATH; got '${pair}'.`);
     return `${pair.slice(0, at)}=${readInput(pair.slice(at + 1), 'the parameter file').toString('base64')}`;
   });
+}
+
+function readRequestJson(path: string): unknown {
+  const text = readInput(path, 'the request file');
+  try {
+    return JSON.parse(text.toString('utf8'));
+  } catch {
+    throw new UserError('PrivopMalformedRequest', 'The request file is not JSON.');
+  }
+}
+
+/** The request a sealed result is checked against: the signed request in clear (an encrypted file is the host's to open). */
+function readRequestToOpen(path: string): PrivopRequest {
+  const value = readRequestJson(path);
+  if (isEncryptedPrivopRequest(value)) {
+    throw new UserError('PrivopRequestEncrypted', `${path} is encrypted to the host: give --request the copy \`privop request --save-request\` wrote.`);
+  }
+  return parsePrivopRequestFile(value).request;
 }
 
 function positiveDays(text: string): number {
@@ -191,8 +211,10 @@ export function registerPrivopCommands(program: Command): void {
         NextUpdate: new Date(now.getTime() + days * 86_400_000).toISOString() })}\n`);
     });
 
-  privop.command('request').description('sign a request for one host; prints the request file (JSON)')
-    .requiredOption('--host <host-id>', 'the host that must run it (h-…)')
+  withRequestEncryptionFlags(privop.command('request').description('sign a request for one host or a class; prints the request file (JSON)')
+    .option('--host <host-id>', 'the host that must run it (h-…)')
+    .option('--class <name>', 'instead of --host: any host in this class (or a class under it) may run it, each once')
+    .option('--save-request <file>', 'with encryption: also write the signed request in clear here, for `privop open --request`'))
     .requiredOption('--op <operation>', 'the operation, e.g. system.snapshot, process.list, file.hash, file.read')
     .option('--param <name=value>', 'a parameter (repeatable)', (value: string, previous: string[]) => [...previous, value], [] as string[])
     .option('--param-file <name=path>', 'a parameter read from a file, base64-encoded (e.g. contentBase64 for patch.apply; repeatable)',
@@ -202,14 +224,18 @@ export function registerPrivopCommands(program: Command): void {
     .option('--sign-cert <file>', 'the signing key\'s certificate, then any intermediates (PEM): attached for hosts that trust its CA')
     .option('--ttl <duration>', 'how long the request stays valid, e.g. 10m, 2h (at most 7d)', '10m')
     .option('--requester <name>', 'who asks (recorded by the host; default user@machine)')
-    .action(async (flags: { host: string; op: string; param: string[]; paramFile: string[]; signKey: string; resultKey: string; signCert?: string;
-      ttl: string; requester?: string }) => {
+    .action(async (flags: RequestEncryptionFlags & { host?: string; class?: string; saveRequest?: string; op: string; param: string[]; paramFile: string[];
+      signKey: string; resultKey: string; signCert?: string; ttl: string; requester?: string }) => {
+      if (Boolean(flags.host) === Boolean(flags.class)) throw new UserError('ValidationException', 'Name the target with --host HOST or --class NAME (one of them).');
+      const encrypt = wantsEncryption(flags, flags);
+      if (flags.saveRequest && !encrypt) throw new UserError('ValidationException', '--save-request is for encrypted requests (a plain request file is already in clear).');
       const ttl = parseDurationSeconds(flags.ttl, '--ttl');
       if (ttl < 1 || ttl > MAX_PRIVOP_WINDOW_SECONDS) throw new UserError('ValidationException', '--ttl must be from 1s to 7d.');
       const resultKey = keyFile(flags.resultKey, resultPublicKeyFromPem);
       const now = Date.now();
       const candidate = {
-        Version: PRIVOP_REQUEST_VERSION, Operation: flags.op, Parameters: parseParameters([...flags.param, ...fileParameters(flags.paramFile)]), Target: { HostId: flags.host },
+        Version: PRIVOP_REQUEST_VERSION, Operation: flags.op, Parameters: parseParameters([...flags.param, ...fileParameters(flags.paramFile)]),
+        Target: flags.host ? { HostId: flags.host } : { Class: flags.class as string },
         NotBefore: new Date(now).toISOString(), NotAfter: new Date(now + ttl * 1000).toISOString(), Nonce: randomBytes(24).toString('base64url'),
         Requester: flags.requester ?? `${userInfo().username}@${hostname()}`, ResultKey: resultKey.toString('base64url'),
       };
@@ -225,7 +251,14 @@ export function registerPrivopCommands(program: Command): void {
         throw new UserError('InvalidKey', `${flags.signCert} certifies another key than ${flags.signKey}.`);
       }
       const file: PrivopRequestFile = { Request: checked.data, Signature: signature, ...(certificates ? { Certificates: certificates } : {}) };
-      process.stdout.write(`${JSON.stringify(file, null, 2)}\n`);
+      const text = `${JSON.stringify(file, null, 2)}\n`;
+      if (!encrypt) {
+        process.stdout.write(text);
+        return;
+      }
+      const encrypted = await encryptForHost(Buffer.from(text), flags.host as string, flags);
+      if (flags.saveRequest) writeFileDurably(flags.saveRequest, text, 0o600);
+      process.stdout.write(`${JSON.stringify(encrypted, null, 2)}\n`);
     });
 
   withRelayDelivery(privop.command('deliver').description('carry a request to a host\'s agent and print the sealed result (the courier reads neither)')
@@ -234,9 +267,10 @@ export function registerPrivopCommands(program: Command): void {
     .action(async (requestFile: string | undefined, flags: { agent?: string } & RelayDeliveryFlags) => {
       if (flags.relay || flags.relayId) return deliverThroughRelay(requestFile, (path) => readInput(path, 'the request file'), flags);
       if (!flags.agent || !requestFile) throw new UserError('ValidationException', 'Give a request file and --agent SOCKET, or --relay.');
-      // Checked for shape only: the courier cannot judge the signature, the host does.
-      const parsed = parsePrivopRequestFile(readInput(requestFile, 'the request file'));
-      const reply = await new AgentClient(flags.agent).call<{ Sealed: string }>('PrivilegedOperation', { Request: parsed.file as unknown as Record<string, unknown> });
+      // Checked for shape only: the courier cannot judge the signature, the host does (nor, encrypted, read anything but the host id).
+      const value = readRequestJson(requestFile);
+      const carried = isEncryptedPrivopRequest(value) ? parseEncryptedPrivopRequest(value) : parsePrivopRequestFile(value).file;
+      const reply = await new AgentClient(flags.agent).call<{ Sealed: string }>('PrivilegedOperation', { Request: carried as unknown as Record<string, unknown> });
       process.stdout.write(Buffer.from(reply.Sealed, 'base64'));
     });
 
@@ -247,7 +281,7 @@ export function registerPrivopCommands(program: Command): void {
     .option('--ca <file>', 'the account CA certificate (PEM): the host certificate must be issued by it and valid now')
     .action(async (sealedFile: string, flags: { key: string; request?: string; ca?: string }) => {
       const sealed = readInput(sealedFile, 'the sealed result');
-      const request = flags.request ? parsePrivopRequestFile(readInput(flags.request, 'the request file')).request : undefined;
+      const request = flags.request ? readRequestToOpen(flags.request) : undefined;
       const authorities = flags.ca ? pemCertificatesToDer(readInput(flags.ca, 'the CA certificate').toString('utf8')) : undefined;
       if (authorities && authorities.length === 0) throw new UserError('ValidationException', `${flags.ca} holds no PEM certificate.`);
       if (!authorities) {
@@ -256,8 +290,12 @@ export function registerPrivopCommands(program: Command): void {
       }
       const keys = keyFile(flags.key, resultPrivateKeyFromPem);
       try {
-        const { plaintext } = await openPrivopResult({ sealed, privateKey: keys.privateKey, publicKey: keys.publicKey, request,
+        const { plaintext, sealed: envelope } = await openPrivopResult({ sealed, privateKey: keys.privateKey, publicKey: keys.publicKey, request,
           checkCertificate: authorities ? (der) => checkEndorsementCertificate(der, describeCertificate(der).publicKeyDer, authorities, new Date()) : undefined });
+        if (request && 'Class' in request.Target) {
+          // Any host may answer a class request: the host signature says which one did (its membership was the host's own judgement).
+          process.stderr.write(`trustplane: answered by ${envelope.HostId} (the request named class ${request.Target.Class})\n`);
+        }
         if (plaintext.Error) {
           process.stdout.write(`${JSON.stringify(plaintext, null, 2)}\n`);
           throw new UserError('PrivopOperationFailed', `${plaintext.HostId} ran ${plaintext.Operation} and it failed: ${plaintext.Error.Code}: ${plaintext.Error.Message}`);

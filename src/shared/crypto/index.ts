@@ -71,3 +71,7 @@ export {
   generateSignerKeyPair, generateResultKeyPair, resultPublicKeyFromPem, resultPrivateKeyFromPem, importSignerPublicKey, signDetachedJws,
   detachedJwsHeader, verifyDetachedJws, signWithPemKey, PrivopKeyError, importSignerCertificateKey, privateKeyPemToDer, publicKeyPemToDer, PRIVOP_JWS_ALGORITHMS, type PrivopJwsAlgorithm,
 } from './lib/privop-keys.ts';
+export { PRIVOP_REQUEST_KEY_EKU_OID } from './lib/certificates.ts';
+export {
+  checkRequestKeyCertificate, requestKeyId, x25519PublicKeyOf, x25519PublicKeySpki, type CheckedRequestKeyCertificate,
+} from './lib/request-key-certificates.ts';

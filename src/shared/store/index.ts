@@ -9,3 +9,5 @@ export { SqliteFleetStore } from './sqlite-fleet.ts';
 export { SqliteAttestStore } from './sqlite-attest.ts';
 export { SqlitePrivopStore } from './sqlite-privop.ts';
 export { SqliteAuditStore, NoAuditLogError } from './sqlite-audit.ts';
+export * from './request-key-types.ts';
+export { SqliteRequestKeyStore } from './sqlite-request-keys.ts';

@@ -8,6 +8,12 @@ import { importPrivateKeyDer, importPublicKeyDer } from './asymmetric.ts';
 import { randomBytes } from './bytes.ts';
 import { PRIVOP_SIGNING_EKU_OID } from './certificate-paths.ts';
 
+/**
+ * Extended key usage of a host's privileged-operation request key (X25519, HPKE): under trustplane's placeholder arc,
+ * next to the signing EKU ("x.1.2"). It says what the key is for, so a requester never encrypts to a host's TLS key.
+ */
+export const PRIVOP_REQUEST_KEY_EKU_OID = '1.3.6.1.4.1.59999.1.2';
+
 x509.cryptoProvider.set(nodeCrypto.webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' } as const;
@@ -47,9 +53,10 @@ export interface IssueCertificateInput {
   commonName: string;
   /**
    * `both`: serverAuth and clientAuth (attested host certificates, usable either side of mutual TLS);
-   * `privop-signing`: only the privileged-operation signing EKU (PRIVOP_SIGNING_EKU_OID), keyUsage digitalSignature only.
+   * `privop-signing`: only the privileged-operation signing EKU (PRIVOP_SIGNING_EKU_OID), keyUsage digitalSignature only;
+   * `privop-request-key`: a host's X25519 request key: keyUsage keyAgreement only, only PRIVOP_REQUEST_KEY_EKU_OID.
    */
-  usage: 'client' | 'server' | 'both' | 'privop-signing';
+  usage: 'client' | 'server' | 'both' | 'privop-signing' | 'privop-request-key';
   /** subjectAltName URIs (a host's identity) and DNS names / IPs (a server's). */
   uris?: string[];
   dnsNames?: string[];
@@ -95,6 +102,9 @@ export async function issueCertificate(input: IssueCertificateInput): Promise<Is
       ...(input.usage === 'privop-signing' ? [
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
         new x509.ExtendedKeyUsageExtension([PRIVOP_SIGNING_EKU_OID], true),
+      ] : input.usage === 'privop-request-key' ? [
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyAgreement, true),
+        new x509.ExtendedKeyUsageExtension([PRIVOP_REQUEST_KEY_EKU_OID], true),
       ] : [
         new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature
           | (subjectKeyType === 'rsa' ? x509.KeyUsageFlags.keyEncipherment : x509.KeyUsageFlags.keyAgreement), true),

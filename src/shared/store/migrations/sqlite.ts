@@ -344,6 +344,19 @@ export const sqliteMigrations: Migration[] = [
     `,
   },
   {
+    version: 11,
+    name: 'privileged operations: each host\'s request key (X25519, the host made it) and its certificate from the fleet CA',
+    sql: `
+      -- One current request key per host; a new key replaces the old (audited). Public data only: the private part never leaves the host.
+      -- Gone with the host, so a removed host's key is no longer published.
+      CREATE TABLE host_request_keys (
+        host_id TEXT PRIMARY KEY REFERENCES hosts(host_id) ON DELETE CASCADE, account_id TEXT NOT NULL,
+        public_key BLOB NOT NULL CHECK (length(public_key) = 32), key_id TEXT NOT NULL, certificate BLOB NOT NULL,
+        serial TEXT NOT NULL, not_after INTEGER NOT NULL, registered_at INTEGER NOT NULL, certified_at INTEGER NOT NULL);
+      CREATE INDEX host_request_keys_by_account ON host_request_keys(account_id);
+    `,
+  },
+  {
     version: 12,
     name: 'privileged operations: relayed requests and their sealed results, campaigns and the campaign signer',
     sql: `
