@@ -56,7 +56,7 @@ describe('privileged-operation signers certified by a CA, and parameter limits',
   };
   const deliverAndOpen = async (requestPath: string) => {
     const sealed = file('sealed.bin');
-    writeFileSync(sealed, await trustplane('privop', 'deliver', requestPath, '--agent', agent.socketPath));
+    await trustplane('privop', 'deliver', requestPath, '--agent', agent.socketPath, '--out', sealed);
     return JSON.parse(await trustplane('privop', 'open', sealed, '--key', join(dir, 'keys', 'result.key'), '--request', requestPath)) as PrivopResultPlaintext;
   };
   const refusal = (requestPath: string) => fails('privop', 'deliver', requestPath, '--agent', agent.socketPath);
