@@ -25,6 +25,7 @@ import { openSealedPrivopResult, verifySealedPrivopResult } from '../src/shared/
 import { errorText, forEachBounded } from './lib/concurrency.ts';
 import { BenchLifecycle } from './lib/lifecycle.ts';
 import { summarize } from './lib/percentiles.ts';
+import { ownCpuSeconds, processCpuSeconds } from './lib/process-cpu.ts';
 import { peakResidentKib } from './lib/process-memory.ts';
 import { count, fixed, printProblemBanner, printTable } from './lib/report.ts';
 import { positiveNumber } from './lib/settings.ts';
@@ -139,9 +140,13 @@ async function dumpBench(client: AgentClient, sign: (operation: string, paramete
   const request = await sign('process.dump', { pid: holder.pid!, maxBytes: held + 256 * MiB });
   const peakBefore = peakResidentKib(agentPid);
   const out = join(dir, 'dump.sealed');
+  const agentCpuBefore = processCpuSeconds(agentPid);
+  const ownCpuBefore = ownCpuSeconds();
   const started = performance.now();
-  await client.callToStream('PrivilegedOperation', { Request: request }, createWriteStream(out));
+  await client.callToStream('PrivilegedOperation', { Request: request }, createWriteStream(out, { highWaterMark: 4 * MiB }));
   const dumpSeconds = (performance.now() - started) / 1000;
+  const agentCpu = (processCpuSeconds(agentPid) ?? NaN) - (agentCpuBefore ?? NaN);
+  const courierCpu = ownCpuSeconds() - ownCpuBefore;
   const sealedBytes = statSync(out).size;
   const peakAfter = peakResidentKib(agentPid);
   rmSync(out, { force: true });
@@ -175,6 +180,7 @@ async function dumpBench(client: AgentClient, sign: (operation: string, paramete
     ['plain AES-256-GCM (node:crypto, 1 MiB messages)', count(held / MiB), fixed(gcmSeconds, 2), fixed(mibps(held, gcmSeconds), 0), '1.00'],
   ]);
   const kib = (value: number | undefined) => (value === undefined ? '-' : `${count(value / 1024)} MiB`);
+  console.log(`  CPU during the dump: agent ${fixed(agentCpu, 1)} s, courier (this process) ${fixed(courierCpu, 1)} s, over ${fixed(dumpSeconds, 1)} s`);
   console.log(`  agent peak RSS: ${kib(peakBefore)} before the dump, ${kib(peakAfter)} after (the dump: ${settings.dumpMib} MiB)`);
 }
 

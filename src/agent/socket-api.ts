@@ -22,6 +22,8 @@ import type { AgentKeyRing } from './key-ring.ts';
 
 // Room for a privileged-operation request carrying a 16 MiB patch (base64, then JSON).
 const MAX_SOCKET_BODY_BYTES = 24 * 1024 * 1024;
+/** How far a streamed answer may run ahead of the client: bounds the agent's memory per stream. */
+const STREAM_READ_AHEAD_BYTES = 1024 * 1024;
 const keyRef = fields.text({ min: 1, max: 2048 });
 const context = z.record(z.string(), z.string()).optional();
 
@@ -218,7 +220,8 @@ export class AgentSocketApi {
       }
     }
     try {
-      await pipeline(Readable.from(parts(), { objectMode: false, highWaterMark: 1 }), response);
+      // A few MiB of read-ahead lets the producer seal the next chunk while the socket drains the last (bounded memory).
+      await pipeline(Readable.from(parts(), { objectMode: false, highWaterMark: STREAM_READ_AHEAD_BYTES }), response);
     } catch (error) {
       const gone = (error as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE';
       if (gone) this.#logger.warn({ requestId }, 'socket client left before the streamed answer ended');

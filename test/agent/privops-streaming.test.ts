@@ -16,7 +16,7 @@ import { AgentClient } from '../../src/clients/agent.ts';
 import type { PrivopResultPlaintext } from '../../src/shared/privop-wire.ts';
 
 const MiB = 1024 * 1024;
-const HELD_BYTES = 96 * MiB;
+const HELD_BYTES = 192 * MiB;
 
 /** The agent process's peak resident memory so far (VmHWM), in bytes. */
 function peakResidentBytes(pid: number): number {
@@ -75,7 +75,7 @@ describe('streamed sealed results', () => {
     const trustFile = join(dir, 'privop-trust.json');
     writeFileSync(trustFile, JSON.stringify({ signers: [{ publicKeyFile: 'keys/signer.pub', operations: ['process.dump'], name: 'forensics' }] }));
     agent = await startTestAgent({ serverUrl: server.url, joinToken, name: 'privops-stream-host', extraArgs: ['--privop-trust', trustFile] });
-    // A process holding 96 MiB (every page touched) with the marker in the middle, until its stdin closes.
+    // A process holding 192 MiB (every page touched) with the marker in the middle, until its stdin closes.
     holder = spawn(process.execPath, ['-e', `const held = Buffer.alloc(${HELD_BYTES}, 0x5a); held.write(${JSON.stringify(marker)}, ${HELD_BYTES / 2});
       process.stdout.write('ready\\n'); process.stdin.on('data', () => {}); process.stdin.on('end', () => { held[0] = 1; process.exit(0); });`],
     { stdio: ['pipe', 'pipe', 'ignore'] });
@@ -87,13 +87,15 @@ describe('streamed sealed results', () => {
     await server?.dispose();
   });
 
-  it('a process.dump of a process holding 96 MiB streams to --out with the marker, and the agent does not hold it', async () => {
+  it('a process.dump of a process holding 192 MiB streams to --out with the marker, and the agent does not hold it', async (t) => {
     const requestPath = await request([`pid=${holder.pid}`, `maxBytes=${512 * MiB}`]);
     const peakBefore = peakResidentBytes(agent.process.pid!);
     const sealedPath = await deliver(requestPath);
     const growth = peakResidentBytes(agent.process.pid!) - peakBefore;
     assert.ok(statSync(sealedPath).size > HELD_BYTES, 'the sealed result holds the whole dump');
-    assert.ok(growth < HELD_BYTES / 3, `the agent's peak memory grew by ${Math.round(growth / MiB)} MiB for a dump of over ${HELD_BYTES / MiB} MiB`);
+    t.diagnostic(`sealed ${Math.round(statSync(sealedPath).size / MiB)} MiB; agent peak RSS grew by ${Math.round(growth / MiB)} MiB`);
+    // Garbage of the chunks in flight waits for V8's next collection: a few tens of MiB whatever the dump's size.
+    assert.ok(growth < HELD_BYTES / 2, `the agent's peak memory grew by ${Math.round(growth / MiB)} MiB for a dump of over ${HELD_BYTES / MiB} MiB`);
 
     // Too large to print: --out is required, and nothing is printed without it.
     assert.match(await fails('privop', 'open', sealedPath, '--key', join(keys, 'result.key')), /PrivopOutRequired/);

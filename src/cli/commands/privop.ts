@@ -28,6 +28,8 @@ const KEY_FILES = ['signer.key', 'signer.pub', 'result.key', 'result.pub'];
 /** Bulk content up to this size may be printed base64 in the result JSON; above it, `open` needs --out. */
 export const MAX_EMBEDDED_CONTENT_BYTES = 16 * 1024 * 1024;
 const READ_CHUNK_BYTES = 1024 * 1024;
+/** What may wait in memory for the disk while the socket goes on reading. */
+const WRITE_BEHIND_BYTES = 4 * 1024 * 1024;
 
 /** The first bytes of a file (fewer if it is shorter). */
 function fileStart(path: string, length: number): Buffer {
@@ -51,7 +53,7 @@ async function writeAll(file: FileHandle, piece: Buffer): Promise<void> {
 
 /** A Writable over an open file that leaves it open (to be fsynced): FileHandle.createWriteStream with autoClose off never lets go of it. */
 function fileWriter(file: FileHandle): Writable {
-  return new Writable({ write(chunk: Buffer, _encoding, done) { writeAll(file, chunk).then(() => done(), done); } });
+  return new Writable({ highWaterMark: WRITE_BEHIND_BYTES, write(chunk: Buffer, _encoding, done) { writeAll(file, chunk).then(() => done(), done); } });
 }
 
 /**
