@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { startTestServer, makeTempDir, type TestServer } from '../helpers/server.ts';
@@ -85,6 +85,8 @@ describe('streamed sealed results', () => {
     holder?.kill();
     await agent?.stop();
     await server?.dispose();
+    // Hundreds of MiB of sealed dumps: not left behind.
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('a process.dump of a process holding 192 MiB streams to --out with the marker, and the agent does not hold it', async (t) => {

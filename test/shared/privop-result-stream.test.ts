@@ -5,15 +5,19 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it, before } from 'node:test';
 import {
-  certificateToPem, createCertificateAuthority, generateAsymmetricPair, generateHpkeKeyPair, issueCertificate, privateKeyToPem, sha256Hex,
-  signWithPemKey, type HpkeKeyPair,
+  certificateToPem, createCertificateAuthority, generateAsymmetricPair, generateHpkeKeyPair, generateResultKeyPair, issueCertificate, privateKeyToPem,
+  resultPrivateKeyFromPem, sha256Hex, signWithPemKey, type HpkeKeyPair,
 } from '../../src/shared/crypto/index.ts';
 import { UserError } from '../../src/shared/errors.ts';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { trustplane, trustplaneFails } from '../helpers/cli.ts';
+import { makeTempDir } from '../helpers/server.ts';
 import { hostUri } from '../../src/shared/fleet-wire.ts';
 import {
   contentRecords, openSealedPrivopResult, resultRecord, sealPrivopResultStream, verifySealedPrivopResult, PRIVOP_RESULT_STREAM_MAGIC,
 } from '../../src/shared/privop-result-stream.ts';
-import type { PrivopResultPlaintext } from '../../src/shared/privop-wire.ts';
+import { sealPrivopResult, type PrivopRequest, type PrivopResultPlaintext } from '../../src/shared/privop-wire.ts';
 
 const HOST_ID = 'h-0123abcd';
 const CHUNK = 4096;
@@ -116,5 +120,35 @@ describe('sealed result stream (version 2)', () => {
     const verified = await verifySealedPrivopResult(pieces([sealed]), { publicKey: recipient.publicKey });
     await assert.rejects(openSealedPrivopResult(pieces([sealed]), { verified, privateKey: other.privateKey, onContent: async () => {} }),
       (error: unknown) => error instanceof UserError && error.code === 'PrivopCannotDecrypt');
+  });
+
+  it('`privop open` still opens a version 1 result, and a version 2 one whose content goes to --out only when every check passes', async (t) => {
+    const dir = makeTempDir('trustplane-privop-format-');
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const keys = await generateResultKeyPair();
+    const keyPath = join(dir, 'result.key');
+    writeFileSync(keyPath, keys.privateKeyPem);
+    const publicKey = resultPrivateKeyFromPem(keys.privateKeyPem).publicKey;
+    const v1 = await sealPrivopResult({ request: { ResultKey: publicKey.toString('base64url') } as PrivopRequest, digest, hostId: HOST_ID,
+      hostCertificatePem: host.certificatePem, hostKeyPem: host.keyPem, plaintext: { ...plaintext({ Content: undefined }), Version: 1 } });
+    writeFileSync(join(dir, 'v1.json'), v1);
+    assert.deepEqual((JSON.parse(await trustplane(['privop', 'open', join(dir, 'v1.json'), '--key', keyPath])) as PrivopResultPlaintext).Result, { ok: true });
+
+    const v2 = await collect(sealPrivopResultStream({ resultKey: publicKey, digest, hostId: HOST_ID, hostCertificatePem: host.certificatePem,
+      hostKeyPem: host.keyPem, plaintext: pieces([...contentRecords(content), resultRecord(plaintext())]), chunkBytes: CHUNK }));
+    writeFileSync(join(dir, 'v2.bin'), v2);
+    const printed = JSON.parse(await trustplane(['privop', 'open', join(dir, 'v2.bin'), '--key', keyPath])) as PrivopResultPlaintext;
+    assert.deepEqual(Buffer.from(printed.Content?.Base64 ?? '', 'base64'), content);
+    const out = join(dir, 'content.bin');
+    const written = JSON.parse(await trustplane(['privop', 'open', join(dir, 'v2.bin'), '--key', keyPath, '--out', out])) as PrivopResultPlaintext;
+    assert.equal(written.Content?.File, out);
+    // A failed operation's partial content is not kept; the error is reported.
+    const failed = await collect(sealPrivopResultStream({ resultKey: publicKey, digest, hostId: HOST_ID, hostCertificatePem: host.certificatePem,
+      hostKeyPem: host.keyPem, plaintext: pieces([...contentRecords(content), resultRecord(plaintext({ Content: undefined, Result: undefined,
+        Error: { Code: 'ProcessGone', Message: 'gone' } }))]), chunkBytes: CHUNK }));
+    writeFileSync(join(dir, 'failed.bin'), failed);
+    const failedOut = join(dir, 'failed-content.bin');
+    assert.match(await trustplaneFails(['privop', 'open', join(dir, 'failed.bin'), '--key', keyPath, '--out', failedOut]), /PrivopOperationFailed.*ProcessGone/);
+    assert.equal(existsSync(failedOut), false);
   });
 });
