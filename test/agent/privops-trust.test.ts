@@ -142,7 +142,7 @@ describe('privileged-operation signers certified by a CA, and parameter limits',
   it('enforces a signer\'s parameter limits, naming the parameter and not its value', async () => {
     const pinned = join(dir, 'pinned');
     const inside = await request(pinned, 'file.read', [`path=${join(logs, 'app.log')}`, 'length=9'], false);
-    assert.equal(Buffer.from(((await deliverAndOpen(inside)).Result as { Content: string }).Content, 'base64').toString(), 'line one\n');
+    assert.equal(Buffer.from((await deliverAndOpen(inside)).Content?.Base64 ?? '', 'base64').toString(), 'line one\n');
 
     const outside = await refusal(await request(pinned, 'file.read', [`path=${join(dir, 'secret.txt')}`, 'length=9'], false));
     assert.match(outside, /PrivopNotPermitted.*parameter path is outside/);

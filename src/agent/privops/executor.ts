@@ -185,8 +185,8 @@ export class PrivopExecutor {
       this.#audit.record({ ...entry, Time: new Date().toISOString(), Outcome: 'failed', Code: failure.Code });
       return failure;
     };
-    const envelope = (): Omit<PrivopResultPlaintext, 'StartedAt' | 'CompletedAt'> & { StartedAt: string } => ({ Version: PRIVOP_RESULT_STREAM_VERSION,
-      RequestDigest: digest.toString('base64url'), HostId: identity.HostId, Operation: request.Operation, StartedAt: startedAt });
+    const envelope = { Version: PRIVOP_RESULT_STREAM_VERSION, RequestDigest: digest.toString('base64url'), HostId: identity.HostId,
+      Operation: request.Operation, StartedAt: startedAt };
     async function* plaintext(): AsyncGenerator<Buffer> {
       let outcome: Pick<PrivopResultPlaintext, 'Result' | 'Error' | 'Content'>;
       try {
@@ -205,7 +205,7 @@ export class PrivopExecutor {
         // Content already sent is then dropped by `open`, which reports the error.
         outcome = { Error: fail(error) };
       }
-      yield resultRecord({ ...envelope(), CompletedAt: new Date().toISOString(), ...outcome });
+      yield resultRecord({ ...envelope, CompletedAt: new Date().toISOString(), ...outcome });
     }
     let finished = false;
     try {
