@@ -6,6 +6,8 @@ import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { z } from 'zod';
 import {
   hashLength, MAC_HASH, parseCiphertextBlob, randomBytes, zeroize, type CustomerKey, type KeySpec, type MacAlgorithm,
@@ -20,6 +22,8 @@ import type { AgentKeyRing } from './key-ring.ts';
 
 // Room for a privileged-operation request carrying a 16 MiB patch (base64, then JSON).
 const MAX_SOCKET_BODY_BYTES = 24 * 1024 * 1024;
+/** How far a streamed answer may run ahead of the client: bounds the agent's memory per stream. */
+const STREAM_READ_AHEAD_BYTES = 1024 * 1024;
 const keyRef = fields.text({ min: 1, max: 2048 });
 const context = z.record(z.string(), z.string()).optional();
 
@@ -52,8 +56,16 @@ export interface AgentStatus {
   PrivopRequestKey?: unknown;
 }
 
+/**
+ * An answer streamed as the HTTP body (application/octet-stream, chunked) instead of JSON: bytes too many to hold
+ * (a sealed privileged-operation result). Pulled only as fast as the client reads.
+ */
+export class SocketStreamReply {
+  constructor(readonly body: AsyncIterable<Buffer>) {}
+}
+
 /** An operation served beside the key operations (attestation, sealing); validates its own input. */
-export type SocketOperation = (input: unknown) => Promise<Record<string, unknown>>;
+export type SocketOperation = (input: unknown) => Promise<Record<string, unknown> | SocketStreamReply>;
 
 export class AgentSocketApi {
   readonly #ring: AgentKeyRing;
@@ -177,13 +189,46 @@ export class AgentSocketApi {
       if (request.method !== 'POST' || !operation) throw new UserError('UnknownOperationException', `Use POST /v1/<Operation>; got ${request.method} ${path}.`, 404);
       const body = await readJsonBody(request, MAX_SOCKET_BODY_BYTES);
       const extra = Object.hasOwn(this.#operations, operation) ? this.#operations[operation] : undefined;
-      const result = (extra ? await extra(body) : await this.operate(operation, body)) as Record<string, unknown>;
+      const answer = extra ? await extra(body) : await this.operate(operation, body);
+      if (answer instanceof SocketStreamReply) {
+        await this.#stream(response, answer.body, requestId);
+        return;
+      }
+      const result = answer as Record<string, unknown>;
       const wire = Object.fromEntries(Object.entries(result).map(([name, value]) => [name, Buffer.isBuffer(value) ? value.toString('base64') : value]));
       for (const value of Object.values(result)) if (Buffer.isBuffer(value)) zeroize(value);
       sendJson(response, 200, wire, {}, 'application/json');
     } catch (error) {
       const reply = errorReply(error, requestId, this.#logger, 'trustplane');
       sendJson(response, reply.status, { __type: reply.type, message: reply.message }, {}, 'application/json');
+    }
+  }
+
+  /**
+   * Streams `body` as the answer. Its first part is awaited before the status is sent, so a failure before any byte
+   * is still a typed JSON error; a failure later (or the client leaving) can only cut the stream, which the client detects.
+   */
+  async #stream(response: ServerResponse, body: AsyncIterable<Buffer>, requestId: string): Promise<void> {
+    const iterator = body[Symbol.asyncIterator]();
+    const first = await iterator.next();
+    response.writeHead(200, { 'content-type': 'application/octet-stream' });
+    async function* parts(): AsyncGenerator<Buffer> {
+      try {
+        if (!first.done) yield first.value;
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value;
+      } finally {
+        // Reached early when the client goes away: ends the producer too.
+        await iterator.return?.();
+      }
+    }
+    try {
+      // A few MiB of read-ahead lets the producer seal the next chunk while the socket drains the last (bounded memory).
+      await pipeline(Readable.from(parts(), { objectMode: false, highWaterMark: STREAM_READ_AHEAD_BYTES }), response);
+    } catch (error) {
+      const gone = (error as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE';
+      if (gone) this.#logger.warn({ requestId }, 'socket client left before the streamed answer ended');
+      else this.#logger.error({ err: error, requestId }, 'streamed answer failed');
+      response.destroy();
     }
   }
 

@@ -1,6 +1,7 @@
 // Durable file writes for the few files trustplane keeps outside its store, and directory fsync.
 // Must never leave a half-written file: write a temporary file, fsync it, rename, fsync the folder.
 import { close, closeSync, fsync, fsyncSync, open, openSync, renameSync, writeSync } from 'node:fs';
+import { open as openFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -40,4 +41,26 @@ export function writeFileDurably(path: string, content: string | Buffer, mode = 
   }
   renameSync(temporary, path);
   syncDirectorySync(dirname(path));
+}
+
+/**
+ * Writes a file that appears whole or not at all, from content too large to hold: `write` fills a temporary file beside
+ * `path` (created with `mode`), which is then fsynced and renamed over `path`; if `write` or the sync fails it is removed.
+ */
+export async function writeFileAtomically(path: string, write: (file: FileHandle) => Promise<void>, mode = 0o600): Promise<void> {
+  const temporary = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
+  const file = await openFile(temporary, 'wx', mode);
+  try {
+    try {
+      await write(file);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    await rename(temporary, path);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+  await syncDirectory(dirname(path));
 }

@@ -22,7 +22,7 @@
 //   HPKE: RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM, to Request.ResultKey,
 //   info "trustplane-privop-result-v1", aad RequestDigest. The plaintext is JSON:
 //   { "Version": 1, "RequestDigest", "HostId", "Operation", "StartedAt", "CompletedAt", "Result"? | "Error"?: { "Code", "Message" } }.
-//   Results are held in memory in this version (no chunked streaming yet).
+//   Version 1 is held in memory whole; hosts now write version 2 (streamed, see privop-result-stream.ts); `open` reads both.
 import { z } from 'zod';
 import {
   canonicalJson, certificatesFromPem, describeCertificate, hpkeOpen, hpkeSeal, importPublicKeyDer, sha256, signWithPemKey, verifyMessage,
@@ -44,7 +44,7 @@ export const MAX_PRIVOP_PARAMETERS = 32;
 const BASE64URL = /^[A-Za-z0-9_-]+$/;
 const isoTime = z.string().max(40).regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/, 'an ISO 8601 time with a zone')
   .refine((value) => Number.isFinite(Date.parse(value)), 'a valid time');
-const base64url = (minBytes: number, maxBytes: number) => z.string().regex(BASE64URL, 'base64url')
+export const base64url = (minBytes: number, maxBytes: number) => z.string().regex(BASE64URL, 'base64url')
   .refine((value) => { const length = Buffer.from(value, 'base64url').length; return length >= minBytes && length <= maxBytes; },
     `base64url of ${minBytes === maxBytes ? minBytes : `${minBytes} to ${maxBytes}`} bytes`);
 
@@ -97,7 +97,7 @@ export interface ParsedPrivopRequest {
   digest: Buffer;
 }
 
-const zodReason = (error: z.ZodError) => error.issues.map((issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`).join('; ');
+export const zodReason = (error: z.ZodError) => error.issues.map((issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`).join('; ');
 
 /** Parses a request file (text or parsed JSON); a UserError (PrivopMalformedRequest) says what is wrong. */
 export function parsePrivopRequestFile(input: unknown): ParsedPrivopRequest {
@@ -132,6 +132,18 @@ export interface PrivopResultPlaintext {
   CompletedAt: string;
   Result?: unknown;
   Error?: { Code: string; Message: string };
+  /** Version 2: the bulk content that followed in the stream (e.g. process.dump's archive), described; `open` adds where it went. */
+  Content?: PrivopResultContent;
+}
+
+export interface PrivopResultContent {
+  Bytes: number;
+  /** Hex SHA-256 of the content bytes. */
+  Sha256: string;
+  /** Added by `privop open` when the content is small and no --out was given. */
+  Base64?: string;
+  /** Added by `privop open`: the file the content was written to. */
+  File?: string;
 }
 
 export interface SealedPrivopResult {
@@ -173,7 +185,41 @@ export async function sealPrivopResult(options: { request: PrivopRequest; digest
   return Buffer.from(`${JSON.stringify(file, null, 2)}\n`);
 }
 
-const refuse = (code: string, message: string) => new UserError(code, message, 400);
+export const refuseResult = (code: string, message: string) => new UserError(code, message, 400);
+const refuse = refuseResult;
+
+/** Judges a result's host: its certificate must name `hostId`, its key must verify `signature` over `message`, and `checkCertificate` (if any) must accept it. */
+export function checkHostSignature(options: { hostCertificatePem: string; hostId: string; message: Buffer; signature: Buffer;
+  checkCertificate?: (certificateDer: Buffer) => string | undefined }): void {
+  let certificateDer: Buffer;
+  let described: ReturnType<typeof describeCertificate>;
+  try {
+    [certificateDer] = certificatesFromPem(options.hostCertificatePem);
+    described = describeCertificate(certificateDer);
+  } catch {
+    throw refuse('PrivopBadHostSignature', 'The host certificate in the sealed result is unreadable.');
+  }
+  if (!described.uris.some((uri) => parseHostUri(uri)?.hostId === options.hostId)) {
+    throw refuse('PrivopBadHostSignature', `The host certificate does not name host ${options.hostId}.`);
+  }
+  const signatureValid = verifyMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPublicKeyDer(described.publicKeyDer),
+    options.message, options.signature);
+  if (!signatureValid) throw refuse('PrivopBadHostSignature', `The host signature does not verify: the sealed result was altered or not made by ${options.hostId}.`);
+  const certificateProblem = options.checkCertificate?.(certificateDer);
+  if (certificateProblem) throw refuse('PrivopUntrustedHost', `The host certificate is not trusted: ${certificateProblem}.`);
+}
+
+/** Checks that a result (request `digest`, from `hostId`) answers `request` and that `publicKey` is the result key it names. */
+export function checkRequestBinding(request: PrivopRequest, digest: Buffer, hostId: string, publicKey: Buffer): void {
+  if (!privopRequestDigest(request).equals(digest)) throw refuse('PrivopRequestMismatch', 'The sealed result answers another request.');
+  // A class request may be answered by any host (each signs for itself); a host request only by that host.
+  if ('HostId' in request.Target && request.Target.HostId !== hostId) {
+    throw refuse('PrivopRequestMismatch', `The sealed result comes from ${hostId}, not the host the request names.`);
+  }
+  if (!Buffer.from(request.ResultKey, 'base64url').equals(publicKey)) {
+    throw refuse('PrivopWrongResultKey', 'The request names another result key than this one.');
+  }
+}
 
 /**
  * Opens a sealed result: its shape, the host's signature (by the key of the certificate it carries, which must name
@@ -195,33 +241,9 @@ export async function openPrivopResult(options: { sealed: Buffer; privateKey: Bu
   const enc = Buffer.from(sealed.Enc, 'base64url');
   const ciphertext = Buffer.from(sealed.Ciphertext, 'base64');
 
-  let certificateDer: Buffer;
-  let described: ReturnType<typeof describeCertificate>;
-  try {
-    [certificateDer] = certificatesFromPem(sealed.HostCertificate);
-    described = describeCertificate(certificateDer);
-  } catch {
-    throw refuse('PrivopBadHostSignature', 'The host certificate in the sealed result is unreadable.');
-  }
-  if (!described.uris.some((uri) => parseHostUri(uri)?.hostId === sealed.HostId)) {
-    throw refuse('PrivopBadHostSignature', `The host certificate does not name host ${sealed.HostId}.`);
-  }
-  const signatureValid = verifyMessage({ kind: 'ecdsa', hash: 'sha256', encoding: 'der' }, importPublicKeyDer(described.publicKeyDer),
-    resultSignedMessage(digest, enc, ciphertext), Buffer.from(sealed.Signature, 'base64'));
-  if (!signatureValid) throw refuse('PrivopBadHostSignature', `The host signature does not verify: the sealed result was altered or not made by ${sealed.HostId}.`);
-  const certificateProblem = options.checkCertificate?.(certificateDer);
-  if (certificateProblem) throw refuse('PrivopUntrustedHost', `The host certificate is not trusted: ${certificateProblem}.`);
-
-  if (options.request) {
-    if (!privopRequestDigest(options.request).equals(digest)) throw refuse('PrivopRequestMismatch', 'The sealed result answers another request.');
-    // A class request may be answered by any host (each signs for itself); a host request only by that host.
-    if ('HostId' in options.request.Target && options.request.Target.HostId !== sealed.HostId) {
-      throw refuse('PrivopRequestMismatch', `The sealed result comes from ${sealed.HostId}, not the host the request names.`);
-    }
-    if (!Buffer.from(options.request.ResultKey, 'base64url').equals(options.publicKey)) {
-      throw refuse('PrivopWrongResultKey', 'The request names another result key than this one.');
-    }
-  }
+  checkHostSignature({ hostCertificatePem: sealed.HostCertificate, hostId: sealed.HostId, message: resultSignedMessage(digest, enc, ciphertext),
+    signature: Buffer.from(sealed.Signature, 'base64'), checkCertificate: options.checkCertificate });
+  if (options.request) checkRequestBinding(options.request, digest, sealed.HostId, options.publicKey);
   let body: Buffer;
   try {
     body = await hpkeOpen(options.privateKey, { enc, ciphertext }, PRIVOP_RESULT_INFO, digest);

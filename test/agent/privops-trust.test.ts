@@ -56,7 +56,7 @@ describe('privileged-operation signers certified by a CA, and parameter limits',
   };
   const deliverAndOpen = async (requestPath: string) => {
     const sealed = file('sealed.bin');
-    writeFileSync(sealed, await trustplane('privop', 'deliver', requestPath, '--agent', agent.socketPath));
+    await trustplane('privop', 'deliver', requestPath, '--agent', agent.socketPath, '--out', sealed);
     return JSON.parse(await trustplane('privop', 'open', sealed, '--key', join(dir, 'keys', 'result.key'), '--request', requestPath)) as PrivopResultPlaintext;
   };
   const refusal = (requestPath: string) => fails('privop', 'deliver', requestPath, '--agent', agent.socketPath);
@@ -175,7 +175,7 @@ describe('privileged-operation signers certified by a CA, and parameter limits',
   it('enforces a signer\'s parameter limits, naming the parameter and not its value', async () => {
     const pinned = join(dir, 'pinned');
     const inside = await request(pinned, 'file.read', [`path=${join(logs, 'app.log')}`, 'length=9'], false);
-    assert.equal(Buffer.from(((await deliverAndOpen(inside)).Result as { Content: string }).Content, 'base64').toString(), 'line one\n');
+    assert.equal(Buffer.from((await deliverAndOpen(inside)).Content?.Base64 ?? '', 'base64').toString(), 'line one\n');
 
     const outside = await refusal(await request(pinned, 'file.read', [`path=${join(dir, 'secret.txt')}`, 'length=9'], false));
     assert.match(outside, /PrivopNotPermitted.*parameter path is outside/);

@@ -48,7 +48,7 @@ describe('sealed privileged operations on a real agent', () => {
   };
   const deliver = async (requestPath: string) => {
     const path = file('sealed.bin');
-    writeFileSync(path, await trustplane('privop', 'deliver', requestPath, '--agent', agent.socketPath));
+    await trustplane('privop', 'deliver', requestPath, '--agent', agent.socketPath, '--out', path);
     return path;
   };
   const open = async (sealedPath: string, requestPath?: string, keyDir = keys) => JSON.parse(await trustplane('privop', 'open', sealedPath,
@@ -126,8 +126,10 @@ describe('sealed privileged operations on a real agent', () => {
     assert.deepEqual(hashed, { Path: target, Size: content.length, Sha256: createHash('sha256').update(content).digest('hex') });
 
     const readRequest = await request('file.read', [`path=${target}`, 'offset=4', 'length=15']);
-    const read = (await open(await deliver(readRequest), readRequest)).Result as { Content: string; Eof: boolean };
-    assert.equal(Buffer.from(read.Content, 'base64').toString(), 'quick brown fox');
+    const opened = await open(await deliver(readRequest), readRequest);
+    const read = opened.Result as { Length: number; Eof: boolean };
+    assert.equal(read.Length, 15);
+    assert.equal(Buffer.from(opened.Content?.Base64 ?? '', 'base64').toString(), 'quick brown fox');
     assert.equal(read.Eof, false);
 
     const listRequest = await request('process.list');
@@ -139,7 +141,7 @@ describe('sealed privileged operations on a real agent', () => {
     assert.match(await fails('privop', 'open', await deliver(missing), '--key', join(keys, 'result.key')), /PrivopOperationFailed.*FileUnavailable/);
     // Parameters are checked before anything runs.
     assert.match(await refusal(await request('file.read', ['path=relative/path'])), /PrivopInvalidParameters.*absolute/);
-    assert.match(await refusal(await request('file.read', [`path=${target}`, `length=${2 * 1024 * 1024}`])), /PrivopInvalidParameters/);
+    assert.match(await refusal(await request('file.read', [`path=${target}`, `length=${128 * 1024 ** 3}`])), /PrivopInvalidParameters/);
   });
 
   it('refuses a request changed by one byte: parameter, nonce, result key or signature', async () => {
@@ -191,13 +193,21 @@ describe('sealed privileged operations on a real agent', () => {
   it('a sealed result altered in transit, or answering another request, does not open', async () => {
     const requestPath = await request('system.snapshot');
     const sealedPath = await deliver(requestPath);
-    const sealed = JSON.parse(readFileSync(sealedPath, 'utf8')) as Record<string, string>;
-    const flip = (text: string, at: number) => `${text.slice(0, at)}${text[at] === 'A' ? 'B' : 'A'}${text.slice(at + 1)}`;
-    for (const [field, at] of [['Ciphertext', 10], ['Enc', 5], ['RequestDigest', 3], ['Signature', 12]] as const) {
+    const sealed = readFileSync(sealedPath);
+    const headerEnd = 28 + 4 + sealed.readUInt32BE(28);
+    // A byte of the header's digest, of the encapsulated key, of a ciphertext frame, of the signature; and a cut.
+    const digestAt = sealed.indexOf('"RequestDigest":"') + 20;
+    const encAt = sealed.indexOf('"Enc":"') + 10;
+    for (const [what, at] of [['digest', digestAt], ['enc', encAt], ['frame', headerEnd + 5 + 20], ['signature', sealed.length - 3]] as const) {
       const path = file('tampered.bin');
-      writeFileSync(path, JSON.stringify({ ...sealed, [field]: flip(sealed[field], at) }));
-      assert.match(await fails('privop', 'open', path, '--key', join(keys, 'result.key')), /trustplane: Privop\w+: /, field);
+      const tampered = Buffer.from(sealed);
+      tampered[at] = tampered[at] === 0x41 ? 0x42 : 0x41;
+      writeFileSync(path, tampered);
+      assert.match(await fails('privop', 'open', path, '--key', join(keys, 'result.key')), /trustplane: Privop\w+: /, what);
     }
+    const cut = file('cut.bin');
+    writeFileSync(cut, sealed.subarray(0, sealed.length - 10));
+    assert.match(await fails('privop', 'open', cut, '--key', join(keys, 'result.key')), /PrivopTruncatedResult/);
     const another = await request('system.snapshot');
     assert.match(await fails('privop', 'open', sealedPath, '--key', join(keys, 'result.key'), '--request', another), /PrivopRequestMismatch/);
   });

@@ -8,7 +8,8 @@ export const PRIVOP_AUDIT_FILE = 'privop-audit.jsonl';
 
 export interface PrivopAuditEntry {
   Time: string;
-  Outcome: 'accepted' | 'refused' | 'failed';
+  /** aborted: accepted and started, but the sealed result did not leave whole (the courier went away, or sealing failed). */
+  Outcome: 'accepted' | 'refused' | 'failed' | 'aborted';
   /** How the request reached the host: its local socket or the server relay. */
   Channel?: 'socket' | 'relay';
   /** The request came encrypted to the host's request key. */

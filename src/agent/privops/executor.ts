@@ -4,21 +4,22 @@
 // Must never let a result leave unsealed, nor run a request before its nonce is durably recorded.
 import { readFile } from 'node:fs/promises';
 import {
-  CertificateFormatError, certificatesFromPem, detachedJwsHeader, importSignerCertificateKey, PrivopKeyError, validateCertificatePath, verifyDetachedJws,
-  revocationListDer, verifyRevocationList, zeroize, type VerifiedRevocationList,
+  CertificateFormatError, certificatesFromPem, detachedJwsHeader, importSignerCertificateKey, PrivopKeyError, revocationListDer, RunningSha256,
+  validateCertificatePath, verifyDetachedJws, verifyRevocationList, zeroize, type VerifiedRevocationList,
 } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import {
-  MAX_PRIVOP_WINDOW_SECONDS, parsePrivopRequestFile, PRIVOP_JWS_TYPE, PRIVOP_RESULT_VERSION, sealPrivopResult, type ParsedPrivopRequest,
+  MAX_PRIVOP_WINDOW_SECONDS, parsePrivopRequestFile, PRIVOP_JWS_TYPE, type ParsedPrivopRequest, type PrivopResultPlaintext,
 } from '../../shared/privop-wire.ts';
+import { contentRecords, PRIVOP_RESULT_STREAM_VERSION, resultRecord, sealPrivopResultStream } from '../../shared/privop-result-stream.ts';
 import type { AgentState } from '../state.ts';
 import { PrivopAudit, type PrivopAuditEntry } from './audit.ts';
 import { PrivopNonceStore } from './nonce-store.ts';
 import { openRequestFile } from './request-decryption.ts';
 import type { HostRequestKey } from './request-key.ts';
 import { targetMismatch } from './target.ts';
-import type { PreparedOperation, PrivilegedOperations } from './operation.ts';
+import { StreamedOperationResult, type PreparedOperation, type PrivilegedOperations } from './operation.ts';
 import { certifiedSigner, mayRequest, parameterOutsideLimits, type PrivopTrust, type TrustedCa, type TrustedSigner } from './trust.ts';
 
 /** Clock difference tolerated between the requester and this host. */
@@ -192,24 +193,53 @@ export class PrivopExecutor {
     return { parsed, run: () => this.#run(parsed, prepared, entry) };
   }
 
+  /**
+   * Runs the operation while sealing its output: the sealed bytes are yielded as they are made, and the operation's
+   * bulk content is pulled only as fast as they are consumed. A consumer that stops early (the courier went away)
+   * ends the operation; the nonce stays spent and the audit records the abort.
+   */
   async *#run(parsed: ParsedPrivopRequest, prepared: PreparedOperation, entry: PrivopAuditEntry): AsyncGenerator<Buffer> {
     const { request, digest } = parsed;
-    const startedAt = new Date().toISOString();
-    let result: unknown;
-    let failure: { Code: string; Message: string } | undefined;
-    try {
-      result = await prepared();
-    } catch (error) {
-      failure = error instanceof UserError ? { Code: error.code, Message: error.message } : { Code: 'OperationFailed', Message: 'The operation failed on the host.' };
-      if (!(error instanceof UserError)) this.#logger.error({ err: error, operation: request.Operation }, 'privileged operation failed');
-      this.#audit.record({ ...entry, Time: new Date().toISOString(), Outcome: 'failed', Code: failure.Code });
-    }
     const identity = this.#state.identity();
     if (!identity) throw new UserError('NotEnrolled', 'This agent has no identity to sign the result with.', 500);
     const keys = this.#state.privateKeys();
     zeroize(keys.keyRingKey);
-    yield await sealPrivopResult({ request, digest, hostId: identity.HostId, hostCertificatePem: identity.Certificate, hostKeyPem: keys.identityKeyPem,
-      plaintext: { Version: PRIVOP_RESULT_VERSION, RequestDigest: digest.toString('base64url'), HostId: identity.HostId, Operation: request.Operation,
-        StartedAt: startedAt, CompletedAt: new Date().toISOString(), ...(failure ? { Error: failure } : { Result: result }) } });
+    const startedAt = new Date().toISOString();
+    const fail = (error: unknown) => {
+      const failure = error instanceof UserError ? { Code: error.code, Message: error.message } : { Code: 'OperationFailed', Message: 'The operation failed on the host.' };
+      if (!(error instanceof UserError)) this.#logger.error({ err: error, operation: request.Operation }, 'privileged operation failed');
+      this.#audit.record({ ...entry, Time: new Date().toISOString(), Outcome: 'failed', Code: failure.Code });
+      return failure;
+    };
+    const envelope = { Version: PRIVOP_RESULT_STREAM_VERSION, RequestDigest: digest.toString('base64url'), HostId: identity.HostId,
+      Operation: request.Operation, StartedAt: startedAt };
+    async function* plaintext(): AsyncGenerator<Buffer> {
+      let outcome: Pick<PrivopResultPlaintext, 'Result' | 'Error' | 'Content'>;
+      try {
+        const output = await prepared();
+        if (output instanceof StreamedOperationResult) {
+          const content = new RunningSha256();
+          for await (const piece of output.content) {
+            content.update(piece);
+            yield* contentRecords(piece);
+          }
+          outcome = { Result: output.describe(), ...(content.bytes ? { Content: { Bytes: content.bytes, Sha256: content.digest().toString('hex') } } : {}) };
+        } else {
+          outcome = { Result: output };
+        }
+      } catch (error) {
+        // Content already sent is then dropped by `open`, which reports the error.
+        outcome = { Error: fail(error) };
+      }
+      yield resultRecord({ ...envelope, CompletedAt: new Date().toISOString(), ...outcome });
+    }
+    let finished = false;
+    try {
+      yield* sealPrivopResultStream({ resultKey: Buffer.from(request.ResultKey, 'base64url'), digest, hostId: identity.HostId,
+        hostCertificatePem: identity.Certificate, hostKeyPem: keys.identityKeyPem, plaintext: plaintext() });
+      finished = true;
+    } finally {
+      if (!finished) this.#audit.record({ ...entry, Time: new Date().toISOString(), Outcome: 'aborted', Code: 'PrivopResultNotDelivered' });
+    }
   }
 }

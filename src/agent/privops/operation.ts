@@ -7,7 +7,16 @@ export interface PrivilegedOperationDefinition<Input> {
   name: string;
   description: string;
   parse(parameters: PrivopParameters): Input;
+  /** The result (JSON-able), or a StreamedOperationResult for bulk content that must not be held whole. */
   run(input: Input): Promise<unknown>;
+}
+
+/**
+ * What an operation with bulk content returns: the content, pulled piece by piece as the sealed result is written
+ * (so a slow reader slows the operation), and the result JSON, described once the content has gone by.
+ */
+export class StreamedOperationResult {
+  constructor(readonly content: AsyncIterable<Buffer>, readonly describe: () => unknown) {}
 }
 
 /** An operation with its parameters parsed, ready to run. */

@@ -91,7 +91,7 @@ export function withRelayDelivery(command: Command): Command {
     .option('--relay', 'deliver through the server relay (the server hands it to the host and keeps the sealed result)')
     .option('--relay-id <id>', 'resume waiting for a relay submitted before')
     .option('--wait <duration>', 'how long to wait for the host, e.g. 30s, 10m (relay only)', DEFAULT_WAIT)
-    .option('--out <file>', 'write the sealed result here instead of stdout (relay only)');
+    .option('--out <file>', 'write the sealed result here (durably; nothing is left there if delivery fails) instead of stdout');
 }
 
 /** `privop deliver REQUEST --relay` or `privop deliver --relay-id ID` (resume). */

@@ -1,7 +1,9 @@
 // `trustplane privop`: sealed privileged operations in three roles kept apart: the requester signs a request
 // naming its result key (`request`), the courier carries it and the sealed result (`deliver`), the key holder opens it (`open`).
 // Must never print a result that failed any check, nor let `deliver` see anything but ciphertext.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -16,15 +18,81 @@ import {
   revocationListToPem, verifyRevocationList, type RevocationEntry, type RevocationReason,
 } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
-import { writeFileDurably } from '../../shared/fs.ts';
+import { writeFileAtomically, writeFileDurably } from '../../shared/fs.ts';
 import {
   MAX_PRIVOP_WINDOW_SECONDS, openPrivopResult, parsePrivopRequestFile, privopRequestSchema, PRIVOP_JWS_TYPE, PRIVOP_REQUEST_VERSION,
-  type PrivopRequest, type PrivopRequestFile,
+  type PrivopRequest, type PrivopRequestFile, type PrivopResultPlaintext,
 } from '../../shared/privop-wire.ts';
 import { isEncryptedPrivopRequest, parseEncryptedPrivopRequest } from '../../shared/privop-encrypted-request.ts';
+import {
+  isSealedResultStream, openSealedPrivopResult, verifySealedPrivopResult, PRIVOP_RESULT_STREAM_MAGIC,
+} from '../../shared/privop-result-stream.ts';
 import { encryptForHost, wantsEncryption, withRequestEncryptionFlags, type RequestEncryptionFlags } from './privop-encryption.ts';
 
 const KEY_FILES = ['signer.key', 'signer.pub', 'result.key', 'result.pub'];
+/** Bulk content up to this size may be printed base64 in the result JSON; above it, `open` needs --out. */
+export const MAX_EMBEDDED_CONTENT_BYTES = 16 * 1024 * 1024;
+const READ_CHUNK_BYTES = 1024 * 1024;
+/** What may wait in memory for the disk while the socket goes on reading. */
+const WRITE_BEHIND_BYTES = 4 * 1024 * 1024;
+
+/** The first bytes of a file (fewer if it is shorter). */
+function fileStart(path: string, length: number): Buffer {
+  let descriptor: number;
+  try {
+    descriptor = openSync(path, 'r');
+  } catch (error) {
+    throw new UserError('FileUnavailable', `Cannot read the sealed result ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
+  }
+  try {
+    const start = Buffer.alloc(length);
+    return start.subarray(0, readSync(descriptor, start, 0, length, 0));
+  } finally {
+    closeSync(descriptor);
+  }
+}
+
+async function writeAll(file: FileHandle, piece: Buffer): Promise<void> {
+  for (let at = 0; at < piece.length;) at += (await file.write(piece, at, piece.length - at)).bytesWritten;
+}
+
+/** A Writable over an open file that leaves it open (to be fsynced): FileHandle.createWriteStream with autoClose off never lets go of it. */
+function fileWriter(file: FileHandle): Writable {
+  return new Writable({ highWaterMark: WRITE_BEHIND_BYTES, write(chunk: Buffer, _encoding, done) { writeAll(file, chunk).then(() => done(), done); } });
+}
+
+/**
+ * Opens a version 2 sealed result in two streaming passes: the structure and host signature first, then decryption.
+ * Bulk content goes to `out` (a temporary file renamed only once every check passed) or, when small, into the JSON.
+ */
+async function openStream(path: string, options: { privateKey: Buffer; publicKey: Buffer; request?: PrivopRequest; out?: string;
+  checkCertificate?: (der: Buffer) => string | undefined }): Promise<PrivopResultPlaintext> {
+  const source = () => createReadStream(path, { highWaterMark: READ_CHUNK_BYTES }) as AsyncIterable<Buffer>;
+  const verified = await verifySealedPrivopResult(source(), options);
+  const open = (onContent: (piece: Buffer) => Promise<void>) => openSealedPrivopResult(source(), { verified, privateKey: options.privateKey, onContent });
+  if (options.out) {
+    let plaintext: PrivopResultPlaintext | undefined;
+    const failed = new UserError('PrivopOperationFailed', 'the operation failed');
+    await writeFileAtomically(options.out, async (file) => {
+      plaintext = await open((piece) => writeAll(file, piece));
+      // A failed operation's partial content is not kept.
+      if (plaintext.Error) throw failed;
+    }).catch((error: unknown) => { if (error !== failed) throw error; });
+    const opened = plaintext as PrivopResultPlaintext;
+    return opened.Content && !opened.Error ? { ...opened, Content: { ...opened.Content, File: options.out } } : opened;
+  }
+  const pieces: Buffer[] = [];
+  let bytes = 0;
+  const plaintext = await open(async (piece) => {
+    bytes += piece.length;
+    if (bytes > MAX_EMBEDDED_CONTENT_BYTES) {
+      throw new UserError('PrivopOutRequired', `The result carries more than ${MAX_EMBEDDED_CONTENT_BYTES / 1024 / 1024} MiB of content: give --out FILE for it.`);
+    }
+    pieces.push(Buffer.from(piece));
+  });
+  const content = Buffer.concat(pieces);
+  return plaintext.Content && !plaintext.Error ? { ...plaintext, Content: { ...plaintext.Content, Base64: content.toString('base64') } } : plaintext;
+}
 
 function readInput(path: string, what: string): Buffer {
   try {
@@ -261,7 +329,8 @@ export function registerPrivopCommands(program: Command): void {
       process.stdout.write(`${JSON.stringify(encrypted, null, 2)}\n`);
     });
 
-  withRelayDelivery(privop.command('deliver').description('carry a request to a host\'s agent and print the sealed result (the courier reads neither)')
+  withRelayDelivery(privop.command('deliver')
+    .description('carry a request to a host\'s agent (or the server relay) and write the sealed result, streamed (the courier reads neither)')
     .argument('[request-file]', 'the request file from `privop request`')
     .option('--agent <socket>', 'the agent\'s Unix socket on the target host'))
     .action(async (requestFile: string | undefined, flags: { agent?: string } & RelayDeliveryFlags) => {
@@ -270,8 +339,14 @@ export function registerPrivopCommands(program: Command): void {
       // Checked for shape only: the courier cannot judge the signature, the host does (nor, encrypted, read anything but the host id).
       const value = readRequestJson(requestFile);
       const carried = isEncryptedPrivopRequest(value) ? parseEncryptedPrivopRequest(value) : parsePrivopRequestFile(value).file;
-      const reply = await new AgentClient(flags.agent).call<{ Sealed: string }>('PrivilegedOperation', { Request: carried as unknown as Record<string, unknown> });
-      process.stdout.write(Buffer.from(reply.Sealed, 'base64'));
+      const client = new AgentClient(flags.agent);
+      const body = { Request: carried as unknown as Record<string, unknown> };
+      if (flags.out) {
+        // Durably, and nothing is left there if delivery fails.
+        await writeFileAtomically(flags.out, (file) => client.callToStream('PrivilegedOperation', body, fileWriter(file)));
+      } else {
+        await client.callToStream('PrivilegedOperation', body, process.stdout, { end: false });
+      }
     });
 
   privop.command('open').description('decrypt a sealed result and check the host signature and the request binding; prints the result (JSON)')
@@ -279,8 +354,8 @@ export function registerPrivopCommands(program: Command): void {
     .requiredOption('--key <file>', 'the result private key (result.key)')
     .option('--request <file>', 'the request it answers: checks digest, host and result key')
     .option('--ca <file>', 'the account CA certificate (PEM): the host certificate must be issued by it and valid now')
-    .action(async (sealedFile: string, flags: { key: string; request?: string; ca?: string }) => {
-      const sealed = readInput(sealedFile, 'the sealed result');
+    .option('--out <file>', 'write the result\'s bulk content (e.g. process.dump\'s archive) to FILE, only once every check passed')
+    .action(async (sealedFile: string, flags: { key: string; request?: string; ca?: string; out?: string }) => {
       const request = flags.request ? readRequestToOpen(flags.request) : undefined;
       const authorities = flags.ca ? pemCertificatesToDer(readInput(flags.ca, 'the CA certificate').toString('utf8')) : undefined;
       if (authorities && authorities.length === 0) throw new UserError('ValidationException', `${flags.ca} holds no PEM certificate.`);
@@ -290,11 +365,15 @@ export function registerPrivopCommands(program: Command): void {
       }
       const keys = keyFile(flags.key, resultPrivateKeyFromPem);
       try {
-        const { plaintext, sealed: envelope } = await openPrivopResult({ sealed, privateKey: keys.privateKey, publicKey: keys.publicKey, request,
-          checkCertificate: authorities ? (der) => checkEndorsementCertificate(der, describeCertificate(der).publicKeyDer, authorities, new Date()) : undefined });
+        const checkCertificate = authorities
+          ? (der: Buffer) => checkEndorsementCertificate(der, describeCertificate(der).publicKeyDer, authorities, new Date()) : undefined;
+        const plaintext = isSealedResultStream(fileStart(sealedFile, PRIVOP_RESULT_STREAM_MAGIC.length))
+          ? await openStream(sealedFile, { privateKey: keys.privateKey, publicKey: keys.publicKey, request, out: flags.out, checkCertificate })
+          : (await openPrivopResult({ sealed: readInput(sealedFile, 'the sealed result'), privateKey: keys.privateKey, publicKey: keys.publicKey, request,
+            checkCertificate })).plaintext;
         if (request && 'Class' in request.Target) {
           // Any host may answer a class request: the host signature says which one did (its membership was the host's own judgement).
-          process.stderr.write(`trustplane: answered by ${envelope.HostId} (the request named class ${request.Target.Class})\n`);
+          process.stderr.write(`trustplane: answered by ${plaintext.HostId} (the request named class ${request.Target.Class})\n`);
         }
         if (plaintext.Error) {
           process.stdout.write(`${JSON.stringify(plaintext, null, 2)}\n`);

@@ -58,6 +58,7 @@ export {
 export {
   generateHpkeKeyPair, hpkeSeal, hpkeOpen, isHpkePublicKey, HPKE_PUBLIC_KEY_LENGTH, HPKE_ENCAPSULATED_KEY_LENGTH, type HpkeKeyPair, type HpkeSealed,
 } from './lib/hpke.ts';
+export { HpkeStreamSealer, HpkeStreamOpener, RunningSha256, hpkeStreamChunkAad, HPKE_STREAM_TAG_LENGTH } from './lib/hpke-stream.ts';
 export { signJwt, publicJwk, signDetached, verifyDetached, TOKEN_ALGORITHM } from './lib/jwt.ts';
 export {
   parseTpmPublic, makeCredential, encodeCredentialFile, decodeCredentialFile, parseQuote, parseTpmSignature, verifyQuoteSignature,
