@@ -45,7 +45,8 @@ describe('encrypted privileged-operation requests and class targets', () => {
   };
   const deliver = async (agent: TestAgent, requestPath: string) => {
     const path = file('sealed.bin');
-    writeFileSync(path, await trustplane('privop', 'deliver', requestPath, '--agent', agent.socketPath));
+    // Sealed results are binary: written by the courier itself, not through a captured (text) stdout.
+    await trustplane('privop', 'deliver', requestPath, '--agent', agent.socketPath, '--out', path);
     return path;
   };
   const refusal = (agent: TestAgent, requestPath: string) => fails('privop', 'deliver', requestPath, '--agent', agent.socketPath);
@@ -176,7 +177,8 @@ describe('encrypted privileged-operation requests and class targets', () => {
     assert.match(await refusal(hostB, writeEnvelope(readdressed)), /PrivopCannotDecrypt/);
     assert.equal(lastAudit(hostB).Encrypted, true);
     // The untouched envelope still runs: nothing above spent its nonce.
-    assert.equal(JSON.parse(readFileSync(await deliver(hostA, encrypted), 'utf8')).HostId, hostA.hostId);
+    // (The sealed result's clear header names the host that made it.)
+    assert.ok(readFileSync(await deliver(hostA, encrypted)).toString('latin1').includes(`"HostId":"${hostA.hostId}"`));
   });
 
   it('a class request runs once on each host in the class or a class under it, and is refused elsewhere', async () => {

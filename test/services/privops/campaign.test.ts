@@ -128,7 +128,7 @@ describe('fleet campaigns', () => {
     const path = join(dir, 'offline-request.json');
     writeFileSync(path, JSON.stringify(signed.Requests[0]?.Request));
     const sealed = join(dir, 'offline.sealed');
-    writeFileSync(sealed, await trustplane('privop', 'deliver', path, '--agent', agent('nested').socketPath));
+    await trustplane('privop', 'deliver', path, '--agent', agent('nested').socketPath, '--out', sealed);
     const opened = JSON.parse(await trustplane('privop', 'open', sealed, '--key', join(keys, 'result.key'), '--request', path)) as PrivopResultPlaintext;
     assert.equal(opened.HostId, agent('nested').hostId);
   });

@@ -81,7 +81,7 @@ describe('the privileged-operation relay', () => {
     assert.equal(relay.Status, 'completed');
     assert.equal(relay.HostId, agent.hostId);
     assert.equal(relay.Operation, 'file.read');
-    // Over a MiB of base64 inside the ciphertext: the host uploaded it in more than one slice.
+    // Over a MiB of content inside the ciphertext: the host uploaded it in more than one slice.
     assert.ok((relay.ResultBytes ?? 0) > 1024 * 1024);
     assert.equal(relay.ResultBytes, readFileSync(sealedPath).length);
     // GetResult in small slices gives the same bytes.
@@ -92,8 +92,7 @@ describe('the privileged-operation relay', () => {
 
     const opened = JSON.parse(await trustplane('privop', 'open', sealedPath, '--key', join(keys, 'result.key'), '--request', requestPath)) as PrivopResultPlaintext;
     assert.equal(opened.HostId, agent.hostId);
-    const result = opened.Result as { ContentBase64?: string; Content?: string };
-    assert.deepEqual(Buffer.from(result.ContentBase64 ?? result.Content ?? '', 'base64'), content);
+    assert.deepEqual(Buffer.from(opened.Content?.Base64 ?? '', 'base64'), content);
   });
 
   it('a refused request comes back with the host\'s code, audited on the host and on the server', async () => {
@@ -165,11 +164,9 @@ describe('the privileged-operation relay', () => {
     const replayRelay = await submit(alreadyRun);
     assert.equal((await describeRelay(freshRelay)).Status, 'pending');
     agent = await startTestAgent({ serverUrl: server.url, stateDir: agent.stateDir, extraArgs: trustArgs });
-    // Without --out the sealed result goes to stdout.
-    const collected = await cli(['privop', 'deliver', '--relay-id', freshRelay, '--wait', '60s'], { env });
+    const sealedPath = file('sealed.bin');
+    const collected = await cli(['privop', 'deliver', '--relay-id', freshRelay, '--wait', '60s', '--out', sealedPath], { env });
     assert.equal(collected.code, 0, collected.stderr);
-    const sealedPath = file('sealed.json');
-    writeFileSync(sealedPath, collected.stdout);
     assert.equal((JSON.parse(await trustplane('privop', 'open', sealedPath, '--key', join(keys, 'result.key'), '--request', fresh)) as PrivopResultPlaintext)
       .Operation, 'system.snapshot');
     const replayed = await cli(['privop', 'deliver', '--relay-id', replayRelay, '--wait', '60s'], { env });
