@@ -9,6 +9,7 @@ import type { Command } from 'commander';
 import { PrivopKeyError, resultPublicKeyFromPem } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { writeFileDurably } from '../../shared/fs.ts';
+import type { KeyServiceClient } from '../../clients/kms.ts';
 import { collect, withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { downloadResult, privopCall, waitMs, type RelayView } from './privop-relay.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
@@ -31,7 +32,7 @@ interface CampaignFlags extends ClientFlags {
 interface CampaignView { CampaignId: string; HostCount: number; Counts: Record<string, number>; Hosts: RelayView[] }
 
 /** The summary written to DIR/summary.json and printed: what completed, what was refused (by code), what never ran. */
-interface CampaignSummary {
+export interface CampaignSummary {
   CampaignId: string;
   Class: string;
   Operation: string;
@@ -51,8 +52,8 @@ function parameters(pairs: string[]): Record<string, string> {
   return result;
 }
 
-function summarise(flags: CampaignFlags, campaign: CampaignView): CampaignSummary {
-  const summary: CampaignSummary = { CampaignId: campaign.CampaignId, Class: flags.class, Operation: flags.op, Hosts: campaign.Hosts.length,
+function summarise(run: CampaignRun, campaign: CampaignView): CampaignSummary {
+  const summary: CampaignSummary = { CampaignId: campaign.CampaignId, Class: run.className, Operation: run.operation, Hosts: campaign.Hosts.length,
     Completed: [], Refused: {}, NotRun: [] };
   for (const host of campaign.Hosts) {
     if (host.Status === 'completed') summary.Completed.push(host.HostId);
@@ -60,6 +61,67 @@ function summarise(flags: CampaignFlags, campaign: CampaignView): CampaignSummar
     else summary.NotRun.push({ HostId: host.HostId, Status: host.Status === 'expired' ? 'expired (offline?)' : `${host.Status} (still waiting)` });
   }
   return summary;
+}
+
+export interface CampaignRun {
+  className: string;
+  operation: string;
+  parameters: Record<string, string>;
+  /** The raw X25519 result public key: only its private half opens the results. */
+  resultKey: Buffer;
+  sample?: number;
+  ttlSeconds: number;
+  /** Where <host-id>.sealed files go (made if missing). */
+  out: string;
+  /** When to stop following (hosts not finished by then are in NotRun). */
+  deadline: number;
+}
+
+/**
+ * Starts a campaign and follows it to its end or the deadline: a progress bar on stderr (plain lines when it is not a
+ * terminal), each completed host's sealed result saved as it completes. Returns the summary (not yet written anywhere).
+ */
+export async function runCampaign(client: KeyServiceClient, run: CampaignRun): Promise<CampaignSummary> {
+  mkdirSync(run.out, { recursive: true, mode: 0o700 });
+  const started = await privopCall<{ CampaignId: string; Hosts: Array<{ HostId: string }> }>(client, 'StartCampaign', {
+    Class: run.className, Operation: run.operation, Parameters: run.parameters, ResultKey: run.resultKey.toString('base64url'),
+    TtlSeconds: run.ttlSeconds, ...(run.sample === undefined ? {} : { Sample: run.sample }) });
+  process.stderr.write(`trustplane: campaign ${started.CampaignId} on ${started.Hosts.length} host(s)\n`);
+  const bar = process.stderr.isTTY ? new SingleBar({ stream: process.stderr, format: '{bar} {value}/{total} hosts | {completed} done, {refused} refused',
+    hideCursor: true }, undefined) : undefined;
+  bar?.start(started.Hosts.length, 0, { completed: 0, refused: 0 });
+  const saved = new Set<string>();
+  let lastLine = 0;
+  try {
+    for (;;) {
+      const campaign = await privopCall<CampaignView>(client, 'DescribeCampaign', { CampaignId: started.CampaignId });
+      for (const host of campaign.Hosts) {
+        if (host.Status !== 'completed' || saved.has(host.HostId)) continue;
+        await downloadResult(client, host.RelayId, join(run.out, `${host.HostId}.sealed`));
+        saved.add(host.HostId);
+      }
+      const finished = campaign.Hosts.filter((host) => ['completed', 'refused', 'expired'].includes(host.Status)).length;
+      const counts = { completed: campaign.Counts.completed ?? 0, refused: campaign.Counts.refused ?? 0 };
+      bar?.update(finished, counts);
+      if (!bar && (Date.now() - lastLine >= PLAIN_PROGRESS_MS || finished === campaign.Hosts.length)) {
+        process.stderr.write(`trustplane: campaign ${campaign.CampaignId}: ${finished}/${campaign.Hosts.length} finished, `
+          + `${counts.completed} completed, ${counts.refused} refused\n`);
+        lastLine = Date.now();
+      }
+      if (finished === campaign.Hosts.length || Date.now() >= run.deadline) return summarise(run, campaign);
+      await delay(POLL_MS);
+    }
+  } finally {
+    bar?.stop();
+  }
+}
+
+/** One line: how many completed, which were refused and why, which did not run. */
+export function describeCampaignSummary(summary: CampaignSummary): string {
+  const refused = Object.entries(summary.Refused);
+  return `campaign ${summary.CampaignId}: ${summary.Completed.length}/${summary.Hosts} completed`
+    + `${refused.map(([code, hosts]) => `, ${hosts.length} refused (${code}: ${hosts.join(' ')})`).join('')}`
+    + `${summary.NotRun.length ? `, ${summary.NotRun.length} did not run (${summary.NotRun.map((host) => `${host.HostId} ${host.Status}`).join(', ')})` : ''}`;
 }
 
 export function registerPrivopCampaign(privop: Command): void {
@@ -82,46 +144,11 @@ export function registerPrivopCampaign(privop: Command): void {
         if (error instanceof PrivopKeyError) throw new UserError('InvalidKey', `${flags.resultKey}: ${error.message}`);
         throw new UserError('FileUnavailable', `Cannot read the result key ${flags.resultKey}.`);
       }
-      const deadline = Date.now() + waitMs(flags.wait);
-      mkdirSync(flags.out, { recursive: true, mode: 0o700 });
-      const summary = await withClient(flags, async (client) => {
-        const started = await privopCall<{ CampaignId: string; Hosts: Array<{ HostId: string }> }>(client, 'StartCampaign', {
-          Class: flags.class, Operation: flags.op, Parameters: parameters(flags.param), ResultKey: resultKey.toString('base64url'),
-          TtlSeconds: parseDurationSeconds(flags.ttl, '--ttl'), ...(sample === undefined ? {} : { Sample: sample }) });
-        process.stderr.write(`trustplane: campaign ${started.CampaignId} on ${started.Hosts.length} host(s)\n`);
-        const bar = process.stderr.isTTY ? new SingleBar({ stream: process.stderr, format: '{bar} {value}/{total} hosts | {completed} done, {refused} refused',
-          hideCursor: true }, undefined) : undefined;
-        bar?.start(started.Hosts.length, 0, { completed: 0, refused: 0 });
-        const saved = new Set<string>();
-        let lastLine = 0;
-        try {
-          for (;;) {
-            const campaign = await privopCall<CampaignView>(client, 'DescribeCampaign', { CampaignId: started.CampaignId });
-            for (const host of campaign.Hosts) {
-              if (host.Status !== 'completed' || saved.has(host.HostId)) continue;
-              await downloadResult(client, host.RelayId, join(flags.out, `${host.HostId}.sealed`));
-              saved.add(host.HostId);
-            }
-            const finished = campaign.Hosts.filter((host) => ['completed', 'refused', 'expired'].includes(host.Status)).length;
-            const counts = { completed: campaign.Counts.completed ?? 0, refused: campaign.Counts.refused ?? 0 };
-            bar?.update(finished, counts);
-            if (!bar && (Date.now() - lastLine >= PLAIN_PROGRESS_MS || finished === campaign.Hosts.length)) {
-              process.stderr.write(`trustplane: campaign ${campaign.CampaignId}: ${finished}/${campaign.Hosts.length} finished, `
-                + `${counts.completed} completed, ${counts.refused} refused\n`);
-              lastLine = Date.now();
-            }
-            if (finished === campaign.Hosts.length || Date.now() >= deadline) return summarise(flags, campaign);
-            await delay(POLL_MS);
-          }
-        } finally {
-          bar?.stop();
-        }
-      });
+      const summary = await withClient(flags, (client) => runCampaign(client, { className: flags.class, operation: flags.op,
+        parameters: parameters(flags.param), resultKey, sample, ttlSeconds: parseDurationSeconds(flags.ttl, '--ttl'), out: flags.out,
+        deadline: Date.now() + waitMs(flags.wait) }));
       writeFileDurably(join(flags.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-      const refused = Object.entries(summary.Refused);
-      process.stderr.write(`trustplane: campaign ${summary.CampaignId}: ${summary.Completed.length}/${summary.Hosts} completed`
-        + `${refused.map(([code, hosts]) => `, ${hosts.length} refused (${code}: ${hosts.join(' ')})`).join('')}`
-        + `${summary.NotRun.length ? `, ${summary.NotRun.length} did not run (${summary.NotRun.map((host) => `${host.HostId} ${host.Status}`).join(', ')})` : ''}\n`);
+      process.stderr.write(`trustplane: ${describeCampaignSummary(summary)}\n`);
       if (flags.json) process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
       if (summary.Completed.length !== summary.Hosts) {
         throw new UserError('PrivopCampaignIncomplete', `${summary.Hosts - summary.Completed.length} of ${summary.Hosts} host(s) did not complete; see ${join(flags.out, 'summary.json')}.`);

@@ -1,18 +1,17 @@
 // `trustplane privop`: sealed privileged operations in three roles kept apart: the requester signs a request
 // naming its result key (`request`), the courier carries it and the sealed result (`deliver`), the key holder opens it (`open`).
 // Must never print a result that failed any check, nor let `deliver` see anything but ciphertext.
-import { closeSync, createReadStream, existsSync, mkdirSync, openSync, readFileSync, readSync } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
-import { Writable } from 'node:stream';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { AgentClient } from '../../clients/agent.ts';
 import { registerPrivopCampaign } from './privop-campaign.ts';
+import { registerPrivopWatch } from './privop-watch.ts';
 import { deliverThroughRelay, withRelayDelivery, type RelayDeliveryFlags } from './privop-relay.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
 import {
-  canonicalJson, certificateToPem, checkEndorsementCertificate, createCertificateAuthority, describeCertificate, generateResultKeyPair,
+  canonicalJson, certificateToPem, createCertificateAuthority, describeCertificate, generateResultKeyPair,
   generateSignerKeyPair, issueCertificate, pemCertificatesToDer, privateKeyPemToDer, privateKeyToPem, publicKeyPemToDer, randomBytes,
   resultPrivateKeyFromPem, resultPublicKeyFromPem, signDetachedJws, zeroize, PrivopKeyError, createRevocationList, normalizeHexSerial, revocationListDer,
   revocationListToPem, verifyRevocationList, type RevocationEntry, type RevocationReason,
@@ -20,80 +19,14 @@ import {
 import { UserError } from '../../shared/errors.ts';
 import { writeFileAtomically, writeFileDurably } from '../../shared/fs.ts';
 import {
-  MAX_PRIVOP_WINDOW_SECONDS, openPrivopResult, parsePrivopRequestFile, privopRequestSchema, PRIVOP_JWS_TYPE, PRIVOP_REQUEST_VERSION,
-  type PrivopRequest, type PrivopRequestFile, type PrivopResultPlaintext,
+  MAX_PRIVOP_WINDOW_SECONDS, parsePrivopRequestFile, privopRequestSchema, PRIVOP_JWS_TYPE, PRIVOP_REQUEST_VERSION,
+  type PrivopRequest, type PrivopRequestFile,
 } from '../../shared/privop-wire.ts';
 import { isEncryptedPrivopRequest, parseEncryptedPrivopRequest } from '../../shared/privop-encrypted-request.ts';
-import {
-  isSealedResultStream, openSealedPrivopResult, verifySealedPrivopResult, PRIVOP_RESULT_STREAM_MAGIC,
-} from '../../shared/privop-result-stream.ts';
+import { fileWriter, issuedByAccountCa, openSealedResultFile } from '../sealed-results.ts';
 import { encryptForHost, wantsEncryption, withRequestEncryptionFlags, type RequestEncryptionFlags } from './privop-encryption.ts';
 
 const KEY_FILES = ['signer.key', 'signer.pub', 'result.key', 'result.pub'];
-/** Bulk content up to this size may be printed base64 in the result JSON; above it, `open` needs --out. */
-export const MAX_EMBEDDED_CONTENT_BYTES = 16 * 1024 * 1024;
-const READ_CHUNK_BYTES = 1024 * 1024;
-/** What may wait in memory for the disk while the socket goes on reading. */
-const WRITE_BEHIND_BYTES = 4 * 1024 * 1024;
-
-/** The first bytes of a file (fewer if it is shorter). */
-function fileStart(path: string, length: number): Buffer {
-  let descriptor: number;
-  try {
-    descriptor = openSync(path, 'r');
-  } catch (error) {
-    throw new UserError('FileUnavailable', `Cannot read the sealed result ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
-  }
-  try {
-    const start = Buffer.alloc(length);
-    return start.subarray(0, readSync(descriptor, start, 0, length, 0));
-  } finally {
-    closeSync(descriptor);
-  }
-}
-
-async function writeAll(file: FileHandle, piece: Buffer): Promise<void> {
-  for (let at = 0; at < piece.length;) at += (await file.write(piece, at, piece.length - at)).bytesWritten;
-}
-
-/** A Writable over an open file that leaves it open (to be fsynced): FileHandle.createWriteStream with autoClose off never lets go of it. */
-function fileWriter(file: FileHandle): Writable {
-  return new Writable({ highWaterMark: WRITE_BEHIND_BYTES, write(chunk: Buffer, _encoding, done) { writeAll(file, chunk).then(() => done(), done); } });
-}
-
-/**
- * Opens a version 2 sealed result in two streaming passes: the structure and host signature first, then decryption.
- * Bulk content goes to `out` (a temporary file renamed only once every check passed) or, when small, into the JSON.
- */
-async function openStream(path: string, options: { privateKey: Buffer; publicKey: Buffer; request?: PrivopRequest; out?: string;
-  checkCertificate?: (der: Buffer) => string | undefined }): Promise<PrivopResultPlaintext> {
-  const source = () => createReadStream(path, { highWaterMark: READ_CHUNK_BYTES }) as AsyncIterable<Buffer>;
-  const verified = await verifySealedPrivopResult(source(), options);
-  const open = (onContent: (piece: Buffer) => Promise<void>) => openSealedPrivopResult(source(), { verified, privateKey: options.privateKey, onContent });
-  if (options.out) {
-    let plaintext: PrivopResultPlaintext | undefined;
-    const failed = new UserError('PrivopOperationFailed', 'the operation failed');
-    await writeFileAtomically(options.out, async (file) => {
-      plaintext = await open((piece) => writeAll(file, piece));
-      // A failed operation's partial content is not kept.
-      if (plaintext.Error) throw failed;
-    }).catch((error: unknown) => { if (error !== failed) throw error; });
-    const opened = plaintext as PrivopResultPlaintext;
-    return opened.Content && !opened.Error ? { ...opened, Content: { ...opened.Content, File: options.out } } : opened;
-  }
-  const pieces: Buffer[] = [];
-  let bytes = 0;
-  const plaintext = await open(async (piece) => {
-    bytes += piece.length;
-    if (bytes > MAX_EMBEDDED_CONTENT_BYTES) {
-      throw new UserError('PrivopOutRequired', `The result carries more than ${MAX_EMBEDDED_CONTENT_BYTES / 1024 / 1024} MiB of content: give --out FILE for it.`);
-    }
-    pieces.push(Buffer.from(piece));
-  });
-  const content = Buffer.concat(pieces);
-  return plaintext.Content && !plaintext.Error ? { ...plaintext, Content: { ...plaintext.Content, Base64: content.toString('base64') } } : plaintext;
-}
-
 function readInput(path: string, what: string): Buffer {
   try {
     return readFileSync(path);
@@ -162,6 +95,7 @@ export function registerPrivopCommands(program: Command): void {
   const privop = program.command('privop').description('sealed privileged operations: signed requests, untrusted couriers, results encrypted to the requester');
 
   registerPrivopCampaign(privop);
+  registerPrivopWatch(privop);
 
   privop.command('keygen').description('make a signer key pair (Ed25519) and a result key pair (X25519)')
     .requiredOption('--out <dir>', 'directory for signer.key, signer.pub, result.key, result.pub')
@@ -365,12 +299,8 @@ export function registerPrivopCommands(program: Command): void {
       }
       const keys = keyFile(flags.key, resultPrivateKeyFromPem);
       try {
-        const checkCertificate = authorities
-          ? (der: Buffer) => checkEndorsementCertificate(der, describeCertificate(der).publicKeyDer, authorities, new Date()) : undefined;
-        const plaintext = isSealedResultStream(fileStart(sealedFile, PRIVOP_RESULT_STREAM_MAGIC.length))
-          ? await openStream(sealedFile, { privateKey: keys.privateKey, publicKey: keys.publicKey, request, out: flags.out, checkCertificate })
-          : (await openPrivopResult({ sealed: readInput(sealedFile, 'the sealed result'), privateKey: keys.privateKey, publicKey: keys.publicKey, request,
-            checkCertificate })).plaintext;
+        const plaintext = await openSealedResultFile(sealedFile, { privateKey: keys.privateKey, publicKey: keys.publicKey, request, out: flags.out,
+          checkCertificate: authorities ? issuedByAccountCa(authorities) : undefined });
         if (request && 'Class' in request.Target) {
           // Any host may answer a class request: the host signature says which one did (its membership was the host's own judgement).
           process.stderr.write(`trustplane: answered by ${plaintext.HostId} (the request named class ${request.Target.Class})\n`);

@@ -1,0 +1,103 @@
+// Sealed privileged-operation result files as the CLI opens and writes them: version 2 (streamed, checked in two passes)
+// and version 1 (one JSON document). Must never write content anywhere but a temporary file renamed once every check passed.
+import { closeSync, createReadStream, openSync, readFileSync, readSync } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { Writable } from 'node:stream';
+import { checkEndorsementCertificate, describeCertificate } from '../shared/crypto/index.ts';
+import { UserError } from '../shared/errors.ts';
+import { writeFileAtomically } from '../shared/fs.ts';
+import { openPrivopResult, type PrivopRequest, type PrivopResultPlaintext } from '../shared/privop-wire.ts';
+import {
+  isSealedResultStream, openSealedPrivopResult, verifySealedPrivopResult, PRIVOP_RESULT_STREAM_MAGIC,
+} from '../shared/privop-result-stream.ts';
+
+export interface OpenSealedFileOptions {
+  privateKey: Buffer;
+  publicKey: Buffer;
+  /** The request it answers: digest, host (or class) and result key are checked. */
+  request?: PrivopRequest;
+  /** Where bulk content goes; without it, content up to MAX_EMBEDDED_CONTENT_BYTES comes back base64 in the JSON. */
+  out?: string;
+  checkCertificate?: (der: Buffer) => string | undefined;
+}
+
+/** Bulk content up to this size may be printed base64 in the result JSON; above it, `open` needs --out. */
+export const MAX_EMBEDDED_CONTENT_BYTES = 16 * 1024 * 1024;
+const READ_CHUNK_BYTES = 1024 * 1024;
+/** What may wait in memory for the disk while the socket goes on reading. */
+const WRITE_BEHIND_BYTES = 4 * 1024 * 1024;
+
+/** The first bytes of a file (fewer if it is shorter). */
+function fileStart(path: string, length: number): Buffer {
+  let descriptor: number;
+  try {
+    descriptor = openSync(path, 'r');
+  } catch (error) {
+    throw new UserError('FileUnavailable', `Cannot read the sealed result ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
+  }
+  try {
+    const start = Buffer.alloc(length);
+    return start.subarray(0, readSync(descriptor, start, 0, length, 0));
+  } finally {
+    closeSync(descriptor);
+  }
+}
+
+async function writeAll(file: FileHandle, piece: Buffer): Promise<void> {
+  for (let at = 0; at < piece.length;) at += (await file.write(piece, at, piece.length - at)).bytesWritten;
+}
+
+/** A Writable over an open file that leaves it open (to be fsynced): FileHandle.createWriteStream with autoClose off never lets go of it. */
+export function fileWriter(file: FileHandle): Writable {
+  return new Writable({ highWaterMark: WRITE_BEHIND_BYTES, write(chunk: Buffer, _encoding, done) { writeAll(file, chunk).then(() => done(), done); } });
+}
+
+/**
+ * Opens a version 2 sealed result in two streaming passes: the structure and host signature first, then decryption.
+ * Bulk content goes to `out` (a temporary file renamed only once every check passed) or, when small, into the JSON.
+ */
+async function openStream(path: string, options: { privateKey: Buffer; publicKey: Buffer; request?: PrivopRequest; out?: string;
+  checkCertificate?: (der: Buffer) => string | undefined }): Promise<PrivopResultPlaintext> {
+  const source = () => createReadStream(path, { highWaterMark: READ_CHUNK_BYTES }) as AsyncIterable<Buffer>;
+  const verified = await verifySealedPrivopResult(source(), options);
+  const open = (onContent: (piece: Buffer) => Promise<void>) => openSealedPrivopResult(source(), { verified, privateKey: options.privateKey, onContent });
+  if (options.out) {
+    let plaintext: PrivopResultPlaintext | undefined;
+    const failed = new UserError('PrivopOperationFailed', 'the operation failed');
+    await writeFileAtomically(options.out, async (file) => {
+      plaintext = await open((piece) => writeAll(file, piece));
+      // A failed operation's partial content is not kept.
+      if (plaintext.Error) throw failed;
+    }).catch((error: unknown) => { if (error !== failed) throw error; });
+    const opened = plaintext as PrivopResultPlaintext;
+    return opened.Content && !opened.Error ? { ...opened, Content: { ...opened.Content, File: options.out } } : opened;
+  }
+  const pieces: Buffer[] = [];
+  let bytes = 0;
+  const plaintext = await open(async (piece) => {
+    bytes += piece.length;
+    if (bytes > MAX_EMBEDDED_CONTENT_BYTES) {
+      throw new UserError('PrivopOutRequired', `The result carries more than ${MAX_EMBEDDED_CONTENT_BYTES / 1024 / 1024} MiB of content: give --out FILE for it.`);
+    }
+    pieces.push(Buffer.from(piece));
+  });
+  const content = Buffer.concat(pieces);
+  return plaintext.Content && !plaintext.Error ? { ...plaintext, Content: { ...plaintext.Content, Base64: content.toString('base64') } } : plaintext;
+}
+
+/** Opens a sealed result file of either version; a UserError says which check failed. */
+export async function openSealedResultFile(path: string, options: OpenSealedFileOptions): Promise<PrivopResultPlaintext> {
+  if (isSealedResultStream(fileStart(path, PRIVOP_RESULT_STREAM_MAGIC.length))) return openStream(path, options);
+  let sealed: Buffer;
+  try {
+    sealed = readFileSync(path);
+  } catch (error) {
+    throw new UserError('FileUnavailable', `Cannot read the sealed result ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
+  }
+  return (await openPrivopResult({ sealed, ...options })).plaintext;
+}
+
+/** A check that a host certificate was issued by one of the account's CAs and is valid now (for `checkCertificate`). */
+export function issuedByAccountCa(authorities: Buffer[]): (der: Buffer) => string | undefined {
+  return (der) => checkEndorsementCertificate(der, describeCertificate(der).publicKeyDer, authorities, new Date());
+}
