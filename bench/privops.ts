@@ -3,7 +3,11 @@
 // throughput of a streamed 1 GiB process.dump (a child process holding 1 GiB) delivered through the socket to a file,
 // against plain AES-256-GCM and the bare HPKE stream over the same amount of bytes in the same run, with the agent's peak RSS.
 //
-//   npm run bench:privops -- [--requests N] [--concurrency C] [--dump-mib M] [--skip-dump]
+// (c) a campaign over N simulated hosts (default 200; the agent's own fleet client, executor and relay worker, in this
+// process) end to end: the CLI starts it, the server signs and relays, every host seals its snapshot, the CLI collects
+// them; then every result opened; against the one-host socket round trips of (a).
+//
+//   npm run bench:privops -- [--requests N] [--concurrency C] [--dump-mib M] [--skip-dump] [--campaign-hosts N] [--skip-campaign]
 //
 // Loopback only. Exit status 1 when a figure is not a valid measurement (an error, a result that does not open).
 // Must never leave a server, an agent, the memory-holding child or a temporary directory behind.
@@ -13,7 +17,13 @@ import { createWriteStream, readFileSync, rmSync, statSync, writeFileSync } from
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { makeTempDir } from '../test/helpers/server.ts';
+import { setTimeout as delay } from 'node:timers/promises';
+import { makeTempDir, repoRoot, trustplaneBin, type TestServer } from '../test/helpers/server.ts';
+import { run } from '../test/helpers/exec.ts';
+import { loadPrivopTrust } from '../src/agent/privops/trust.ts';
+import { openSealedResultFile } from '../src/cli/sealed-results.ts';
+import { createLogger } from '../src/shared/log.ts';
+import { startCampaignHosts } from './lib/campaign-hosts.ts';
 import { cliEnv, trustplane, trustplaneJson } from '../test/helpers/cli.ts';
 import { startTestAgent } from '../test/helpers/agent.ts';
 import { AgentClient } from '../src/clients/agent.ts';
@@ -38,11 +48,14 @@ const { values: flags } = parseArgs({ options: {
   concurrency: { type: 'string', default: '4' },
   'dump-mib': { type: 'string', default: '1024' },
   'skip-dump': { type: 'boolean', default: false },
+  'campaign-hosts': { type: 'string', default: '200' },
+  'skip-campaign': { type: 'boolean', default: false },
 } });
 const settings = {
   requests: positiveNumber('requests', flags.requests, true),
   concurrency: positiveNumber('concurrency', flags.concurrency, true),
   dumpMib: positiveNumber('dump-mib', flags['dump-mib'], true),
+  campaignHosts: positiveNumber('campaign-hosts', flags['campaign-hosts'], true),
 };
 const problems: string[] = [];
 const lifecycle = new BenchLifecycle();
@@ -117,6 +130,64 @@ async function main(): Promise<void> {
     + `sealed result ${count(summarize(sealedSizes).p50)} bytes`);
 
   if (!flags['skip-dump']) await dumpBench(client, sign, agent.process.pid!, dir);
+  if (!flags['skip-campaign']) await campaignBench(server, env, dir, keys, sealed!.latencies.length / sealed!.seconds);
+}
+
+async function campaignBench(server: TestServer, env: NodeJS.ProcessEnv, dir: string, keys: string, directPerSecond: number): Promise<void> {
+  const hostCount = settings.campaignHosts;
+  await trustplane(['class', 'create', 'bench-campaign'], { env });
+  const joinToken = (await trustplaneJson<{ Token: string }>(['host', 'join-token', '--classes', 'bench-campaign', '--uses', String(hostCount), '--json'],
+    { env })).Token;
+  writeFileSync(join(dir, 'campaign-trust.json'), JSON.stringify({ server: { operations: ['system.snapshot'] } }));
+  const trust = await loadPrivopTrust(join(dir, 'campaign-trust.json'));
+  console.log(`\n(c) a campaign over ${count(hostCount)} simulated hosts: enrolling them`);
+  const enrolStarted = performance.now();
+  let lastLine = 0;
+  const hosts = await startCampaignHosts({ serverUrl: server.url, joinToken, count: hostCount, dir: join(dir, 'hosts'), trust,
+    logger: createLogger({ level: 'silent' }), onEnrolled: (done) => {
+      if (performance.now() - lastLine > 5000 || done === hostCount) {
+        console.log(`  ${count(done)}/${count(hostCount)} enrolled`);
+        lastLine = performance.now();
+      }
+    } });
+  lifecycle.defer(() => { for (const host of hosts) host.stop(); });
+  const connectedBy = Date.now() + 120_000;
+  while (hosts.some((host) => !host.connected())) {
+    if (Date.now() > connectedBy) throw new Error(`${hosts.filter((host) => !host.connected()).length} simulated host(s) did not connect within 2 minutes`);
+    await delay(100);
+  }
+  const enrolSeconds = (performance.now() - enrolStarted) / 1000;
+
+  const out = join(dir, 'campaign');
+  const serverCpuBefore = processCpuSeconds(server.process.pid);
+  const hostsCpuBefore = ownCpuSeconds();
+  const started = performance.now();
+  const ran = await run(process.execPath, [trustplaneBin, 'privop', 'campaign', '--class', 'bench-campaign', '--op', 'system.snapshot',
+    '--result-key', join(keys, 'result.pub'), '--out', out, '--wait', '5m'], { env, cwd: repoRoot });
+  const campaignSeconds = (performance.now() - started) / 1000;
+  const serverCpu = (processCpuSeconds(server.process.pid) ?? NaN) - (serverCpuBefore ?? NaN);
+  const hostsCpu = ownCpuSeconds() - hostsCpuBefore;
+  if (ran.code !== 0) problems.push(`the campaign did not complete on every host: ${ran.stderr.trim().split('\n').pop() ?? ''}`);
+  const summary = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { Completed: string[] };
+
+  const pair = resultPrivateKeyFromPem(readFileSync(join(keys, 'result.key'), 'utf8'));
+  const openStarted = performance.now();
+  let opened = 0;
+  for (const hostId of summary.Completed) {
+    const plaintext = await openSealedResultFile(join(out, `${hostId}.sealed`), { privateKey: pair.privateKey, publicKey: pair.publicKey });
+    if (plaintext.HostId === hostId && plaintext.Operation === 'system.snapshot' && !plaintext.Error) opened += 1;
+  }
+  const openSeconds = (performance.now() - openStarted) / 1000;
+  if (opened !== hostCount) problems.push(`${opened} of ${hostCount} campaign results opened to their host's snapshot`);
+  printTable(['step', 'hosts', 'seconds', 'hosts/s'], [
+    ['enrol and connect the simulated hosts (not timed below)', count(hostCount), fixed(enrolSeconds, 1), fixed(hostCount / enrolSeconds, 0)],
+    ['campaign end to end (CLI start -> sign -> relay -> seal -> upload -> download)', count(summary.Completed.length), fixed(campaignSeconds, 2),
+      fixed(summary.Completed.length / campaignSeconds, 0)],
+    ['open every result (verify host signature, decrypt)', count(opened), fixed(openSeconds, 2), fixed(opened / openSeconds, 0)],
+  ]);
+  console.log(`  campaign throughput / one host's sealed socket round trips (a): ${fixed((summary.Completed.length / campaignSeconds) / directPerSecond, 2)}x `
+    + `(${fixed(directPerSecond, 0)}/s direct)`);
+  console.log(`  CPU during the campaign: server ${fixed(serverCpu, 1)} s, simulated hosts (this process) ${fixed(hostsCpu, 1)} s, over ${fixed(campaignSeconds, 1)} s`);
 }
 
 /** Opens one sealed result in process, as `privop open` does, so the figures are of results that open. */
