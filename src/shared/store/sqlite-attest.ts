@@ -8,7 +8,6 @@ import type {
 } from './attest-types.ts';
 import { classAttestationFromJson, HOST_REMOVED_REASON } from './attest-types.ts';
 import type { FleetChangeKind } from './fleet-types.ts';
-import type { WrappedSecret } from '../crypto/index.ts';
 import type { SqliteStore } from './sqlite.ts';
 import { StatementCache } from './statements.ts';
 

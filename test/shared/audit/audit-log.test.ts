@@ -1,6 +1,6 @@
 // The audit log as services use it: group commit, records inside a state change's transaction,
 // checkpoints (by count, by time, deferred while sealed), the schema guard, queries.
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
@@ -9,7 +9,7 @@ import {
 } from '../../../src/shared/audit/index.ts';
 import { SqliteAuditStore } from '../../../src/shared/store/sqlite-audit.ts';
 import {
-  ALICE, BASE_TIME, BOB, createAuditHome, draft, KEY_ARN, KEY_ID, OTHER_KEY_ARN, type AuditHome,
+  BASE_TIME, BOB, createAuditHome, draft, KEY_ARN, KEY_ID, OTHER_KEY_ARN, type AuditHome,
 } from './fixture.ts';
 
 const homes: AuditHome[] = [];

@@ -3,7 +3,6 @@
 // token appears only in the answer that makes it.
 import { z } from 'zod';
 import { defineOperation, fields } from '../../../shared/http/index.ts';
-import { zeroize } from '../../../shared/crypto/index.ts';
 import type { AuditLog } from '../../../shared/audit/index.ts';
 import type { RateLimiter } from '../../../shared/http/index.ts';
 import { createPlainJsonHandler, plainJsonPost } from '../../../shared/http/index.ts';

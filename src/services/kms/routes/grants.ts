@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { defineOperation, fields, pageMarkers } from '../../../shared/http/index.ts';
 import type { KeyService } from '../service.ts';
-import { context, dryRun, grantTokens, keyId, limit, marker, TRENT } from './common.ts';
+import { context, dryRun, grantTokens, keyId, marker, TRENT } from './common.ts';
 
 export const GRANT_OPERATIONS = ['Decrypt', 'Encrypt', 'GenerateDataKey', 'GenerateDataKeyWithoutPlaintext', 'ReEncryptFrom',
   'ReEncryptTo', 'Sign', 'Verify', 'GetPublicKey', 'CreateGrant', 'RetireGrant', 'DescribeKey', 'GenerateDataKeyPair',
