@@ -15,6 +15,7 @@ import { CertificateVerifier } from './certificate-verifier.ts';
 import { HostCertificates } from './host-certificate.ts';
 import { Tpm } from './tpm.ts';
 import { PrivopExecutor } from './privops/executor.ts';
+import { ProtectedResources } from './privops/protected-resources.ts';
 import { privilegedOperations } from './privops/socket.ts';
 import { PrivopRelayWorker } from './privops/relay.ts';
 import { createOperationRegistry, hostOperations } from './privops/registry.ts';
@@ -125,7 +126,8 @@ export async function startAgent(options: AgentOptions, logger: Logger): Promise
   };
   // The "server" entry trusts campaign requests signed under this host's own account CA (known once enrolled).
   const privops = new PrivopExecutor({ state, trust: privopTrust && withServerCampaigns(privopTrust, identity.CaCertificate), logger, requestKey,
-    registry: createOperationRegistry(hostOperations({ stateDir: state.dir, logRoots: options.privopLogRoots })) });
+    registry: createOperationRegistry(hostOperations({ stateDir: state.dir, logRoots: options.privopLogRoots }),
+      ProtectedResources.ofAgent({ stateDir: state.dir, trustFiles: privopTrust?.files })) });
   // Requests relayed by the server are judged by the same executor as the socket's.
   relay = new PrivopRelayWorker({ executor: privops, call, logger });
   api = new AgentSocketApi({ ring, logger, status: () => ({ HostId: client.identity.HostId, Revision: ring.revision,

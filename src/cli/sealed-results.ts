@@ -3,8 +3,9 @@
 import { closeSync, createReadStream, openSync, readFileSync, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
-import { checkEndorsementCertificate, describeCertificate } from '../shared/crypto/index.ts';
+import { checkEndorsementCertificate, describeCertificate, pemCertificatesToDer } from '../shared/crypto/index.ts';
 import { UserError } from '../shared/errors.ts';
+import { withClient, type ClientFlags } from './client.ts';
 import { writeFileAtomically } from '../shared/fs.ts';
 import { openPrivopResult, type PrivopRequest, type PrivopResultPlaintext } from '../shared/privop-wire.ts';
 import {
@@ -100,4 +101,45 @@ export async function openSealedResultFile(path: string, options: OpenSealedFile
 /** A check that a host certificate was issued by one of the account's CAs and is valid now (for `checkCertificate`). */
 export function issuedByAccountCa(authorities: Buffer[]): (der: Buffer) => string | undefined {
   return (der) => checkEndorsementCertificate(der, describeCertificate(der).publicKeyDer, authorities, new Date());
+}
+
+export interface HostTrustFlags extends ClientFlags {
+  ca?: string;
+  insecureSkipHostCheck?: boolean;
+}
+
+function readAuthorities(path: string, from: string): Buffer[] {
+  let authorities: Buffer[];
+  try {
+    authorities = pemCertificatesToDer(readFileSync(path, 'utf8'));
+  } catch {
+    throw new UserError('FileUnavailable', `Cannot read the account CA certificate ${path} (${from}).`);
+  }
+  if (authorities.length === 0) throw new UserError('ValidationException', `${path} (${from}) holds no PEM certificate.`);
+  return authorities;
+}
+
+/**
+ * How the host certificate in a sealed result is judged. Anyone can seal to a result key, so only a certificate from
+ * the account CA says which host made a result: --ca FILE, else $TRUSTPLANE_ACCOUNT_CA, else the CA fetched from the
+ * server (which issues host certificates anyway). Without any, opening is refused unless --insecure-skip-host-check.
+ */
+export async function hostCertificateCheck(flags: HostTrustFlags): Promise<((der: Buffer) => string | undefined) | undefined> {
+  if (flags.ca) return issuedByAccountCa(readAuthorities(flags.ca, '--ca'));
+  const fromEnvironment = process.env.TRUSTPLANE_ACCOUNT_CA;
+  if (fromEnvironment) return issuedByAccountCa(readAuthorities(fromEnvironment, '$TRUSTPLANE_ACCOUNT_CA'));
+  if (flags.insecureSkipHostCheck) {
+    process.stderr.write('trustplane: warning: --insecure-skip-host-check: anyone could have made this result; its host is not known\n');
+    return undefined;
+  }
+  let pem: string;
+  try {
+    pem = (await withClient(flags, (client) => client.fleet<{ Certificate: string }>('GetAccountCa', {}))).Certificate;
+  } catch (error) {
+    const reason = error instanceof UserError ? `${error.code}: ${error.message}` : String(error);
+    throw new UserError('PrivopHostUnverified', 'Cannot tell which host made this result without the account CA: give --ca account-ca.pem '
+      + `(from \`trustplane host ca --out account-ca.pem\`) or set TRUSTPLANE_ACCOUNT_CA (fetching it from the server failed: ${reason}); `
+      + '--insecure-skip-host-check opens it anyway.');
+  }
+  return issuedByAccountCa(pemCertificatesToDer(pem));
 }

@@ -166,6 +166,24 @@ describe('privileged operations on processes, logs and files', () => {
     assert.match(await failure('process.dump', ['pid=4194304']), /PrivopOperationFailed.*ProcessNotFound/);
   });
 
+  it('no operation touches the agent itself: its memory, its state directory, its trust file, even through a link or /proc', async () => {
+    const refusal = async (op: string, params: string[]) => fails('privop', 'deliver', (await signed(op, params)).requestPath, '--agent', agent.socketPath);
+    const agentPid = agent.process.pid as number;
+    assert.match(await refusal('process.dump', [`pid=${agentPid}`]), /PrivopProtectedResource/);
+    assert.match(await refusal('process.memory.read', [`pid=${agentPid}`, 'address=0x1000', 'length=16']), /PrivopProtectedResource/);
+    assert.match(await refusal('file.read', [`path=${join(agent.stateDir, 'identity.key')}`]), /PrivopProtectedResource/);
+    assert.match(await refusal('file.read', [`path=/proc/${agentPid}/environ`]), /PrivopProtectedResource/);
+    assert.match(await refusal('file.hash', [`path=${join(dir, 'privop-trust.json')}`]), /PrivopProtectedResource/);
+    assert.match(await refusal('file.hash', [`path=${join(dir, 'keys', 'signer.pub')}`]), /PrivopProtectedResource/);
+    const link = join(dir, 'innocent-link');
+    symlinkSync(agent.stateDir, link);
+    assert.match(await refusal('file.read', [`path=${join(link, 'identity.key')}`]), /PrivopProtectedResource/);
+    assert.match(await refusal('patch.apply', [`path=${join(dir, 'privop-trust.json')}`, `expectedSha256=${'0'.repeat(64)}`, 'contentBase64=e30=']),
+      /PrivopProtectedResource/);
+    // Other processes stay readable.
+    assert.equal((await run<{ Pid: number }>('process.dump', [`pid=${child.pid}`, 'maxBytes=4096'])).Pid, child.pid);
+  });
+
   it('logs.collect returns the last lines of a file or a directory under an allowed root, and nothing outside', async () => {
     const lines = Array.from({ length: 500 }, (_, index) => `line ${index + 1} of the service log`);
     writeFileSync(join(logs, 'service.log'), `${lines.join('\n')}\n`);

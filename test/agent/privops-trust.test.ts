@@ -2,7 +2,7 @@
 // (full path validation, the dedicated EKU, narrowing per subject) and per-signer parameter limits.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestServer, makeTempDir, type TestServer } from '../helpers/server.ts';
 import { cliEnv, trustplane as runTrustplane, trustplaneJson, trustplaneFails } from '../helpers/cli.ts';
@@ -184,6 +184,10 @@ describe('privileged-operation signers certified by a CA, and parameter limits',
     assert.match(await refusal(await request(pinned, 'file.read', [`path=${logs}/../secret.txt`, 'length=9'], false)), /PrivopNotPermitted.*parameter path/);
     assert.match(await refusal(await request(pinned, 'file.read', [`path=${join(logs, 'app.log')}`, 'length=4097'], false)),
       /PrivopNotPermitted.*parameter length is above this signer's limit of 4096/);
+    // A link inside the allowed tree that leads out of it: judged by where it leads.
+    symlinkSync(join(dir, 'secret.txt'), join(logs, 'shortcut.log'));
+    assert.match(await refusal(await request(pinned, 'file.read', [`path=${join(logs, 'shortcut.log')}`, 'length=9'], false)),
+      /PrivopNotPermitted.*parameter path leads \(through a link\) outside/);
     // A limited parameter left to the operation's default is not judged: it must be given.
     assert.match(await refusal(await request(pinned, 'file.read', [`path=${join(logs, 'app.log')}`], false)), /PrivopNotPermitted.*parameter length.*explicitly/);
     const audit = readFileSync(join(agent.stateDir, 'privop-audit.jsonl'), 'utf8');

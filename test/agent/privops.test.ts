@@ -10,8 +10,13 @@ import { join } from 'node:path';
 import { startTestServer, makeTempDir, type TestServer } from '../helpers/server.ts';
 import { cliEnv, trustplane as runTrustplane, trustplaneJson, trustplaneFails } from '../helpers/cli.ts';
 import { startTestAgent, type TestAgent } from '../helpers/agent.ts';
-import { canonicalJson, randomBytes, resultPublicKeyFromPem, signDetachedJws } from '../../src/shared/crypto/index.ts';
-import { PRIVOP_JWS_TYPE, type PrivopRequest, type PrivopRequestFile, type PrivopResultPlaintext } from '../../src/shared/privop-wire.ts';
+import {
+  canonicalJson, certificateToPem, createCertificateAuthority, generateAsymmetricPair, issueCertificate, privateKeyToPem, randomBytes, resultPublicKeyFromPem,
+  signDetachedJws,
+} from '../../src/shared/crypto/index.ts';
+import { hostUri } from '../../src/shared/fleet-wire.ts';
+import { resultRecord, sealPrivopResultStream } from '../../src/shared/privop-result-stream.ts';
+import { parsePrivopRequestFile, privopRequestDigest, PRIVOP_JWS_TYPE, type PrivopRequest, type PrivopRequestFile, type PrivopResultPlaintext } from '../../src/shared/privop-wire.ts';
 
 describe('sealed privileged operations on a real agent', () => {
   let server: TestServer;
@@ -188,6 +193,37 @@ describe('sealed privileged operations on a real agent', () => {
     assert.match(await refusal(once), /PrivopReplay/);
     const fresh = await request('system.snapshot');
     assert.equal((await open(await deliver(fresh), fresh)).HostId, agent.hostId);
+  });
+
+  it('a result forged by a courier (its own CA, a certificate naming the host) does not open: the account CA is required', async () => {
+    const requestPath = await request('file.hash', ['path=/etc/hostname']);
+    const { request: signed } = parsePrivopRequestFile(readFileSync(requestPath));
+    // Everything a courier sees in a plain request is enough to seal a result to its result key.
+    const rogue = await createCertificateAuthority('courier CA', 1);
+    const hostKey = await generateAsymmetricPair('ECC_NIST_P256');
+    const identity = JSON.parse(readFileSync(join(agent.stateDir, 'identity.json'), 'utf8')) as { AccountId: string; CaCertificate: string };
+    const issued = await issueCertificate({ authority: rogue, subjectPublicKeyDer: hostKey.publicKeyDer, commonName: agent.hostId, usage: 'client',
+      uris: [hostUri(identity.AccountId, agent.hostId)], validityDays: 1 });
+    const digest = privopRequestDigest(signed);
+    const plaintext = async function* () {
+      yield resultRecord({ Version: 2, RequestDigest: digest.toString('base64url'), HostId: agent.hostId, Operation: 'file.hash',
+        StartedAt: new Date().toISOString(), CompletedAt: new Date().toISOString(), Result: { Path: '/etc/hostname', Sha256: 'forged' } });
+    };
+    const pieces: Buffer[] = [];
+    for await (const piece of sealPrivopResultStream({ resultKey: Buffer.from(signed.ResultKey, 'base64url'), digest, hostId: agent.hostId,
+      hostCertificatePem: certificateToPem(issued.certificateDer), hostKeyPem: privateKeyToPem(hostKey.privateKeyDer), plaintext: plaintext() })) pieces.push(piece);
+    const forged = file('forged.bin');
+    writeFileSync(forged, Buffer.concat(pieces));
+
+    // The account CA comes from the server when no --ca is given; `host ca` prints the same certificate.
+    assert.match(await fails('privop', 'open', forged, '--key', join(keys, 'result.key'), '--request', requestPath), /PrivopUntrustedHost/);
+    assert.equal((await trustplane('host', 'ca')).trim(), identity.CaCertificate.trim());
+    // Only the explicit opt-out opens it, and says what that means.
+    const unchecked = await trustplane('privop', 'open', forged, '--key', join(keys, 'result.key'), '--request', requestPath, '--insecure-skip-host-check');
+    assert.equal((JSON.parse(unchecked) as PrivopResultPlaintext & { Result: { Sha256: string } }).Result.Sha256, 'forged');
+    // Without --ca and without a server to ask, opening is refused with the way out.
+    const offline = await fails('privop', 'open', forged, '--key', join(keys, 'result.key'), '--endpoint', 'http://127.0.0.1:9');
+    assert.match(offline, /PrivopHostUnverified[\s\S]*--ca account-ca\.pem/);
   });
 
   it('a sealed result altered in transit, or answering another request, does not open', async () => {

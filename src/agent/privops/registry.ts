@@ -8,6 +8,7 @@ import { processListOperation } from './process-list.ts';
 import { createLogsCollectOperation } from './logs-collect.ts';
 import { createPatchApplyOperation } from './patch-apply.ts';
 import { PatchBackups } from './patch-backups.ts';
+import type { ProtectedResources } from './protected-resources.ts';
 import { createPatchRollbackOperation } from './patch-rollback.ts';
 import { processDumpOperation } from './process-dump.ts';
 import { processMemoryReadOperation } from './process-memory-read.ts';
@@ -26,7 +27,9 @@ export function hostOperations(options: { stateDir?: string; logRoots?: string[]
   ];
 }
 
-export function createOperationRegistry(definitions: Array<PrivilegedOperationDefinition<unknown>> = hostOperations()): PrivilegedOperations {
+/** `protect`: what no request may name (see ProtectedResources), checked on every operation's pid and path parameters. */
+export function createOperationRegistry(definitions: Array<PrivilegedOperationDefinition<unknown>> = hostOperations(),
+  protect?: ProtectedResources): PrivilegedOperations {
   const byName = new Map(definitions.map((definition) => [definition.name, definition]));
   return {
     names: () => [...byName.keys()].sort(),
@@ -36,6 +39,7 @@ export function createOperationRegistry(definitions: Array<PrivilegedOperationDe
         throw new UserError('PrivopUnknownOperation', `This agent has no privileged operation '${name}' (it has ${[...byName.keys()].sort().join(', ')}).`);
       }
       const input = definition.parse(parameters);
+      protect?.check(name, parameters);
       return () => definition.run(input);
     },
   };

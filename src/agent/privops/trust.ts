@@ -7,6 +7,7 @@ import type { KeyObject } from 'node:crypto';
 import { z } from 'zod';
 import { certificatesFromPem, importSignerPublicKey } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
+import { resolvedPath } from './protected-resources.ts';
 import { PRIVOP_CAMPAIGN_SIGNER_SUBJECT, type PrivopParameters } from '../../shared/privop-wire.ts';
 
 const operationName = z.string().regex(/^(\*|[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+)$/, 'an operation name or "*"');
@@ -66,6 +67,8 @@ export interface PrivopTrust {
   cas: readonly TrustedCa[];
   /** The "server" entry as read; it becomes a CA entry once the host's account CA is known (withServerCampaigns). */
   server?: { operations: ReadonlySet<string>; limits: ParameterLimits };
+  /** The trust file and every file it names: no privileged operation may touch them (ProtectedResources). */
+  files: string[];
 }
 
 /**
@@ -107,6 +110,8 @@ export function parameterOutsideLimits(signer: TrustedSigner, operation: string,
     if (limit.kind === 'pattern') {
       if (typeof value !== 'string' || !limit.pattern.test(value)) return `parameter ${name} is outside this signer's limit`;
       if (value.startsWith('/') && posix.normalize(value) !== value) return `parameter ${name} is limited for this signer and must be a normalised path`;
+      // A link inside the allowed tree may point out of it: the place it reaches must be allowed too.
+      if (value.startsWith('/') && !limit.pattern.test(resolvedPath(value))) return `parameter ${name} leads (through a link) outside this signer's limit`;
     } else {
       const number = typeof value === 'number' ? value : /^\d{1,16}$/.test(value) ? Number(value) : Number.NaN;
       if (!Number.isFinite(number) || number > limit.maximum) return `parameter ${name} is above this signer's limit of ${limit.maximum}`;
@@ -138,8 +143,9 @@ function compileLimits(file: string, where: string, limits: z.infer<typeof limit
   return compiled;
 }
 
-function readReferenced(file: string, relative: string): { path: string; text: string } {
+function readReferenced(file: string, relative: string, files: string[]): { path: string; text: string } {
   const path = resolve(dirname(file), relative);
+  files.push(path);
   try {
     return { path, text: readFileSync(path, 'utf8') };
   } catch (error) {
@@ -154,13 +160,14 @@ export async function loadPrivopTrust(file: string): Promise<PrivopTrust> {
   } catch (error) {
     throw broken(file, `cannot read it as JSON (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`);
   }
+  const files = [resolve(file)];
   const parsed = trustFileSchema.safeParse(value);
   if (!parsed.success) {
     throw broken(file, parsed.error.issues.map((issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`).join('; '));
   }
   const signers = new Map<string, TrustedSigner>();
   for (const [index, entry] of parsed.data.signers.entries()) {
-    const { path, text } = readReferenced(file, entry.publicKeyFile);
+    const { path, text } = readReferenced(file, entry.publicKeyFile, files);
     const imported = await importSignerPublicKey(text).catch((error: Error) => { throw broken(file, `${path}: ${error.message}`); });
     if (signers.has(imported.keyId)) throw broken(file, `${path} is listed twice.`);
     signers.set(imported.keyId, { name: entry.name ?? entry.publicKeyFile, keyId: imported.keyId, key: imported.key,
@@ -168,7 +175,7 @@ export async function loadPrivopTrust(file: string): Promise<PrivopTrust> {
   }
   const cas: TrustedCa[] = [];
   for (const [index, entry] of parsed.data.cas.entries()) {
-    const { path, text } = readReferenced(file, entry.certificateFile);
+    const { path, text } = readReferenced(file, entry.certificateFile, files);
     let certificates: Buffer[];
     try {
       certificates = certificatesFromPem(text);
@@ -180,7 +187,7 @@ export async function loadPrivopTrust(file: string): Promise<PrivopTrust> {
     const crlPath = entry.crlFile ? resolve(dirname(file), entry.crlFile) : undefined;
     if (crlPath) {
       // Read once now so a wrong path stops the agent at start; a stale or bad list refuses requests later, with the reason.
-      readReferenced(file, entry.crlFile as string);
+      readReferenced(file, entry.crlFile as string, files);
     }
     cas.push({ name: entry.name ?? entry.certificateFile, certificateDer: certificates[0] as Buffer, crlPath, operations: new Set(entry.operations),
       subjects: entry.subjects ? new Map(Object.entries(entry.subjects).map(([subject, operations]) => [subject, new Set(operations)])) : undefined,
@@ -188,5 +195,5 @@ export async function loadPrivopTrust(file: string): Promise<PrivopTrust> {
   }
   const server = parsed.data.server
     ? { operations: new Set(parsed.data.server.operations), limits: compileLimits(file, 'server', parsed.data.server.limits) } : undefined;
-  return { signers, cas, server };
+  return { signers, cas, server, files };
 }

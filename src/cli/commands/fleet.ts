@@ -3,6 +3,7 @@
 import type { Command } from 'commander';
 import { parseDurationSeconds } from '../../shared/config.ts';
 import { UserError } from '../../shared/errors.ts';
+import { writeFileDurably } from '../../shared/fs.ts';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { epochToIso, printResult } from '../output.ts';
 import { describeRotation, rotationStatusJson, type RotationStatusView } from './key.ts';
@@ -97,6 +98,15 @@ export function registerFleetCommands(program: Command): void {
 
   const host = program.command('host').description('hosts of the fleet');
   registerHostRequestKeyCommand(host);
+
+  withClientFlags(host.command('ca').description('print the account\'s fleet CA certificate (PEM): what host certificates, and so sealed results, chain to')
+    .option('--out <file>', 'write the PEM to this file instead of printing it'))
+    .action(async (flags: ClientFlags & { out?: string }) => {
+      const { Certificate } = await withClient(flags, (client) => client.fleet<{ Certificate: string }>('GetAccountCa', {}));
+      if (flags.out) writeFileDurably(flags.out, Certificate, 0o644);
+      printResult(flags, { Certificate, ...(flags.out ? { File: flags.out } : {}) },
+        () => (flags.out ? `wrote the account CA certificate to ${flags.out}` : Certificate.trimEnd()));
+    });
 
   withClientFlags(host.command('list'))
     .action(async (flags: ClientFlags) => {

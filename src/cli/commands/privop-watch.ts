@@ -7,24 +7,23 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { KeyServiceClient } from '../../clients/kms.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
-import { pemCertificatesToDer, PrivopKeyError, resultPrivateKeyFromPem, zeroize } from '../../shared/crypto/index.ts';
+import { PrivopKeyError, resultPrivateKeyFromPem, zeroize } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { writeFileDurably } from '../../shared/fs.ts';
 import {
   assessHealth, DEFAULT_HEALTH_SETTINGS, readHealthSnapshot, readHostBaseline, type HealthDeparture, type HealthSettings, type HostBaseline,
 } from '../../shared/privop-health.ts';
-import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
-import { issuedByAccountCa, openSealedResultFile } from '../sealed-results.ts';
+import { withClient, withClientFlags } from '../client.ts';
+import { hostCertificateCheck, openSealedResultFile, type HostTrustFlags } from '../sealed-results.ts';
 import { describeCampaignSummary, runCampaign } from './privop-campaign.ts';
 
 /** A result must have been made after the round started (less this much clock difference): an old result replayed is refused. */
 const FRESHNESS_SKEW_MS = 60_000;
 
-interface WatchFlags extends ClientFlags {
+interface WatchFlags extends HostTrustFlags {
   class: string;
   key: string;
   state: string;
-  ca?: string;
   interval: string;
   once?: boolean;
   sample?: string;
@@ -123,7 +122,7 @@ export function registerPrivopWatch(privop: Command): void {
     .requiredOption('--class <name>', 'the host class (nested classes included)')
     .requiredOption('--key <file>', 'the watch key (a result.key from privop keygen): results are sealed to its public half and opened only here')
     .requiredOption('--state <dir>', 'where baselines/<host>.json, departures.jsonl and the latest round\'s sealed results are kept')
-    .option('--ca <file>', 'the account CA certificate (PEM): every result\'s host certificate must be issued by it')
+    .option('--ca <file>', 'the account CA certificate (PEM) every result\'s host certificate must be issued by (default $TRUSTPLANE_ACCOUNT_CA, else fetched from the server)')
     .option('--interval <duration>', 'time between rounds', '5m')
     .option('--once', 'one round, then exit: non-zero when a host departed from its baseline or a result could not be judged')
     .option('--sample <n>', 'a random sample of N hosts each round')
@@ -135,17 +134,7 @@ export function registerPrivopWatch(privop: Command): void {
       const settings: HealthSettings = { learningSamples: wholeNumber('learning', flags.learning, 0, 1000), deviations: wholeNumber('deviations', flags.deviations, 1, 100) };
       const interval = parseDurationSeconds(flags.interval, '--interval');
       if (interval < 1) throw new UserError('ValidationException', '--interval must be at least 1s.');
-      let authorities: Buffer[] | undefined;
-      if (flags.ca) {
-        try {
-          authorities = pemCertificatesToDer(readFileSync(flags.ca, 'utf8'));
-        } catch {
-          throw new UserError('FileUnavailable', `Cannot read the CA certificate ${flags.ca}.`);
-        }
-        if (authorities.length === 0) throw new UserError('ValidationException', `${flags.ca} holds no PEM certificate.`);
-      } else {
-        process.stderr.write('trustplane: warning: no --ca given: results\' host certificates are not checked against the account CA\n');
-      }
+      const checkCertificate = await hostCertificateCheck(flags);
       let keys: { privateKey: Buffer; publicKey: Buffer };
       try {
         keys = resultPrivateKeyFromPem(readFileSync(flags.key, 'utf8'));
@@ -154,7 +143,6 @@ export function registerPrivopWatch(privop: Command): void {
         throw new UserError('FileUnavailable', `Cannot read the watch key ${flags.key}.`);
       }
       mkdirSync(flags.state, { recursive: true, mode: 0o700 });
-      const checkCertificate = authorities ? issuedByAccountCa(authorities) : undefined;
       try {
         await withClient(flags, async (client) => {
           for (;;) {

@@ -23,7 +23,8 @@ import {
   type PrivopRequest, type PrivopRequestFile,
 } from '../../shared/privop-wire.ts';
 import { isEncryptedPrivopRequest, parseEncryptedPrivopRequest } from '../../shared/privop-encrypted-request.ts';
-import { fileWriter, issuedByAccountCa, openSealedResultFile } from '../sealed-results.ts';
+import { fileWriter, hostCertificateCheck, openSealedResultFile, type HostTrustFlags } from '../sealed-results.ts';
+import { withClientFlags } from '../client.ts';
 import { encryptForHost, wantsEncryption, withRequestEncryptionFlags, type RequestEncryptionFlags } from './privop-encryption.ts';
 
 const KEY_FILES = ['signer.key', 'signer.pub', 'result.key', 'result.pub'];
@@ -283,24 +284,20 @@ export function registerPrivopCommands(program: Command): void {
       }
     });
 
-  privop.command('open').description('decrypt a sealed result and check the host signature and the request binding; prints the result (JSON)')
+  withClientFlags(privop.command('open').description('decrypt a sealed result and check the host signature and the request binding; prints the result (JSON)')
     .argument('<sealed-file>', 'the sealed result from `privop deliver`')
     .requiredOption('--key <file>', 'the result private key (result.key)')
-    .option('--request <file>', 'the request it answers: checks digest, host and result key')
-    .option('--ca <file>', 'the account CA certificate (PEM): the host certificate must be issued by it and valid now')
-    .option('--out <file>', 'write the result\'s bulk content (e.g. process.dump\'s archive) to FILE, only once every check passed')
-    .action(async (sealedFile: string, flags: { key: string; request?: string; ca?: string; out?: string }) => {
+    .option('--request <file>', 'the request it answers: checks digest, host and result key (without it, an older result to the same key also opens)')
+    .option('--ca <file>', 'the account CA certificate (PEM) host certificates must be issued by (default $TRUSTPLANE_ACCOUNT_CA, else fetched from the server)')
+    .option('--insecure-skip-host-check', 'open without knowing which host made the result (anyone can seal to a result key)')
+    .option('--out <file>', 'write the result\'s bulk content (e.g. process.dump\'s archive) to FILE, only once every check passed'))
+    .action(async (sealedFile: string, flags: { key: string; request?: string; out?: string } & HostTrustFlags) => {
       const request = flags.request ? readRequestToOpen(flags.request) : undefined;
-      const authorities = flags.ca ? pemCertificatesToDer(readInput(flags.ca, 'the CA certificate').toString('utf8')) : undefined;
-      if (authorities && authorities.length === 0) throw new UserError('ValidationException', `${flags.ca} holds no PEM certificate.`);
-      if (!authorities) {
-        // The host certificate is then only what the sealed result carries: fine for a quick look, not as proof of which host.
-        process.stderr.write('trustplane: warning: no --ca given: the host certificate in the result is not checked against the account CA\n');
-      }
+      const checkCertificate = await hostCertificateCheck(flags);
       const keys = keyFile(flags.key, resultPrivateKeyFromPem);
       try {
         const plaintext = await openSealedResultFile(sealedFile, { privateKey: keys.privateKey, publicKey: keys.publicKey, request, out: flags.out,
-          checkCertificate: authorities ? issuedByAccountCa(authorities) : undefined });
+          checkCertificate });
         if (request && 'Class' in request.Target) {
           // Any host may answer a class request: the host signature says which one did (its membership was the host's own judgement).
           process.stderr.write(`trustplane: answered by ${plaintext.HostId} (the request named class ${request.Target.Class})\n`);

@@ -777,6 +777,12 @@ export class FleetService {
     }
   }
 
+  /** The account's fleet CA certificate (public): what hosts' identity certificates, and so their sealed results, chain to. */
+  async accountCertificateAuthority(caller: Caller): Promise<Buffer> {
+    await this.#require(caller, 'fleet:GetAccountCa');
+    return (await this.#authority(caller.accountId)).certificateDer;
+  }
+
   async listHosts(caller: Caller): Promise<Array<HostRecord & { holdings: Record<string, number[]> }>> {
     await this.#require(caller, 'fleet:ListHosts');
     const holdings = await this.#options.store.holdingsByHost(caller.accountId);

@@ -3,6 +3,7 @@
 // token appears only in the answer that makes it.
 import { z } from 'zod';
 import { defineOperation, fields } from '../../../shared/http/index.ts';
+import { certificateToPem } from '../../../shared/crypto/index.ts';
 import type { AuditLog } from '../../../shared/audit/index.ts';
 import type { RateLimiter } from '../../../shared/http/index.ts';
 import { createPlainJsonHandler, plainJsonPost } from '../../../shared/http/index.ts';
@@ -146,6 +147,10 @@ export function fleetOperations(service: FleetService) {
     defineOperation({
       target: `${FLEET}.RemoveEk`, action: 'fleet:RemoveEk', input: z.object({ Class: className, Fingerprint: ekFingerprint }).strict(),
       handle: async (caller, input) => { await service.removeEk(caller, input.Class, input.Fingerprint); return {}; },
+    }),
+    defineOperation({
+      target: `${FLEET}.GetAccountCa`, action: 'fleet:GetAccountCa', input: z.object({}).strict(),
+      handle: async (caller) => ({ Certificate: certificateToPem(await service.accountCertificateAuthority(caller)) }),
     }),
     defineOperation({
       target: `${FLEET}.ListHosts`, action: 'fleet:ListHosts', input: z.object({}),
