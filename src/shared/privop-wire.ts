@@ -114,8 +114,18 @@ export function parsePrivopRequestFile(input: unknown): ParsedPrivopRequest {
   const request = privopRequestSchema.safeParse(file.data.Request);
   if (!request.success) throw new UserError('PrivopMalformedRequest', `The request is malformed: ${zodReason(request.error)}.`);
   // The signed bytes are those of the request as received, not of our parse of it.
-  const canonical = canonicalJson(file.data.Request);
+  const canonical = canonicalRequestJson(file.data.Request);
   return { file: { ...file.data, Request: request.data }, request: request.data, canonical, digest: sha256(canonical) };
+}
+
+/** JCS bytes of part of a request file; what has no JSON form (a lone surrogate in a string) is a malformed request, not a crash. */
+export function canonicalRequestJson(value: unknown): Buffer {
+  try {
+    return canonicalJson(value);
+  } catch (error) {
+    if (error instanceof TypeError) throw new UserError('PrivopMalformedRequest', `The request file cannot be canonicalized (RFC 8785): ${error.message}.`);
+    throw error;
+  }
 }
 
 export function privopRequestDigest(request: PrivopRequest): Buffer {

@@ -2,6 +2,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { canonicalJson } from '../../src/shared/crypto/index.ts';
+import { UserError } from '../../src/shared/errors.ts';
+import { parsePrivopRequestFile } from '../../src/shared/privop-wire.ts';
 
 describe('canonical JSON (RFC 8785)', () => {
   it('serialises the RFC 8785 section 3.2.2 example exactly', () => {
@@ -22,5 +24,12 @@ describe('canonical JSON (RFC 8785)', () => {
     assert.throws(() => canonicalJson(undefined), TypeError);
     assert.throws(() => canonicalJson({ a: Number.NaN }), TypeError);
     assert.throws(() => canonicalJson({ a: '\ud800' }), TypeError);
+  });
+
+  it('a request file with a lone surrogate is a malformed request (a typed 400), not a crash', () => {
+    assert.throws(() => parsePrivopRequestFile({ Request: { Version: 1, Operation: 'system.snapshot', Parameters: { note: '\ud800' },
+      Target: { HostId: 'h-0a' }, NotBefore: '2026-11-24T00:00:00Z', NotAfter: '2026-11-24T01:00:00Z', Nonce: 'A'.repeat(24), Requester: 'r',
+      ResultKey: Buffer.alloc(32, 1).toString('base64url') }, Signature: 'x..y' }),
+    (error: unknown) => error instanceof UserError && error.code === 'PrivopMalformedRequest' && error.httpStatus === 400);
   });
 });

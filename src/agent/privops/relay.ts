@@ -77,14 +77,23 @@ export class PrivopRelayWorker {
       return;
     }
     let offset = 0;
-    for await (const part of accepted.run()) {
-      for (let start = 0; start < part.length; start += UPLOAD_SLICE_BYTES) {
-        const slice = part.subarray(start, start + UPLOAD_SLICE_BYTES);
-        await this.#call('/v1/agent/privop/result', { RelayId: relayId, Offset: offset, Data: slice.toString('base64') });
-        offset += slice.length;
+    try {
+      for await (const part of accepted.run()) {
+        for (let start = 0; start < part.length; start += UPLOAD_SLICE_BYTES) {
+          const slice = part.subarray(start, start + UPLOAD_SLICE_BYTES);
+          await this.#call('/v1/agent/privop/result', { RelayId: relayId, Offset: offset, Data: slice.toString('base64') });
+          offset += slice.length;
+        }
       }
+      await this.#call('/v1/agent/privop/result', { RelayId: relayId, Offset: offset, Data: '', Final: true, TotalBytes: offset });
+    } catch (error) {
+      // The nonce is spent, so the relay can never complete: say so (best effort) rather than leave the courier waiting until it expires.
+      if (!(error instanceof UserError && error.code === 'PrivopResultTooLarge')) {
+        await this.#call('/v1/agent/privop/refused', { RelayId: relayId, Code: 'PrivopResultNotDelivered',
+          Message: 'The host accepted the request but could not deliver its sealed result; sign a new request to try again.' }).catch(() => undefined);
+      }
+      throw error;
     }
-    await this.#call('/v1/agent/privop/result', { RelayId: relayId, Offset: offset, Data: '', Final: true, TotalBytes: offset });
     this.#logger.info({ relayId, bytes: offset, operation: accepted.parsed.request.Operation }, 'relayed request ran; sealed result uploaded');
   }
 }

@@ -135,8 +135,10 @@ describe('the privileged-operation relay', () => {
     const sealed = readFileSync(sealedPath);
     assert.ok(!sealed.includes(marker));
     assert.ok(!sealed.includes(Buffer.from(marker.repeat(3)).toString('base64')));
-    // A key the courier makes for itself does not open it; only the requester's does.
-    const refusal = await cli(['privop', 'open', sealedPath, '--key', join(fresh, 'result.key')], { env: courierEnv });
+    // A key the courier makes for itself does not open it (even skipping the host check the courier has no CA for); only the requester's does.
+    const unverified = await cli(['privop', 'open', sealedPath, '--key', join(fresh, 'result.key')], { env: courierEnv });
+    assert.match(unverified.stderr, /PrivopHostUnverified/);
+    const refusal = await cli(['privop', 'open', sealedPath, '--key', join(fresh, 'result.key'), '--insecure-skip-host-check'], { env: courierEnv });
     assert.match(refusal.stderr, /PrivopCannotDecrypt/);
     await trustplane('privop', 'open', sealedPath, '--key', join(keys, 'result.key'), '--request', requestPath);
     // The server's database (and its write-ahead log) never saw the result in clear.

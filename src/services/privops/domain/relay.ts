@@ -1,8 +1,8 @@
 // What the relay makes of a submitted request file, and how a relay is described: pure, no I/O.
 // Must never judge a request's signature or trust (the host does), only its shape and where it goes.
-import { canonicalJson, sha256 } from '../../../shared/crypto/index.ts';
+import { sha256 } from '../../../shared/crypto/index.ts';
 import { UserError } from '../../../shared/errors.ts';
-import { parsePrivopRequestFile, MAX_PRIVOP_WINDOW_SECONDS } from '../../../shared/privop-wire.ts';
+import { canonicalRequestJson, parsePrivopRequestFile, MAX_PRIVOP_WINDOW_SECONDS } from '../../../shared/privop-wire.ts';
 import type { RelayRecord } from '../../../shared/store/index.ts';
 
 /** The largest request file the relay keeps (a plain request with a 16 MiB bulk parameter does not fit the API body anyway). */
@@ -46,7 +46,7 @@ export function readSubmission(file: unknown, now: Date, ttlSeconds?: number): R
       throw new UserError('PrivopMalformedRequest', 'An encrypted request file must be {"Encrypted": {"HostId": "h-…", …}}.');
     }
     const ttl = ttlSeconds ?? DEFAULT_ENCRYPTED_TTL_SECONDS;
-    return { hostId: encrypted.HostId, digest: sha256(canonicalJson(file)).toString('base64url'), encrypted: true,
+    return { hostId: encrypted.HostId, digest: sha256(canonicalRequestJson(file)).toString('base64url'), encrypted: true,
       expiresAt: new Date(now.getTime() + ttl * 1000), bytes };
   }
   const parsed = parsePrivopRequestFile(file);
