@@ -39,7 +39,8 @@ describe('privileged-operation signers certified by a CA, and parameter limits',
     const body: PrivopRequest = { Version: 1, Operation: op, Parameters: {}, Target: { HostId: agent.hostId },
       NotBefore: new Date(now - 60_000).toISOString(), NotAfter: new Date(now + 600_000).toISOString(), Nonce: randomBytes(24).toString('base64url'),
       Requester: 'test', ResultKey: resultPublicKeyFromPem(readFileSync(join(dir, 'keys', 'result.pub'), 'utf8')).toString('base64url') };
-    const signed: PrivopRequestFile = { Request: body, Signature: await signDetachedJws(signerKeyPem, canonicalJson(body), PRIVOP_JWS_TYPE),
+    const signed: PrivopRequestFile = { Request: body, Signature: await signDetachedJws(signerKeyPem, canonicalJson(body), PRIVOP_JWS_TYPE,
+      pemCertificatesToDer(certificatePem)[0]),
       Certificates: [certificatePem] };
     const path = file('req.json');
     writeFileSync(path, JSON.stringify(signed));
@@ -116,7 +117,13 @@ describe('privileged-operation signers certified by a CA, and parameter limits',
     parsed.Certificates = [readFileSync(join(dir, 'team-b', 'signer.pem'), 'utf8')];
     const swapped = file('swapped.json');
     writeFileSync(swapped, JSON.stringify(parsed));
-    assert.match(await refusal(swapped), /PrivopBadSignature/);
+    assert.match(await refusal(swapped), /PrivopBadSignature.*x5t#S256/);
+    // The signature names its certificate: a courier who strips it (to fall back to a pinned entry for the same key) is refused.
+    const stripped = JSON.parse(readFileSync(signedByA, 'utf8')) as PrivopRequestFile;
+    delete stripped.Certificates;
+    const strippedPath = file('stripped.json');
+    writeFileSync(strippedPath, JSON.stringify(stripped));
+    assert.match(await refusal(strippedPath), /PrivopBadSignature.*does not carry/);
     // Without its certificate, the certified key is not a pinned signer.
     assert.match(await refusal(await request(join(dir, 'team-a'), 'system.snapshot', [], false)), /PrivopSignerNotTrusted/);
   });

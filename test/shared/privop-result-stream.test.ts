@@ -35,7 +35,7 @@ async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
 
 describe('sealed result stream (version 2)', () => {
   let recipient: HpkeKeyPair;
-  let host: { certificatePem: string; keyPem: string };
+  let host: { certificatePem: string; keyPem: string; caPem: string };
   const content = Buffer.alloc(3 * CHUNK + 100, 0x61);
   const plaintext = (extra: Partial<PrivopResultPlaintext> = {}): PrivopResultPlaintext => ({ Version: 2, RequestDigest: digest.toString('base64url'),
     HostId: HOST_ID, Operation: 'process.dump', StartedAt: 'a', CompletedAt: 'b', Result: { ok: true },
@@ -61,7 +61,8 @@ describe('sealed result stream (version 2)', () => {
     const pair = await generateAsymmetricPair('ECC_NIST_P256');
     const issued = await issueCertificate({ authority, subjectPublicKeyDer: pair.publicKeyDer, commonName: HOST_ID, usage: 'both',
       uris: [hostUri('123456789012', HOST_ID)], validityDays: 1 });
-    host = { certificatePem: certificateToPem(issued.certificateDer), keyPem: privateKeyToPem(pair.privateKeyDer) };
+    host = { certificatePem: certificateToPem(issued.certificateDer), keyPem: privateKeyToPem(pair.privateKeyDer),
+      caPem: certificateToPem(authority.certificateDer) };
   });
 
   it('opens to the content and the result, delivered in any piece sizes', async () => {
@@ -128,19 +129,21 @@ describe('sealed result stream (version 2)', () => {
     const keys = await generateResultKeyPair();
     const keyPath = join(dir, 'result.key');
     writeFileSync(keyPath, keys.privateKeyPem);
+    // The host certificates here come from this test's CA: `open` is told so (it would otherwise ask a server).
+    writeFileSync(join(dir, 'ca.pem'), host.caPem);
     const publicKey = resultPrivateKeyFromPem(keys.privateKeyPem).publicKey;
     const v1 = await sealPrivopResult({ request: { ResultKey: publicKey.toString('base64url') } as PrivopRequest, digest, hostId: HOST_ID,
       hostCertificatePem: host.certificatePem, hostKeyPem: host.keyPem, plaintext: { ...plaintext({ Content: undefined }), Version: 1 } });
     writeFileSync(join(dir, 'v1.json'), v1);
-    assert.deepEqual((JSON.parse(await trustplane(['privop', 'open', join(dir, 'v1.json'), '--key', keyPath])) as PrivopResultPlaintext).Result, { ok: true });
+    assert.deepEqual((JSON.parse(await trustplane(['privop', 'open', join(dir, 'v1.json'), '--key', keyPath, '--ca', join(dir, 'ca.pem')])) as PrivopResultPlaintext).Result, { ok: true });
 
     const v2 = await collect(sealPrivopResultStream({ resultKey: publicKey, digest, hostId: HOST_ID, hostCertificatePem: host.certificatePem,
       hostKeyPem: host.keyPem, plaintext: pieces([...contentRecords(content), resultRecord(plaintext())]), chunkBytes: CHUNK }));
     writeFileSync(join(dir, 'v2.bin'), v2);
-    const printed = JSON.parse(await trustplane(['privop', 'open', join(dir, 'v2.bin'), '--key', keyPath])) as PrivopResultPlaintext;
+    const printed = JSON.parse(await trustplane(['privop', 'open', join(dir, 'v2.bin'), '--key', keyPath, '--ca', join(dir, 'ca.pem')])) as PrivopResultPlaintext;
     assert.deepEqual(Buffer.from(printed.Content?.Base64 ?? '', 'base64'), content);
     const out = join(dir, 'content.bin');
-    const written = JSON.parse(await trustplane(['privop', 'open', join(dir, 'v2.bin'), '--key', keyPath, '--out', out])) as PrivopResultPlaintext;
+    const written = JSON.parse(await trustplane(['privop', 'open', join(dir, 'v2.bin'), '--key', keyPath, '--out', out, '--ca', join(dir, 'ca.pem')])) as PrivopResultPlaintext;
     assert.equal(written.Content?.File, out);
     // A failed operation's partial content is not kept; the error is reported.
     const failed = await collect(sealPrivopResultStream({ resultKey: publicKey, digest, hostId: HOST_ID, hostCertificatePem: host.certificatePem,
@@ -148,7 +151,7 @@ describe('sealed result stream (version 2)', () => {
         Error: { Code: 'ProcessGone', Message: 'gone' } }))]), chunkBytes: CHUNK }));
     writeFileSync(join(dir, 'failed.bin'), failed);
     const failedOut = join(dir, 'failed-content.bin');
-    assert.match(await trustplaneFails(['privop', 'open', join(dir, 'failed.bin'), '--key', keyPath, '--out', failedOut]), /PrivopOperationFailed.*ProcessGone/);
+    assert.match(await trustplaneFails(['privop', 'open', join(dir, 'failed.bin'), '--key', keyPath, '--out', failedOut, '--ca', join(dir, 'ca.pem')]), /PrivopOperationFailed.*ProcessGone/);
     assert.equal(existsSync(failedOut), false);
   });
 });

@@ -4,7 +4,7 @@
 // Must never let a result leave unsealed, nor run a request before its nonce is durably recorded.
 import { readFile } from 'node:fs/promises';
 import {
-  CertificateFormatError, certificatesFromPem, detachedJwsHeader, importSignerCertificateKey, PrivopKeyError, revocationListDer, RunningSha256,
+  CertificateFormatError, certificatesFromPem, certificateThumbprint, detachedJwsHeader, importSignerCertificateKey, PrivopKeyError, revocationListDer, RunningSha256,
   validateCertificatePath, verifyDetachedJws, verifyRevocationList, zeroize, type VerifiedRevocationList,
 } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
@@ -39,6 +39,17 @@ export interface AcceptedPrivop {
 }
 
 const denied = (code: string, message: string) => new UserError(code, message, 403);
+
+/** The signer's certificate (the first of the chain), or a refusal when it is unreadable. */
+function leafCertificateOf(pems: string[]): Buffer {
+  try {
+    const [leaf] = certificatesFromPem(pems[0] as string);
+    if (leaf) return leaf;
+  } catch (error) {
+    if (!(error instanceof CertificateFormatError)) throw error;
+  }
+  throw denied('PrivopCertificateInvalid', 'The signer certificate is unreadable.');
+}
 
 /** A CA's revocation list, read afresh and verified (signed by the CA, current at `at`); the reason it is unusable otherwise. */
 async function currentRevocationList(ca: TrustedCa, at: Date): Promise<VerifiedRevocationList | string> {
@@ -131,8 +142,14 @@ export class PrivopExecutor {
     if (!header) throw denied('PrivopBadSignature', 'The signature is not a detached compact JWS.');
     let signer: TrustedSigner | undefined;
     if (file.Certificates?.length) {
+      // The certificate a request is judged under is the one its signature names: a courier cannot swap in another
+      // (an older, broader one for the same key) nor drop it to fall back to a pinned entry.
+      if (header.x5tS256 !== certificateThumbprint(leafCertificateOf(file.Certificates))) {
+        throw denied('PrivopBadSignature', 'The signature does not name the attached signer certificate (x5t#S256).');
+      }
       signer = await certifiedSignerOf(file.Certificates, trust, at);
     } else {
+      if (header.x5tS256 !== undefined) throw denied('PrivopBadSignature', 'The signature names a signer certificate (x5t#S256) the request does not carry.');
       signer = header.kid === undefined ? undefined : trust.signers.get(header.kid);
       if (!signer) throw denied('PrivopSignerNotTrusted', `No trusted signer has key id ${header.kid ?? '(none)'}.`);
     }

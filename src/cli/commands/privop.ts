@@ -247,12 +247,15 @@ export function registerPrivopCommands(program: Command): void {
         throw new UserError('ValidationException', checked.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '));
       }
       const signKeyPem = readInput(flags.signKey, 'the key file').toString('utf8');
-      const signature = await keyFile(flags.signKey, () => signDetachedJws(signKeyPem, canonicalJson(checked.data), PRIVOP_JWS_TYPE));
-      const certificates = flags.signCert ? pemCertificatesToDer(readInput(flags.signCert, 'the signer certificate').toString('utf8')).map(certificateToPem) : undefined;
-      if (certificates && certificates.length === 0) throw new UserError('ValidationException', `${flags.signCert} holds no PEM certificate.`);
-      if (certificates && !publicKeyPemToDer(signKeyPem).equals(describeCertificate(pemCertificatesToDer(certificates[0] as string)[0] as Buffer).publicKeyDer)) {
+      const chain = flags.signCert ? pemCertificatesToDer(readInput(flags.signCert, 'the signer certificate').toString('utf8')) : undefined;
+      if (chain && chain.length === 0) throw new UserError('ValidationException', `${flags.signCert} holds no PEM certificate.`);
+      const leaf = chain?.[0];
+      if (leaf && !keyFile(flags.signKey, publicKeyPemToDer).equals(describeCertificate(leaf).publicKeyDer)) {
         throw new UserError('InvalidKey', `${flags.signCert} certifies another key than ${flags.signKey}.`);
       }
+      // The signature names the certificate (x5t#S256): the host judges the request under that one only.
+      const signature = await keyFile(flags.signKey, () => signDetachedJws(signKeyPem, canonicalJson(checked.data), PRIVOP_JWS_TYPE, leaf));
+      const certificates = chain?.map(certificateToPem);
       const file: PrivopRequestFile = { Request: checked.data, Signature: signature, ...(certificates ? { Certificates: certificates } : {}) };
       const text = `${JSON.stringify(file, null, 2)}\n`;
       if (!encrypt) {

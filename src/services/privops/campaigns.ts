@@ -5,7 +5,7 @@
 import type { AuditLog } from '../../shared/audit/index.ts';
 import type { Authorizer, Caller } from '../../shared/auth/index.ts';
 import {
-  canonicalJson, certificateToPem, generateSignerKeyPair, publicKeyPemToDer, randomBytes, randomUuid, signDetachedJws, zeroize,
+  canonicalJson, certificatesFromPem, certificateToPem, generateSignerKeyPair, publicKeyPemToDer, randomBytes, randomUuid, signDetachedJws, zeroize,
   type IssueCertificateInput, type IssuedCertificate, type Keyring,
 } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
@@ -100,11 +100,12 @@ export class CampaignService {
     const now = this.#now();
     try {
       const keyPem = keyBytes.toString('utf8');
+      const [signerCertificateDer] = certificatesFromPem(signer.certificatePem);
       const files: Array<{ hostId: string; file: PrivopRequestFile; digest: string }> = [];
       for (const host of hosts) {
         const request = campaignRequest({ hostId: host.hostId, operation: input.Operation, parameters: input.Parameters, resultKey: input.ResultKey,
           ttlSeconds: input.TtlSeconds, nonce: randomBytes(24).toString('base64url'), requester: `campaign ${campaignId} by ${caller.principalArn}`, now });
-        const signature = await signDetachedJws(keyPem, canonicalJson(request), PRIVOP_JWS_TYPE);
+        const signature = await signDetachedJws(keyPem, canonicalJson(request), PRIVOP_JWS_TYPE, signerCertificateDer);
         files.push({ hostId: host.hostId, file: { Request: request, Signature: signature, Certificates: [signer.certificatePem] },
           digest: privopRequestDigest(request).toString('base64url') });
       }

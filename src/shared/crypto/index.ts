@@ -70,7 +70,7 @@ export { certificateValidity, checkEndorsementCertificate, pemCertificatesToDer,
 export { canonicalJson } from './lib/canonical-json.ts';
 export {
   generateSignerKeyPair, generateResultKeyPair, resultPublicKeyFromPem, resultPrivateKeyFromPem, importSignerPublicKey, signDetachedJws,
-  detachedJwsHeader, verifyDetachedJws, signWithPemKey, PrivopKeyError, importSignerCertificateKey, privateKeyPemToDer, publicKeyPemToDer, PRIVOP_JWS_ALGORITHMS, type PrivopJwsAlgorithm,
+  detachedJwsHeader, certificateThumbprint, verifyDetachedJws, signWithPemKey, PrivopKeyError, importSignerCertificateKey, privateKeyPemToDer, publicKeyPemToDer, PRIVOP_JWS_ALGORITHMS, type PrivopJwsAlgorithm,
 } from './lib/privop-keys.ts';
 export { PRIVOP_REQUEST_KEY_EKU_OID } from './lib/certificates.ts';
 export {

@@ -11,7 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { operatorCall, rootCredentials, trustplaneCall } from '../../helpers/iam-client.ts';
 import { cliEnv, trustplane as runTrustplane, trustplaneFails, trustplaneJson } from '../../helpers/cli.ts';
 import { startTestAgent, type TestAgent } from '../../helpers/agent.ts';
-import { canonicalJson, randomBytes, resultPublicKeyFromPem, signDetachedJws } from '../../../src/shared/crypto/index.ts';
+import { canonicalJson, pemCertificatesToDer, randomBytes, resultPublicKeyFromPem, signDetachedJws } from '../../../src/shared/crypto/index.ts';
 import { PRIVOP_JWS_TYPE, type PrivopRequest, type PrivopResultPlaintext } from '../../../src/shared/privop-wire.ts';
 
 interface Summary { CampaignId: string; Hosts: number; Completed: string[]; Refused: Record<string, string[]>; NotRun: Array<{ HostId: string }> }
@@ -149,8 +149,8 @@ describe('fleet campaigns', () => {
       NotBefore: new Date(now).toISOString(), NotAfter: new Date(now + 600_000).toISOString(), Nonce: randomBytes(24).toString('base64url'),
       Requester: 'a host', ResultKey: resultPublicKeyFromPem(readFileSync(join(keys, 'result.pub'), 'utf8')).toString('base64url') };
     const path = join(dir, 'host-signed.json');
-    writeFileSync(path, JSON.stringify({ Request: request, Signature: await signDetachedJws(hostKey, canonicalJson(request), PRIVOP_JWS_TYPE),
-      Certificates: [hostCertificate] }));
+    writeFileSync(path, JSON.stringify({ Request: request, Signature: await signDetachedJws(hostKey, canonicalJson(request), PRIVOP_JWS_TYPE,
+      pemCertificatesToDer(hostCertificate)[0]), Certificates: [hostCertificate] }));
     assert.match(await trustplaneFails(['privop', 'deliver', path, '--agent', host.socketPath], { env }), /PrivopCertificateInvalid/);
   });
 });

@@ -116,7 +116,11 @@ export function publicKeyPemToDer(pem: string): Buffer {
  * A compact JWS over `payload` with the payload detached (`header..signature`, RFC 7515 appendix F),
  * signed with a PKCS#8 PEM key (Ed25519 → EdDSA, P-256 → ES256); kid is the key's JWK thumbprint.
  */
-export async function signDetachedJws(privateKeyPem: string, payload: Uint8Array, type: string): Promise<string> {
+/**
+ * Signs `payload` as a compact JWS with a detached payload. `certificateDer`: the signer's certificate, named in the protected
+ * header (x5t#S256) so the certificate a request is judged under is covered by the signature.
+ */
+export async function signDetachedJws(privateKeyPem: string, payload: Uint8Array, type: string, certificateDer?: Uint8Array): Promise<string> {
   let key: nodeCrypto.KeyObject;
   try {
     key = nodeCrypto.createPrivateKey(privateKeyPem);
@@ -125,18 +129,25 @@ export async function signDetachedJws(privateKeyPem: string, payload: Uint8Array
   }
   const algorithm = algorithmFor(key);
   const keyId = await calculateJwkThumbprint(nodeCrypto.createPublicKey(key).export({ format: 'jwk' }) as JWK, 'sha256');
-  const jws = await new CompactSign(payload).setProtectedHeader({ alg: algorithm, kid: keyId, typ: type }).sign(key);
+  const jws = await new CompactSign(payload).setProtectedHeader({ alg: algorithm, kid: keyId, typ: type,
+    ...(certificateDer ? { 'x5t#S256': certificateThumbprint(certificateDer) } : {}) }).sign(key);
   const [header, , signature] = jws.split('.');
   return `${header}..${signature}`;
 }
 
+/** RFC 7515 x5t#S256: base64url SHA-256 of a certificate's DER. */
+export function certificateThumbprint(certificateDer: Uint8Array): string {
+  return nodeCrypto.createHash('sha256').update(certificateDer).digest('base64url');
+}
+
 /** The protected header of a detached JWS (unverified: only to pick the key), or undefined when malformed. */
-export function detachedJwsHeader(detached: string): { alg?: string; kid?: string; typ?: string } | undefined {
+export function detachedJwsHeader(detached: string): { alg?: string; kid?: string; typ?: string; x5tS256?: string } | undefined {
   const parts = detached.split('.');
   if (parts.length !== 3 || parts[1] !== '' || !parts[0] || !parts[2]) return undefined;
   try {
     const header = decodeProtectedHeader(detached);
-    return { alg: header.alg, kid: header.kid, typ: header.typ };
+    const thumbprint = header['x5t#S256'];
+    return { alg: header.alg, kid: header.kid, typ: header.typ, ...(typeof thumbprint === 'string' ? { x5tS256: thumbprint } : {}) };
   } catch {
     return undefined;
   }
