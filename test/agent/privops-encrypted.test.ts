@@ -200,6 +200,16 @@ describe('encrypted privileged-operation requests and class targets', () => {
     assert.match(await refusal(hostA, await request(['--class', 'we'], 'system.snapshot')), /PrivopWrongHost/);
     assert.match(await fails('privop', 'request', '--class', 'web', '--host', hostA.hostId, '--op', 'system.snapshot', '--sign-key', join(keys, 'signer.key'),
       '--result-key', join(keys, 'result.pub')), /--host HOST or --class NAME/);
+    // Membership older than any request may live is not judged on: the host waits to hear from the server again.
+    const classesFile = join(hostA.stateDir, 'host-classes.json');
+    const saved = readFileSync(classesFile, 'utf8');
+    const stale = { ...(JSON.parse(saved) as Record<string, unknown>), ReceivedAt: new Date(Date.now() - 8 * 86_400_000).toISOString() };
+    writeFileSync(classesFile, JSON.stringify(stale));
+    try {
+      assert.match(await refusal(hostA, await request(['--class', 'web'], 'system.snapshot')), /PrivopWrongHost: This host's classes were last confirmed at/);
+    } finally {
+      writeFileSync(classesFile, saved);
+    }
   });
 
   it('a host re-classed learns its classes when it connects again, and keeps its request key', async () => {

@@ -60,7 +60,10 @@ async function currentRevocationList(ca: TrustedCa, at: Date): Promise<VerifiedR
     return `its revocation list ${ca.crlPath} cannot be read (${(error as NodeJS.ErrnoException).code ?? 'error'})`;
   }
   try {
-    return await verifyRevocationList(revocationListDer(bytes), ca.certificateDer, at);
+    const list = await verifyRevocationList(revocationListDer(bytes), ca.certificateDer, at);
+    // A list with no next update could be years old and still look current: it does not count as current.
+    if (!list.nextUpdate) return 'its revocation list has no nextUpdate, so it cannot be judged current';
+    return list;
   } catch (error) {
     return `its revocation list is unusable: ${(error as Error).message}`;
   }
@@ -166,6 +169,14 @@ export class PrivopExecutor {
     }
     if (at.getTime() < notBefore - PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopNotYetValid', `The request is valid from ${request.NotBefore}.`);
     if (at.getTime() > notAfter + PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopExpired', `The request expired at ${request.NotAfter}.`);
+    if ('Class' in request.Target) {
+      // Membership is judged offline from what the server last said: not from a memory older than any request may live.
+      const received = this.#requestKey?.classesReceivedAt();
+      if (!received || at.getTime() - received.getTime() > MAX_PRIVOP_WINDOW_SECONDS * 1000) {
+        throw denied('PrivopWrongHost', `This host's classes were last confirmed ${received ? `at ${received.toISOString()}` : 'never'}: `
+          + 'it judges no class request until its agent connects to the server again.');
+      }
+    }
     const wrongHost = targetMismatch(request.Target, { hostId: this.#state.identity()?.HostId, classes: this.#requestKey?.classes() ?? [] });
     if (wrongHost) throw denied('PrivopWrongHost', wrongHost);
     if (!mayRequest(signer, request.Operation)) {

@@ -54,6 +54,12 @@ export class HostRequestKey {
     return privateKey ? { publicKey: x25519PublicKeyOf(privateKey), privateKey } : undefined;
   }
 
+  /** When the server last told this host its classes (undefined: never). */
+  classesReceivedAt(): Date | undefined {
+    const at = Date.parse(this.#state.hostClasses()?.ReceivedAt ?? '');
+    return Number.isFinite(at) ? new Date(at) : undefined;
+  }
+
   /** The host's classes as the server last said them (stale while the agent has not connected since a change). */
   classes(): string[] {
     return this.#state.hostClasses()?.Classes ?? [];
