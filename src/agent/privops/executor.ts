@@ -250,6 +250,8 @@ export class PrivopExecutor {
           for await (const piece of output.content) {
             content.update(piece);
             yield* contentRecords(piece);
+            // Sealed by now (the sealer copies what it is given before asking for more): process memory does not linger here.
+            piece.fill(0);
           }
           outcome = { Result: output.describe(), ...(content.bytes ? { Content: { Bytes: content.bytes, Sha256: content.digest().toString('hex') } } : {}) };
         } else {

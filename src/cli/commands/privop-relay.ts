@@ -1,7 +1,7 @@
 // `trustplane privop deliver --relay`: the courier hands a request file to the server, which relays it to the host,
 // waits (progress on stderr) and downloads the sealed result in slices. Shared with `privop campaign` (the download).
 // Must never hold a whole result in memory, nor present anything but the host's ciphertext as the result.
-import { closeSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { writeFileAtomically } from '../../shared/fs.ts';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { KeyServiceClient } from '../../clients/kms.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
@@ -49,18 +49,14 @@ function writeStdout(bytes: Buffer): Promise<void> {
 /** Downloads a completed relay's sealed result to `path` (complete or not at all), or to stdout when no path. */
 export async function downloadResult(client: KeyServiceClient, relayId: string, path?: string): Promise<number> {
   if (!path) return downloadTo(client, relayId, writeStdout);
-  const partial = `${path}.partial`;
-  const fd = openSync(partial, 'w', 0o600);
-  try {
-    const bytes = await downloadTo(client, relayId, (slice) => { writeSync(fd, slice); });
-    closeSync(fd);
-    renameSync(partial, path);
-    return bytes;
-  } catch (error) {
-    closeSync(fd);
-    rmSync(partial, { force: true });
-    throw error;
-  }
+  let bytes = 0;
+  // Durably, and nothing is left at `path` if the download fails (the same writer `deliver --agent --out` uses).
+  await writeFileAtomically(path, async (file) => {
+    bytes = await downloadTo(client, relayId, async (slice) => {
+      for (let at = 0; at < slice.length;) at += (await file.write(slice, at, slice.length - at)).bytesWritten;
+    });
+  });
+  return bytes;
 }
 
 /** The wait flag in milliseconds (default ten minutes). */
