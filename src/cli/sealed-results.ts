@@ -44,7 +44,8 @@ function fileStart(path: string, length: number): Buffer {
   }
 }
 
-async function writeAll(file: FileHandle, piece: Buffer): Promise<void> {
+/** Writes all of `piece` at the file's position (a write may take less than asked). */
+export async function writeAll(file: FileHandle, piece: Buffer): Promise<void> {
   for (let at = 0; at < piece.length;) at += (await file.write(piece, at, piece.length - at)).bytesWritten;
 }
 

@@ -2,6 +2,7 @@
 // waits (progress on stderr) and downloads the sealed result in slices. Shared with `privop campaign` (the download).
 // Must never hold a whole result in memory, nor present anything but the host's ciphertext as the result.
 import { writeFileAtomically } from '../../shared/fs.ts';
+import { writeAll } from '../sealed-results.ts';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { KeyServiceClient } from '../../clients/kms.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
@@ -52,9 +53,7 @@ export async function downloadResult(client: KeyServiceClient, relayId: string, 
   let bytes = 0;
   // Durably, and nothing is left at `path` if the download fails (the same writer `deliver --agent --out` uses).
   await writeFileAtomically(path, async (file) => {
-    bytes = await downloadTo(client, relayId, async (slice) => {
-      for (let at = 0; at < slice.length;) at += (await file.write(slice, at, slice.length - at)).bytesWritten;
-    });
+    bytes = await downloadTo(client, relayId, (slice) => writeAll(file, slice));
   });
   return bytes;
 }
