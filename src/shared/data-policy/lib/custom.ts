@@ -100,7 +100,7 @@ export function createCustomDetector(definition: CustomDetectorDefinition): Dete
       for (const match of matchAll(new RegExp(pattern), text)) {
         if (match[0].length > maxMatchLength) continue;
         yield { offset: match.index, length: match[0].length, confidence,
-          confidenceWithContext: Math.min(1, confidence + 0.3), requiresContext: definition.requireContext ?? false };
+          confidenceWithContext: Math.min(1, Math.round((confidence + 0.3) * 100) / 100), requiresContext: definition.requireContext ?? false };
       }
     },
   };
