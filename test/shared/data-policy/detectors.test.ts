@@ -101,6 +101,8 @@ describe('custom detectors', () => {
     const matches = scanWith([{ name: 'codename', keywords: ['project bluebird'] }], text);
     assert.deepEqual(matches.map((m) => m.offset), [0, 40]);
     assert.deepEqual(typesIn(matches), ['codename', 'codename']);
+    const punctuated = scanWith([{ name: 'terms', keywords: ['e-mail list', 'c++', 'a.b'] }], 'the E-Mail list, c++ and axb');
+    assert.deepEqual(punctuated.map((m) => m.offset), [4, 17]);
   });
   it('matches a named regex and applies contextWords, requireContext and minConfidence', () => {
     const employee = { name: 'employee-id', pattern: 'EMP-\\d{6}', contextWords: ['employee'] };

@@ -72,7 +72,8 @@ export function findUnsafePatternConstruct(pattern: string): string | undefined 
 }
 
 function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\/-]/g, '\\$&');
+  // Only syntax characters: with the u flag an escaped '-' or other non-syntax character is an error.
+  return text.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
 }
 
 /** A regex matching any keyword as a whole word, case-insensitively; spaces in a phrase match any run of white space. */
