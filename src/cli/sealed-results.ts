@@ -1,12 +1,13 @@
 // Sealed privileged-operation result files as the CLI opens and writes them: version 2 (streamed, checked in two passes)
 // and version 1 (one JSON document). Must never write content anywhere but a temporary file renamed once every check passed.
-import { closeSync, createReadStream, openSync, readFileSync, readSync } from 'node:fs';
+import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
 import { checkEndorsementCertificate, describeCertificate, pemCertificatesToDer } from '../shared/crypto/index.ts';
 import { UserError } from '../shared/errors.ts';
 import { withClient, type ClientFlags } from './client.ts';
-import { writeFileAtomically } from '../shared/fs.ts';
+import { readInputFile } from './files.ts';
+import { handleWriter, writeAll, writeFileAtomically } from '../shared/fs.ts';
 import { openPrivopResult, type PrivopRequest, type PrivopResultPlaintext } from '../shared/privop-wire.ts';
 import {
   isSealedResultStream, openSealedPrivopResult, verifySealedPrivopResult, PRIVOP_RESULT_STREAM_MAGIC,
@@ -42,16 +43,6 @@ function fileStart(path: string, length: number): Buffer {
   } finally {
     closeSync(descriptor);
   }
-}
-
-/** Writes all of `piece` at the file's position (a write may take less than asked). */
-export async function writeAll(file: FileHandle, piece: Buffer): Promise<void> {
-  for (let at = 0; at < piece.length;) at += (await file.write(piece, at, piece.length - at)).bytesWritten;
-}
-
-/** A Writable over an open file that leaves it open (to be fsynced): FileHandle.createWriteStream with autoClose off never lets go of it. */
-export function fileWriter(file: FileHandle): Writable {
-  return new Writable({ highWaterMark: WRITE_BEHIND_BYTES, write(chunk: Buffer, _encoding, done) { writeAll(file, chunk).then(() => done(), done); } });
 }
 
 /**
@@ -90,13 +81,7 @@ async function openStream(path: string, options: { privateKey: Buffer; publicKey
 /** Opens a sealed result file of either version; a UserError says which check failed. */
 export async function openSealedResultFile(path: string, options: OpenSealedFileOptions): Promise<PrivopResultPlaintext> {
   if (isSealedResultStream(fileStart(path, PRIVOP_RESULT_STREAM_MAGIC.length))) return openStream(path, options);
-  let sealed: Buffer;
-  try {
-    sealed = readFileSync(path);
-  } catch (error) {
-    throw new UserError('FileUnavailable', `Cannot read the sealed result ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
-  }
-  return (await openPrivopResult({ sealed, ...options })).plaintext;
+  return (await openPrivopResult({ sealed: readInputFile(path, 'the sealed result'), ...options })).plaintext;
 }
 
 /** A check that a host certificate was issued by one of the account's CAs and is valid now (for `checkCertificate`). */
@@ -110,12 +95,7 @@ export interface HostTrustFlags extends ClientFlags {
 }
 
 function readAuthorities(path: string, from: string): Buffer[] {
-  let authorities: Buffer[];
-  try {
-    authorities = pemCertificatesToDer(readFileSync(path, 'utf8'));
-  } catch {
-    throw new UserError('FileUnavailable', `Cannot read the account CA certificate ${path} (${from}).`);
-  }
+  const authorities = pemCertificatesToDer(readInputFile(path, `the account CA certificate (${from})`).toString('utf8'));
   if (authorities.length === 0) throw new UserError('ValidationException', `${path} (${from}) holds no PEM certificate.`);
   return authorities;
 }
@@ -143,4 +123,9 @@ export async function hostCertificateCheck(flags: HostTrustFlags): Promise<((der
       + '--insecure-skip-host-check opens it anyway.');
   }
   return issuedByAccountCa(pemCertificatesToDer(pem));
+}
+
+/** A sink over an open file that leaves it open (to be fsynced), holding at most 4 MiB for the disk. */
+export function fileWriter(file: FileHandle): Writable {
+  return handleWriter(file, WRITE_BEHIND_BYTES);
 }

@@ -107,6 +107,11 @@ export class KeyServiceClient {
     return this.call<T>(`TrustPlaneFleet.${operation}`, 'trustplane', input);
   }
 
+  /** Calls a privileged-operation operation (TrustPlanePrivop.*): the relay and campaigns. */
+  async privop<T>(operation: string, input: Record<string, unknown> = {}): Promise<T> {
+    return this.call<T>(`TrustPlanePrivop.${operation}`, 'trustplane', input);
+  }
+
   /** Calls a signed operator operation (TrustPlaneOperator.*): seal, domain key rotation. */
   async operator<T>(operation: string, input: Record<string, unknown> = {}): Promise<T> {
     return this.call<T>(`TrustPlaneOperator.${operation}`, 'trustplane', input);

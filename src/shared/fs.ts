@@ -3,6 +3,7 @@
 import { close, closeSync, fsync, fsyncSync, open, openSync, renameSync, writeSync } from 'node:fs';
 import { open as openFile, rename, rm, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 
 // A directory cannot be opened for fsync on Windows (nor does it need to be for a rename to last).
@@ -63,4 +64,17 @@ export async function writeFileAtomically(path: string, write: (file: FileHandle
     throw error;
   }
   await syncDirectory(dirname(path));
+}
+
+/** Writes all of `bytes` at the handle's position (one write may take fewer bytes than asked). */
+export async function writeAll(handle: FileHandle, bytes: Buffer): Promise<void> {
+  for (let offset = 0; offset < bytes.length;) offset += (await handle.write(bytes, offset, bytes.length - offset)).bytesWritten;
+}
+
+/**
+ * A sink that writes to an open handle and leaves it open, so the caller can fsync and close it (a FileHandle's own
+ * write stream with autoClose off holds a reference that makes close() wait forever). `bufferBytes` bounds write-behind.
+ */
+export function handleWriter(handle: FileHandle, bufferBytes: number): Writable {
+  return new Writable({ highWaterMark: bufferBytes, write(chunk: Buffer, _encoding, done) { writeAll(handle, chunk).then(() => done(), done); } });
 }

@@ -1,17 +1,18 @@
 // `trustplane privop campaign`: the server signs one request per host of a class (or a sample) and relays them; this
 // command follows the campaign with a progress bar, saves each host's sealed result as it completes, and ends with a summary.
 // Must never hold a result in clear: results are sealed to the caller's result key, opened later with `privop open`.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
-import { PrivopKeyError, resultPublicKeyFromPem } from '../../shared/crypto/index.ts';
+import { resultPublicKeyFromPem } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { writeFileDurably } from '../../shared/fs.ts';
 import type { KeyServiceClient } from '../../clients/kms.ts';
 import { collect, withClient, withClientFlags, type ClientFlags } from '../client.ts';
-import { downloadResult, privopCall, waitMs, type RelayView } from './privop-relay.ts';
+import { parameterRecord, readKeyFile } from '../files.ts';
+import { downloadResult, waitMs, type RelayView } from './privop-relay.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
 
 const POLL_MS = 500;
@@ -42,14 +43,12 @@ export interface CampaignSummary {
   NotRun: Array<{ HostId: string; Status: string }>;
 }
 
-function parameters(pairs: string[]): Record<string, string> {
-  const result: Record<string, string> = {};
-  for (const pair of pairs) {
-    const at = pair.indexOf('=');
-    if (at <= 0) throw new UserError('ValidationException', `--param must be NAME=VALUE; got '${pair}'.`);
-    result[pair.slice(0, at)] = pair.slice(at + 1);
-  }
-  return result;
+/** --sample N: a positive whole number, or undefined when not given. */
+export function parseSample(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const sample = Number(text);
+  if (!Number.isInteger(sample) || sample < 1) throw new UserError('ValidationException', '--sample must be a positive whole number.');
+  return sample;
 }
 
 function summarise(run: CampaignRun, campaign: CampaignView): CampaignSummary {
@@ -83,7 +82,7 @@ export interface CampaignRun {
  */
 export async function runCampaign(client: KeyServiceClient, run: CampaignRun): Promise<CampaignSummary> {
   mkdirSync(run.out, { recursive: true, mode: 0o700 });
-  const started = await privopCall<{ CampaignId: string; Hosts: Array<{ HostId: string }> }>(client, 'StartCampaign', {
+  const started = await client.privop<{ CampaignId: string; Hosts: Array<{ HostId: string }> }>('StartCampaign', {
     Class: run.className, Operation: run.operation, Parameters: run.parameters, ResultKey: run.resultKey.toString('base64url'),
     TtlSeconds: run.ttlSeconds, ...(run.sample === undefined ? {} : { Sample: run.sample }) });
   process.stderr.write(`trustplane: campaign ${started.CampaignId} on ${started.Hosts.length} host(s)\n`);
@@ -94,7 +93,7 @@ export async function runCampaign(client: KeyServiceClient, run: CampaignRun): P
   let lastLine = 0;
   try {
     for (;;) {
-      const campaign = await privopCall<CampaignView>(client, 'DescribeCampaign', { CampaignId: started.CampaignId });
+      const campaign = await client.privop<CampaignView>('DescribeCampaign', { CampaignId: started.CampaignId });
       for (const host of campaign.Hosts) {
         if (host.Status !== 'completed' || saved.has(host.HostId)) continue;
         await downloadResult(client, host.RelayId, join(run.out, `${host.HostId}.sealed`));
@@ -135,17 +134,10 @@ export function registerPrivopCampaign(privop: Command): void {
     .option('--ttl <duration>', 'how long the requests stay valid (at least 60s, at most 7d)', '10m')
     .option('--wait <duration>', 'how long to follow the campaign', '10m')
     .action(async (flags: CampaignFlags) => {
-      const sample = flags.sample === undefined ? undefined : Number(flags.sample);
-      if (sample !== undefined && (!Number.isInteger(sample) || sample < 1)) throw new UserError('ValidationException', '--sample must be a positive whole number.');
-      let resultKey: Buffer;
-      try {
-        resultKey = resultPublicKeyFromPem(readFileSync(flags.resultKey, 'utf8'));
-      } catch (error) {
-        if (error instanceof PrivopKeyError) throw new UserError('InvalidKey', `${flags.resultKey}: ${error.message}`);
-        throw new UserError('FileUnavailable', `Cannot read the result key ${flags.resultKey}.`);
-      }
+      const sample = parseSample(flags.sample);
+      const resultKey = readKeyFile(flags.resultKey, resultPublicKeyFromPem);
       const summary = await withClient(flags, (client) => runCampaign(client, { className: flags.class, operation: flags.op,
-        parameters: parameters(flags.param), resultKey, sample, ttlSeconds: parseDurationSeconds(flags.ttl, '--ttl'), out: flags.out,
+        parameters: parameterRecord('param', flags.param), resultKey, sample, ttlSeconds: parseDurationSeconds(flags.ttl, '--ttl'), out: flags.out,
         deadline: Date.now() + waitMs(flags.wait) }));
       writeFileDurably(join(flags.out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
       process.stderr.write(`trustplane: ${describeCampaignSummary(summary)}\n`);

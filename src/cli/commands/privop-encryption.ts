@@ -1,7 +1,6 @@
 // Requests encrypted to the target host's request key: `trustplane host request-key` prints the certificate the server
 // publishes, and `privop request --encrypt-to FILE | --encrypt` checks that certificate and encrypts the signed request to it.
 // Must never encrypt to a key whose certificate failed a check, nor print the signed request when asked to encrypt it.
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { checkRequestKeyCertificate, pemCertificatesToDer } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
@@ -10,6 +9,7 @@ import { writeFileDurably } from '../../shared/fs.ts';
 import { encryptPrivopRequest, type EncryptedPrivopRequest } from '../../shared/privop-encrypted-request.ts';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { printResult } from '../output.ts';
+import { readInputFile } from '../files.ts';
 
 /** What TrustPlaneFleet.GetHostRequestKey answers. */
 interface HostRequestKeyView {
@@ -24,14 +24,6 @@ interface HostRequestKeyView {
 
 function fetchRequestKey(flags: ClientFlags, hostId: string): Promise<HostRequestKeyView> {
   return withClient(flags, (client) => client.fleet<HostRequestKeyView>('GetHostRequestKey', { HostId: hostId }));
-}
-
-function readText(path: string, what: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new UserError('FileUnavailable', `Cannot read ${what} ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
-  }
 }
 
 /** `trustplane host request-key HOST`: the certificate of a host's request key (PEM), for `privop request --encrypt-to`. */
@@ -81,12 +73,12 @@ export function wantsEncryption(flags: RequestEncryptionFlags, target: { host?: 
  * server's word is trusted for which key is the host's, and a warning says so.
  */
 export async function encryptForHost(requestFileJson: Buffer, hostId: string, flags: RequestEncryptionFlags): Promise<EncryptedPrivopRequest> {
-  const pem = flags.encryptTo ? readText(flags.encryptTo, 'the request key certificate') : (await fetchRequestKey({ endpoint: flags.endpoint }, hostId)).Certificate;
+  const pem = flags.encryptTo ? readInputFile(flags.encryptTo, 'the request key certificate').toString('utf8') : (await fetchRequestKey({ endpoint: flags.endpoint }, hostId)).Certificate;
   const [certificateDer] = pemCertificatesToDer(pem);
   if (!certificateDer) throw new UserError('ValidationException', `${flags.encryptTo ?? 'The server\'s answer'} holds no PEM certificate.`);
   let anchorDer: Buffer | undefined;
   if (flags.ca) {
-    [anchorDer] = pemCertificatesToDer(readText(flags.ca, 'the CA certificate'));
+    [anchorDer] = pemCertificatesToDer(readInputFile(flags.ca, 'the CA certificate').toString('utf8'));
     if (!anchorDer) throw new UserError('ValidationException', `${flags.ca} holds no PEM certificate.`);
   } else {
     process.stderr.write('trustplane: warning: no --ca given: the request key certificate is the server\'s word, not checked against the account CA\n');

@@ -1,8 +1,7 @@
 // `trustplane privop deliver --relay`: the courier hands a request file to the server, which relays it to the host,
 // waits (progress on stderr) and downloads the sealed result in slices. Shared with `privop campaign` (the download).
 // Must never hold a whole result in memory, nor present anything but the host's ciphertext as the result.
-import { writeFileAtomically } from '../../shared/fs.ts';
-import { writeAll } from '../sealed-results.ts';
+import { writeAll, writeFileAtomically } from '../../shared/fs.ts';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { KeyServiceClient } from '../../clients/kms.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
@@ -11,7 +10,6 @@ import { parsePrivopRequestFile } from '../../shared/privop-wire.ts';
 import type { Command } from 'commander';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
 
-export const PRIVOP = 'TrustPlanePrivop';
 const POLL_MS = 500;
 const DEFAULT_WAIT = '10m';
 
@@ -24,14 +22,11 @@ export interface RelayView {
   CampaignId?: string;
 }
 
-export const privopCall = <T>(client: KeyServiceClient, operation: string, input: Record<string, unknown>) =>
-  client.call<T>(`${PRIVOP}.${operation}`, 'trustplane', input);
-
 /** Hands a completed relay's sealed result to `write`, slice by slice. */
 async function downloadTo(client: KeyServiceClient, relayId: string, write: (bytes: Buffer) => Promise<void> | void): Promise<number> {
   let offset = 0;
   for (;;) {
-    const slice = await privopCall<{ Data: string; More: boolean }>(client, 'GetResult', { RelayId: relayId, Offset: offset });
+    const slice = await client.privop<{ Data: string; More: boolean }>('GetResult', { RelayId: relayId, Offset: offset });
     const bytes = Buffer.from(slice.Data, 'base64');
     await write(bytes);
     offset += bytes.length;
@@ -104,13 +99,13 @@ export async function deliverThroughRelay(requestFile: string | undefined, readR
       }
       // Checked for shape only (an encrypted request is opaque here): the host judges the rest.
       if (!('Encrypted' in value)) parsePrivopRequestFile(value);
-      const submitted = await privopCall<{ RelayId: string; HostId: string }>(client, 'SubmitRequest', { Request: value });
+      const submitted = await client.privop<{ RelayId: string; HostId: string }>('SubmitRequest', { Request: value });
       relayId = submitted.RelayId;
       process.stderr.write(`trustplane: relay ${relayId} submitted for ${submitted.HostId}\n`);
     }
     let last = '';
     for (;;) {
-      const relay = await privopCall<RelayView>(client, 'DescribeRequest', { RelayId: relayId });
+      const relay = await client.privop<RelayView>('DescribeRequest', { RelayId: relayId });
       if (relay.Status !== last) {
         process.stderr.write(`trustplane: relay ${relayId}: ${relay.Status}\n`);
         last = relay.Status;

@@ -7,7 +7,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { KeyServiceClient } from '../../clients/kms.ts';
 import { parseDurationSeconds } from '../../shared/config.ts';
-import { PrivopKeyError, resultPrivateKeyFromPem, zeroize } from '../../shared/crypto/index.ts';
+import { resultPrivateKeyFromPem, zeroize } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { writeFileDurably } from '../../shared/fs.ts';
 import {
@@ -15,7 +15,9 @@ import {
 } from '../../shared/privop-health.ts';
 import { withClient, withClientFlags } from '../client.ts';
 import { hostCertificateCheck, openSealedResultFile, type HostTrustFlags } from '../sealed-results.ts';
-import { describeCampaignSummary, runCampaign } from './privop-campaign.ts';
+import { describeCampaignSummary, parseSample, runCampaign } from './privop-campaign.ts';
+import { waitMs } from './privop-relay.ts';
+import { readKeyFile } from '../files.ts';
 
 /** A result must have been made after the round started (less this much clock difference): an old result replayed is refused. */
 const FRESHNESS_SKEW_MS = 60_000;
@@ -62,15 +64,17 @@ function readBaseline(path: string): HostBaseline | undefined {
 }
 
 /** One round: the campaign, then every completed host's result opened, checked and judged. */
+/** What every round asks of the campaign, parsed once from the flags. */
+interface RoundSettings { sample?: number; ttlSeconds: number; waitMs: number; health: HealthSettings }
+
 async function watchRound(client: KeyServiceClient, flags: WatchFlags, keys: { privateKey: Buffer; publicKey: Buffer },
-  settings: HealthSettings, checkCertificate: ((der: Buffer) => string | undefined) | undefined): Promise<WatchRound> {
+  settings: RoundSettings, checkCertificate: ((der: Buffer) => string | undefined) | undefined): Promise<WatchRound> {
   const startedAt = Date.now();
   const roundDir = join(flags.state, 'round');
   // Only the latest round's sealed results are kept: the baselines are what lasts.
   rmSync(roundDir, { recursive: true, force: true });
   const summary = await runCampaign(client, { className: flags.class, operation: 'system.snapshot', parameters: {}, resultKey: keys.publicKey,
-    sample: flags.sample === undefined ? undefined : wholeNumber('sample', flags.sample, 1, 1_000_000), ttlSeconds: parseDurationSeconds(flags.ttl, '--ttl'),
-    out: roundDir, deadline: startedAt + parseDurationSeconds(flags.wait, '--wait') * 1000 });
+    sample: settings.sample, ttlSeconds: settings.ttlSeconds, out: roundDir, deadline: startedAt + settings.waitMs });
   process.stderr.write(`trustplane: ${describeCampaignSummary(summary)}\n`);
   const round: WatchRound = { CampaignId: summary.CampaignId, Judged: [], Departures: [], Unjudged: [] };
   // A host that refused or was not reached is not judged either: a watch says so rather than keep quiet about it.
@@ -100,7 +104,7 @@ async function watchRound(client: KeyServiceClient, flags: WatchFlags, keys: { p
     const snapshot = readHealthSnapshot(plaintext.Result);
     if (!snapshot) { unjudged('PrivopMalformedResult', 'the result is not a system snapshot'); continue; }
     const path = join(baselines, `${hostId}.json`);
-    const assessed = assessHealth(readBaseline(path), hostId, snapshot, new Date(), settings);
+    const assessed = assessHealth(readBaseline(path), hostId, snapshot, new Date(), settings.health);
     writeFileDurably(path, `${JSON.stringify(assessed.baseline, null, 2)}\n`, 0o600);
     round.Judged.push(hostId);
     round.Departures.push(...assessed.departures);
@@ -131,17 +135,13 @@ export function registerPrivopWatch(privop: Command): void {
     .option('--learning <n>', 'snapshots a host\'s baseline takes in before its figures are judged', String(DEFAULT_HEALTH_SETTINGS.learningSamples))
     .option('--deviations <k>', 'how many standard deviations a figure may stray from its mean', String(DEFAULT_HEALTH_SETTINGS.deviations))
     .action(async (flags: WatchFlags) => {
-      const settings: HealthSettings = { learningSamples: wholeNumber('learning', flags.learning, 0, 1000), deviations: wholeNumber('deviations', flags.deviations, 1, 100) };
+      // Every flag is judged before anything runs (a bad one must not cost the last round's results).
+      const settings: RoundSettings = { sample: parseSample(flags.sample), ttlSeconds: parseDurationSeconds(flags.ttl, '--ttl'), waitMs: waitMs(flags.wait),
+        health: { learningSamples: wholeNumber('learning', flags.learning, 0, 1000), deviations: wholeNumber('deviations', flags.deviations, 1, 100) } };
       const interval = parseDurationSeconds(flags.interval, '--interval');
       if (interval < 1) throw new UserError('ValidationException', '--interval must be at least 1s.');
       const checkCertificate = await hostCertificateCheck(flags);
-      let keys: { privateKey: Buffer; publicKey: Buffer };
-      try {
-        keys = resultPrivateKeyFromPem(readFileSync(flags.key, 'utf8'));
-      } catch (error) {
-        if (error instanceof PrivopKeyError) throw new UserError('InvalidKey', `${flags.key}: ${error.message}`);
-        throw new UserError('FileUnavailable', `Cannot read the watch key ${flags.key}.`);
-      }
+      const keys = readKeyFile(flags.key, resultPrivateKeyFromPem);
       mkdirSync(flags.state, { recursive: true, mode: 0o700 });
       try {
         await withClient(flags, async (client) => {

@@ -1,7 +1,7 @@
 // `trustplane privop`: sealed privileged operations in three roles kept apart: the requester signs a request
 // naming its result key (`request`), the courier carries it and the sealed result (`deliver`), the key holder opens it (`open`).
 // Must never print a result that failed any check, nor let `deliver` see anything but ciphertext.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { hostname, userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Command } from 'commander';
@@ -13,7 +13,7 @@ import { parseDurationSeconds } from '../../shared/config.ts';
 import {
   canonicalJson, certificateToPem, createCertificateAuthority, describeCertificate, generateResultKeyPair,
   generateSignerKeyPair, issueCertificate, pemCertificatesToDer, privateKeyPemToDer, privateKeyToPem, publicKeyPemToDer, randomBytes,
-  resultPrivateKeyFromPem, resultPublicKeyFromPem, signDetachedJws, zeroize, PrivopKeyError, createRevocationList, normalizeHexSerial, revocationListDer,
+  resultPrivateKeyFromPem, resultPublicKeyFromPem, signDetachedJws, zeroize, createRevocationList, normalizeHexSerial, revocationListDer,
   revocationListToPem, verifyRevocationList, type RevocationEntry, type RevocationReason,
 } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
@@ -24,52 +24,26 @@ import {
 } from '../../shared/privop-wire.ts';
 import { isEncryptedPrivopRequest, parseEncryptedPrivopRequest } from '../../shared/privop-encrypted-request.ts';
 import { fileWriter, hostCertificateCheck, openSealedResultFile, type HostTrustFlags } from '../sealed-results.ts';
-import { withClientFlags } from '../client.ts';
+import { collect, withClientFlags } from '../client.ts';
+import { parameterRecord, readInputFile, readKeyFile } from '../files.ts';
 import { encryptForHost, wantsEncryption, withRequestEncryptionFlags, type RequestEncryptionFlags } from './privop-encryption.ts';
 
 const KEY_FILES = ['signer.key', 'signer.pub', 'result.key', 'result.pub'];
-function readInput(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (error) {
-    throw new UserError('FileUnavailable', `Cannot read ${what} ${path} (${(error as NodeJS.ErrnoException).code ?? 'error'}).`);
-  }
-}
-
-/** Key-file problems as one-line user errors. */
-function keyFile<T>(path: string, use: (text: string) => T): T {
-  const text = readInput(path, 'the key file').toString('utf8');
-  try {
-    return use(text);
-  } catch (error) {
-    if (error instanceof PrivopKeyError) throw new UserError('InvalidKey', `${path}: ${error.message}`);
-    throw error;
-  }
-}
-
-function parseParameters(pairs: string[]): Record<string, string> {
-  const parameters: Record<string, string> = {};
-  for (const pair of pairs) {
-    const at = pair.indexOf('=');
-    if (at <= 0) throw new UserError('ValidationException', `--param must be NAME=VALUE; got '${pair}'.`);
-    const name = pair.slice(0, at);
-    if (name in parameters) throw new UserError('ValidationException', `--param ${name} is given twice.`);
-    parameters[name] = pair.slice(at + 1);
-  }
-  return parameters;
-}
-
 /** `NAME=PATH` → `NAME=<the file's bytes, base64>`: large or binary values (a patch) do not fit on a command line. */
-function fileParameters(pairs: string[]): string[] {
-  return pairs.map((pair) => {
-    const at = pair.indexOf('=');
-    if (at <= 0) throw new UserError('ValidationException', `--param-file must be NAME=PATH; got '${pair}'.`);
-    return `${pair.slice(0, at)}=${readInput(pair.slice(at + 1), 'the parameter file').toString('base64')}`;
-  });
+/** `--param` and `--param-file` together: a name given by both is refused, as one given twice. */
+function mergedParameters(inline: Record<string, string>, fromFiles: Record<string, string>): Record<string, string> {
+  const twice = Object.keys(fromFiles).find((name) => Object.hasOwn(inline, name));
+  if (twice) throw new UserError('ValidationException', `--param ${twice} is given twice.`);
+  return { ...inline, ...fromFiles };
+}
+
+function fileParameters(pairs: string[]): Record<string, string> {
+  return Object.fromEntries(Object.entries(parameterRecord('param-file', pairs))
+    .map(([name, path]) => [name, readInputFile(path, 'the parameter file').toString('base64')]));
 }
 
 function readRequestJson(path: string): unknown {
-  const text = readInput(path, 'the request file');
+  const text = readInputFile(path, 'the request file');
   try {
     return JSON.parse(text.toString('utf8'));
   } catch {
@@ -142,12 +116,12 @@ export function registerPrivopCommands(program: Command): void {
       const days = positiveDays(flags.days);
       const commonName = /^CN=([^,=+]{1,64})$/.exec(flags.subject)?.[1];
       if (!commonName) throw new UserError('ValidationException', '--subject must be CN=NAME (one common name, no commas).');
-      const [caDer] = pemCertificatesToDer(readInput(flags.caCert, 'the CA certificate').toString('utf8'));
+      const [caDer] = pemCertificatesToDer(readInputFile(flags.caCert, 'the CA certificate').toString('utf8'));
       if (!caDer) throw new UserError('ValidationException', `${flags.caCert} holds no PEM certificate.`);
       mkdirSync(flags.out, { recursive: true, mode: 0o700 });
       const existing = ['signer.key', 'signer.pub', 'signer.pem'].filter((name) => existsSync(join(flags.out, name)));
       if (existing.length > 0) throw new UserError('AlreadyExists', `${flags.out} already holds ${existing.join(', ')}; not overwriting keys.`);
-      const caKey = keyFile(flags.caKey, privateKeyPemToDer);
+      const caKey = readKeyFile(flags.caKey, privateKeyPemToDer);
       const signer = generateSignerKeyPair();
       let issued: Awaited<ReturnType<typeof issueCertificate>>;
       try {
@@ -170,7 +144,7 @@ export function registerPrivopCommands(program: Command): void {
     .requiredOption('--ca-key <file>', 'the CA private key (ca.key)')
     .requiredOption('--ca-cert <file>', 'the CA certificate (ca.pem)')
     .requiredOption('--out <file>', 'the revocation list to write (PEM); an existing one there is extended')
-    .option('--serial <hex>', 'the serial of the certificate to revoke (issue-signer prints it); none: just re-issue the list', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--serial <hex>', 'the serial of the certificate to revoke (issue-signer prints it); none: just re-issue the list', collect, [] as string[])
     .option('--reason <reason>', 'keyCompromise, affiliationChanged or privilegeWithdrawn', 'keyCompromise')
     .option('--days <n>', 'how long the list stays current (hosts refuse certified signers once it is out of date)', '7')
     .action(async (flags: { caKey: string; caCert: string; out: string; serial: string[]; reason: string; days: string }) => {
@@ -182,14 +156,14 @@ export function registerPrivopCommands(program: Command): void {
         if (!/^(0x)?[0-9a-fA-F]{1,40}$/.test(serial)) throw new UserError('ValidationException', `--serial must be a hex serial number; got '${serial}'.`);
         return normalizeHexSerial(serial.replace(/^0x/, ''));
       });
-      const [caDer] = pemCertificatesToDer(readInput(flags.caCert, 'the CA certificate').toString('utf8'));
+      const [caDer] = pemCertificatesToDer(readInputFile(flags.caCert, 'the CA certificate').toString('utf8'));
       if (!caDer) throw new UserError('ValidationException', `${flags.caCert} holds no PEM certificate.`);
       const now = new Date();
       let entries: RevocationEntry[] = [];
       let number = 1n;
       if (existsSync(flags.out)) {
         // The list there must be this CA's: extending a list signed by another CA, or a forged one, would launder it.
-        const current = await verifyRevocationList(revocationListDer(readInput(flags.out, 'the revocation list')), caDer, null)
+        const current = await verifyRevocationList(revocationListDer(readInputFile(flags.out, 'the revocation list')), caDer, null)
           .catch((error: Error) => { throw new UserError('InvalidRevocationList', `${flags.out}: ${error.message}.`); });
         entries = current.entries;
         number = (current.number ?? 0n) + 1n;
@@ -198,7 +172,7 @@ export function registerPrivopCommands(program: Command): void {
       for (const serial of serials) {
         if (!listed.has(serial)) entries.push({ serial, revokedAt: now, reason: flags.reason as RevocationReason });
       }
-      const caKey = keyFile(flags.caKey, privateKeyPemToDer);
+      const caKey = readKeyFile(flags.caKey, privateKeyPemToDer);
       let crl: Buffer;
       try {
         crl = await createRevocationList({ authority: { certificateDer: caDer, privateKeyPkcs8: caKey.pkcs8 }, entries, thisUpdate: now,
@@ -219,9 +193,9 @@ export function registerPrivopCommands(program: Command): void {
     .option('--class <name>', 'instead of --host: any host in this class (or a class under it) may run it, each once')
     .option('--save-request <file>', 'with encryption: also write the signed request in clear here, for `privop open --request`'))
     .requiredOption('--op <operation>', 'the operation, e.g. system.snapshot, process.list, file.hash, file.read')
-    .option('--param <name=value>', 'a parameter (repeatable)', (value: string, previous: string[]) => [...previous, value], [] as string[])
+    .option('--param <name=value>', 'a parameter (repeatable)', collect, [] as string[])
     .option('--param-file <name=path>', 'a parameter read from a file, base64-encoded (e.g. contentBase64 for patch.apply; repeatable)',
-      (value: string, previous: string[]) => [...previous, value], [] as string[])
+      collect, [] as string[])
     .requiredOption('--sign-key <file>', 'the requester\'s signing key (signer.key)')
     .requiredOption('--result-key <file>', 'the public key results are sealed to (result.pub)')
     .option('--sign-cert <file>', 'the signing key\'s certificate, then any intermediates (PEM): attached for hosts that trust its CA')
@@ -234,10 +208,10 @@ export function registerPrivopCommands(program: Command): void {
       if (flags.saveRequest && !encrypt) throw new UserError('ValidationException', '--save-request is for encrypted requests (a plain request file is already in clear).');
       const ttl = parseDurationSeconds(flags.ttl, '--ttl');
       if (ttl < 1 || ttl > MAX_PRIVOP_WINDOW_SECONDS) throw new UserError('ValidationException', '--ttl must be from 1s to 7d.');
-      const resultKey = keyFile(flags.resultKey, resultPublicKeyFromPem);
+      const resultKey = readKeyFile(flags.resultKey, resultPublicKeyFromPem);
       const now = Date.now();
       const candidate = {
-        Version: PRIVOP_REQUEST_VERSION, Operation: flags.op, Parameters: parseParameters([...flags.param, ...fileParameters(flags.paramFile)]),
+        Version: PRIVOP_REQUEST_VERSION, Operation: flags.op, Parameters: mergedParameters(parameterRecord('param', flags.param), fileParameters(flags.paramFile)),
         Target: flags.host ? { HostId: flags.host } : { Class: flags.class as string },
         NotBefore: new Date(now).toISOString(), NotAfter: new Date(now + ttl * 1000).toISOString(), Nonce: randomBytes(24).toString('base64url'),
         Requester: flags.requester ?? `${userInfo().username}@${hostname()}`, ResultKey: resultKey.toString('base64url'),
@@ -246,15 +220,15 @@ export function registerPrivopCommands(program: Command): void {
       if (!checked.success) {
         throw new UserError('ValidationException', checked.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '));
       }
-      const signKeyPem = readInput(flags.signKey, 'the key file').toString('utf8');
-      const chain = flags.signCert ? pemCertificatesToDer(readInput(flags.signCert, 'the signer certificate').toString('utf8')) : undefined;
+      const signKeyPem = readInputFile(flags.signKey, 'the key file').toString('utf8');
+      const chain = flags.signCert ? pemCertificatesToDer(readInputFile(flags.signCert, 'the signer certificate').toString('utf8')) : undefined;
       if (chain && chain.length === 0) throw new UserError('ValidationException', `${flags.signCert} holds no PEM certificate.`);
       const leaf = chain?.[0];
-      if (leaf && !keyFile(flags.signKey, publicKeyPemToDer).equals(describeCertificate(leaf).publicKeyDer)) {
+      if (leaf && !readKeyFile(flags.signKey, publicKeyPemToDer).equals(describeCertificate(leaf).publicKeyDer)) {
         throw new UserError('InvalidKey', `${flags.signCert} certifies another key than ${flags.signKey}.`);
       }
       // The signature names the certificate (x5t#S256): the host judges the request under that one only.
-      const signature = await keyFile(flags.signKey, () => signDetachedJws(signKeyPem, canonicalJson(checked.data), PRIVOP_JWS_TYPE, leaf));
+      const signature = await readKeyFile(flags.signKey, () => signDetachedJws(signKeyPem, canonicalJson(checked.data), PRIVOP_JWS_TYPE, leaf));
       const certificates = chain?.map(certificateToPem);
       const file: PrivopRequestFile = { Request: checked.data, Signature: signature, ...(certificates ? { Certificates: certificates } : {}) };
       const text = `${JSON.stringify(file, null, 2)}\n`;
@@ -272,7 +246,7 @@ export function registerPrivopCommands(program: Command): void {
     .argument('[request-file]', 'the request file from `privop request`')
     .option('--agent <socket>', 'the agent\'s Unix socket on the target host'))
     .action(async (requestFile: string | undefined, flags: { agent?: string } & RelayDeliveryFlags) => {
-      if (flags.relay || flags.relayId) return deliverThroughRelay(requestFile, (path) => readInput(path, 'the request file'), flags);
+      if (flags.relay || flags.relayId) return deliverThroughRelay(requestFile, (path) => readInputFile(path, 'the request file'), flags);
       if (!flags.agent || !requestFile) throw new UserError('ValidationException', 'Give a request file and --agent SOCKET, or --relay.');
       // Checked for shape only: the courier cannot judge the signature, the host does (nor, encrypted, read anything but the host id).
       const value = readRequestJson(requestFile);
@@ -297,7 +271,7 @@ export function registerPrivopCommands(program: Command): void {
     .action(async (sealedFile: string, flags: { key: string; request?: string; out?: string } & HostTrustFlags) => {
       const request = flags.request ? readRequestToOpen(flags.request) : undefined;
       const checkCertificate = await hostCertificateCheck(flags);
-      const keys = keyFile(flags.key, resultPrivateKeyFromPem);
+      const keys = readKeyFile(flags.key, resultPrivateKeyFromPem);
       try {
         const plaintext = await openSealedResultFile(sealedFile, { privateKey: keys.privateKey, publicKey: keys.publicKey, request, out: flags.out,
           checkCertificate });

@@ -3,7 +3,8 @@
 import { createReadStream, unlinkSync, type Stats } from 'node:fs';
 import { lstat, open, readdir, realpath, rename, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { Transform, Writable, type TransformCallback } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
+import { handleWriter } from '../../shared/fs.ts';
 import { pipeline } from 'node:stream/promises';
 import { isDeepStrictEqual } from 'node:util';
 import type { Command } from 'commander';
@@ -184,22 +185,6 @@ class ByteCounter extends Transform {
   }
 }
 
-/**
- * A sink that writes to an open handle and leaves it open, so the caller can fsync and close it.
- * (A FileHandle's own write stream with autoClose: false holds a reference that makes close() wait forever.)
- */
-function writeTo(handle: FileHandle): Writable {
-  const writeAll = async (chunk: Buffer) => {
-    for (let offset = 0; offset < chunk.length;) offset += (await handle.write(chunk, offset, chunk.length - offset)).bytesWritten;
-  };
-  return new Writable({
-    highWaterMark: STREAM_BUFFER,
-    write(chunk: Buffer, _encoding, callback) {
-      writeAll(chunk).then(() => callback(), callback);
-    },
-  });
-}
-
 function contextOrUndefined(context: EncryptionContext): EncryptionContext | undefined {
   return Object.keys(context).length > 0 ? context : undefined;
 }
@@ -276,7 +261,7 @@ async function reencryptFile(path: string, run: Reencryptor): Promise<Outcome> {
     const plaintext = new ByteCounter();
     const encryptor = createEncryptStream({ dataKey: newDataKey, wrappedDataKey: wrapped, context, chunkSize: header.chunkSize });
     zeroize(newDataKey);
-    await pipeline(createReadStream(path, { highWaterMark: STREAM_BUFFER }), decryptor, plaintext, encryptor, writeTo(handle));
+    await pipeline(createReadStream(path, { highWaterMark: STREAM_BUFFER }), decryptor, plaintext, encryptor, handleWriter(handle, STREAM_BUFFER));
     await handle.chmod(before.mode & 0o777);
     await handle.sync();
     await handle.close();
