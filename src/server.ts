@@ -16,7 +16,7 @@ import { SqliteAuditStore } from './shared/store/sqlite-audit.ts';
 import { SqliteFleetStore } from './shared/store/sqlite-fleet.ts';
 import {
   createFleetHttpHandler, FleetPushHub, FleetService, fleetApiOperations, FLEET_TARGET_PREFIX, KeyRingDistributor, startAgentListener,
-  type RunningAgentListener,
+  type AccountCertificateIssuer, type RunningAgentListener,
 } from './services/fleet/index.ts';
 import {
   AttestationService, attestAgentRoutes, attestApiOperations, createCertificateStatusHandler, createVerifierDiscoveryHandler,
@@ -178,16 +178,18 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       attestsWithTpm: (accountId, className) => attestation.attestsWithTpm(accountId, className),
       makeCredential: (ekPublic, akName, secret) => attestation.makeEnrolmentCredential(ekPublic, akName, secret),
       adoptTpm: (host, keys) => attestation.adoptEnrolledTpm(host, keys) } });
+  // Other services get certificates from the account's fleet CA through this; the CA key stays with the fleet service.
+  const fleetIssuer: AccountCertificateIssuer = { issue: (accountId, input) => fleetService.issueWithAccountAuthority(accountId, input) };
   let publicUrl = config.attestation.publicUrl;
   const attestation = new AttestationService({ store: new SqliteAttestStore(store), fleet: fleetStore, keyring, authorizer, region, logger, audit,
     issuer: () => publicUrl ?? 'http://127.0.0.1', ekCaCertificates: readEkCaCertificates(config.attestation.ekCaFiles),
     // Attested host certificates and CRLs are signed by the account's fleet CA, which stays with the fleet service.
-    authority: { issue: (accountId, input) => fleetService.issueWithAccountAuthority(accountId, input),
+    authority: { ...fleetIssuer,
       signRevocationList: (accountId, input) => fleetService.signRevocationList(accountId, input) },
     attestedCertificateLifetimeMs: config.attestation.attestedCertificateLifetimeMs });
   // Hosts' privileged-operation request keys are certified by the account's fleet CA too.
   const requestKeys = new HostRequestKeyService({ store: new SqliteRequestKeyStore(store), authorizer, region, logger, audit,
-    authority: { issue: (accountId, input) => fleetService.issueWithAccountAuthority(accountId, input) } });
+    authority: fleetIssuer });
   const distributor = new KeyRingDistributor({ keys: store, fleet: fleetStore, keyring, gate: {
     context: (host) => attestation.releaseContext(host),
     // A policy that cannot be evaluated releases nothing (and says so), without holding back the host's other keys.
@@ -198,11 +200,12 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   } });
   const pushHub = new FleetPushHub({ store: fleetStore, distributor, logger });
   // The relay reaches hosts through the push hub's own event; a host that (re)connects hears of what waits for it.
-  const privops = new PrivopService({ store: new SqlitePrivopStore(store), fleet: fleetStore, keyring, authorizer, region, logger, audit,
+  const privopStore = new SqlitePrivopStore(store);
+  const privops = new PrivopService({ store: privopStore, fleet: fleetStore, keyring, authorizer, region, logger, audit,
     notifier: { notify: (hostId, data) => pushHub.notify(hostId, 'privop', data) }, maxResultBytes: config.privops.maxResultBytes });
   // The server signs campaign requests with a signer its account's fleet CA certifies (hosts trust it only if told to).
-  const campaigns = new CampaignService({ relay: privops, fleet: fleetStore, keyring, authorizer, region, logger, audit,
-    authority: { issue: (accountId, input) => fleetService.issueWithAccountAuthority(accountId, input) } });
+  const campaigns = new CampaignService({ relay: privops, store: privopStore, fleet: fleetStore, keyring, authorizer, region, logger, audit,
+    authority: fleetIssuer });
   pushHub.onAttach((host) => {
     privops.announceTo(host).catch((error: unknown) => logger.error({ err: error, hostId: host.hostId }, 'relayed requests could not be announced'));
   });

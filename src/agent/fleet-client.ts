@@ -122,6 +122,9 @@ export async function enrollWithTpm(state: AgentState, serverUrl: string, tpm: T
   });
 }
 
+/** The kept-alive connections calls use (one per certificate: renewal makes a new one). */
+const callAgent = () => new HttpsAgent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 1, timeout: 60_000 });
+
 export interface FleetClientEvents {
   /** The server says this host is removed or quarantined: wipe everything. */
   onRevoked(reason: string): void;
@@ -148,7 +151,7 @@ export class FleetClient {
    * Calls (acks, evidence every interval) reuse kept-alive connections: a mutual-TLS handshake per
    * call cost the verifier two thirds more CPU per attestation round.
    */
-  #callAgent = new HttpsAgent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 1, timeout: 60_000 });
+  #callAgent = callAgent();
   connected = false;
 
   constructor(options: { state: AgentState; ring: AgentKeyRing; logger: Logger; events: FleetClientEvents; identity: AgentIdentity }) {
@@ -392,7 +395,7 @@ export class FleetClient {
       this.#streamOptions = undefined;
       // Kept-alive connections still present the old certificate, which the server now refuses.
       this.#callAgent.destroy();
-      this.#callAgent = new HttpsAgent({ keepAlive: true, maxSockets: 2, maxFreeSockets: 1, timeout: 60_000 });
+      this.#callAgent = callAgent();
       this.#logger.info({ notAfter: identity.CertificateExpiresAt }, 'host certificate renewed');
       // The stream still runs on the old certificate, which the server no longer accepts: reconnect with the new one.
       this.#abort?.();

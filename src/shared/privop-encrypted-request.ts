@@ -16,6 +16,7 @@
 import { z } from 'zod';
 import { hpkeOpen, hpkeSeal, requestKeyId, HPKE_ENCAPSULATED_KEY_LENGTH } from './crypto/index.ts';
 import { UserError } from './errors.ts';
+import { zodReason } from './privop-wire.ts';
 
 export const ENCRYPTED_PRIVOP_REQUEST_VERSION = 1;
 export const PRIVOP_REQUEST_ENCRYPTION_INFO = 'trustplane-privop-request-v1';
@@ -42,12 +43,11 @@ export function isEncryptedPrivopRequest(value: unknown): boolean {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && 'Encrypted' in value;
 }
 
-const reason = (error: z.ZodError) => error.issues.map((issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`).join('; ');
 
 /** An envelope checked for shape (what a courier can check); PrivopMalformedRequest says what is wrong. */
 export function parseEncryptedPrivopRequest(value: unknown): EncryptedPrivopRequest {
   const parsed = encryptedPrivopRequestSchema.safeParse(value);
-  if (!parsed.success) throw new UserError('PrivopMalformedRequest', `The encrypted request is malformed: ${reason(parsed.error)}.`);
+  if (!parsed.success) throw new UserError('PrivopMalformedRequest', `The encrypted request is malformed: ${zodReason(parsed.error)}.`);
   return parsed.data;
 }
 

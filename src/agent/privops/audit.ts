@@ -3,6 +3,7 @@
 import { appendFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../../shared/log.ts';
+import type { PrivopChannel } from './executor.ts';
 
 export const PRIVOP_AUDIT_FILE = 'privop-audit.jsonl';
 
@@ -11,7 +12,7 @@ export interface PrivopAuditEntry {
   /** aborted: accepted and started, but the sealed result did not leave whole (the courier went away, or sealing failed). */
   Outcome: 'accepted' | 'refused' | 'failed' | 'aborted';
   /** How the request reached the host: its local socket or the server relay. */
-  Channel?: 'socket' | 'relay';
+  Channel?: PrivopChannel;
   /** The request came encrypted to the host's request key. */
   Encrypted?: boolean;
   /** The refusal's or the failure's error code. */

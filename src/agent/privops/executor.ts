@@ -139,7 +139,7 @@ export class PrivopExecutor {
     this.#nonces = options.trust ? new PrivopNonceStore(options.state.dir, PRIVOP_CLOCK_SKEW_MS) : undefined;
   }
 
-  async #verify(parsed: ParsedPrivopRequest, trust: PrivopTrust, at: Date, entry: PrivopAuditEntry): Promise<TrustedSigner> {
+  async #verify(parsed: ParsedPrivopRequest, trust: PrivopTrust, at: Date, hostId: string | undefined, entry: PrivopAuditEntry): Promise<TrustedSigner> {
     const { request, file } = parsed;
     const header = detachedJwsHeader(file.Signature);
     if (!header) throw denied('PrivopBadSignature', 'The signature is not a detached compact JWS.');
@@ -169,15 +169,16 @@ export class PrivopExecutor {
     }
     if (at.getTime() < notBefore - PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopNotYetValid', `The request is valid from ${request.NotBefore}.`);
     if (at.getTime() > notAfter + PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopExpired', `The request expired at ${request.NotAfter}.`);
+    const membership = this.#requestKey?.membership() ?? { classes: [] };
     if ('Class' in request.Target) {
       // Membership is judged offline from what the server last said: not from a memory older than any request may live.
-      const received = this.#requestKey?.classesReceivedAt();
+      const received = membership.receivedAt;
       if (!received || at.getTime() - received.getTime() > MAX_PRIVOP_WINDOW_SECONDS * 1000) {
         throw denied('PrivopWrongHost', `This host's classes were last confirmed ${received ? `at ${received.toISOString()}` : 'never'}: `
           + 'it judges no class request until its agent connects to the server again.');
       }
     }
-    const wrongHost = targetMismatch(request.Target, { hostId: this.#state.identity()?.HostId, classes: this.#requestKey?.classes() ?? [] });
+    const wrongHost = targetMismatch(request.Target, { hostId, classes: membership.classes });
     if (wrongHost) throw denied('PrivopWrongHost', wrongHost);
     if (!mayRequest(signer, request.Operation)) {
       throw denied('PrivopNotPermitted', `Signer ${signer.name} may not request ${request.Operation}.`);
@@ -196,16 +197,18 @@ export class PrivopExecutor {
     const entry: PrivopAuditEntry = { Time: at.toISOString(), Outcome: 'refused', Channel: channel };
     let parsed: ParsedPrivopRequest;
     let prepared: PreparedOperation;
+    // Read once per request: the host id never changes, and every check below needs it.
+    const hostId = this.#state.identity()?.HostId;
     try {
       if (!this.#trust || !this.#nonces) {
         throw new UserError('PrivopNotConfigured', 'This agent trusts no signer of privileged operations (start it with --privop-trust FILE).', 403);
       }
-      parsed = parsePrivopRequestFile(await openRequestFile(requestFile, { hostId: this.#state.identity()?.HostId, requestKey: this.#requestKey }, entry));
+      parsed = parsePrivopRequestFile(await openRequestFile(requestFile, { hostId, requestKey: this.#requestKey }, entry));
       const { request } = parsed;
       Object.assign(entry, { RequestDigest: parsed.digest.toString('base64url'), Operation: request.Operation,
         ParameterNames: Object.keys(request.Parameters).sort(), Target: request.Target, Requester: request.Requester, Nonce: request.Nonce,
         NotAfter: request.NotAfter });
-      await this.#verify(parsed, this.#trust, at, entry);
+      await this.#verify(parsed, this.#trust, at, hostId, entry);
       prepared = this.#registry.prepare(request.Operation, request.Parameters);
       if (!this.#nonces.use(request.Nonce, new Date(request.NotAfter), at)) {
         throw denied('PrivopReplay', 'This request (its nonce) was used already.');

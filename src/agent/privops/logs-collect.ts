@@ -2,10 +2,11 @@
 // Must never read outside the allowed roots (symbolic links are resolved before the check), nor more than the byte caps.
 import { constants } from 'node:fs';
 import { open, readdir, realpath } from 'node:fs/promises';
-import { join, sep } from 'node:path';
+import { join } from 'node:path';
 import { UserError } from '../../shared/errors.ts';
 import { integerParameter, onlyParameters, pathParameter, stringParameter } from './parameters.ts';
 import { defineOperation, type PrivilegedOperationDefinition } from './operation.ts';
+import { within } from './protected-resources.ts';
 
 /** Always allowed; the agent's --privop-log-root adds more (the host owner decides, not the request). */
 export const DEFAULT_LOG_ROOTS = ['/var/log'];
@@ -23,7 +24,6 @@ interface CollectedFile { Path: string; Size: number; ModifiedAt: string; Lines:
 
 const refused = (message: string) => new UserError('LogPathNotAllowed', message, 403);
 
-const within = (path: string, root: string) => path === root || path.startsWith(root.endsWith(sep) ? root : `${root}${sep}`);
 
 /** The last `lines` lines of an open file (and whether the byte cap cut them short). */
 async function tail(handle: Awaited<ReturnType<typeof open>>, size: number, lines: number, maxBytes: number) {

@@ -2,7 +2,7 @@
 // keys) and its own state and trust configuration (keys, nonces, the trust file and what it names).
 // Must never judge a path by its spelling alone: links and /proc views are resolved before the comparison.
 import { realpathSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { UserError } from '../../shared/errors.ts';
 import type { PrivopParameters } from '../../shared/privop-wire.ts';
 
@@ -19,7 +19,8 @@ export function resolvedPath(path: string): string {
   }
 }
 
-const within = (path: string, root: string) => path === root || path.startsWith(root.endsWith('/') ? root : `${root}/`);
+/** Whether `path` is `root` or inside it (both already resolved). */
+export const within = (path: string, root: string) => path === root || path.startsWith(root.endsWith(sep) ? root : `${root}${sep}`);
 
 export class ProtectedResources {
   readonly #pids: ReadonlySet<number>;

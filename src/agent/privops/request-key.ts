@@ -54,15 +54,14 @@ export class HostRequestKey {
     return privateKey ? { publicKey: x25519PublicKeyOf(privateKey), privateKey } : undefined;
   }
 
-  /** When the server last told this host its classes (undefined: never). */
-  classesReceivedAt(): Date | undefined {
-    const at = Date.parse(this.#state.hostClasses()?.ReceivedAt ?? '');
-    return Number.isFinite(at) ? new Date(at) : undefined;
-  }
-
-  /** The host's classes as the server last said them (stale while the agent has not connected since a change). */
-  classes(): string[] {
-    return this.#state.hostClasses()?.Classes ?? [];
+  /**
+   * The host's classes as the server last said them, and when (undefined: never). Stale while the agent has not
+   * connected since a change.
+   */
+  membership(): { classes: string[]; receivedAt?: Date } {
+    const saved = this.#state.hostClasses();
+    const at = Date.parse(saved?.ReceivedAt ?? '');
+    return { classes: saved?.Classes ?? [], ...(Number.isFinite(at) ? { receivedAt: new Date(at) } : {}) };
   }
 
   status(): RequestKeyStatus {

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { certificatesFromPem, importSignerPublicKey } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { resolvedPath } from './protected-resources.ts';
-import { PRIVOP_CAMPAIGN_SIGNER_SUBJECT, type PrivopParameters } from '../../shared/privop-wire.ts';
+import { PRIVOP_CAMPAIGN_SIGNER_SUBJECT, zodReason, type PrivopParameters } from '../../shared/privop-wire.ts';
 
 const operationName = z.string().regex(/^(\*|[a-z][a-z0-9-]*(\.[a-z][a-z0-9-]*)+)$/, 'an operation name or "*"');
 const parameterName = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,63}$/, 'a parameter name');
@@ -163,7 +163,7 @@ export async function loadPrivopTrust(file: string): Promise<PrivopTrust> {
   const files = [resolve(file)];
   const parsed = trustFileSchema.safeParse(value);
   if (!parsed.success) {
-    throw broken(file, parsed.error.issues.map((issue) => `${issue.path.join('.') || '(file)'}: ${issue.message}`).join('; '));
+    throw broken(file, zodReason(parsed.error));
   }
   const signers = new Map<string, TrustedSigner>();
   for (const [index, entry] of parsed.data.signers.entries()) {

@@ -8,7 +8,7 @@ import type { Authorizer, Caller, ConditionValue } from '../../shared/auth/index
 import {
   checkEndorsementCertificate, constantTimeEqual, endorsementKeyFingerprint, generateAsymmetricPair, hkdf, makeCredential, parseTpmPublic, publicJwk, randomBytes, randomUuid, sha256, sha256Hex,
   signDetached, signJwt, TpmFormatError, verifyDetached, zeroize, type Keyring, type TpmPublic,
-  certificateToPem, CertificateRequestError, normalizeHexSerial, parseCertificateRequest, type IssueCertificateInput, type IssuedCertificate,
+  certificateToPem, CertificateRequestError, normalizeHexSerial, parseCertificateRequest,
   type ParsedCertificateRequest, type RevocationListInput,
 } from '../../shared/crypto/index.ts';
 import { attestedHostUri, hostUri } from '../../shared/fleet-wire.ts';
@@ -19,7 +19,7 @@ import {
   HOST_REMOVED_REASON, SECRET_PURPOSES, type AttestationStatus, type AttestStore, type ClassAttestationSettings, type CorrectiveAction, type FleetStore,
   type HostAttestationRecord, type HostClassRecord, type HostRecord, type HostVaultRecord, type VerdictWrite, type VerifierKeyRecord,
 } from '../../shared/store/index.ts';
-import { classArn, classesByName, hostArn, lineage, parseClassName } from '../fleet/index.ts';
+import { classArn, classesByName, hostArn, lineage, parseClassName, type AccountCertificateIssuer } from '../fleet/index.ts';
 import { appraise, type Appraisal } from './domain/appraisal.ts';
 import { parseOperationalReport, expectedFromReport, type AttestationFailure, type ReportedOperational } from './domain/operational.ts';
 import {
@@ -108,8 +108,7 @@ export interface AttestationServiceOptions {
 }
 
 /** What the verifier needs of the account's fleet CA: signing, never the key. */
-export interface AccountAuthority {
-  issue(accountId: string, input: Omit<IssueCertificateInput, 'authority'>): Promise<IssuedCertificate & { authorityDer: Buffer }>;
+export interface AccountAuthority extends AccountCertificateIssuer {
   /** Undefined when the account has no CA yet. */
   signRevocationList(accountId: string, input: Omit<RevocationListInput, 'authority'>): Promise<Buffer | undefined>;
 }

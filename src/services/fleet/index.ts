@@ -3,7 +3,7 @@ import type { AwsJsonOperation } from '../../shared/http/index.ts';
 import type { FleetService } from './service.ts';
 import { fleetOperations } from './routes/operations.ts';
 
-export { FleetService, joinTokenHash } from './service.ts';
+export { FleetService, joinTokenHash, type AccountCertificateIssuer } from './service.ts';
 export { FleetPushHub } from './push.ts';
 export { KeyRingDistributor, type KeyReleaseGate } from './distribution.ts';
 export { startAgentListener, defineAgentRoute, type AgentRoute, type RunningAgentListener } from './routes/agent-listener.ts';

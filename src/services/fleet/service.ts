@@ -175,6 +175,11 @@ export function joinTokenHash(token: string): Buffer {
   return sha256(token);
 }
 
+/** Certificates from an account's fleet CA for other services (attested hosts, request keys, the campaign signer): signing, never the key. */
+export interface AccountCertificateIssuer {
+  issue(accountId: string, input: Omit<IssueCertificateInput, 'authority'>): Promise<IssuedCertificate & { authorityDer: Buffer }>;
+}
+
 export class FleetService {
   readonly #options: FleetServiceOptions;
   readonly #now: () => Date;

@@ -148,7 +148,11 @@ function policyAsksAboutHosts(policy: string): boolean {
   return false;
 }
 
+/** Distinct policy texts whose tp:* answer is kept: a fleet push asks per host and key, and policies are few. */
+const HOST_POLICY_CACHE_ENTRIES = 1024;
+
 export class KeyService {
+  readonly #hostPolicies = new Map<string, boolean>();
   readonly #store: Store;
   readonly #authorizer: Authorizer;
   readonly #keyring: Keyring;
@@ -203,7 +207,13 @@ export class KeyService {
   async releasableToHost(keyId: string, host: { hostId: string; accountId: string }, conditionKeys: Record<string, ConditionValue>): Promise<boolean> {
     const key = await this.#store.getKey(keyId);
     if (!key) return false;
-    if (!policyAsksAboutHosts(key.policy)) return true;
+    let asks = this.#hostPolicies.get(key.policy);
+    if (asks === undefined) {
+      asks = policyAsksAboutHosts(key.policy);
+      if (this.#hostPolicies.size >= HOST_POLICY_CACHE_ENTRIES) this.#hostPolicies.clear();
+      this.#hostPolicies.set(key.policy, asks);
+    }
+    if (!asks) return true;
     // Hosts are principals of their account, as policies name them: arn:aws:iam::ACCOUNT:host/ID.
     const arn = `arn:aws:iam::${host.accountId}:host/${host.hostId}`;
     const caller: Caller = { principalArn: arn, identityArn: arn, accountId: host.accountId, kind: 'host', accessKeyId: '',

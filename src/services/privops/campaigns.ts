@@ -6,13 +6,13 @@ import type { AuditLog } from '../../shared/audit/index.ts';
 import type { Authorizer, Caller } from '../../shared/auth/index.ts';
 import {
   canonicalJson, certificatesFromPem, certificateToPem, generateSignerKeyPair, publicKeyPemToDer, randomBytes, randomUuid, signDetachedJws, zeroize,
-  type IssueCertificateInput, type IssuedCertificate, type Keyring,
+  type Keyring,
 } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import type { Logger } from '../../shared/log.ts';
 import { privopRequestDigest, PRIVOP_JWS_TYPE, type PrivopParameters, type PrivopRequestFile } from '../../shared/privop-wire.ts';
-import { SECRET_PURPOSES, type CampaignSignerRecord, type FleetStore } from '../../shared/store/index.ts';
-import { classArn, classesByName, parseClassName } from '../fleet/index.ts';
+import { SECRET_PURPOSES, type CampaignSignerRecord, type FleetStore, type PrivopStore } from '../../shared/store/index.ts';
+import { classArn, classesByName, parseClassName, type AccountCertificateIssuer } from '../fleet/index.ts';
 import { describeRelay } from './domain/relay.ts';
 import { CAMPAIGN_SIGNER_COMMON_NAME, campaignHosts, campaignRequest, MAX_CAMPAIGN_HOSTS } from './domain/campaign.ts';
 import { RESULT_UPLOAD_GRACE_MS } from './domain/relay.ts';
@@ -21,11 +21,6 @@ import type { PrivopService } from './service.ts';
 const SIGNER_VALIDITY_DAYS = 397;
 /** A signer certificate this close to its end is replaced before it signs again. */
 const SIGNER_RENEW_BEFORE_MS = 30 * 86_400_000;
-
-/** Signing with the account's fleet CA (the fleet service keeps it): never the CA key itself. */
-export interface CampaignAuthority {
-  issue(accountId: string, input: Omit<IssueCertificateInput, 'authority'>): Promise<IssuedCertificate & { authorityDer: Buffer }>;
-}
 
 export interface CampaignInput {
   Class: string;
@@ -48,18 +43,20 @@ function randomBelow(bound: number): number {
 
 export class CampaignService {
   readonly #relay: PrivopService;
+  readonly #store: PrivopStore;
   readonly #fleet: FleetStore;
   readonly #keyring: Keyring;
   readonly #authorizer: Authorizer;
-  readonly #authority: CampaignAuthority;
+  readonly #authority: AccountCertificateIssuer;
   readonly #region: string;
   readonly #audit?: AuditLog;
   readonly #logger: Logger;
   readonly #now: () => Date;
 
-  constructor(options: { relay: PrivopService; fleet: FleetStore; keyring: Keyring; authorizer: Authorizer; authority: CampaignAuthority;
+  constructor(options: { relay: PrivopService; store: PrivopStore; fleet: FleetStore; keyring: Keyring; authorizer: Authorizer; authority: AccountCertificateIssuer;
     region: string; logger: Logger; audit?: AuditLog; now?: () => Date }) {
     this.#relay = options.relay;
+    this.#store = options.store;
     this.#fleet = options.fleet;
     this.#keyring = options.keyring;
     this.#authorizer = options.authorizer;
@@ -72,7 +69,7 @@ export class CampaignService {
 
   /** The account's campaign signer, made (key wrapped under the domain key) on first use and re-certified near its end. */
   async #signer(accountId: string): Promise<CampaignSignerRecord> {
-    const existing = await this.#relay.store.getCampaignSigner(accountId);
+    const existing = await this.#store.getCampaignSigner(accountId);
     if (existing && existing.notAfter.getTime() - this.#now().getTime() > SIGNER_RENEW_BEFORE_MS) return existing;
     const pair = generateSignerKeyPair();
     const issued = await this.#authority.issue(accountId, { subjectPublicKeyDer: publicKeyPemToDer(pair.publicKeyPem),
@@ -81,7 +78,7 @@ export class CampaignService {
     try {
       const record: CampaignSignerRecord = { accountId, certificatePem: certificateToPem(issued.certificateDer), notAfter: issued.notAfter,
         privateKey: await this.#keyring.wrapSecret(SECRET_PURPOSES.privopCampaignSigner, accountId, secret), createdAt: this.#now() };
-      return await this.#relay.store.putCampaignSigner(record, existing !== undefined);
+      return await this.#store.putCampaignSigner(record, existing !== undefined);
     } finally {
       zeroize(secret);
     }
@@ -144,9 +141,9 @@ export class CampaignService {
   async describeCampaign(caller: Caller, campaignId: string) {
     await this.#authorizer.require(caller, { action: 'privop:DescribeCampaign',
       resource: `arn:aws:trustplane:${this.#region}:${caller.accountId}:privop-campaign/${campaignId}`, resourceAccountId: caller.accountId });
-    const campaign = await this.#relay.store.getCampaign(campaignId);
+    const campaign = await this.#store.getCampaign(campaignId);
     if (!campaign || campaign.accountId !== caller.accountId) throw new UserError('NotFoundException', `No campaign ${campaignId} in this account.`, 404);
-    const relays = (await this.#relay.store.relaysOfCampaign(campaignId)).map(describeRelay);
+    const relays = (await this.#store.relaysOfCampaign(campaignId)).map(describeRelay);
     const counts: Record<string, number> = { pending: 0, delivered: 0, completed: 0, refused: 0, expired: 0 };
     for (const relay of relays) counts[relay.Status] = (counts[relay.Status] ?? 0) + 1;
     return { CampaignId: campaignId, Class: campaign.className, Operation: campaign.operation, StartedBy: campaign.startedBy,

@@ -8,8 +8,7 @@ import { privopOperations } from './routes/operations.ts';
 import { requestKeyOperations } from './routes/request-key.ts';
 
 export { PrivopService, DEFAULT_MAX_RESULT_BYTES, type HostNotifier } from './service.ts';
-export { CampaignService, type CampaignAuthority } from './campaigns.ts';
-export { CAMPAIGN_SIGNER_SUBJECT } from './domain/campaign.ts';
+export { CampaignService } from './campaigns.ts';
 export { PRIVOP as PRIVOP_TARGET_PREFIX, privopAgentRoutes } from './routes/operations.ts';
 export { HostRequestKeyService, type HostRequestKeyView } from './request-key-service.ts';
 export { requestKeyAgentRoutes } from './routes/request-key.ts';

@@ -5,14 +5,14 @@ import type { AuditLog } from '../../shared/audit/index.ts';
 import type { Authorizer, Caller } from '../../shared/auth/index.ts';
 import {
   certificateToPem, constantTimeEqual, importPublicKeyDer, randomUuid, requestKeyId, sha256Hex, verifyMessage, x25519PublicKeySpki,
-  HPKE_PUBLIC_KEY_LENGTH, type IssueCertificateInput, type IssuedCertificate,
+  HPKE_PUBLIC_KEY_LENGTH,
 } from '../../shared/crypto/index.ts';
 import { UserError } from '../../shared/errors.ts';
 import { hostUri } from '../../shared/fleet-wire.ts';
 import type { Logger } from '../../shared/log.ts';
 import { requestKeyProofMessage, type RequestKeyRegistration } from '../../shared/privop-encrypted-request.ts';
 import type { HostRecord, HostRequestKeyRecord, RequestKeyStore } from '../../shared/store/index.ts';
-import { hostArn } from '../fleet/index.ts';
+import { hostArn, type AccountCertificateIssuer } from '../fleet/index.ts';
 
 const DAY_MS = 86_400_000;
 export const DEFAULT_REQUEST_KEY_CERTIFICATE_LIFETIME_MS = 30 * DAY_MS;
@@ -20,12 +20,11 @@ export const DEFAULT_REQUEST_KEY_CERTIFICATE_LIFETIME_MS = 30 * DAY_MS;
 export interface HostRequestKeyServiceOptions {
   store: RequestKeyStore;
   /** Signs with the account's fleet CA (the fleet service keeps it). */
-  authority: { issue(accountId: string, input: Omit<IssueCertificateInput, 'authority'>): Promise<IssuedCertificate & { authorityDer: Buffer }> };
+  authority: AccountCertificateIssuer;
   authorizer: Authorizer;
   region: string;
   logger: Logger;
   audit?: AuditLog;
-  certificateLifetimeMs?: number;
   now?: () => Date;
 }
 
@@ -50,9 +49,6 @@ export class HostRequestKeyService {
     this.#now = options.now ?? (() => new Date());
   }
 
-  get #lifetimeMs(): number {
-    return this.#options.certificateLifetimeMs ?? DEFAULT_REQUEST_KEY_CERTIFICATE_LIFETIME_MS;
-  }
 
   /**
    * Registers the request key of an authenticated host. The same key again is answered with its certificate (a new one only
@@ -67,10 +63,10 @@ export class HostRequestKeyService {
     const now = this.#now();
     const existing = await this.#options.store.getRequestKey(host.hostId);
     const sameKey = existing !== undefined && constantTimeEqual(existing.publicKey, publicKey);
-    if (existing && sameKey && existing.notAfter.getTime() - now.getTime() > this.#lifetimeMs / 2) return this.#registration(existing, host);
+    if (existing && sameKey && existing.notAfter.getTime() - now.getTime() > DEFAULT_REQUEST_KEY_CERTIFICATE_LIFETIME_MS / 2) return this.#registration(existing, host);
 
     const issued = await this.#options.authority.issue(host.accountId, { subjectPublicKeyDer: x25519PublicKeySpki(publicKey), commonName: host.hostId,
-      usage: 'privop-request-key', uris: [hostUri(host.accountId, host.hostId)], validityDays: this.#lifetimeMs / DAY_MS, now });
+      usage: 'privop-request-key', uris: [hostUri(host.accountId, host.hostId)], validityDays: DEFAULT_REQUEST_KEY_CERTIFICATE_LIFETIME_MS / DAY_MS, now });
     const record: HostRequestKeyRecord = { hostId: host.hostId, accountId: host.accountId, publicKey, keyId: requestKeyId(publicKey),
       certificateDer: issued.certificateDer, serial: issued.serialNumber, notAfter: issued.notAfter,
       registeredAt: sameKey && existing ? existing.registeredAt : now, certifiedAt: now };

@@ -57,10 +57,6 @@ export class PrivopService {
     this.#maxResultBytes = options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES;
   }
 
-  get store(): PrivopStore {
-    return this.#options.store;
-  }
-
   async start(): Promise<void> {
     this.#tailSeq = await this.#options.store.latestRelaySeq();
   }
@@ -81,7 +77,7 @@ export class PrivopService {
   }
 
   /** A host of the caller's account, active; otherwise a 404 that says nothing of other accounts. */
-  async hostOfAccount(accountId: string, hostId: string): Promise<HostRecord> {
+  async #hostOfAccount(accountId: string, hostId: string): Promise<HostRecord> {
     const host = await this.#options.fleet.findHost(hostId);
     if (!host || host.accountId !== accountId) throw new UserError('NotFoundException', `No host ${hostId} in this account.`, 404);
     if (host.status !== 'active') throw new UserError('ConflictException', `Host ${hostId} is ${host.status}: it runs no privileged operations.`, 409);
@@ -110,7 +106,7 @@ export class PrivopService {
     const now = this.#now();
     const submission = readSubmission(file, now, ttlSeconds);
     await this.#require(caller, 'privop:SubmitRequest', hostArn(this.#options.region, caller.accountId, submission.hostId));
-    await this.hostOfAccount(caller.accountId, submission.hostId);
+    await this.#hostOfAccount(caller.accountId, submission.hostId);
     const relayId = `r-${randomUuid()}`;
     await this.recordRelays([{ relayId, accountId: caller.accountId, hostId: submission.hostId, submittedBy: caller.principalArn,
       requestDigest: submission.digest, operation: submission.operation, createdAt: now, expiresAt: submission.expiresAt, bytes: submission.bytes }]);

@@ -7,8 +7,7 @@ import type { HostClassRecord, HostRecord } from '../../../shared/store/index.ts
 import { lineage } from '../../fleet/index.ts';
 
 /** The campaign signer's certificate subject: hosts narrow their "server" trust entry to it. */
-export const CAMPAIGN_SIGNER_SUBJECT = PRIVOP_CAMPAIGN_SIGNER_SUBJECT;
-export const CAMPAIGN_SIGNER_COMMON_NAME = CAMPAIGN_SIGNER_SUBJECT.replace(/^CN=/, '');
+export const CAMPAIGN_SIGNER_COMMON_NAME = PRIVOP_CAMPAIGN_SIGNER_SUBJECT.replace(/^CN=/, '');
 export const MAX_CAMPAIGN_HOSTS = 10_000;
 
 /** Active hosts of `className` or a class nested in it, by host id; a sample of `sample` of them when given. */

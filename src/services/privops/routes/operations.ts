@@ -4,7 +4,8 @@
 import { z } from 'zod';
 import { defineOperation, fields } from '../../../shared/http/index.ts';
 import { defineAgentRoute, type AgentRoute } from '../../fleet/index.ts';
-import { privopParameterValue } from '../../../shared/privop-wire.ts';
+import { MAX_PRIVOP_WINDOW_SECONDS, privopParameterValue } from '../../../shared/privop-wire.ts';
+import { MAX_CAMPAIGN_HOSTS } from '../domain/campaign.ts';
 import type { CampaignService } from '../campaigns.ts';
 import { MAX_RESULT_SLICE_BYTES, MAX_UPLOAD_CHUNK_BYTES, type PrivopService } from '../service.ts';
 
@@ -14,11 +15,11 @@ const relayId = fields.text({ min: 3, max: 64, pattern: /^r-[0-9a-f-]+$/ });
 
 const campaignInput = z.object({
   Class: fields.text({ min: 1, max: 512 }),
-  Sample: fields.integer({ min: 1, max: 10_000 }).optional(),
+  Sample: fields.integer({ min: 1, max: MAX_CAMPAIGN_HOSTS }).optional(),
   Operation: fields.text({ min: 1, max: 64 }),
   Parameters: z.record(privopParameterValue).default({}),
   ResultKey: fields.text({ min: 43, max: 43, pattern: /^[A-Za-z0-9_-]+$/ }),
-  TtlSeconds: fields.integer({ min: 60, max: 7 * 86_400 }),
+  TtlSeconds: fields.integer({ min: 60, max: MAX_PRIVOP_WINDOW_SECONDS }),
 }).strict();
 
 export function privopOperations(service: PrivopService, campaigns: CampaignService) {
@@ -39,7 +40,7 @@ export function privopOperations(service: PrivopService, campaigns: CampaignServ
     defineOperation({
       target: `${PRIVOP}.SubmitRequest`, action: 'privop:SubmitRequest',
       // Checked for shape by the service: the host judges signature and trust.
-      input: z.object({ Request: z.record(z.unknown()), TtlSeconds: fields.integer({ min: 60, max: 7 * 86_400 }).optional() }).strict(),
+      input: z.object({ Request: z.record(z.unknown()), TtlSeconds: fields.integer({ min: 60, max: MAX_PRIVOP_WINDOW_SECONDS }).optional() }).strict(),
       handle: (caller, input) => service.submit(caller, input.Request, input.TtlSeconds),
     }),
     defineOperation({

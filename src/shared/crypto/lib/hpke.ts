@@ -8,7 +8,8 @@ import { zeroize } from './bytes.ts';
 export const HPKE_PUBLIC_KEY_LENGTH = 32;
 export const HPKE_ENCAPSULATED_KEY_LENGTH = 32;
 
-const suite = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes256Gcm() });
+/** RFC 9180 DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM: the one suite every HPKE use here shares. */
+export const HPKE_SUITE = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Aes256Gcm() });
 
 export interface HpkeKeyPair {
   /** Raw X25519 public key (32 bytes). */
@@ -24,10 +25,10 @@ export interface HpkeSealed {
 }
 
 export async function generateHpkeKeyPair(): Promise<HpkeKeyPair> {
-  const pair = await suite.kem.generateKeyPair();
+  const pair = await HPKE_SUITE.kem.generateKeyPair();
   return {
-    publicKey: Buffer.from(await suite.kem.serializePublicKey(pair.publicKey)),
-    privateKey: Buffer.from(await suite.kem.serializePrivateKey(pair.privateKey)),
+    publicKey: Buffer.from(await HPKE_SUITE.kem.serializePublicKey(pair.publicKey)),
+    privateKey: Buffer.from(await HPKE_SUITE.kem.serializePrivateKey(pair.privateKey)),
   };
 }
 
@@ -38,8 +39,8 @@ export function isHpkePublicKey(bytes: Uint8Array): boolean {
 /** Encrypts to the holder of `recipientPublicKey`; `info` names the purpose, `aad` binds the context. */
 export async function hpkeSeal(recipientPublicKey: Uint8Array, plaintext: Uint8Array, info: string, aad: Uint8Array): Promise<HpkeSealed> {
   if (!isHpkePublicKey(recipientPublicKey)) throw new RangeError('HPKE public key must be 32 bytes (X25519)');
-  const recipient = await suite.kem.deserializePublicKey(new Uint8Array(recipientPublicKey));
-  const sealed = await suite.seal({ recipientPublicKey: recipient, info: Buffer.from(info, 'utf8') }, plaintext, aad);
+  const recipient = await HPKE_SUITE.kem.deserializePublicKey(new Uint8Array(recipientPublicKey));
+  const sealed = await HPKE_SUITE.seal({ recipientPublicKey: recipient, info: Buffer.from(info, 'utf8') }, plaintext, aad);
   return { enc: Buffer.from(sealed.enc), ciphertext: Buffer.from(sealed.ct) };
 }
 
@@ -48,8 +49,8 @@ export async function hpkeOpen(privateKey: Uint8Array, sealed: HpkeSealed, info:
   if (sealed.enc.length !== HPKE_ENCAPSULATED_KEY_LENGTH) throw new CiphertextError();
   const copy = new Uint8Array(privateKey);
   try {
-    const recipientKey = await suite.kem.deserializePrivateKey(copy);
-    const opened = await suite.open({ recipientKey, enc: new Uint8Array(sealed.enc), info: Buffer.from(info, 'utf8') },
+    const recipientKey = await HPKE_SUITE.kem.deserializePrivateKey(copy);
+    const opened = await HPKE_SUITE.open({ recipientKey, enc: new Uint8Array(sealed.enc), info: Buffer.from(info, 'utf8') },
       new Uint8Array(sealed.ciphertext), aad);
     return Buffer.from(opened);
   } catch {

@@ -4,7 +4,7 @@
 import * as nodeCrypto from 'node:crypto';
 import { calculateJwkThumbprint, CompactSign, compactVerify, decodeProtectedHeader, type JWK } from 'jose';
 import { generateHpkeKeyPair } from './hpke.ts';
-import { zeroize } from './bytes.ts';
+import { sha256, zeroize } from './bytes.ts';
 import { importRawPrivateKey, importRawPublicKey } from './asymmetric.ts';
 
 export type PrivopJwsAlgorithm = 'EdDSA' | 'ES256';
@@ -137,7 +137,7 @@ export async function signDetachedJws(privateKeyPem: string, payload: Uint8Array
 
 /** RFC 7515 x5t#S256: base64url SHA-256 of a certificate's DER. */
 export function certificateThumbprint(certificateDer: Uint8Array): string {
-  return nodeCrypto.createHash('sha256').update(certificateDer).digest('base64url');
+  return sha256(certificateDer).toString('base64url');
 }
 
 /** The protected header of a detached JWS (unverified: only to pick the key), or undefined when malformed. */
