@@ -8,8 +8,7 @@ import { createInterface } from 'node:readline';
 import * as nodeCrypto from 'node:crypto';
 import http from 'node:http';
 import type { Readable } from 'node:stream';
-import { GetObjectCommand, S3Client, type GetObjectCommandInput, type GetObjectCommandOutput, type ServiceInputTypes,
-  type ServiceOutputTypes } from '@aws-sdk/client-s3';
+import { GetObjectCommand, S3Client, type GetObjectCommandInput, type GetObjectCommandOutput } from '@aws-sdk/client-s3';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { HttpRequest, HttpResponse } from '@smithy/protocol-http';
 import type { MiddlewareStack } from '@smithy/types';
@@ -101,8 +100,8 @@ export interface ZoneStack {
   backingBucket(zone: ZoneName, bucket: string): string;
   /** An @aws-sdk/client-s3 client for the proxy (path style, one attempt), with the client credentials unless given others. */
   s3(credentials?: Credentials, options?: { region?: string }): S3Client;
-  /** An @aws-sdk/client-s3 client for a backing store, with that zone's credentials. */
-  directS3(zone: ZoneName): S3Client;
+  /** An @aws-sdk/client-s3 client for a backing store, with that zone's credentials unless given others. */
+  directS3(zone: ZoneName, credentials?: Credentials): S3Client;
   /** Runs /usr/bin/aws <args> --endpoint-url <proxy> with the client credentials; never throws on a failed command. */
   aws(args: string[], options?: AwsRunOptions): Promise<RunResult>;
   /** Everything the proxy process wrote to stdout and stderr since it last started. */
@@ -289,9 +288,9 @@ export async function startZoneStack(initialOptions: ZoneStackOptions = {}): Pro
       s3: (credentials = clientCredentials, clientOptions = {}) => track(new S3Client({
         endpoint: proxy.endpoint, region: clientOptions.region ?? region, forcePathStyle: true, maxAttempts: 1, credentials,
       })),
-      directS3: (zone) => track(new S3Client({
+      directS3: (zone, credentials = backing[zone]) => track(new S3Client({
         endpoint: zones[zone].endpoint, region: zone === 'eu' ? 'eu-west-1' : 'us-east-1', forcePathStyle: true, maxAttempts: 1,
-        credentials: backing[zone],
+        credentials,
       })),
       async aws(args, runOptions = {}) {
         // Tests that use the CLI skip (or fail, under TRUSTPLANE_REQUIRE_ALL=1) on locateAwsCli() before they get here.
@@ -417,25 +416,32 @@ export async function readObject(s3: S3Client, input: GetObjectCommandInput, idl
 }
 
 /** An SDK command for the S3 client: what sendWithHeaders needs of it. */
-export interface S3CommandWithStack {
-  middlewareStack: MiddlewareStack<ServiceInputTypes, ServiceOutputTypes>;
+export interface S3CommandWithStack<Input extends object, Output extends object> {
+  middlewareStack: MiddlewareStack<Input, Output>;
 }
 
 /**
  * Sends an SDK command with extra request headers (added in the build step, before signing, so they are signed) and
- * returns the raw response headers too (the SDK drops the ones S3 does not define, e.g. x-trustplane-policy-action).
+ * returns the headers the SDK finally sent and the raw response headers (the SDK drops the ones S3 does not define,
+ * e.g. x-trustplane-policy-action).
  */
-export async function sendWithHeaders<Output extends object>(s3: S3Client, command: S3CommandWithStack,
-  extraHeaders: Record<string, string> = {}): Promise<{ output: Output; headers: Record<string, string> }> {
+export async function sendWithHeaders<Input extends object, Output extends object>(s3: S3Client, command: S3CommandWithStack<Input, Output>,
+  extraHeaders: Record<string, string> = {}): Promise<{ output: Output; headers: Record<string, string>; requestHeaders: Record<string, string> }> {
   let headers: Record<string, string> = {};
+  let requestHeaders: Record<string, string> = {};
   command.middlewareStack.add((next) => async (args) => {
     if (HttpRequest.isInstance(args.request)) Object.assign(args.request.headers, extraHeaders);
+    return next(args);
+  }, { step: 'build', name: 'trustplaneTestExtraHeaders' });
+  // The deserialize step is the innermost: it sees the request as signed and sent, and the raw response.
+  command.middlewareStack.add((next) => async (args) => {
+    if (HttpRequest.isInstance(args.request)) requestHeaders = { ...args.request.headers };
     const result = await next(args);
     if (HttpResponse.isInstance(result.response)) headers = { ...result.response.headers };
     return result;
-  }, { step: 'build', name: 'trustplaneTestHeaders' });
-  const output = await s3.send(command as Parameters<S3Client['send']>[0]) as Output;
-  return { output, headers };
+  }, { step: 'deserialize', name: 'trustplaneTestCaptureHeaders' });
+  const output = await s3.send(command as unknown as Parameters<S3Client['send']>[0]) as Output;
+  return { output, headers, requestHeaders };
 }
 
 export interface RawS3Response {
