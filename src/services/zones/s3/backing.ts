@@ -6,8 +6,8 @@ import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CopyObjectCommand, CreateBucketCommand,
   CreateMultipartUploadCommand, DeleteBucketCommand, DeleteObjectCommand, DeleteObjectsCommand, GetObjectCommand,
-  HeadBucketCommand, HeadObjectCommand, ListBucketsCommand, ListMultipartUploadsCommand, ListObjectsV2Command,
-  ListPartsCommand, PutObjectCommand, S3Client, S3ServiceException, UploadPartCommand,
+  HeadBucketCommand, HeadObjectCommand, ListBucketsCommand, ListObjectsV2Command,
+  PutObjectCommand, S3Client, S3ServiceException, UploadPartCommand,
 } from '@aws-sdk/client-s3';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { BackingZoneConfig } from '../config.ts';
@@ -31,16 +31,19 @@ export interface BackingListing {
   nextContinuationToken?: string;
 }
 
-export interface BackingPart { partNumber: number; etag: string; size: number; lastModified: Date }
-
 /** Codes the backing store may answer that mean the same to our caller; anything else is our fault (InternalError). */
 const PASSED_THROUGH = new Set<string>(['NoSuchKey', 'NoSuchBucket', 'NoSuchUpload', 'BucketNotEmpty', 'BucketAlreadyOwnedByYou',
   'BucketAlreadyExists', 'InvalidPart', 'InvalidPartOrder', 'EntityTooSmall', 'InvalidRange', 'PreconditionFailed', 'InvalidBucketName']);
+
+const KNOWN_BUCKET_TTL_MS = 30_000;
 
 export class BackingZone {
   readonly name: string;
   readonly config: BackingZoneConfig;
   readonly #client: S3Client;
+  // Buckets seen to exist, so that every PUT does not cost a HEAD per zone; a bucket deleted behind our back is
+  // noticed within the TTL (its requests then fail with NoSuchBucket from the store itself).
+  readonly #knownBuckets = new Map<string, number>();
 
   constructor(config: BackingZoneConfig) {
     this.name = config.name;
@@ -121,13 +124,16 @@ export class BackingZone {
   }
 
   deleteBucket(bucket: string): Promise<void> {
+    this.#knownBuckets.delete(bucket);
     return this.#call(async () => { await this.#client.send(new DeleteBucketCommand({ Bucket: this.bucket(bucket) })); }, { bucket });
   }
 
   /** Whether the bucket exists in this zone. */
   async hasBucket(bucket: string): Promise<boolean> {
+    if ((this.#knownBuckets.get(bucket) ?? 0) > Date.now()) return true;
     try {
       await this.#client.send(new HeadBucketCommand({ Bucket: this.bucket(bucket) }));
+      this.#knownBuckets.set(bucket, Date.now() + KNOWN_BUCKET_TTL_MS);
       return true;
     } catch (error) {
       const translated = this.#translate(error, { bucket });
@@ -219,20 +225,6 @@ export class BackingZone {
     }, { bucket, key });
   }
 
-  async listParts(bucket: string, key: string, uploadId: string): Promise<BackingPart[]> {
-    const parts: BackingPart[] = [];
-    let marker: string | undefined;
-    do {
-      const answer = await this.#call(() => this.#client.send(new ListPartsCommand({ Bucket: this.bucket(bucket), Key: key, UploadId: uploadId,
-        PartNumberMarker: marker, MaxParts: 1000 })), { bucket, key });
-      for (const part of answer.Parts ?? []) {
-        parts.push({ partNumber: part.PartNumber ?? 0, etag: part.ETag ?? '', size: part.Size ?? 0, lastModified: part.LastModified ?? new Date(0) });
-      }
-      marker = answer.IsTruncated ? answer.NextPartNumberMarker : undefined;
-    } while (marker);
-    return parts;
-  }
-
   completeMultipartUpload(bucket: string, key: string, uploadId: string, parts: Array<{ partNumber: number; etag: string }>): Promise<{ etag: string }> {
     return this.#call(async () => {
       const answer = await this.#client.send(new CompleteMultipartUploadCommand({ Bucket: this.bucket(bucket), Key: key, UploadId: uploadId,
@@ -241,16 +233,16 @@ export class BackingZone {
     }, { bucket, key });
   }
 
+  /** Aborts an upload; a store that cannot abort (s3rver) keeps the orphaned parts, which no listing of ours shows. */
   abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
     return this.#call(async () => {
-      await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket(bucket), Key: key, UploadId: uploadId }));
+      try {
+        await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket(bucket), Key: key, UploadId: uploadId }));
+      } catch (error) {
+        const name = (error as { name?: string }).name;
+        if (name === 'NotImplemented' || name === 'MethodNotAllowed' || name === 'NoSuchUpload') return;
+        throw error;
+      }
     }, { bucket, key });
-  }
-
-  listMultipartUploads(bucket: string, prefix?: string): Promise<Array<{ key: string; uploadId: string; initiated: Date }>> {
-    return this.#call(async () => {
-      const answer = await this.#client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket(bucket), Prefix: prefix || undefined }));
-      return (answer.Uploads ?? []).map((upload) => ({ key: upload.Key ?? '', uploadId: upload.UploadId ?? '', initiated: upload.Initiated ?? new Date(0) }));
-    }, { bucket });
   }
 }

@@ -19,6 +19,7 @@ export const OBJECT_FORMAT_VERSION = '1';
 export const RESERVED_PREFIX = '.trustplane-';
 export const STAGING_PREFIX = '.trustplane-staging/';
 export const UPLOADS_PREFIX = '.trustplane-uploads/';
+export const PARTS_PREFIX = '.trustplane-parts/';
 
 /** The headers S3 stores with an object besides user metadata, which the proxy keeps sealed. */
 export const STORED_HEADERS = ['cache-control', 'content-disposition', 'content-encoding', 'content-language', 'expires'] as const;

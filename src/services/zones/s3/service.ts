@@ -5,7 +5,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { DetectorMatch } from '../../../shared/data-policy/index.ts';
-import { openObjectMetadata, openObjectRange, plaintextObjectLength, sealObjectMetadata, zeroize, type EncryptionContext } from '../../../shared/crypto/index.ts';
+import { encryptedObjectLength, openObjectMetadata, openObjectRange, sealObjectMetadata, zeroize, type EncryptionContext } from '../../../shared/crypto/index.ts';
 import type { DataKeySpec, ZoneProxyConfig } from '../config.ts';
 import type { BackingObjectHead, BackingZone } from './backing.ts';
 import { decidePolicy, planPolicy, type PolicyDecision, type PolicyPlan } from './domain/policy.ts';
@@ -13,7 +13,7 @@ import { encodeObjectLayout, type ObjectLayout } from './domain/object-layout.ts
 import { S3Error } from './errors.ts';
 import {
   META_FORMAT, META_MODE, META_NAME, META_ORIGIN, META_PENDING, META_SEALED, META_WRAPPED_KEY, OBJECT_FORMAT_VERSION, STAGING_PREFIX,
-  UPLOADS_PREFIX, type ObjectView, type SealedObjectInfo,
+  PARTS_PREFIX, UPLOADS_PREFIX, type ObjectView, type SealedObjectInfo,
 } from './object-metadata.ts';
 import { ciphertextRefusal, collectBounded, ZoneObjects, type ObjectLocation } from './objects.ts';
 import { describeMatches, type PolicyAudit } from './policy-audit.ts';
@@ -43,6 +43,10 @@ export interface ListedObject { key: string; size: number; etag: string; lastMod
 
 interface UploadRecord {
   v: 1;
+  uploadId: string;
+  initiated: string;
+  /** Where the parts go: the backing name (staging, quarantine or final) in record.bucket. */
+  backingKey: string;
   mode: 'enc' | 'clear';
   /** The client bucket and key the upload completes to (the quarantine bucket for a quarantine-by-location). */
   bucket: string;
@@ -58,6 +62,9 @@ interface UploadRecord {
   sealedName?: string;
   origin?: boolean;
 }
+
+/** What the proxy recorded of an uploaded part (the backing store's ListParts is not relied upon). */
+interface PartRecord { partNumber: number; etag: string; plaintextLength: number; ciphertextLength: number; lastModified: string }
 
 function locationMatchesKey(error: unknown): boolean {
   return error instanceof S3Error && (error.code === 'NoSuchKey' || error.code === 'NoSuchBucket');
@@ -446,6 +453,10 @@ export class ZoneS3Service {
     return `${UPLOADS_PREFIX}${createHash('sha256').update(uploadId).digest('hex')}`;
   }
 
+  #partRecordPrefix(uploadId: string): string {
+    return `${PARTS_PREFIX}${createHash('sha256').update(uploadId).digest('hex')}/`;
+  }
+
   async createMultipartUpload(caller: Caller, bucket: string, key: string, input: Omit<ObjectInput, 'body' | 'length'>): Promise<string> {
     checkKey(key);
     await this.headBucket(bucket);
@@ -458,14 +469,15 @@ export class ZoneS3Service {
       : await this.#destination(decision as PolicyDecision, planned, bucket, key);
     const zone = target.location.zone;
     await this.#ensureBucket(zone, target.location.bucket);
-    const record: UploadRecord = { v: 1, mode: decision?.pass ? 'clear' : 'enc', bucket: target.location.bucket, staging: plan.needsScan,
-      keySpec: plan.keySpec, origin: target.origin || undefined };
+    await this.#ensureBucket(zone, bucket);
+    const record: UploadRecord = { v: 1, uploadId: '', initiated: new Date().toISOString(), mode: decision?.pass ? 'clear' : 'enc',
+      bucket: target.location.bucket, backingKey: target.location.backingKey, staging: plan.needsScan, keySpec: plan.keySpec,
+      origin: target.origin || undefined };
     if (zone.config.hashNames) record.sealedName = (await this.#objects.keys.sealName(bucket, key)).toString('base64');
     else record.name = key;
-    let uploadId: string;
     if (record.mode === 'clear') {
       record.clear = { contentType: input.contentType, userMetadata: input.userMetadata };
-      uploadId = await zone.createMultipartUpload(target.location.bucket, target.location.backingKey,
+      record.uploadId = await zone.createMultipartUpload(target.location.bucket, target.location.backingKey,
         { ...input.userMetadata, [META_FORMAT]: OBJECT_FORMAT_VERSION, [META_MODE]: 'clear' }, input.contentType);
     } else {
       const context = this.#objects.context(bucket, key);
@@ -477,33 +489,47 @@ export class ZoneS3Service {
       } finally {
         zeroize(dataKey.plaintext);
       }
-      uploadId = await zone.createMultipartUpload(target.location.bucket, target.location.backingKey,
+      record.uploadId = await zone.createMultipartUpload(target.location.bucket, target.location.backingKey,
         { [META_FORMAT]: OBJECT_FORMAT_VERSION, [META_MODE]: 'enc', [META_WRAPPED_KEY]: record.wrapped, [META_PENDING]: '1' });
     }
-    const recordBody = Buffer.from(JSON.stringify({ ...record, backingKey: target.location.backingKey }), 'utf8');
-    await zone.putObject(target.location.bucket, this.#uploadRecordKey(uploadId), recordBody, recordBody.length, {}, 'application/json');
-    return uploadId;
+    // The proxy keeps its own record of the upload (and, later, of each part) beside the data: stateless across
+    // restarts and replicas, and independent of which multipart listings the backing store implements.
+    const recordBody = Buffer.from(JSON.stringify(record), 'utf8');
+    await zone.putObject(bucket, this.#uploadRecordKey(record.uploadId), recordBody, recordBody.length, {}, 'application/json');
+    return record.uploadId;
+  }
+
+  async #readRecord<T>(zone: BackingZone, bucket: string, backingKey: string): Promise<T> {
+    const object = await zone.getObject(bucket, backingKey);
+    try {
+      return JSON.parse((await collectBounded(object.body, 64 * 1024)).toString('utf8')) as T;
+    } catch (error) {
+      if (error instanceof S3Error) throw error;
+      throw new S3Error('InvalidObjectState', 'A multipart upload record of the zone proxy is damaged.');
+    }
+  }
+
+  async #recordName(bucket: string, record: UploadRecord): Promise<string | undefined> {
+    if (record.name !== undefined) return record.name;
+    return record.sealedName ? this.#objects.keys.openName(bucket, Buffer.from(record.sealedName, 'base64')) : undefined;
   }
 
   /** The upload's record, from whichever zone holds it; NoSuchUpload if none, or if it belongs to another key. */
-  async #upload(bucket: string, key: string, uploadId: string): Promise<{ record: UploadRecord & { backingKey: string }; zone: BackingZone; recordBucket: string }> {
-    if (!/^[A-Za-z0-9._~+/=-]{1,1024}$/.test(uploadId)) throw new S3Error('NoSuchUpload', 'The specified upload does not exist.', { UploadId: uploadId });
-    const buckets = [bucket, ...(this.#config.quarantine ? [this.#config.quarantine.bucket] : [])];
+  async #upload(bucket: string, key: string, uploadId: string): Promise<{ record: UploadRecord; zone: BackingZone }> {
+    const missing = () => new S3Error('NoSuchUpload', 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.', { UploadId: uploadId });
+    if (uploadId.length === 0 || uploadId.length > 1024) throw missing();
     for (const zone of this.#objects.searchOrder(bucket)) {
-      for (const recordBucket of buckets) {
-        try {
-          const object = await zone.getObject(recordBucket, this.#uploadRecordKey(uploadId));
-          const record = JSON.parse((await collectBounded(object.body, 64 * 1024)).toString('utf8')) as UploadRecord & { backingKey: string };
-          const name = record.name ?? (record.sealedName ? await this.#objects.keys.openName(bucket, Buffer.from(record.sealedName, 'base64')) : undefined);
-          if (name !== key) continue;
-          return { record, zone, recordBucket };
-        } catch (error) {
-          if (locationMatchesKey(error)) continue;
-          throw error;
-        }
+      let record: UploadRecord;
+      try {
+        record = await this.#readRecord<UploadRecord>(zone, bucket, this.#uploadRecordKey(uploadId));
+      } catch (error) {
+        if (locationMatchesKey(error)) continue;
+        throw error;
       }
+      if (record.uploadId !== uploadId || await this.#recordName(bucket, record) !== key) continue;
+      return { record, zone };
     }
-    throw new S3Error('NoSuchUpload', 'The specified upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.', { UploadId: uploadId });
+    throw missing();
   }
 
   async uploadPart(bucket: string, key: string, uploadId: string, partNumber: number, body: Readable, length: number): Promise<string> {
@@ -512,36 +538,60 @@ export class ZoneS3Service {
     }
     const { record, zone } = await this.#upload(bucket, key, uploadId);
     const location = { zone, bucket: record.bucket, backingKey: record.backingKey };
+    let etag: string;
+    let ciphertextLength = length;
     if (record.mode === 'clear') {
       const check = exactLength(length);
       const upload = zone.uploadPart(record.bucket, record.backingKey, uploadId, partNumber, check, length);
       const [, part] = await Promise.all([pipeline(body, check).catch((error: unknown) => { check.destroy(error as Error); throw error; }), upload]);
-      return part.etag;
+      etag = part.etag;
+    } else {
+      const context = this.#objects.context(bucket, key);
+      const wrapped = Buffer.from(record.wrapped as string, 'base64');
+      const dataKey = await this.#objects.keys.unwrapDataKey(wrapped, context);
+      const segment = { uploadId, partNumber };
+      ciphertextLength = encryptedObjectLength(length, { wrappedDataKey: wrapped, context, chunkSize: this.#config.chunkSize, segment });
+      try {
+        etag = await this.#objects.writePart(location, uploadId, segment, { dataKey, wrapped, context, plaintext: body, plaintextLength: length });
+      } finally {
+        zeroize(dataKey);
+      }
     }
-    const context = this.#objects.context(bucket, key);
-    const wrapped = Buffer.from(record.wrapped as string, 'base64');
-    const dataKey = await this.#objects.keys.unwrapDataKey(wrapped, context);
-    try {
-      return await this.#objects.writePart(location, uploadId, { uploadId, partNumber }, { dataKey, wrapped, context, plaintext: body, plaintextLength: length });
-    } finally {
-      zeroize(dataKey);
-    }
+    const part: PartRecord = { partNumber, etag, plaintextLength: length, ciphertextLength, lastModified: new Date().toISOString() };
+    const partBody = Buffer.from(JSON.stringify(part), 'utf8');
+    await zone.putObject(bucket, `${this.#partRecordPrefix(uploadId)}${String(partNumber).padStart(5, '0')}`, partBody, partBody.length, {}, 'application/json');
+    return etag;
+  }
+
+  async #parts(zone: BackingZone, bucket: string, uploadId: string): Promise<PartRecord[]> {
+    const prefix = this.#partRecordPrefix(uploadId);
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await zone.listObjects(bucket, { prefix, continuationToken: token });
+      keys.push(...page.objects.map((entry) => entry.key));
+      token = page.nextContinuationToken;
+    } while (token);
+    const parts = await mapLimited(keys, LIST_CONCURRENCY, (recordKey) => this.#readRecord<PartRecord>(zone, bucket, recordKey));
+    return parts.sort((a, b) => a.partNumber - b.partNumber);
+  }
+
+  async #forgetUpload(zone: BackingZone, bucket: string, uploadId: string): Promise<void> {
+    const parts = await this.#parts(zone, bucket, uploadId);
+    const prefix = this.#partRecordPrefix(uploadId);
+    await zone.deleteObjects(bucket, [this.#uploadRecordKey(uploadId), ...parts.map((part) => `${prefix}${String(part.partNumber).padStart(5, '0')}`)]);
   }
 
   async listParts(bucket: string, key: string, uploadId: string): Promise<Array<{ partNumber: number; etag: string; size: number; lastModified: Date }>> {
-    const { record, zone } = await this.#upload(bucket, key, uploadId);
-    const parts = await zone.listParts(record.bucket, record.backingKey, uploadId);
-    if (record.mode === 'clear') return parts;
-    const wrapped = Buffer.from(record.wrapped as string, 'base64');
-    const context = this.#objects.context(bucket, key);
-    return parts.map((part) => ({ ...part, size: plaintextObjectLength(part.size, { wrappedDataKey: wrapped, context, chunkSize: this.#config.chunkSize,
-      segment: { uploadId, partNumber: part.partNumber } }) }));
+    const { zone } = await this.#upload(bucket, key, uploadId);
+    return (await this.#parts(zone, bucket, uploadId)).map((part) => ({ partNumber: part.partNumber, etag: part.etag,
+      size: part.plaintextLength, lastModified: new Date(part.lastModified) }));
   }
 
   async abortMultipartUpload(bucket: string, key: string, uploadId: string): Promise<void> {
-    const { record, zone, recordBucket } = await this.#upload(bucket, key, uploadId);
+    const { record, zone } = await this.#upload(bucket, key, uploadId);
     await zone.abortMultipartUpload(record.bucket, record.backingKey, uploadId);
-    await zone.deleteObject(recordBucket, this.#uploadRecordKey(uploadId));
+    await this.#forgetUpload(zone, bucket, uploadId);
   }
 
   async listMultipartUploads(bucket: string, prefix: string): Promise<Array<{ key: string; uploadId: string; initiated: Date }>> {
@@ -549,29 +599,31 @@ export class ZoneS3Service {
     const uploads: Array<{ key: string; uploadId: string; initiated: Date }> = [];
     for (const zone of this.#zones) {
       if (!(await zone.hasBucket(bucket))) continue;
-      for (const upload of await zone.listMultipartUploads(bucket)) {
-        try {
-          const object = await zone.getObject(bucket, this.#uploadRecordKey(upload.uploadId));
-          const record = JSON.parse((await collectBounded(object.body, 64 * 1024)).toString('utf8')) as UploadRecord;
-          const name = record.name ?? (record.sealedName ? await this.#objects.keys.openName(bucket, Buffer.from(record.sealedName, 'base64')) : undefined);
-          if (name !== undefined && name.startsWith(prefix)) uploads.push({ key: name, uploadId: upload.uploadId, initiated: upload.initiated });
-        } catch (error) {
-          if (!locationMatchesKey(error)) throw error;
+      let token: string | undefined;
+      do {
+        const page = await zone.listObjects(bucket, { prefix: UPLOADS_PREFIX, continuationToken: token });
+        const records = await mapLimited(page.objects, LIST_CONCURRENCY, (entry) =>
+          this.#readRecord<UploadRecord>(zone, bucket, entry.key).catch((error: unknown) => { if (locationMatchesKey(error)) return undefined; throw error; }));
+        for (const record of records) {
+          if (!record) continue;
+          const name = await this.#recordName(bucket, record);
+          if (name !== undefined && name.startsWith(prefix)) uploads.push({ key: name, uploadId: record.uploadId, initiated: new Date(record.initiated) });
         }
-      }
+        token = page.nextContinuationToken;
+      } while (token);
     }
     return uploads.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.initiated.getTime() - b.initiated.getTime()));
   }
 
   async completeMultipartUpload(caller: Caller, bucket: string, key: string, uploadId: string,
     requested: Array<{ partNumber: number; etag: string }>): Promise<PutOutcome> {
-    const { record, zone, recordBucket } = await this.#upload(bucket, key, uploadId);
+    const { record, zone } = await this.#upload(bucket, key, uploadId);
     for (let index = 1; index < requested.length; index += 1) {
       if (requested[index].partNumber <= requested[index - 1].partNumber) {
         throw new S3Error('InvalidPartOrder', 'The list of parts was not in ascending order. The parts list must be specified in order by part number.');
       }
     }
-    const stored = new Map((await zone.listParts(record.bucket, record.backingKey, uploadId)).map((part) => [part.partNumber, part]));
+    const stored = new Map((await this.#parts(zone, bucket, uploadId)).map((part) => [part.partNumber, part]));
     const unquote = (etag: string) => etag.replace(/^"|"$/g, '');
     const parts = requested.map((part) => {
       const found = stored.get(part.partNumber);
@@ -582,8 +634,7 @@ export class ZoneS3Service {
     });
     const context = this.#objects.context(bucket, key);
     const wrapped = record.wrapped ? Buffer.from(record.wrapped, 'base64') : undefined;
-    const sizes = parts.map((part) => (wrapped ? plaintextObjectLength(part.size, { wrappedDataKey: wrapped, context, chunkSize: this.#config.chunkSize,
-      segment: { uploadId, partNumber: part.partNumber } }) : part.size));
+    const sizes = parts.map((part) => part.plaintextLength);
     sizes.slice(0, -1).forEach((size) => {
       if (size < MIN_PART_SIZE) throw new S3Error('EntityTooSmall', 'Your proposed upload is smaller than the minimum allowed object size: every part but the last must be at least 5 MiB.');
     });
@@ -592,7 +643,9 @@ export class ZoneS3Service {
     const etag = `"${etagDigest.digest('hex')}-${parts.length}"`;
     const size = sizes.reduce((total, value) => total + value, 0);
     await zone.completeMultipartUpload(record.bucket, record.backingKey, uploadId, parts.map((part) => ({ partNumber: part.partNumber, etag: part.etag })));
-    await zone.deleteObject(recordBucket, this.#uploadRecordKey(uploadId)).catch(() => undefined);
+    await this.#forgetUpload(zone, bucket, uploadId).catch((error: unknown) => {
+      this.#logger.warn({ err: (error as Error).name, zone: zone.name }, 'could not delete the records of a completed upload');
+    });
     const location: ObjectLocation = { zone, bucket: record.bucket, backingKey: record.backingKey };
     if (record.mode === 'clear') {
       const decision: PolicyDecision = { pass: 'location', snapshot: [], log: [], applied: [] };
@@ -602,7 +655,7 @@ export class ZoneS3Service {
     }
 
     const layout: ObjectLayout = { kind: 'multipart', uploadId, chunkSize: this.#config.chunkSize,
-      parts: parts.map((part, index) => ({ partNumber: part.partNumber, plaintextLength: sizes[index], ciphertextLength: part.size })) };
+      parts: parts.map((part) => ({ partNumber: part.partNumber, plaintextLength: part.plaintextLength, ciphertextLength: part.ciphertextLength })) };
     const dataKey = await this.#objects.keys.unwrapDataKey(wrapped as Buffer, context);
     let metadata: Record<string, string>;
     let contentType: string;
