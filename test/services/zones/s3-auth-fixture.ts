@@ -133,7 +133,8 @@ export interface AuthServer {
 
 /**
  * A node:http server that authenticates each request with authenticateS3Request, reads the whole body
- * through the verifying stream and answers JSON {sha256, length} with the ETag and x-amz-checksum-* a
+ * through the verifying stream and answers the decoded body's SHA-256 and length (in x-test-body-sha256
+ * and x-test-body-length, with an empty body as S3's PutObject has) with the ETag and x-amz-checksum-* a
  * real S3 would send, or the S3Error as XML.
  */
 export async function startAuthServer(options: { region?: string } = {}): Promise<AuthServer> {
@@ -163,10 +164,11 @@ export async function startAuthServer(options: { region?: string } = {}): Promis
         record.md5Hex = auth.payloadMd5Hex();
         record.checksum = auth.verifiedChecksum();
         record.status = 200;
-        const headers: Record<string, string> = { 'content-type': 'application/json', etag: `"${record.md5Hex}"` };
+        const headers: Record<string, string> = { etag: `"${record.md5Hex}"`, 'x-test-body-sha256': record.sha256,
+          'x-test-body-length': String(record.delivered) };
         if (record.checksum) headers[`x-amz-checksum-${record.checksum.algorithm.toLowerCase()}`] = record.checksum.value;
         response.writeHead(200, headers);
-        response.end(JSON.stringify({ sha256: record.sha256, length: record.delivered }));
+        response.end();
       } catch (error) {
         const s3Error = error instanceof S3Error ? error : new S3Error('InternalError', 'internal error');
         record.status = s3Error.status;
