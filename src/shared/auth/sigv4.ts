@@ -1,5 +1,4 @@
-// AWS Signature Version 4 verification for requests signed by the AWS SDKs and CLI, and the pieces
-// (canonical request, scope, signing key) the S3 zone proxy composes into its own S3-flavoured check.
+// AWS Signature Version 4 verification (KMS, IAM) and the pieces the S3 zone proxy composes into its own check.
 // Must never compare signatures with ===, log a signature or secret, or accept a skewed clock.
 import { constantTimeEqual, hmac, sha256Hex } from '../crypto/index.ts';
 import { UserError } from '../errors.ts';
@@ -179,7 +178,9 @@ export function signatureMatches(signingKey: Uint8Array, toSign: string, provide
 
 /** Derives the SigV4 signing key: HMAC chain over date, region, service. */
 export function deriveSigningKey(secret: Uint8Array, scope: Omit<SigV4Scope, 'accessKeyId'>): Buffer {
-  const dateKey = hmac('sha256', Buffer.concat([Buffer.from('AWS4'), secret]), scope.dateStamp);
+  const secretKey = Buffer.concat([Buffer.from('AWS4'), secret]);
+  const dateKey = hmac('sha256', secretKey, scope.dateStamp);
+  secretKey.fill(0);
   const regionKey = hmac('sha256', dateKey, scope.region);
   const serviceKey = hmac('sha256', regionKey, scope.service);
   const signingKey = hmac('sha256', serviceKey, 'aws4_request');
@@ -206,7 +207,7 @@ export async function verifySigV4(request: SignedHttpRequest, options: SigV4Opti
   if (!parsedScope) {
     throw incomplete(`Credential should be scoped to a valid region, not '${parsed.credential.split('/')[2] ?? ''}'. `);
   }
-  const { dateStamp, region, service } = parsedScope;
+  const { dateStamp, service } = parsedScope;
   if (!options.services.includes(service)) throw invalidSignature(`Credential should be scoped to correct service: '${options.services[0]}'. `);
   const signedHeaders = new Set(parsed.signedHeaders);
   if (!signedHeaders.has('host')) throw invalidSignature("'Host' must be a signed header.");
@@ -236,7 +237,7 @@ export async function verifySigV4(request: SignedHttpRequest, options: SigV4Opti
     throw invalidSignature(`Signature not yet current: ${amzDateText} is still later than ${formatAmzDate(new Date(options.now.getTime() + MAX_CLOCK_SKEW_MS))} (${formatAmzDate(options.now)} + 5 min.)`);
   }
 
-  const scope: SigV4Scope = parsedScope;
+  const scope = parsedScope;
   const signingKey = await options.signingKeyFor(scope);
   if (!signingKey) throw new UserError('UnrecognizedClientException', 'The security token included in the request is invalid.');
 

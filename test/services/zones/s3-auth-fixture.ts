@@ -1,6 +1,5 @@
-// Test parts for the S3 zone proxy's client authentication: a tiny node:http server that authenticates
-// every request and answers the decoded body's SHA-256 and length, an aws-chunked encoder built from the
-// spec with node:crypto HMACs, and raw HTTP requests for what no SDK sends (bad framing, forged signatures).
+// Test parts for S3 client authentication: a node:http server answering the decoded body's SHA-256 and length,
+// an aws-chunked encoder built from the spec with node:crypto HMACs, and raw requests for what no SDK sends.
 import { createHash, createHmac } from 'node:crypto';
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -240,12 +239,12 @@ export function smithySigner(credentials: { accessKeyId: string; secretAccessKey
  * and the signature (the seed of an aws-chunked body).
  */
 export async function signHeaders(url: string, input: { method: string; path: string; query?: Record<string, string>;
-  headers: Record<string, string>; signingDate?: Date; signer?: SignatureV4 }): Promise<{ headers: Record<string, string>; signature: string; path: string }> {
+  headers: Record<string, string>; signingDate?: Date; signer?: SignatureV4; host?: string }): Promise<{ headers: Record<string, string>; signature: string; path: string }> {
   const target = new URL(url);
   const signer = input.signer ?? smithySigner();
   const signed = await signer.sign({
     method: input.method, protocol: 'http:', hostname: target.hostname, port: Number(target.port), path: input.path,
-    query: input.query ?? {}, headers: { host: `${target.hostname}:${target.port}`, ...input.headers },
+    query: input.query ?? {}, headers: { host: input.host ?? `${target.hostname}:${target.port}`, ...input.headers },
   }, { signingDate: input.signingDate ?? new Date() });
   const headers = signed.headers as Record<string, string>;
   const signature = /Signature=([0-9a-f]{64})/.exec(headers.authorization ?? headers.Authorization)?.[1] ?? '';

@@ -157,6 +157,20 @@ test('SDK refusals: wrong secret, unknown key, wrong region, skewed clock', asyn
   }
 });
 
+test('object keys with reserved, unicode and repeated-slash characters sign the S3 way; virtual-host style too', async () => {
+  const s3 = client();
+  for (const key of ["dir/a b+c~!'()*\u00e9$&,;=@.txt", 'a//b/./c/../d', '%2F percent%20literal']) {
+    await s3.send(new PutObjectCommand({ Bucket: 'photos', Key: key, Body: 'k' }));
+    assert.equal(lastRecord().status, 200, `${key}: ${lastRecord().code}`);
+  }
+  s3.destroy();
+  const port = new URL(server.url).port;
+  const signed = await signHeaders(server.url, { method: 'PUT', path: '/key%20one', host: `photos.localhost:${port}`,
+    headers: { 'x-amz-content-sha256': sha256Hex('v') } });
+  const response = await sendRaw(server.url, { method: 'PUT', path: signed.path, headers: signed.headers, body: Buffer.from('v') });
+  assert.equal(response.status, 200, response.body);
+});
+
 test('a request without any signature, or with Signature Version 2, is AccessDenied', async () => {
   assert.equal((await sendRaw(server.url, { method: 'GET', path: '/photos/a', headers: {} })).code, 'AccessDenied');
   assert.equal((await sendRaw(server.url, { method: 'GET', path: '/photos/a', headers: { Authorization: 'AWS AKIA:abc' } })).code, 'AccessDenied');

@@ -1,5 +1,4 @@
-// Decoder for S3's aws-chunked framing (`size[;chunk-signature=sig]\r\n data \r\n ... 0\r\n trailers \r\n`),
-// verifying the chained chunk signatures and the trailer signature as the bytes arrive.
+// Decoder for S3's aws-chunked framing, verifying chained chunk signatures and the trailer signature as bytes arrive.
 // Must never buffer more than one bounded framing line, nor hand out data past the declared decoded length.
 import { constantTimeEqual, hmac, sha256Hex } from '../../../../shared/crypto/index.ts';
 import { SIGV4_ALGORITHM } from '../../../../shared/auth/sigv4.ts';

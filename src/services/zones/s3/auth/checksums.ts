@@ -1,5 +1,4 @@
-// The integrity checks S3 clients attach to a payload: x-amz-checksum-* (CRC32, CRC32C, CRC64NVME, SHA1,
-// SHA256), Content-MD5 and the hex SHA-256 of x-amz-content-sha256, computed as the bytes stream past.
+// The payload checks S3 clients send (x-amz-checksum-* CRC32/CRC32C/CRC64NVME/SHA1/SHA256, Content-MD5), computed as bytes pass.
 // Must never buffer a payload to check it, nor accept a value that is not exactly the algorithm's length.
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';

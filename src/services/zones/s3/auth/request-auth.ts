@@ -1,5 +1,4 @@
-// Authenticates an S3 client request at the zone proxy: SigV4 by header or presigned URL, with a payload
-// that is plain, unsigned, or aws-chunked (signed chunks, trailing checksums), verified as it streams.
+// Authenticates an S3 client request at the zone proxy: SigV4 header or presigned URL, plain or aws-chunked payload.
 // Must never accept an unsigned x-amz-*/x-trustplane-* header, compare signatures with ===, or log secrets.
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';

@@ -1,5 +1,4 @@
-// The payload of an authenticated S3 request as a stream that verifies while it flows: aws-chunked framing
-// and signatures, the signed SHA-256, Content-MD5, x-amz-checksum-* and the length.
+// An authenticated request's payload as a stream that verifies framing, signatures, digests and length as it flows.
 // Must never release the payload's last bytes before every check passed, nor emit anything but an S3Error.
 import type { IncomingMessage } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
