@@ -68,6 +68,15 @@ export class ZoneObjects {
     return { bucket, key, zone: this.config.zone };
   }
 
+  /**
+   * The context written into the ciphertext's own header, which the backing store can read: the zone only, never
+   * the name (a zone that hashes names must not find them in the bodies). The name is bound all the same: the data
+   * key unwraps only under the object's full context, and the sealed metadata and trailer authenticate it.
+   */
+  bodyContext(): EncryptionContext {
+    return { zone: this.config.zone };
+  }
+
   /** The backing name of a client key in a zone (a hash when the zone hides names). */
   async backingKey(zone: BackingZone, bucket: string, key: string): Promise<string> {
     return zone.config.hashNames ? this.keys.hashName(bucket, key) : key;
@@ -215,7 +224,7 @@ export class ZoneObjects {
       read: async (start, end) => (await location.zone.getObject(location.bucket, location.backingKey, { start, end })).body,
     };
     try {
-      return await openObjectRange(source, { dataKey, context, layout, range });
+      return await openObjectRange(source, { dataKey, context: this.bodyContext(), layout, range });
     } catch (error) {
       throw ciphertextRefusal(error);
     } finally {
@@ -246,7 +255,7 @@ export class ZoneObjects {
         ...(target.zone.config.hashNames ? { [META_NAME]: (await this.keys.sealName(target.bucket, options.info.name)).toString('base64') } : {}),
         ...options.extraMetadata,
       });
-      const length = encryptedObjectLength(options.plaintextLength, { wrappedDataKey: wrapped, context: options.context, chunkSize: this.config.chunkSize })
+      const length = encryptedObjectLength(options.plaintextLength, { wrappedDataKey: wrapped, context: this.bodyContext(), chunkSize: this.config.chunkSize })
         + this.trailerLength;
       const md5 = createHash('md5');
       let seen = 0;
@@ -263,7 +272,7 @@ export class ZoneObjects {
           callback();
         },
       });
-      const encryptor = createObjectEncryptStream({ dataKey, wrappedDataKey: wrapped, context: options.context, chunkSize: this.config.chunkSize });
+      const encryptor = createObjectEncryptStream({ dataKey, wrappedDataKey: wrapped, context: this.bodyContext(), chunkSize: this.config.chunkSize });
       const trailer = this.#trailerStage(dataKey, options.context, md5);
       const out = new PassThrough({ highWaterMark: 1 << 20 });
       const upload = target.zone.putObject(target.bucket, target.backingKey, out, length, metadata, 'application/octet-stream');
@@ -301,7 +310,7 @@ export class ZoneObjects {
   async writePart(target: ObjectLocation, uploadId: string, segment: ObjectSegment, options: {
     dataKey: Uint8Array; wrapped: Uint8Array; context: EncryptionContext; plaintext: Readable; plaintextLength: number;
   }): Promise<string> {
-    const length = encryptedObjectLength(options.plaintextLength, { wrappedDataKey: options.wrapped, context: options.context,
+    const length = encryptedObjectLength(options.plaintextLength, { wrappedDataKey: options.wrapped, context: this.bodyContext(),
       chunkSize: this.config.chunkSize, segment });
     let seen = 0;
     const measure = new Transform({
@@ -313,7 +322,7 @@ export class ZoneObjects {
         callback(seen === options.plaintextLength ? undefined : new S3Error('IncompleteBody', 'You did not provide the number of bytes specified by the Content-Length HTTP header.'));
       },
     });
-    const encryptor = createObjectEncryptStream({ dataKey: options.dataKey, wrappedDataKey: options.wrapped, context: options.context,
+    const encryptor = createObjectEncryptStream({ dataKey: options.dataKey, wrappedDataKey: options.wrapped, context: this.bodyContext(),
       chunkSize: this.config.chunkSize, segment });
     const out = new PassThrough({ highWaterMark: 1 << 20 });
     const upload = target.zone.uploadPart(target.bucket, target.backingKey, uploadId, segment.partNumber, out, length);

@@ -550,7 +550,7 @@ export class ZoneS3Service {
       const wrapped = Buffer.from(record.wrapped as string, 'base64');
       const dataKey = await this.#objects.keys.unwrapDataKey(wrapped, context);
       const segment = { uploadId, partNumber };
-      ciphertextLength = encryptedObjectLength(length, { wrappedDataKey: wrapped, context, chunkSize: this.#config.chunkSize, segment });
+      ciphertextLength = encryptedObjectLength(length, { wrappedDataKey: wrapped, context: this.#objects.bodyContext(), chunkSize: this.#config.chunkSize, segment });
       try {
         etag = await this.#objects.writePart(location, uploadId, segment, { dataKey, wrapped, context, plaintext: body, plaintextLength: length });
       } finally {
@@ -690,7 +690,7 @@ export class ZoneS3Service {
       const scanner = this.#config.scanner?.createScanner();
       const head = await zone.headObject(record.bucket, record.backingKey);
       const plaintext = await openObjectRange({ length: head.contentLength,
-        read: async (start, end) => (await zone.getObject(record.bucket, record.backingKey, { start, end })).body }, { dataKey, context, layout })
+        read: async (start, end) => (await zone.getObject(record.bucket, record.backingKey, { start, end })).body }, { dataKey, context: this.#objects.bodyContext(), layout })
         .catch((error: unknown) => { throw ciphertextRefusal(error); });
       for await (const chunk of plaintext) if (scanner) matches.push(...scanner.write(chunk as Buffer));
       if (scanner) matches.push(...scanner.finish());
