@@ -33,8 +33,9 @@ export {
 export {
   encodeFileHeader, readFileHeader, createEncryptStream, createDecryptStream, decryptChunk, decryptRange,
   deriveChunkedFileKey, plaintextRangeToChunks, ciphertextLength, plaintextLength, ChunkedFileKey,
+  chunkedAlgorithmForKey, fileHeaderLength, CHUNKED_ALGORITHM_AES_256_GCM, CHUNKED_ALGORITHM_AES_128_GCM,
   CHUNKED_FORMAT_VERSION, DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE,
-  type ChunkedFileHeader, type FileHeaderFields, type FileHeaderReadResult, type ChunkSpan,
+  type ChunkedAlgorithm, type ChunkedFileHeader, type FileHeaderFields, type FileHeaderReadResult, type ChunkSpan,
   type EncryptStreamOptions, type DecryptStreamOptions,
 } from './lib/chunked-aead.ts';
 export {
