@@ -39,6 +39,12 @@ export {
   type EncryptStreamOptions, type DecryptStreamOptions,
 } from './lib/chunked-aead.ts';
 export {
+  createObjectEncryptStream, encryptedObjectLength, plaintextObjectLength, objectHeaderContext, checkObjectLayout,
+  objectPlaintextLength, openObjectRange, sealObjectMetadata, openObjectMetadata, sealedObjectMetadataLength, MAX_PART_NUMBER,
+  type ObjectSegment, type ObjectLayout, type ObjectLayoutPart, type ObjectEncryptOptions, type ObjectSizeOptions,
+  type CiphertextSource, type OpenObjectRangeOptions,
+} from './lib/object-envelope.ts';
+export {
   rewrapBatch, type WrappedRecord, type WrappedRecordCursor, type WrappedRecordOwner,
   type WrappedRecordReplacement, type WrappedRecordStore, type RewrapBatchResult,
 } from './lib/rewrap.ts';
