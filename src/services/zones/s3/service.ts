@@ -158,9 +158,7 @@ export class ZoneS3Service {
 
   /** Finds an object and its client view; NoSuchKey when no zone holds it. */
   async headObject(bucket: string, key: string): Promise<{ view: ObjectView; location: ObjectLocation; head: BackingObjectHead }> {
-    const found = await this.#objects.locate(bucket, key).catch(async (error: unknown) => {
-      throw error;
-    });
+    const found = await this.#objects.locate(bucket, key);
     if (!found) {
       await this.headBucket(bucket);
       throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: key });
@@ -313,13 +311,15 @@ export class ZoneS3Service {
     this.#refuseIfDenied(caller, operation, object.bucket, object.key, decision, object.matches, object.length);
     const target = await this.#destination(decision, object.planned, object.bucket, object.key);
     const stagedHead = await staging.zone.headObject(staging.bucket, staging.backingKey);
+    // A multipart object's layout arrives with replaceMetadata: read and copy it with that metadata.
+    const metadata = { ...stagedHead.metadata, ...object.replaceMetadata };
+    delete metadata[META_PENDING];
     if (decision.pass) {
-      const view = await this.#objects.view(staging, stagedHead, object.key);
-      const plaintext = await this.#objects.openBody(staging, stagedHead, view);
+      const head = { ...stagedHead, metadata };
+      const view = await this.#objects.view(staging, head, object.key);
+      const plaintext = await this.#objects.openBody(staging, head, view);
       await this.#writeClear(target, plaintext, object.length, object.contentType, object.userMetadata);
     } else {
-      const metadata = { ...stagedHead.metadata, ...object.replaceMetadata };
-      delete metadata[META_PENDING];
       delete metadata[META_NAME];
       if (target.origin) metadata[META_ORIGIN] = '1';
       if (target.location.zone.config.hashNames) {
