@@ -12,6 +12,7 @@ import { registerFleetCommands } from './commands/fleet.ts';
 import { registerAttestCommands } from './commands/attest.ts';
 import { registerAgentCommand } from './commands/agent.ts';
 import { registerPrivopCommands } from './commands/privop.ts';
+import { registerProxyCommands } from './commands/proxy.ts';
 import { failWith } from './output.ts';
 
 const program = new Command();
@@ -30,5 +31,6 @@ registerFleetCommands(program);
 registerAttestCommands(program);
 registerAgentCommand(program);
 registerPrivopCommands(program);
+registerProxyCommands(program);
 
 program.parseAsync(process.argv).catch(failWith);

@@ -1,4 +1,4 @@
-// AWS Signature Version 4 verification for requests signed by the AWS SDKs and CLI.
+// AWS Signature Version 4 verification (KMS, IAM) and the pieces the S3 zone proxy composes into its own check.
 // Must never compare signatures with ===, log a signature or secret, or accept a skewed clock.
 import { constantTimeEqual, hmac, sha256Hex } from '../crypto/index.ts';
 import { UserError } from '../errors.ts';
@@ -57,7 +57,11 @@ function safeDecode(value: string): string {
   }
 }
 
-function canonicalUri(path: string, singleEncode: boolean): string {
+/**
+ * The canonical URI of a path as sent. Each segment is decoded and re-encoded the RFC 3986 way, so
+ * clients that escape more or fewer characters still agree; `//` and `.` segments are kept as they are.
+ */
+export function canonicalUri(path: string, singleEncode: boolean): string {
   if (path === '' || path === '/') return '/';
   const segments = path.split('/').map((segment) => {
     const once = rfc3986Encode(safeDecode(segment));
@@ -66,7 +70,8 @@ function canonicalUri(path: string, singleEncode: boolean): string {
   return segments.join('/');
 }
 
-function canonicalQuery(query: string): string {
+/** The canonical query string: pairs encoded and sorted, X-Amz-Signature left out (a presigned URL carries it). */
+export function canonicalQuery(query: string): string {
   if (!query) return '';
   const pairs = query.split('&').filter(Boolean).map((part) => {
     const equals = part.indexOf('=');
@@ -78,7 +83,8 @@ function canonicalQuery(query: string): string {
   return pairs.map(([name, value]) => `${name}=${value}`).join('&');
 }
 
-function headerValues(rawHeaders: string[]): Map<string, string[]> {
+/** Header values by lower-case name, each trimmed with inner whitespace folded, in the order sent. */
+export function headerValues(rawHeaders: readonly string[]): Map<string, string[]> {
   const values = new Map<string, string[]>();
   for (let index = 0; index + 1 < rawHeaders.length; index += 2) {
     const name = rawHeaders[index].toLowerCase();
@@ -89,30 +95,44 @@ function headerValues(rawHeaders: string[]): Map<string, string[]> {
   return values;
 }
 
-interface ParsedAuthorization {
+export interface SigV4AuthorizationFields {
   credential: string;
   signedHeaders: string[];
   signature: string;
 }
 
-function parseAuthorization(header: string): ParsedAuthorization {
-  if (!header.startsWith(`${SIGV4_ALGORITHM} `)) {
-    throw incomplete(`Authorization header requires the ${SIGV4_ALGORITHM} algorithm.`);
-  }
+/**
+ * Splits `AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...`. Undefined when the
+ * header is not SigV4 at all; otherwise the fields found and the names of the ones missing.
+ */
+export function parseAuthorizationHeader(header: string):
+  { fields: SigV4AuthorizationFields; missing: [] } | { fields?: undefined; missing: string[] } | undefined {
+  if (!header.startsWith(`${SIGV4_ALGORITHM} `)) return undefined;
   const fields = new Map<string, string>();
   for (const part of header.slice(SIGV4_ALGORITHM.length + 1).split(',')) {
     const equals = part.indexOf('=');
     if (equals > 0) fields.set(part.slice(0, equals).trim(), part.slice(equals + 1).trim());
   }
   const missing = ['Credential', 'SignedHeaders', 'Signature'].filter((name) => !fields.get(name));
-  if (missing.length > 0) {
-    throw incomplete(missing.map((name) => `Authorization header requires '${name}' parameter.`).join(' '));
-  }
-  return { credential: fields.get('Credential') as string,
-    signedHeaders: (fields.get('SignedHeaders') as string).split(';'), signature: fields.get('Signature') as string };
+  if (missing.length > 0) return { missing };
+  return { fields: { credential: fields.get('Credential') as string,
+    signedHeaders: (fields.get('SignedHeaders') as string).split(';'), signature: fields.get('Signature') as string }, missing: [] };
 }
 
-function parseAmzDate(value: string): Date | undefined {
+/** `AKID/20130524/us-east-1/s3/aws4_request` as a scope; undefined when it has another shape. */
+export function parseCredentialScope(credential: string): SigV4Scope | undefined {
+  const parts = credential.split('/');
+  if (parts.length !== 5 || parts[4] !== 'aws4_request' || !parts[0]) return undefined;
+  const [accessKeyId, dateStamp, region, service] = parts;
+  return { accessKeyId, dateStamp, region, service };
+}
+
+/** The scope line of a string to sign: `date/region/service/aws4_request`. */
+export function credentialScope(scope: Omit<SigV4Scope, 'accessKeyId'>): string {
+  return `${scope.dateStamp}/${scope.region}/${scope.service}/aws4_request`;
+}
+
+export function parseAmzDate(value: string): Date | undefined {
   const match = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(value);
   if (!match) return undefined;
   const [, year, month, day, hour, minute, second] = match.map(Number);
@@ -124,9 +144,43 @@ export function formatAmzDate(date: Date): string {
   return date.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}/, '');
 }
 
+export interface CanonicalRequestInput {
+  method: string;
+  /** Path and query as sent, still percent-encoded. */
+  url: string;
+  headers: ReadonlyMap<string, readonly string[]>;
+  signedHeaders: readonly string[];
+  /** Hex SHA-256 of the payload, or the literal the client signed instead (UNSIGNED-PAYLOAD, STREAMING-...). */
+  payloadHash: string;
+  singleEncodePath: boolean;
+}
+
+export function canonicalRequest(input: CanonicalRequestInput): string {
+  const queryStart = input.url.indexOf('?');
+  const path = queryStart < 0 ? input.url : input.url.slice(0, queryStart);
+  const query = queryStart < 0 ? '' : input.url.slice(queryStart + 1);
+  const canonicalHeaders = input.signedHeaders.map((name) => `${name}:${(input.headers.get(name) ?? []).join(',')}\n`).join('');
+  return [input.method, canonicalUri(path, input.singleEncodePath), canonicalQuery(query),
+    canonicalHeaders, input.signedHeaders.join(';'), input.payloadHash].join('\n');
+}
+
+/** The request's string to sign: algorithm, timestamp, scope and the hash of the canonical request. */
+export function stringToSign(amzDate: string, scope: Omit<SigV4Scope, 'accessKeyId'>, canonical: string): string {
+  return [SIGV4_ALGORITHM, amzDate, credentialScope(scope), sha256Hex(canonical)].join('\n');
+}
+
+/** True when `provided` (hex as sent) is the HMAC of `toSign`; compared in constant time. */
+export function signatureMatches(signingKey: Uint8Array, toSign: string, provided: string): boolean {
+  const expected = hmac('sha256', signingKey, toSign);
+  const given = /^[0-9a-f]{64}$/.test(provided) ? Buffer.from(provided, 'hex') : Buffer.alloc(0);
+  return constantTimeEqual(expected, given);
+}
+
 /** Derives the SigV4 signing key: HMAC chain over date, region, service. */
 export function deriveSigningKey(secret: Uint8Array, scope: Omit<SigV4Scope, 'accessKeyId'>): Buffer {
-  const dateKey = hmac('sha256', Buffer.concat([Buffer.from('AWS4'), secret]), scope.dateStamp);
+  const secretKey = Buffer.concat([Buffer.from('AWS4'), secret]);
+  const dateKey = hmac('sha256', secretKey, scope.dateStamp);
+  secretKey.fill(0);
   const regionKey = hmac('sha256', dateKey, scope.region);
   const serviceKey = hmac('sha256', regionKey, scope.service);
   const signingKey = hmac('sha256', serviceKey, 'aws4_request');
@@ -142,13 +196,18 @@ export async function verifySigV4(request: SignedHttpRequest, options: SigV4Opti
   const headers = headerValues(request.rawHeaders);
   const authorization = headers.get('authorization')?.[0];
   if (!authorization) throw new UserError('MissingAuthenticationTokenException', 'Missing Authentication Token');
-  const parsed = parseAuthorization(authorization);
-
-  const scopeParts = parsed.credential.split('/');
-  if (scopeParts.length !== 5 || scopeParts[4] !== 'aws4_request' || !scopeParts[0]) {
-    throw incomplete(`Credential should be scoped to a valid region, not '${scopeParts[2] ?? ''}'. `);
+  const parsedHeader = parseAuthorizationHeader(authorization);
+  if (!parsedHeader) throw incomplete(`Authorization header requires the ${SIGV4_ALGORITHM} algorithm.`);
+  if (!parsedHeader.fields) {
+    throw incomplete(parsedHeader.missing.map((name) => `Authorization header requires '${name}' parameter.`).join(' '));
   }
-  const [accessKeyId, dateStamp, region, service] = scopeParts;
+  const parsed = parsedHeader.fields;
+
+  const parsedScope = parseCredentialScope(parsed.credential);
+  if (!parsedScope) {
+    throw incomplete(`Credential should be scoped to a valid region, not '${parsed.credential.split('/')[2] ?? ''}'. `);
+  }
+  const { dateStamp, service } = parsedScope;
   if (!options.services.includes(service)) throw invalidSignature(`Credential should be scoped to correct service: '${options.services[0]}'. `);
   const signedHeaders = new Set(parsed.signedHeaders);
   if (!signedHeaders.has('host')) throw invalidSignature("'Host' must be a signed header.");
@@ -178,21 +237,13 @@ export async function verifySigV4(request: SignedHttpRequest, options: SigV4Opti
     throw invalidSignature(`Signature not yet current: ${amzDateText} is still later than ${formatAmzDate(new Date(options.now.getTime() + MAX_CLOCK_SKEW_MS))} (${formatAmzDate(options.now)} + 5 min.)`);
   }
 
-  const scope: SigV4Scope = { accessKeyId, dateStamp, region, service };
+  const scope = parsedScope;
   const signingKey = await options.signingKeyFor(scope);
   if (!signingKey) throw new UserError('UnrecognizedClientException', 'The security token included in the request is invalid.');
 
-  const queryStart = request.url.indexOf('?');
-  const path = queryStart < 0 ? request.url : request.url.slice(0, queryStart);
-  const query = queryStart < 0 ? '' : request.url.slice(queryStart + 1);
-  const canonicalHeaders = parsed.signedHeaders.map((name) => `${name}:${(headers.get(name) ?? []).join(',')}\n`).join('');
-  const canonicalRequest = [request.method, canonicalUri(path, options.singleEncodePath ?? false), canonicalQuery(query),
-    canonicalHeaders, parsed.signedHeaders.join(';'), sha256Hex(request.body)].join('\n');
-  const stringToSign = [SIGV4_ALGORITHM, amzDateText, `${dateStamp}/${region}/${service}/aws4_request`,
-    sha256Hex(canonicalRequest)].join('\n');
-  const expected = hmac('sha256', signingKey, stringToSign);
-  const provided = /^[0-9a-f]{64}$/.test(parsed.signature) ? Buffer.from(parsed.signature, 'hex') : Buffer.alloc(0);
-  if (!constantTimeEqual(expected, provided)) {
+  const canonical = canonicalRequest({ method: request.method, url: request.url, headers, signedHeaders: parsed.signedHeaders,
+    payloadHash: sha256Hex(request.body), singleEncodePath: options.singleEncodePath ?? false });
+  if (!signatureMatches(signingKey, stringToSign(amzDateText, scope, canonical), parsed.signature)) {
     throw invalidSignature('The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.');
   }
   return { scope, signature: parsed.signature, securityToken: headers.get('x-amz-security-token')?.[0], signedHeaders: parsed.signedHeaders };

@@ -33,10 +33,17 @@ export {
 export {
   encodeFileHeader, readFileHeader, createEncryptStream, createDecryptStream, decryptChunk, decryptRange,
   deriveChunkedFileKey, plaintextRangeToChunks, ciphertextLength, plaintextLength, ChunkedFileKey,
+  chunkedAlgorithmForKey, fileHeaderLength, CHUNKED_ALGORITHM_AES_256_GCM, CHUNKED_ALGORITHM_AES_128_GCM,
   CHUNKED_FORMAT_VERSION, DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE, MAX_CHUNK_SIZE,
-  type ChunkedFileHeader, type FileHeaderFields, type FileHeaderReadResult, type ChunkSpan,
+  type ChunkedAlgorithm, type ChunkedFileHeader, type FileHeaderFields, type FileHeaderReadResult, type ChunkSpan,
   type EncryptStreamOptions, type DecryptStreamOptions,
 } from './lib/chunked-aead.ts';
+export {
+  createObjectEncryptStream, encryptedObjectLength, plaintextObjectLength, objectHeaderContext, checkObjectLayout,
+  objectPlaintextLength, openObjectRange, sealObjectMetadata, openObjectMetadata, sealedObjectMetadataLength, MAX_PART_NUMBER,
+  type ObjectSegment, type ObjectLayout, type ObjectLayoutPart, type ObjectEncryptOptions, type ObjectSizeOptions,
+  type CiphertextSource, type OpenObjectRangeOptions,
+} from './lib/object-envelope.ts';
 export {
   rewrapBatch, type WrappedRecord, type WrappedRecordCursor, type WrappedRecordOwner,
   type WrappedRecordReplacement, type WrappedRecordStore, type RewrapBatchResult,

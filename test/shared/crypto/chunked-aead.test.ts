@@ -1,12 +1,13 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
-import { createDecipheriv, createHash, hkdfSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hkdfSync } from 'node:crypto';
 import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import {
   aesGcmDecrypt, aesGcmEncrypt, ciphertextLength, createDecryptStream, createEncryptStream, decryptChunk,
   decryptRange, deriveChunkedFileKey, encodeEncryptionContext, encodeFileHeader, plaintextLength,
-  plaintextRangeToChunks, randomBytes, readFileHeader, DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE,
+  plaintextRangeToChunks, randomBytes, readFileHeader, deriveChunkedFileKey as deriveKey, fileHeaderLength,
+  CHUNKED_ALGORITHM_AES_128_GCM, CHUNKED_ALGORITHM_AES_256_GCM, DEFAULT_CHUNK_SIZE, MIN_CHUNK_SIZE,
   type ChunkedFileHeader, type EncryptionContext,
 } from '../../../src/shared/crypto/index.ts';
 import { CiphertextError } from '../../../src/shared/errors.ts';
@@ -147,7 +148,10 @@ describe('chunked AEAD round trips', () => {
   });
 
   test('rejects data keys of the wrong length and chunk sizes out of range', () => {
-    assert.throws(() => createEncryptStream({ dataKey: randomBytes(16), wrappedDataKey: Buffer.from('w') }), RangeError);
+    // 16 bytes is an AES-128 data key now (see 'chunked AEAD with AES-128 data keys'); other lengths are refused.
+    for (const length of [0, 15, 24, 31, 33]) {
+      assert.throws(() => createEncryptStream({ dataKey: randomBytes(length), wrappedDataKey: Buffer.from('w') }), RangeError);
+    }
     for (const chunkSize of [MIN_CHUNK_SIZE - 1, 16 * 1024 * 1024 + 1, 4096.5]) {
       assert.throws(() => createEncryptStream({ dataKey: randomBytes(32), wrappedDataKey: Buffer.from('w'), chunkSize }), RangeError);
     }
@@ -329,7 +333,7 @@ describe('chunked file header', () => {
   });
 
   test('rejects foreign input from the first bytes', () => {
-    for (const bad of ['TPX', 'PK\u0003\u0004', 'TPENC\u0002', 'TPENC\u0001\u0002']) {
+    for (const bad of ['TPX', 'PK\u0003\u0004', 'TPENC\u0002', 'TPENC\u0001\u0003', 'TPENC\u0001\u0000']) {
       assert.throws(() => readFileHeader(Buffer.from(bad, 'latin1')), CiphertextError, bad);
     }
   });
@@ -458,5 +462,100 @@ describe('chunked AEAD streams in constant memory', () => {
     const growth = (result.peakRss - baseline) / (1 << 20);
     t.diagnostic(`RSS growth ${growth.toFixed(1)} MiB over a baseline of ${(baseline / (1 << 20)).toFixed(0)} MiB`);
     assert.ok(growth < 64, `RSS grew by ${growth.toFixed(1)} MiB`);
+  });
+});
+
+describe('chunked AEAD with AES-128 data keys', () => {
+  /** One chunk sealed by the spec alone: HKDF-SHA-256 to a 16-byte key and 4-byte nonce prefix, then AES-128-GCM. */
+  function sealChunkBySpec(header: Buffer, dataKey: Buffer, index: number, isFinal: boolean, plaintext: Buffer): Buffer {
+    const salt = header.subarray(11, 43);
+    const okm = Buffer.from(hkdfSync('sha256', dataKey, salt, Buffer.from('trustplane chunked-aead v1 aes-128-gcm'), 20));
+    const nonce = Buffer.alloc(12);
+    okm.copy(nonce, 0, 16, 20);
+    nonce.writeBigUInt64BE(BigInt(index), 4);
+    const aad = Buffer.alloc(41);
+    createHash('sha256').update(header).digest().copy(aad, 0);
+    aad.writeBigUInt64BE(BigInt(index), 32);
+    aad[40] = isFinal ? 1 : 0;
+    const cipher = createCipheriv('aes-128-gcm', okm.subarray(0, 16), nonce);
+    cipher.setAAD(aad);
+    return Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+  }
+
+  test('known answer: a fixed header, key and chunk give the bytes node:crypto computes from the spec', () => {
+    const dataKey = Buffer.from('000102030405060708090a0b0c0d0e0f', 'hex');
+    const header = encodeFileHeader({
+      wrappedDataKey: Buffer.from('wrapped'), context: { bucket: 'b', key: 'k', zone: 'eu' }, chunkSize: CS,
+      salt: Buffer.alloc(32, 0x5a), algorithm: CHUNKED_ALGORITHM_AES_128_GCM,
+    });
+    assert.equal(header[6], 2);
+    const read = readFileHeader(header);
+    assert.ok(read.complete);
+    assert.equal(read.header.algorithm, CHUNKED_ALGORITHM_AES_128_GCM);
+    const plaintext = Buffer.alloc(CS, 0x61);
+    const fileKey = deriveKey(read.header, dataKey);
+    const { ciphertext, tag } = fileKey.seal(3, false, plaintext);
+    fileKey.zeroize();
+    assert.deepEqual(Buffer.concat([ciphertext, tag]), sealChunkBySpec(header, dataKey, 3, false, plaintext));
+  });
+
+  test('the encrypt stream picks AES-128 from a 16-byte key and its chunks match the spec', async () => {
+    const dataKey = randomBytes(16);
+    const plaintext = randomBytes(2 * CS + 9);
+    const stream = createEncryptStream({ dataKey, wrappedDataKey: Buffer.from('w'), context: { a: 'b' }, chunkSize: CS });
+    const file = await collect(Readable.from([plaintext]), stream);
+    assert.equal(file[6], 2);
+    assert.equal(stream.header.algorithm, CHUNKED_ALGORITHM_AES_128_GCM);
+    const { header, chunks } = records(file);
+    assert.deepEqual(chunks, [
+      sealChunkBySpec(header, dataKey, 0, false, plaintext.subarray(0, CS)),
+      sealChunkBySpec(header, dataKey, 1, false, plaintext.subarray(CS, 2 * CS)),
+      sealChunkBySpec(header, dataKey, 2, true, plaintext.subarray(2 * CS)),
+    ]);
+    assert.equal(file.length, ciphertextLength(plaintext.length, CS, fileHeaderLength({ a: 'b' }, 1)));
+    assert.deepEqual(await decryptBuffer(file, () => Buffer.from(dataKey)), plaintext);
+  });
+
+  test('round trips of every edge size, and range decryption', async () => {
+    for (const size of [0, 1, CS - 1, CS, CS + 1, 3 * CS + 7]) {
+      const dataKey = randomBytes(16);
+      const plaintext = randomBytes(size);
+      const file = await collect(Readable.from(split(plaintext, 3 * CS)), createEncryptStream({ dataKey, wrappedDataKey: Buffer.from('w'), chunkSize: CS }));
+      assert.deepEqual(await decryptBuffer(file, () => Buffer.from(dataKey)), plaintext, `${size} bytes`);
+      if (size > 2) {
+        const read = readFileHeader(file);
+        assert.ok(read.complete);
+        const span = plaintextRangeToChunks(read.header, 1, size - 1, size);
+        assert.deepEqual(decryptRange(read.header, dataKey, span, file.subarray(span.ciphertextStart, span.ciphertextEnd)), plaintext.subarray(1, size - 1));
+      }
+    }
+  });
+
+  test('a key of the wrong length for the header\'s algorithm is refused as a bad ciphertext', async () => {
+    const key128 = randomBytes(16);
+    const file128 = await collect(Readable.from([randomBytes(100)]), createEncryptStream({ dataKey: key128, wrappedDataKey: Buffer.from('w'), chunkSize: CS }));
+    await rejects(file128, () => randomBytes(32));
+    const sealed256 = await encryptBuffer(randomBytes(100));
+    await rejects(sealed256.file, () => randomBytes(16));
+    // Relabelling the algorithm byte fails whichever key is offered: the header digest is in every chunk's AAD.
+    const relabelled = Buffer.from(sealed256.file);
+    relabelled[6] = CHUNKED_ALGORITHM_AES_128_GCM;
+    await rejects(relabelled, lenient(sealed256.dataKey));
+    await rejects(relabelled, () => sealed256.dataKey.subarray(0, 16));
+    const relabelled128 = Buffer.from(file128);
+    relabelled128[6] = CHUNKED_ALGORITHM_AES_256_GCM;
+    await rejects(relabelled128, () => Buffer.from(key128));
+    await rejects(relabelled128, () => Buffer.concat([key128, key128]));
+    const read = readFileHeader(file128);
+    assert.ok(read.complete);
+    assert.throws(() => deriveKey(read.header, randomBytes(32)), CiphertextError);
+  });
+
+  test('unknown algorithm bytes are refused', () => {
+    for (const value of [0, 3, 255]) {
+      const header = encodeFileHeader({ wrappedDataKey: Buffer.from('w') });
+      header[6] = value;
+      assert.throws(() => readFileHeader(header), CiphertextError);
+    }
   });
 });

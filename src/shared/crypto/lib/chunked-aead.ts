@@ -1,4 +1,4 @@
-// Streaming, chunked AES-256-GCM for envelope-encrypted files and objects of any size, in constant memory.
+// Streaming, chunked AES-GCM (256- or 128-bit data keys) for envelope-encrypted files and objects of any size, in constant memory.
 // Must never release plaintext of a chunk before its tag verifies, nor accept a truncated, reordered or extended file.
 import * as nodeCrypto from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
@@ -17,7 +17,7 @@ import { hkdf } from './mac.ts';
  *   offset  size  field
  *   0       5     magic "TPENC"
  *   5       1     format version (1)
- *   6       1     algorithm (1 = AES-256-GCM, HKDF-SHA-256 per-file key, 16-byte tags)
+ *   6       1     algorithm (1 = AES-256-GCM, 2 = AES-128-GCM; both HKDF-SHA-256 per-file keys, 16-byte tags)
  *   7       4     chunk size S in plaintext bytes, 4096 <= S <= 16 MiB (default 256 KiB)
  *   11      32    salt (random per file)
  *   43      2     C = length of the encoded encryption context, 4 <= C <= 65535
@@ -26,9 +26,13 @@ import { hkdf } from './mac.ts';
  *   47+C    W     wrapped data key: the key service's ciphertext blob, opaque here
  *   The header's length is H = 47 + C + W; D = SHA-256(header bytes).
  *
- * Keys and nonces:
- *   okm = HKDF-SHA-256(ikm = data key (32 bytes), salt = salt, info = "trustplane chunked-aead v1", L = 36)
- *   file key = okm[0..32), nonce prefix = okm[32..36)
+ * Keys and nonces (K = 32 for algorithm 1, 16 for algorithm 2; the data key is K bytes too):
+ *   algorithm 1: okm = HKDF-SHA-256(ikm = data key, salt = salt, info = "trustplane chunked-aead v1", L = 36)
+ *   algorithm 2: okm = HKDF-SHA-256(ikm = data key, salt = salt, info = "trustplane chunked-aead v1 aes-128-gcm", L = 20)
+ *   file key = okm[0..K), nonce prefix = okm[K..K+4)
+ *   (Distinct info strings keep the two derivations apart even for related inputs. The encryptor
+ *   picks the algorithm from the data key's length; a decryptor refuses a data key whose length
+ *   does not match the header's algorithm, as a CiphertextError, since the header is untrusted.)
  *   nonce(i) = nonce prefix (4) || i as uint64 (8)
  *   The file key is unique per file (random 256-bit salt), so nonces never repeat across files even
  *   if a data key were reused; within a file they are unique by chunk index.
@@ -36,7 +40,7 @@ import { hkdf } from './mac.ts';
  * Chunks: plaintext is cut into chunks of exactly S bytes; the final chunk is always strictly
  * shorter than S (0..S-1 bytes), so a plaintext whose length is a multiple of S (including an
  * empty one) ends with an empty final chunk. Chunk i on disk is
- *   AES-256-GCM(file key, nonce(i), plaintext_i, aad(i)) = ciphertext_i (same length) || tag (16)
+ *   AES-GCM(file key, nonce(i), plaintext_i, aad(i)) = ciphertext_i (same length) || tag (16)
  *   aad(i) = D (32) || i as uint64 (8) || final flag (1 byte: 1 for the final chunk, else 0)
  * Because every non-final chunk is S+16 bytes and the final one is 16..S+15, the file's length
  * alone determines every chunk boundary and which chunk is final; a decryptor that sees a full
@@ -49,12 +53,15 @@ import { hkdf } from './mac.ts';
  */
 
 export const CHUNKED_FORMAT_VERSION = 1;
-const ALGORITHM_AES_256_GCM_HKDF_SHA256 = 1;
+/** 1 = AES-256-GCM (32-byte data keys), 2 = AES-128-GCM (16-byte data keys). */
+export type ChunkedAlgorithm = 1 | 2;
+export const CHUNKED_ALGORITHM_AES_256_GCM: ChunkedAlgorithm = 1;
+export const CHUNKED_ALGORITHM_AES_128_GCM: ChunkedAlgorithm = 2;
 const MAGIC = Buffer.from('TPENC', 'latin1');
-const HKDF_INFO = Buffer.from('trustplane chunked-aead v1', 'utf8');
-const CIPHER = 'aes-256-gcm';
-const DATA_KEY_LENGTH = 32;
-const FILE_KEY_LENGTH = 32;
+const ALGORITHMS: Readonly<Record<ChunkedAlgorithm, { cipher: nodeCrypto.CipherGCMTypes; keyLength: number; info: Buffer }>> = {
+  1: { cipher: 'aes-256-gcm', keyLength: 32, info: Buffer.from('trustplane chunked-aead v1', 'utf8') },
+  2: { cipher: 'aes-128-gcm', keyLength: 16, info: Buffer.from('trustplane chunked-aead v1 aes-128-gcm', 'utf8') },
+};
 const NONCE_PREFIX_LENGTH = 4;
 const SALT_LENGTH = 32;
 const AAD_LENGTH = 32 + 8 + 1;
@@ -80,6 +87,7 @@ export const DEFAULT_CHUNK_SIZE = 256 * 1024;
 
 export interface ChunkedFileHeader {
   readonly formatVersion: number;
+  readonly algorithm: ChunkedAlgorithm;
   readonly chunkSize: number;
   readonly salt: Buffer;
   readonly context: EncryptionContext;
@@ -94,6 +102,8 @@ export interface ChunkedFileHeader {
 
 export interface FileHeaderFields {
   wrappedDataKey: Uint8Array;
+  /** Default 1 (AES-256-GCM); must match the length of the data key the chunks are sealed with. */
+  algorithm?: ChunkedAlgorithm;
   context?: EncryptionContext;
   chunkSize?: number;
   /** 32 random bytes; generated when absent (give one only for known-answer tests). */
@@ -103,6 +113,22 @@ export interface FileHeaderFields {
 export type FileHeaderReadResult =
   | { complete: true; header: ChunkedFileHeader }
   | { complete: false; /** total bytes from the start of the file needed before reading again */ bytesNeeded: number };
+
+function isChunkedAlgorithm(value: number | undefined): value is ChunkedAlgorithm {
+  return value === CHUNKED_ALGORITHM_AES_256_GCM || value === CHUNKED_ALGORITHM_AES_128_GCM;
+}
+
+/** The algorithm for a data key of this length: 32 bytes → AES-256-GCM, 16 → AES-128-GCM; RangeError otherwise. */
+export function chunkedAlgorithmForKey(dataKey: Uint8Array): ChunkedAlgorithm {
+  if (dataKey.length === 32) return CHUNKED_ALGORITHM_AES_256_GCM;
+  if (dataKey.length === 16) return CHUNKED_ALGORITHM_AES_128_GCM;
+  throw new RangeError('data key must be 16 or 32 bytes');
+}
+
+/** The exact length of a header with this context and a wrapped data key of this many bytes. */
+export function fileHeaderLength(context: EncryptionContext | undefined, wrappedDataKeyLength: number): number {
+  return FIXED_HEADER_LENGTH + 2 + encodeEncryptionContext(context).length + 2 + wrappedDataKeyLength;
+}
 
 function checkChunkSize(chunkSize: number): void {
   if (!Number.isInteger(chunkSize) || chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) {
@@ -114,6 +140,8 @@ function checkChunkSize(chunkSize: number): void {
 export function encodeFileHeader(fields: FileHeaderFields): Buffer {
   const chunkSize = fields.chunkSize ?? DEFAULT_CHUNK_SIZE;
   checkChunkSize(chunkSize);
+  const algorithm = fields.algorithm ?? CHUNKED_ALGORITHM_AES_256_GCM;
+  if (!isChunkedAlgorithm(algorithm)) throw new RangeError('unknown chunked algorithm');
   const salt = fields.salt ?? randomBytes(SALT_LENGTH);
   if (salt.length !== SALT_LENGTH) throw new RangeError(`salt must be ${SALT_LENGTH} bytes`);
   const context = encodeEncryptionContext(fields.context);
@@ -123,7 +151,7 @@ export function encodeFileHeader(fields: FileHeaderFields): Buffer {
   const out = Buffer.alloc(FIXED_HEADER_LENGTH + 2 + context.length + 2 + wrapped.length);
   MAGIC.copy(out, 0);
   out[5] = CHUNKED_FORMAT_VERSION;
-  out[6] = ALGORITHM_AES_256_GCM_HKDF_SHA256;
+  out[6] = algorithm;
   out.writeUInt32BE(chunkSize, 7);
   out.set(salt, 11);
   let offset = FIXED_HEADER_LENGTH;
@@ -144,7 +172,7 @@ export function readFileHeader(input: Uint8Array): FileHeaderReadResult {
   const magicPresent = Math.min(bytes.length, MAGIC.length);
   if (!bytes.subarray(0, magicPresent).equals(MAGIC.subarray(0, magicPresent))) throw new CiphertextError();
   if (bytes.length > 5 && bytes[5] !== CHUNKED_FORMAT_VERSION) throw new CiphertextError();
-  if (bytes.length > 6 && bytes[6] !== ALGORITHM_AES_256_GCM_HKDF_SHA256) throw new CiphertextError();
+  if (bytes.length > 6 && !isChunkedAlgorithm(bytes[6])) throw new CiphertextError();
   if (bytes.length < FIXED_HEADER_LENGTH + 2) return { complete: false, bytesNeeded: FIXED_HEADER_LENGTH + 2 };
   const chunkSize = bytes.readUInt32BE(7);
   if (chunkSize < MIN_CHUNK_SIZE || chunkSize > MAX_CHUNK_SIZE) throw new CiphertextError();
@@ -165,6 +193,7 @@ export function readFileHeader(input: Uint8Array): FileHeaderReadResult {
     complete: true,
     header: {
       formatVersion: CHUNKED_FORMAT_VERSION,
+      algorithm: headerBytes[6] as ChunkedAlgorithm,
       chunkSize,
       salt: headerBytes.subarray(11, 11 + SALT_LENGTH),
       context,
@@ -178,6 +207,7 @@ export function readFileHeader(input: Uint8Array): FileHeaderReadResult {
 
 /** The per-file key derived from a data key and a header; zeroize() it when done. */
 export class ChunkedFileKey {
+  readonly #cipher: nodeCrypto.CipherGCMTypes;
   readonly #key: Buffer;
   readonly #noncePrefix: Buffer;
   readonly #headerDigest: Buffer;
@@ -186,11 +216,14 @@ export class ChunkedFileKey {
   readonly #aad = Buffer.alloc(AAD_LENGTH);
   #zeroized = false;
 
+  /** CiphertextError when the data key's length does not match the header's algorithm (the header may be forged). */
   constructor(header: ChunkedFileHeader, dataKey: Uint8Array) {
-    if (dataKey.length !== DATA_KEY_LENGTH) throw new RangeError(`data key must be ${DATA_KEY_LENGTH} bytes`);
-    const okm = hkdf('sha256', dataKey, header.salt, HKDF_INFO, FILE_KEY_LENGTH + NONCE_PREFIX_LENGTH);
-    this.#key = okm.subarray(0, FILE_KEY_LENGTH);
-    this.#noncePrefix = okm.subarray(FILE_KEY_LENGTH);
+    const algorithm = ALGORITHMS[header.algorithm];
+    if (!algorithm || dataKey.length !== algorithm.keyLength) throw new CiphertextError();
+    this.#cipher = algorithm.cipher;
+    const okm = hkdf('sha256', dataKey, header.salt, algorithm.info, algorithm.keyLength + NONCE_PREFIX_LENGTH);
+    this.#key = okm.subarray(0, algorithm.keyLength);
+    this.#noncePrefix = okm.subarray(algorithm.keyLength);
     this.#noncePrefix.copy(this.#nonce, 0);
     this.#headerDigest = header.digest;
     header.digest.copy(this.#aad, 0);
@@ -207,7 +240,7 @@ export class ChunkedFileKey {
   /** Encrypts one chunk; returns ciphertext and tag separately so callers need not concatenate. */
   seal(index: number, isFinal: boolean, plaintext: Uint8Array): { ciphertext: Buffer; tag: Buffer } {
     this.#prepare(index, isFinal);
-    const cipher = nodeCrypto.createCipheriv(CIPHER, this.#key, this.#nonce, { authTagLength: GCM_TAG_LENGTH });
+    const cipher = nodeCrypto.createCipheriv(this.#cipher, this.#key, this.#nonce, { authTagLength: GCM_TAG_LENGTH });
     cipher.setAAD(this.#aad);
     const ciphertext = cipher.update(plaintext);
     cipher.final();
@@ -219,7 +252,7 @@ export class ChunkedFileKey {
     this.#prepare(index, isFinal);
     if (record.length < GCM_TAG_LENGTH) throw new CiphertextError();
     const split = record.length - GCM_TAG_LENGTH;
-    const decipher = nodeCrypto.createDecipheriv(CIPHER, this.#key, this.#nonce, { authTagLength: GCM_TAG_LENGTH });
+    const decipher = nodeCrypto.createDecipheriv(this.#cipher, this.#key, this.#nonce, { authTagLength: GCM_TAG_LENGTH });
     decipher.setAuthTag(record.subarray(split));
     decipher.setAAD(this.#aad);
     const plaintext = decipher.update(record.subarray(0, split));
@@ -351,7 +384,10 @@ export function decryptRange(header: ChunkedFileHeader, key: Uint8Array | Chunke
 }
 
 export interface EncryptStreamOptions {
-  /** The 32-byte plaintext data key. The caller keeps ownership and should zeroize it once the stream is made. */
+  /**
+   * The plaintext data key: 32 bytes (AES-256-GCM) or 16 bytes (AES-128-GCM), recorded in the header.
+   * The caller keeps ownership and should zeroize it once the stream is made.
+   */
   dataKey: Uint8Array;
   /** The key service's ciphertext blob for the data key; stored in the header. */
   wrappedDataKey: Uint8Array;
@@ -370,7 +406,8 @@ class ChunkedEncryptStream extends Transform {
 
   constructor(options: EncryptStreamOptions) {
     super();
-    const headerBytes = encodeFileHeader({ wrappedDataKey: options.wrappedDataKey, context: options.context, chunkSize: options.chunkSize });
+    const algorithm = chunkedAlgorithmForKey(options.dataKey);
+    const headerBytes = encodeFileHeader({ wrappedDataKey: options.wrappedDataKey, context: options.context, chunkSize: options.chunkSize, algorithm });
     const read = readFileHeader(headerBytes);
     if (!read.complete) throw new Error('encoded header does not parse');
     this.header = read.header;
@@ -447,7 +484,7 @@ export function createEncryptStream(options: EncryptStreamOptions): Transform & 
 
 export interface DecryptStreamOptions {
   /**
-   * Returns the 32-byte data key for a header, typically by asking the key service to decrypt
+   * Returns the data key for a header (32 bytes for algorithm 1, 16 for algorithm 2), typically by asking the key service to decrypt
    * header.wrappedDataKey with header.context. The stream takes ownership of the returned buffer
    * and zeroizes it once the file key is derived. Errors it throws reach the stream unchanged.
    */
