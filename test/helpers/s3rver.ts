@@ -2,14 +2,29 @@
 // and lets tests read and edit the files it writes. Must never be taken as proof of a signature: s3rver checks none.
 import { createRequire } from 'node:module';
 import type { Server } from 'node:http';
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { promises as fsPromises, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeTempDir } from './server.ts';
+
+/** The part of a Koa context the ListObjectsV2 handler below uses. */
+interface S3rverContext {
+  method: string;
+  path: string;
+  query: Record<string, string | string[] | undefined>;
+  headers: Record<string, string | string[] | undefined>;
+  status: number;
+  type: string;
+  body: unknown;
+  store: FilesystemStorePrototype & { getBucket(bucket: string): Promise<unknown> };
+}
+type S3rverMiddleware = (ctx: S3rverContext, next: () => Promise<void>) => Promise<void>;
 
 interface S3rverInstance {
   run(): Promise<{ port: number; address: string }>;
   close(): Promise<void>;
   httpServer?: Server;
+  /** Koa's middleware list, composed when the server starts listening. */
+  middleware: S3rverMiddleware[];
 }
 interface S3rverConstructor {
   new (options: Record<string, unknown>): S3rverInstance;
@@ -23,7 +38,112 @@ const require = createRequire(import.meta.url);
 const S3rver = require('s3rver') as S3rverConstructor;
 // s3rver only knows the access key ids in this process-wide registry (S3RVER out of the box), and checks SigV4
 // signatures not at all: registering a key pair is what makes it accept a backing zone's credentials.
-const { DUMMY_ACCOUNT } = require('s3rver/lib/models/account') as { DUMMY_ACCOUNT: S3rverAccount };
+const { DUMMY_ACCOUNT, registry: ACCESS_KEYS } = require('s3rver/lib/models/account') as {
+  DUMMY_ACCOUNT: S3rverAccount; registry: Map<string, unknown>;
+};
+
+interface S3rverObject {
+  key: string;
+  size: number;
+  metadata: Record<string, string>;
+  lastModifiedDate: Date;
+}
+interface S3rverListing {
+  objects: S3rverObject[];
+  commonPrefixes: string[];
+  isTruncated: boolean;
+}
+interface S3rverListOptions {
+  delimiter?: string;
+  prefix?: string;
+  maxKeys?: number;
+  startAfter?: string;
+}
+interface FilesystemStorePrototype {
+  rootDirectory: string;
+  getResourcePath(bucket: string, key: string, resource: string): string;
+  getBucketPath(bucket: string): string;
+  listObjects(bucket: string, options: S3rverListOptions): Promise<S3rverListing>;
+  deleteObject(bucket: string, key: string): Promise<void>;
+}
+
+/*
+ * Two s3rver 3.7.1 bugs that real S3 does not have, fixed here so that they are not taken for the proxy's:
+ * - listObjects with a delimiter never descends two levels below the prefix, so `a/b/c` under prefix "" with
+ *   delimiter "/" is found, but `p/e/f/g` under prefix "p/" yields no common prefix "p/e/". Fixed by listing without
+ *   the delimiter and folding keys into common prefixes here (objects count against max-keys, as s3rver counts).
+ * - deleteObject removes directories it emptied with an unguarded readdir/rmdir, so concurrent deletes in one
+ *   directory (DeleteObjects, or any client deleting in parallel) fail with ENOENT or ENOTEMPTY. Fixed by tolerating both.
+ */
+const { prototype: store } = require('s3rver/lib/stores/filesystem') as { prototype: FilesystemStorePrototype };
+const listObjects = store.listObjects;
+store.listObjects = async function listObjectsFixed(this: FilesystemStorePrototype, bucket, options) {
+  const { delimiter = '', prefix = '', maxKeys = Infinity } = options;
+  if (!delimiter) return listObjects.call(this, bucket, options);
+  const all = await listObjects.call(this, bucket, { ...options, delimiter: '', maxKeys: Infinity });
+  const objects: S3rverObject[] = [];
+  const commonPrefixes = new Set<string>();
+  let isTruncated = false;
+  for (const object of all.objects) {
+    const at = object.key.indexOf(delimiter, prefix.length);
+    if (at !== -1) {
+      commonPrefixes.add(object.key.slice(0, at + delimiter.length));
+    } else if (objects.length < maxKeys) {
+      objects.push(object);
+    } else {
+      isTruncated = true;
+      break;
+    }
+  }
+  return { objects, commonPrefixes: [...commonPrefixes].sort(), isTruncated };
+};
+store.deleteObject = async function deleteObjectFixed(this: FilesystemStorePrototype, bucket, key) {
+  await Promise.all(['object', 'object.md5', 'metadata.json'].map((resource) => fsPromises.unlink(this.getResourcePath(bucket, key, resource))
+    .catch((error: NodeJS.ErrnoException) => { if (error.code !== 'ENOENT') throw error; })));
+  const parts = key.split('/').slice(0, -1);
+  while (parts.length) {
+    try {
+      await fsPromises.rmdir(join(this.getBucketPath(bucket), ...parts));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      // Not empty (another object lives there), or another delete removed it first: either way, done here.
+      if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOENT') break;
+      throw error;
+    }
+    parts.pop();
+  }
+};
+
+const escapeXml = (text: string) => text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
+const single = (value: string | string[] | undefined) => (Array.isArray(value) ? value[0] : value);
+
+/** GET /<bucket>?list-type=2 as S3 answers it, from s3rver's own store; other requests go on to s3rver. */
+const listV2: S3rverMiddleware = async (ctx, next) => {
+  const bucket = /^\/([^/]+)\/?$/.exec(ctx.path)?.[1];
+  if (ctx.method !== 'GET' || single(ctx.query['list-type']) !== '2' || !bucket || !(await ctx.store.getBucket(bucket))) return next();
+  const accessKeyId = /Credential=([^/]+)\//.exec(single(ctx.headers.authorization) ?? '')?.[1];
+  if (accessKeyId !== undefined && !ACCESS_KEYS.has(accessKeyId)) return next(); // s3rver's own answer: InvalidAccessKeyId
+  const token = single(ctx.query['continuation-token']);
+  const startAfter = token !== undefined ? Buffer.from(token, 'base64url').toString('utf8') : single(ctx.query['start-after']);
+  const prefix = single(ctx.query.prefix) ?? '';
+  const delimiter = single(ctx.query.delimiter) ?? '';
+  const maxKeys = Math.min(1000, Number(single(ctx.query['max-keys']) ?? 1000));
+  const result = maxKeys > 0 ? await ctx.store.listObjects(bucket, { prefix, delimiter, maxKeys, startAfter })
+    : { objects: [], commonPrefixes: [], isTruncated: false };
+  const last = result.objects.at(-1)?.key;
+  const element = (name: string, value: string | number | undefined) => (value === undefined ? '' : `<${name}>${escapeXml(String(value))}</${name}>`);
+  ctx.status = 200;
+  ctx.type = 'application/xml';
+  ctx.body = '<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+    + element('Name', bucket) + element('Prefix', prefix) + element('Delimiter', delimiter || undefined) + element('MaxKeys', maxKeys)
+    + element('KeyCount', result.objects.length + result.commonPrefixes.length) + element('IsTruncated', String(result.isTruncated && last !== undefined))
+    + element('ContinuationToken', token) + element('StartAfter', token === undefined ? startAfter : undefined)
+    + element('NextContinuationToken', result.isTruncated && last !== undefined ? Buffer.from(last, 'utf8').toString('base64url') : undefined)
+    + result.objects.map((object) => `<Contents>${element('Key', object.key)}${element('LastModified', object.lastModifiedDate.toISOString())}`
+      + `${element('ETag', object.metadata.etag)}${element('Size', object.size)}<StorageClass>STANDARD</StorageClass></Contents>`).join('')
+    + result.commonPrefixes.map((common) => `<CommonPrefixes>${element('Prefix', common)}</CommonPrefixes>`).join('')
+    + '</ListBucketResult>';
+};
 
 /** s3rver names every file of an object `<last key segment>._S3rver_<resource>` in the key's directories. */
 const SUFFIX = '._S3rver_';
@@ -80,7 +200,10 @@ export async function startS3rver(options: S3rverOptions = {}): Promise<S3rverHa
   const credentials = { accessKeyId: options.accessKeyId ?? 'S3RVER', secretAccessKey: options.secretAccessKey ?? 'S3RVER' };
   if (credentials.accessKeyId !== 'S3RVER') DUMMY_ACCOUNT.createKeyPair(credentials.accessKeyId, credentials.secretAccessKey);
   // vhostBuckets off: every request is path-style, as the proxy sends them.
-  const server = new S3rver({ port: 0, address: '127.0.0.1', directory, silent: true, resetOnClose: false, vhostBuckets: false });
+  // TRUSTPLANE_TEST_S3RVER_LOG=1 shows s3rver's request log and errors while debugging a test.
+  const server = new S3rver({ port: 0, address: '127.0.0.1', directory, silent: process.env.TRUSTPLANE_TEST_S3RVER_LOG !== '1',
+    resetOnClose: false, vhostBuckets: false });
+  server.middleware.unshift(listV2);
   let port: number;
   try {
     ({ port } = await server.run());

@@ -478,7 +478,8 @@ export async function rawS3Request(stack: Pick<ZoneStack, 'endpoint' | 'region' 
   if (credentials !== null) {
     const signer = new SignatureV4({ service: 's3', region: options.region ?? stack.region, credentials, sha256: Hash.bind(null, 'sha256'),
       uriEscapePath: false, applyChecksum: true });
-    const hash = nodeCrypto.createHash('sha256').update(body).digest('hex');
+    // The body's own hash unless the caller signs another (to send a body that does not match it).
+    const hash = headers['x-amz-content-sha256'] ?? nodeCrypto.createHash('sha256').update(body).digest('hex');
     const signed = await signer.sign(new HttpRequest({ method: options.method, protocol: 'http:', hostname: url.hostname, port: Number(url.port),
       path: options.path, query: options.query ?? {}, headers: { ...headers, 'x-amz-content-sha256': hash }, body }),
     { signingDate: options.signingDate });
