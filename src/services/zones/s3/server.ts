@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { ZoneProxyConfig } from '../config.ts';
 import { authenticateS3Request, type AuthenticatedS3Request } from './auth/index.ts';
 import { BackingZone } from './backing.ts';
+import { resolveRangeHeader } from './domain/object-layout.ts';
 import { S3Error, s3ErrorXml } from './errors.ts';
 import { clientMetadataFrom, storedHeadersFrom, type ObjectView } from './object-metadata.ts';
 import { ZoneObjects } from './objects.ts';
@@ -63,24 +64,6 @@ function decodePath(text: string): string {
 function header(request: S3Request, name: string): string | undefined {
   const value = request.headers[name];
   return Array.isArray(value) ? value[0] : value;
-}
-
-/** S3's Range header: one range; a syntactically odd one is ignored (the whole object), an unsatisfiable one is 416. */
-export function parseRange(text: string | undefined, size: number): { start: number; end: number } | undefined {
-  if (!text) return undefined;
-  const match = /^bytes=(\d*)-(\d*)$/.exec(text.trim());
-  if (!match || (match[1] === '' && match[2] === '')) return undefined;
-  const unsatisfiable = () => new S3Error('InvalidRange', 'The requested range is not satisfiable', { RangeRequested: text, ActualObjectSize: String(size) });
-  if (match[1] === '') {
-    const suffix = Number(match[2]);
-    if (suffix === 0 || size === 0) throw unsatisfiable();
-    return { start: Math.max(0, size - suffix), end: size - 1 };
-  }
-  const start = Number(match[1]);
-  const end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
-  if (match[2] !== '' && Number(match[2]) < start) return undefined;
-  if (start >= size) throw unsatisfiable();
-  return { start, end };
 }
 
 function httpDate(date: Date): string {
@@ -313,7 +296,7 @@ export class ZoneS3Proxy {
       }
       const partNumber = query.get('partNumber');
       if (partNumber !== null && partNumber !== '1') throw new S3Error('InvalidArgument', 'The zone proxy serves partNumber=1 (the whole object) only.');
-      const range = parseRange(header(request, 'range'), found.view.size);
+      const range = resolveRangeHeader(header(request, 'range'), found.view.size);
       const headers = objectHeaders(found.view);
       const length = range ? range.end - range.start + 1 : found.view.size;
       if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${found.view.size}`;

@@ -300,7 +300,8 @@ function checkHeader(bytes: Buffer, headerLength: number, headerContext: Encrypt
  * once the sizes, the first header and the first chunk have been checked, so a wrong key, context or
  * layout is refused before a response starts; later failures (a tampered chunk further on) destroy
  * the stream with CiphertextError. Source errors reach the caller unchanged. The stream pulls from
- * the source only as fast as it is read, holding about one chunk.
+ * the source only as fast as it is read, holding about one chunk. A caller that stops reading early
+ * must destroy the stream: that closes the backing read and wipes the stream's copy of the data key.
  */
 export async function openObjectRange(source: CiphertextSource, o: OpenObjectRangeOptions): Promise<Readable> {
   checkObjectLayout(o.layout);

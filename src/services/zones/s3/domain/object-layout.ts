@@ -127,8 +127,8 @@ export function resolveRangeHeader(header: string | undefined, objectLength: num
     return { start: Math.max(0, objectLength - suffix), end: last };
   }
   const start = Number(match[1]);
-  const end = match[2] === '' ? last : Number(match[2]);
-  if (end < start) return undefined;
+  // A last position before the first makes the header invalid, which HTTP says to ignore.
+  if (match[2] !== '' && Number(match[2]) < start) return undefined;
   if (start >= objectLength) unsatisfiable();
-  return { start, end: Math.min(end, last) };
+  return { start, end: match[2] === '' ? last : Math.min(Number(match[2]), last) };
 }
