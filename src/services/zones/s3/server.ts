@@ -279,12 +279,17 @@ export class ZoneS3Proxy {
       this.#empty(response, 200, { etag: outcome.etag, ...outcome.policyHeaders, ...checksumHeaders(auth) });
       return;
     }
-    if ((method === 'GET' || method === 'HEAD') && query.has('uploadId') && method === 'GET') {
+    if (method === 'GET' && query.has('uploadId')) {
       await this.#drain(auth);
       const uploadId = query.get('uploadId') as string;
-      const parts = await service.listParts(bucket, key, uploadId);
-      this.#xml(response, 200, xmlDocument('ListPartsResult', { Bucket: bucket, Key: key, UploadId: uploadId, MaxParts: 1000, IsTruncated: false,
-        Part: parts.map((part) => ({ PartNumber: part.partNumber, LastModified: part.lastModified, ETag: part.etag, Size: part.size })) }));
+      const maxParts = integerParameter(query, 'max-parts', 1000, 0, 1000);
+      const marker = integerParameter(query, 'part-number-marker', 0, 0, 10_000);
+      const after = (await service.listParts(bucket, key, uploadId)).filter((part) => part.partNumber > marker);
+      const page = after.slice(0, maxParts);
+      const truncated = after.length > page.length;
+      this.#xml(response, 200, xmlDocument('ListPartsResult', { Bucket: bucket, Key: key, UploadId: uploadId,
+        PartNumberMarker: marker, NextPartNumberMarker: truncated ? page.at(-1)?.partNumber : undefined, MaxParts: maxParts, IsTruncated: truncated,
+        Part: page.map((part) => ({ PartNumber: part.partNumber, LastModified: part.lastModified, ETag: part.etag, Size: part.size })) }));
       return;
     }
     if (method === 'GET' || method === 'HEAD') {
@@ -395,9 +400,7 @@ export class ZoneS3Proxy {
     const v2 = query.get('list-type') === '2';
     const prefix = query.get('prefix') ?? '';
     const delimiter = query.get('delimiter') ?? '';
-    const maxKeysText = query.get('max-keys');
-    const maxKeys = maxKeysText === null ? 1000 : Number(maxKeysText);
-    if (!Number.isInteger(maxKeys) || maxKeys < 0) throw new S3Error('InvalidArgument', 'max-keys must be a non-negative integer.', { ArgumentName: 'max-keys' });
+    const maxKeys = integerParameter(query, 'max-keys', 1000, 0, 1000);
     const token = query.get('continuation-token');
     let startAfter = (v2 ? query.get('start-after') : query.get('marker')) ?? '';
     if (v2 && token) {
@@ -406,7 +409,7 @@ export class ZoneS3Proxy {
       startAfter = decoded.slice(2);
     }
     const listing = maxKeys === 0 ? { objects: [], commonPrefixes: [], truncated: false, last: undefined }
-      : await this.#service.listObjects(bucket, { prefix, delimiter, maxKeys: Math.min(maxKeys, 1000), startAfter });
+      : await this.#service.listObjects(bucket, { prefix, delimiter, maxKeys, startAfter });
     const encode = query.get('encoding-type') === 'url';
     const name = (text: string) => (encode ? encodeURIComponent(text).replace(/%2F/g, '/') : text);
     const contents = listing.objects.map((entry) => ({ Key: name(entry.key), LastModified: entry.lastModified, ETag: entry.etag, Size: entry.size, StorageClass: 'STANDARD' }));
@@ -423,6 +426,14 @@ export class ZoneS3Proxy {
         NextMarker: listing.truncated && delimiter && listing.last ? listing.last : undefined, Contents: contents, CommonPrefixes: prefixes }));
     }
   }
+}
+
+function integerParameter(query: URLSearchParams, name: string, fallback: number, min: number, max: number): number {
+  const text = query.get(name);
+  if (text === null) return fallback;
+  const value = Number(text);
+  if (!/^\d+$/.test(text) || value < min) throw new S3Error('InvalidArgument', `${name} must be an integer from ${min}.`, { ArgumentName: name });
+  return Math.min(value, max);
 }
 
 function parseCopySource(text: string): { bucket: string; key: string } {
