@@ -111,13 +111,21 @@ export class ZoneObjects {
 
   /** The client's view of a backing object (decrypting its sealed metadata and trailer). */
   async view(location: ObjectLocation, head: BackingObjectHead, clientKey: string | undefined): Promise<ObjectView> {
-    const cacheKey = `${location.zone.name}\0${location.bucket}\0${location.backingKey}\0${head.etag}`;
-    const cached = this.#views.get(cacheKey);
-    if (cached) return cached;
+    const cached = this.#views.get(this.#viewKey(location, head.etag));
+    // The time comes from the store's answer, not the cache: a view remembered at write time has none yet.
+    if (cached) return { ...cached, lastModified: head.lastModified };
     const view = await this.#buildView(location, head, clientKey);
-    if (this.#views.size >= VIEW_CACHE_ENTRIES) this.#views.delete(this.#views.keys().next().value as string);
-    this.#views.set(cacheKey, view);
+    this.#remember(location, view);
     return view;
+  }
+
+  #viewKey(location: ObjectLocation, backingEtag: string): string {
+    return `${location.zone.name}\0${location.bucket}\0${location.backingKey}\0${backingEtag}`;
+  }
+
+  #remember(location: ObjectLocation, view: ObjectView): void {
+    if (this.#views.size >= VIEW_CACHE_ENTRIES) this.#views.delete(this.#views.keys().next().value as string);
+    this.#views.set(this.#viewKey(location, view.backingEtag), view);
   }
 
   async #buildView(location: ObjectLocation, head: BackingObjectHead, clientKey: string | undefined): Promise<ObjectView> {
@@ -281,7 +289,13 @@ export class ZoneObjects {
       const [, put] = await Promise.all([flow.catch((error: unknown) => { out.destroy(error as Error); throw error; }), upload.catch((error: unknown) => {
         options.plaintext.destroy(); throw error;
       })]);
-      return { etag: `"${(trailer as Transform & { md5Hex: string }).md5Hex}"`, backingEtag: put.etag };
+      const etag = `"${(trailer as Transform & { md5Hex: string }).md5Hex}"`;
+      // What a first GET would otherwise learn with a key-service call and a read of the trailer (a quarantine or
+      // evidence copy is named differently and learns it the slow way).
+      if (!options.extraMetadata?.[META_ORIGIN]) this.#remember(target, { bucket: target.bucket, key: options.info.name, size: options.plaintextLength, etag, lastModified: new Date(0),
+        contentType: options.info.contentType, userMetadata: options.info.userMetadata, headers: options.info.headers, zone: target.zone.name,
+        backingBucket: target.zone.bucket(target.bucket), backingKey: target.backingKey, backingSize: length, backingEtag: put.etag, encrypted: true });
+      return { etag, backingEtag: put.etag };
     } finally {
       zeroize(dataKey);
     }
