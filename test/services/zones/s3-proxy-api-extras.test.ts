@@ -2,10 +2,11 @@
 // multipart uploads that data policies judge on completion (the assembled object is scanned before it is placed).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import {
   CompleteMultipartUploadCommand, CreateBucketCommand, CreateMultipartUploadCommand, GetBucketLocationCommand, GetObjectCommand, HeadObjectCommand,
-  ListObjectsCommand, PutObjectCommand, UploadPartCommand, type S3Client,
+  ListObjectsCommand, ListObjectsV2Command, ListPartsCommand, PutObjectCommand, UploadPartCommand, type S3Client,
 } from '@aws-sdk/client-s3';
 import { bodyBytes, markedPlaintext, randomMarker, rawS3Request, s3Error, startZoneStack, ZONE_NAMES, type ZoneStack } from '../../helpers/zone-proxy.ts';
 
@@ -114,6 +115,80 @@ describe('S3 zone proxy: virtual hosts, ListObjects v1, bucket location, multipa
     const audit = readFileSync(stack.auditLogPath, 'utf8');
     assert.match(audit, /"operation":"CompleteMultipartUpload".*"outcome":"quarantined".*"us_ssn"/);
     assert.ok(!audit.includes(SSN));
+  });
+
+  it('never resolves dot segments: x/../target is refused and never reaches target', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: 'listing', Key: 'target', Body: `original ${MARKER}` }));
+    const raw = await rawS3Request(stack, { method: 'PUT', path: '/listing/x/../target', body: Buffer.from(`intruder ${MARKER}`) });
+    assert.equal(raw.status, 400, raw.body.toString());
+    assert.match(raw.body.toString(), /<Code>InvalidArgument<\/Code>/);
+    assert.equal((await s3Error(s3.send(new PutObjectCommand({ Bucket: 'listing', Key: 'dir/./x', Body: 'x' })))).code, 'InvalidArgument');
+    assert.equal((await getBytes(s3, 'listing', 'target')).toString(), `original ${MARKER}`);
+    const bucketEscape = await rawS3Request(stack, { method: 'DELETE', path: '/listing/../vhost' });
+    assert.notEqual(bucketEscape.status, 204);
+    await s3.send(new HeadObjectCommand({ Bucket: 'vhost', Key: 'notes/v.txt' }));
+  });
+
+  it('refuses object sub-resources it does not serve (tagging, acl) without touching the object', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: 'listing', Key: 'tagged', Body: `keep ${MARKER}` }));
+    const tagging = '<Tagging><TagSet><Tag><Key>a</Key><Value>b</Value></Tag></TagSet></Tagging>';
+    const put = await rawS3Request(stack, { method: 'PUT', path: '/listing/tagged', query: { tagging: '' }, body: Buffer.from(tagging) });
+    assert.equal(put.status, 501);
+    assert.match(put.body.toString(), /<Code>NotImplemented<\/Code>/);
+    const del = await rawS3Request(stack, { method: 'DELETE', path: '/listing/tagged', query: { tagging: '' } });
+    assert.equal(del.status, 501);
+    const acl = await rawS3Request(stack, { method: 'GET', path: '/listing/tagged', query: { acl: '' } });
+    assert.equal(acl.status, 501);
+    assert.equal((await getBytes(s3, 'listing', 'tagged')).toString(), `keep ${MARKER}`);
+  });
+
+  it('honours If-None-Match: * and If-Match on PUT', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: 'listing', Key: 'once', Body: `first ${MARKER}` }));
+    const again = await s3Error(s3.send(new PutObjectCommand({ Bucket: 'listing', Key: 'once', Body: 'second', IfNoneMatch: '*' })));
+    assert.equal(again.status, 412);
+    const wrong = await s3Error(s3.send(new PutObjectCommand({ Bucket: 'listing', Key: 'once', Body: 'third', IfMatch: '"0123456789abcdef0123456789abcdef"' })));
+    assert.equal(wrong.status, 412);
+    assert.equal((await getBytes(s3, 'listing', 'once')).toString(), `first ${MARKER}`);
+  });
+
+  it('refuses what the backing store made up: a foreign object, a copy replayed under another name, an altered upload record', async () => {
+    const direct = stack.directS3('eu');
+    await direct.send(new PutObjectCommand({ Bucket: 'eu-listing', Key: 'foreign', Body: 'planted' }));
+    assert.equal((await s3Error(s3.send(new GetObjectCommand({ Bucket: 'listing', Key: 'foreign' })))).code, 'InvalidObjectState');
+
+    await s3.send(new PutObjectCommand({ Bucket: 'listing', Key: 'secret', Body: `payroll ${MARKER}` }));
+    const head = await direct.send(new HeadObjectCommand({ Bucket: 'eu-listing', Key: 'secret' }));
+    const object = await direct.send(new GetObjectCommand({ Bucket: 'eu-listing', Key: 'secret' }));
+    await direct.send(new PutObjectCommand({ Bucket: 'eu-vhost', Key: 'listing/secret', Body: Buffer.from(await object.Body!.transformToByteArray()),
+      Metadata: { ...head.Metadata, 'tp-origin': '1' } }));
+    assert.equal((await s3Error(s3.send(new GetObjectCommand({ Bucket: 'vhost', Key: 'listing/secret' })))).code, 'InvalidObjectState');
+
+    const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'listing', Key: 'upload' }));
+    const recordKey = `.trustplane-uploads/${createHash('sha256').update(created.UploadId as string).digest('hex')}`;
+    const recordFile = stack.zones.eu.objectFile('eu-listing', recordKey);
+    const record = JSON.parse(readFileSync(recordFile, 'utf8')) as { sealed: string };
+    const flipped = Buffer.from(record.sealed, 'base64url');
+    flipped[flipped.length - 20] ^= 1;
+    writeFileSync(recordFile, JSON.stringify({ ...record, sealed: flipped.toString('base64url') }));
+    const refused = await s3Error(s3.send(new UploadPartCommand({ Bucket: 'listing', Key: 'upload', UploadId: created.UploadId, PartNumber: 1,
+      Body: Buffer.from(`part ${MARKER}`) })));
+    assert.equal(refused.code, 'InvalidObjectState');
+  });
+
+  it('refuses a multipart completion whose metadata cannot be stored, leaving the older object and the upload as they were', async () => {
+    const key = `long/${`${'k'.repeat(99)}/`.repeat(7)}end`;
+    await s3.send(new PutObjectCommand({ Bucket: 'listing', Key: key, Body: `older ${MARKER}` }));
+    const metadata = { note: 'm'.repeat(900) };
+    const created = await s3.send(new CreateMultipartUploadCommand({ Bucket: 'listing', Key: key, Metadata: metadata }));
+    const part = await s3.send(new UploadPartCommand({ Bucket: 'listing', Key: key, UploadId: created.UploadId, PartNumber: 1, Body: Buffer.from(`newer ${MARKER}`) }));
+    const refused = await s3Error(s3.send(new CompleteMultipartUploadCommand({ Bucket: 'listing', Key: key, UploadId: created.UploadId,
+      MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] } })));
+    assert.equal(refused.code, 'MetadataTooLarge');
+    assert.equal((await getBytes(s3, 'listing', key)).toString(), `older ${MARKER}`);
+    const parts = await s3.send(new ListPartsCommand({ Bucket: 'listing', Key: key, UploadId: created.UploadId }));
+    assert.equal(parts.Parts?.length, 1, 'the upload is still open');
+    const listing = await s3.send(new ListObjectsV2Command({ Bucket: 'listing', Prefix: 'long/' }));
+    assert.deepEqual(listing.Contents?.map((entry) => entry.Key), [key]);
   });
 
   it('places a clean multipart object under scanning rules where it belongs', async () => {

@@ -101,7 +101,10 @@ export class ZoneObjects {
 
   /** The object's context: its own name, or for quarantine/evidence copies the name it was written under. */
   objectContext(location: ObjectLocation, head: BackingObjectHead, clientKey: string): EncryptionContext {
-    if (head.metadata[META_ORIGIN]) {
+    // Only the quarantine and evidence buckets hold copies under another name: elsewhere the marker would let the
+    // backing store replay any object under any name.
+    const copies = [this.config.quarantine?.bucket, this.config.evidence?.bucket];
+    if (head.metadata[META_ORIGIN] && copies.includes(location.bucket)) {
       const slash = clientKey.indexOf('/');
       if (slash <= 0) throw new S3Error('InvalidObjectState', 'A quarantined or evidence copy has a malformed name.');
       return this.context(clientKey.slice(0, slash), clientKey.slice(slash + 1));
@@ -115,7 +118,8 @@ export class ZoneObjects {
     // The time comes from the store's answer, not the cache: a view remembered at write time has none yet.
     if (cached) return { ...cached, lastModified: head.lastModified };
     const view = await this.#buildView(location, head, clientKey);
-    this.#remember(location, view);
+    // A clear object's ETag is the MD5 of its content: a new upload of the same bytes must not find the old metadata.
+    if (view.encrypted) this.#remember(location, view);
     return view;
   }
 
@@ -131,8 +135,11 @@ export class ZoneObjects {
   async #buildView(location: ObjectLocation, head: BackingObjectHead, clientKey: string | undefined): Promise<ObjectView> {
     const base = { bucket: location.bucket, zone: location.zone.name, backingBucket: location.zone.bucket(location.bucket),
       backingKey: location.backingKey, backingSize: head.contentLength, backingEtag: head.etag, lastModified: head.lastModified };
+    if (head.metadata[META_FORMAT] === undefined) {
+      throw new S3Error('InvalidObjectState', 'The stored object was not written through this zone proxy; it is not served.');
+    }
     if (head.metadata[META_MODE] !== 'enc') {
-      // Stored in clear (a pass rule) or written to the backing store by someone else: shown as it is.
+      // Stored in clear by a pass rule: public by the owner's choice, and as trustworthy as the backing store.
       const userMetadata = Object.fromEntries(Object.entries(head.metadata).filter(([name]) => !name.startsWith('tp-')));
       return { ...base, key: clientKey ?? location.backingKey, size: head.contentLength, etag: head.etag,
         contentType: head.contentType ?? 'application/octet-stream', userMetadata, headers: {}, encrypted: false };

@@ -36,11 +36,33 @@ interface S3Request {
 }
 
 /** Splits a request into bucket and key, path-style or virtual-host style. */
+/** Query parameters an object request may carry; any other is a sub-resource (tagging, acl ...) we do not serve. */
+const OBJECT_PARAMETERS = new Set(['uploadId', 'partNumber', 'uploads', 'x-id', 'response-content-type', 'response-content-language',
+  'response-expires', 'response-cache-control', 'response-content-disposition', 'response-content-encoding', 'max-parts', 'part-number-marker']);
+const BUCKET_PARAMETERS = new Set(['list-type', 'prefix', 'delimiter', 'max-keys', 'continuation-token', 'start-after', 'encoding-type',
+  'fetch-owner', 'marker', 'location', 'uploads', 'delete', 'x-id', 'key-marker', 'upload-id-marker', 'max-uploads']);
+
+const BUCKET_WRITE_PARAMETERS = new Set(['x-id']);
+
+function refuseSubresources(query: URLSearchParams, allowed: ReadonlySet<string>): void {
+  for (const name of query.keys()) {
+    if (!allowed.has(name) && !name.toLowerCase().startsWith('x-amz-')) {
+      throw new S3Error('NotImplemented', `The zone proxy does not implement the ${name} sub-resource or parameter.`);
+    }
+  }
+}
+
 function route(request: IncomingMessage, hostnames: readonly string[]): S3Request {
-  const url = new URL(request.url ?? '/', 'http://proxy.invalid');
+  // The raw target, never a normalised URL: the signature covers the path as sent, so `a/../b` must stay a key
+  // named `a/../b` rather than become `b`.
+  const target = request.url ?? '/';
+  const queryStart = target.indexOf('?');
+  const rawPath = queryStart < 0 ? target : target.slice(0, queryStart);
+  const query = new URLSearchParams(queryStart < 0 ? '' : target.slice(queryStart + 1));
+  if (!rawPath.startsWith('/')) throw new S3Error('InvalidRequest', 'The request target must be an absolute path.');
   const host = (request.headers.host ?? '').replace(/:\d+$/, '').toLowerCase();
   let bucket: string | undefined;
-  let path = url.pathname;
+  let path = rawPath;
   const suffix = hostnames.find((name) => host.endsWith(`.${name}`));
   if (suffix) {
     bucket = host.slice(0, -(suffix.length + 1));
@@ -50,7 +72,8 @@ function route(request: IncomingMessage, hostnames: readonly string[]): S3Reques
   }
   const rawKey = suffix ? path.replace(/^\//, '') : path.replace(/^\//, '');
   const key = rawKey === '' ? undefined : decodePath(rawKey);
-  return { method: request.method ?? 'GET', bucket, key, query: url.searchParams, headers: request.headers };
+  if (bucket === '.' || bucket === '..') throw new S3Error('InvalidBucketName', 'The specified bucket is not valid.');
+  return { method: request.method ?? 'GET', bucket, key, query, headers: request.headers };
 }
 
 function decodePath(text: string): string {
@@ -250,9 +273,11 @@ export class ZoneS3Proxy {
     }
     checkBucketName(bucket);
     if (key === undefined) {
+      refuseSubresources(query, BUCKET_PARAMETERS);
       await this.#bucketOperation(request, auth, response, bucket);
       return;
     }
+    refuseSubresources(query, OBJECT_PARAMETERS);
     if (method === 'PUT' && query.has('partNumber') && query.has('uploadId')) {
       if (header(request, 'x-amz-copy-source')) throw new S3Error('NotImplemented', 'UploadPartCopy is not supported by the zone proxy.');
       const etag = await service.uploadPart(bucket, key, query.get('uploadId') as string, Number(query.get('partNumber')), auth.body, contentLength(auth));
@@ -273,6 +298,7 @@ export class ZoneS3Proxy {
       return;
     }
     if (method === 'PUT') {
+      await this.#checkWriteConditions(request, bucket, key);
       const outcome = await service.putObject(caller, bucket, key, { body: auth.body, length: contentLength(auth),
         contentType: header(request, 'content-type') ?? 'binary/octet-stream', userMetadata: clientMetadataFrom(request.headers),
         headers: storedHeadersFrom({ ...request.headers, 'content-encoding': auth.contentEncoding }), requestedZone: requestedZone(request, auth, this.#zones) });
@@ -306,7 +332,7 @@ export class ZoneS3Proxy {
       const length = range ? range.end - range.start + 1 : found.view.size;
       if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${found.view.size}`;
       headers['content-length'] = String(length);
-      if (method === 'HEAD') { this.#empty(response, 200, headers); return; }
+      if (method === 'HEAD') { this.#empty(response, range ? 206 : 200, headers); return; }
       const body = await service.openObject(found, range);
       response.writeHead(range ? 206 : 200, headers);
       // A chunk that fails authentication mid-stream ends the response short of its Content-Length: the client
@@ -346,6 +372,23 @@ export class ZoneS3Proxy {
     throw new S3Error('MethodNotAllowed', 'The specified method is not allowed against this resource.');
   }
 
+  /** S3's conditional writes: If-None-Match: * refuses to replace an object, If-Match requires the current ETag. */
+  async #checkWriteConditions(request: S3Request, bucket: string, key: string): Promise<void> {
+    const ifNoneMatch = header(request, 'if-none-match');
+    const ifMatch = header(request, 'if-match');
+    if (ifNoneMatch === undefined && ifMatch === undefined) return;
+    const current = await this.#service.headObject(bucket, key).then((found) => found.view, (error: unknown) => {
+      if (error instanceof S3Error && error.code === 'NoSuchKey') return undefined;
+      throw error;
+    });
+    const failed = () => new S3Error('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold', { Condition: ifMatch !== undefined ? 'If-Match' : 'If-None-Match' });
+    if (ifNoneMatch !== undefined && ifNoneMatch.trim() === '*' && current) throw failed();
+    if (ifMatch !== undefined && (!current || ifMatch.replace(/"/g, '').trim() !== current.etag.replace(/"/g, ''))) {
+      if (!current) throw new S3Error('NoSuchKey', 'The specified key does not exist.', { Key: key });
+      throw failed();
+    }
+  }
+
   async #bucketOperation(request: S3Request, auth: AuthenticatedS3Request, response: ServerResponse, bucket: string): Promise<void> {
     const { method, query } = request;
     const service = this.#service;
@@ -360,13 +403,13 @@ export class ZoneS3Proxy {
     }
     await this.#drain(auth);
     if (method === 'PUT') {
-      if (query.size > 0) throw new S3Error('NotImplemented', `The zone proxy does not implement bucket sub-resource ${[...query.keys()][0]}.`);
+      refuseSubresources(query, BUCKET_WRITE_PARAMETERS);
       await service.createBucket(bucket);
       this.#empty(response, 200, { location: `/${bucket}` });
       return;
     }
     if (method === 'DELETE') {
-      if (query.size > 0) throw new S3Error('NotImplemented', `The zone proxy does not implement bucket sub-resource ${[...query.keys()][0]}.`);
+      refuseSubresources(query, BUCKET_WRITE_PARAMETERS);
       await service.deleteBucket(bucket);
       this.#empty(response, 204);
       return;
@@ -389,9 +432,6 @@ export class ZoneS3Proxy {
         Upload: uploads.map((upload) => ({ Key: upload.key, UploadId: upload.uploadId, Initiated: upload.initiated, StorageClass: 'STANDARD' })) }));
       return;
     }
-    const unsupported = ['versioning', 'acl', 'policy', 'cors', 'lifecycle', 'tagging', 'encryption', 'versions', 'website', 'logging', 'notification', 'replication', 'object-lock'];
-    const sub = unsupported.find((name) => query.has(name));
-    if (sub) throw new S3Error('NotImplemented', `The zone proxy does not implement bucket sub-resource ${sub}.`);
     await this.#listObjects(request, response, bucket);
   }
 

@@ -63,6 +63,9 @@ interface UploadRecord {
   origin?: boolean;
 }
 
+/** An upload record as stored: the record sealed under a data key bound to bucket, zone and upload. */
+interface SealedUploadRecord { v: 2; uploadId: string; wrapped: string; sealed: string }
+
 /** What the proxy recorded of an uploaded part (the backing store's ListParts is not relied upon). */
 interface PartRecord { partNumber: number; etag: string; plaintextLength: number; ciphertextLength: number; lastModified: string }
 
@@ -158,6 +161,7 @@ export class ZoneS3Service {
 
   /** Finds an object and its client view; NoSuchKey when no zone holds it. */
   async headObject(bucket: string, key: string): Promise<{ view: ObjectView; location: ObjectLocation; head: BackingObjectHead }> {
+    checkKey(key);
     const found = await this.#objects.locate(bucket, key);
     if (!found) {
       await this.headBucket(bucket);
@@ -239,6 +243,7 @@ export class ZoneS3Service {
       if (object.zone.config.hashNames) return { key: object.key, size: object.size, etag: object.etag, lastModified: object.lastModified };
       try {
         const head = await object.zone.headObject(bucket, object.backingKey);
+        if (head.metadata[META_PENDING]) return undefined;
         const view = await this.#objects.view({ zone: object.zone, bucket, backingKey: object.backingKey }, head, object.key);
         return { key: view.key, size: view.size, etag: view.etag, lastModified: view.lastModified };
       } catch (error) {
@@ -442,9 +447,14 @@ export class ZoneS3Service {
     options.conditions(found.view);
     const body = await this.openObject(found);
     const chosen = options.replaceMetadata ?? { contentType: found.view.contentType, userMetadata: found.view.userMetadata, headers: found.view.headers };
-    const outcome = await this.putObject(caller, target.bucket, target.key, { body, length: found.view.size, ...chosen,
-      requestedZone: options.requestedZone }, 'CopyObject');
-    return { ...outcome, lastModified: new Date() };
+    try {
+      const outcome = await this.putObject(caller, target.bucket, target.key, { body, length: found.view.size, ...chosen,
+        requestedZone: options.requestedZone }, 'CopyObject');
+      return { ...outcome, lastModified: new Date() };
+    } finally {
+      // A write refused before it read the source must still release the source's connection.
+      body.destroy();
+    }
   }
 
   // ---- multipart ---------------------------------------------------------------------------------------------
@@ -494,9 +504,49 @@ export class ZoneS3Service {
     }
     // The proxy keeps its own record of the upload (and, later, of each part) beside the data: stateless across
     // restarts and replicas, and independent of which multipart listings the backing store implements.
-    const recordBody = Buffer.from(JSON.stringify(record), 'utf8');
+    const recordBody = await this.#sealRecord(bucket, record);
     await zone.putObject(bucket, this.#uploadRecordKey(record.uploadId), recordBody, recordBody.length, {}, 'application/json');
     return record.uploadId;
+  }
+
+  #recordContext(bucket: string, uploadId: string): EncryptionContext {
+    return { bucket, zone: this.#config.zone, purpose: 'upload-record', upload: uploadId };
+  }
+
+  /**
+   * An upload record decides where parts go and whether they are encrypted, and it sits in the backing store: it is
+   * sealed under its own data key, bound to the bucket and the upload, so the store can neither read nor alter it.
+   */
+  async #sealRecord(bucket: string, record: UploadRecord): Promise<Buffer> {
+    const context = this.#recordContext(bucket, record.uploadId);
+    const recordKey = await this.#objects.keys.generateDataKey(context, 'AES_256');
+    try {
+      const sealed: SealedUploadRecord = { v: 2, uploadId: record.uploadId, wrapped: recordKey.wrapped.toString('base64'),
+        sealed: sealObjectMetadata(recordKey.plaintext, context, Buffer.from(JSON.stringify(record), 'utf8')) };
+      return Buffer.from(JSON.stringify(sealed), 'utf8');
+    } finally {
+      zeroize(recordKey.plaintext);
+    }
+  }
+
+  async #openRecord(bucket: string, sealed: SealedUploadRecord): Promise<UploadRecord> {
+    const damaged = () => new S3Error('InvalidObjectState', 'A multipart upload record of the zone proxy does not authenticate: it was altered at the backing store.');
+    if (sealed.v !== 2 || typeof sealed.uploadId !== 'string' || typeof sealed.wrapped !== 'string' || typeof sealed.sealed !== 'string') throw damaged();
+    const context = this.#recordContext(bucket, sealed.uploadId);
+    const recordKey = await this.#objects.keys.unwrapDataKey(Buffer.from(sealed.wrapped, 'base64'), context).catch((error: unknown) => {
+      if (error instanceof S3Error && error.code === 'InvalidObjectState') throw damaged();
+      throw error;
+    });
+    try {
+      const record = JSON.parse(openObjectMetadata(recordKey, context, sealed.sealed).toString('utf8')) as UploadRecord;
+      if (record.uploadId !== sealed.uploadId) throw damaged();
+      return record;
+    } catch (error) {
+      if (error instanceof S3Error) throw error;
+      throw damaged();
+    } finally {
+      zeroize(recordKey);
+    }
   }
 
   async #readRecord<T>(zone: BackingZone, bucket: string, backingKey: string): Promise<T> {
@@ -521,7 +571,7 @@ export class ZoneS3Service {
     for (const zone of this.#objects.searchOrder(bucket)) {
       let record: UploadRecord;
       try {
-        record = await this.#readRecord<UploadRecord>(zone, bucket, this.#uploadRecordKey(uploadId));
+        record = await this.#openRecord(bucket, await this.#readRecord<SealedUploadRecord>(zone, bucket, this.#uploadRecordKey(uploadId)));
       } catch (error) {
         if (locationMatchesKey(error)) continue;
         throw error;
@@ -603,7 +653,8 @@ export class ZoneS3Service {
       do {
         const page = await zone.listObjects(bucket, { prefix: UPLOADS_PREFIX, continuationToken: token });
         const records = await mapLimited(page.objects, LIST_CONCURRENCY, (entry) =>
-          this.#readRecord<UploadRecord>(zone, bucket, entry.key).catch((error: unknown) => { if (locationMatchesKey(error)) return undefined; throw error; }));
+          this.#readRecord<SealedUploadRecord>(zone, bucket, entry.key).then((sealed) => this.#openRecord(bucket, sealed))
+            .catch((error: unknown) => { if (locationMatchesKey(error)) return undefined; throw error; }));
         for (const record of records) {
           if (!record) continue;
           const name = await this.#recordName(bucket, record);
@@ -642,65 +693,64 @@ export class ZoneS3Service {
     for (const part of parts) etagDigest.update(Buffer.from(unquote(part.etag), 'hex'));
     const etag = `"${etagDigest.digest('hex')}-${parts.length}"`;
     const size = sizes.reduce((total, value) => total + value, 0);
-    await zone.completeMultipartUpload(record.bucket, record.backingKey, uploadId, parts.map((part) => ({ partNumber: part.partNumber, etag: part.etag })));
-    await this.#forgetUpload(zone, bucket, uploadId).catch((error: unknown) => {
+    const location: ObjectLocation = { zone, bucket: record.bucket, backingKey: record.backingKey };
+    const backingParts = parts.map((part) => ({ partNumber: part.partNumber, etag: part.etag }));
+    const forget = () => this.#forgetUpload(zone, bucket, uploadId).catch((error: unknown) => {
       this.#logger.warn({ err: (error as Error).name, zone: zone.name }, 'could not delete the records of a completed upload');
     });
-    const location: ObjectLocation = { zone, bucket: record.bucket, backingKey: record.backingKey };
     if (record.mode === 'clear') {
+      await zone.completeMultipartUpload(record.bucket, record.backingKey, uploadId, backingParts);
+      await forget();
       const decision: PolicyDecision = { pass: 'location', snapshot: [], log: [], applied: [] };
       await this.#afterWrite(caller, 'CompleteMultipartUpload', bucket, key, decision, { location, clientKey: key, origin: false }, [], size);
       const head = await zone.headObject(record.bucket, record.backingKey);
       return { etag: head.etag, policyHeaders: {} };
     }
 
+    // Everything that can refuse (metadata too large, a layout too irregular) is settled before the backing upload
+    // completes: a refusal leaves the upload open for a retry and any older object untouched.
     const layout: ObjectLayout = { kind: 'multipart', uploadId, chunkSize: this.#config.chunkSize,
       parts: parts.map((part) => ({ partNumber: part.partNumber, plaintextLength: part.plaintextLength, ciphertextLength: part.ciphertextLength })) };
     const dataKey = await this.#objects.keys.unwrapDataKey(wrapped as Buffer, context);
-    let metadata: Record<string, string>;
-    let contentType: string;
-    let userMetadata: Record<string, string>;
     try {
       const described = JSON.parse(openObjectMetadata(dataKey, context, record.sealed as string).toString('utf8')) as {
         contentType: string; userMetadata: Record<string, string>; headers: SealedObjectInfo['headers'] };
-      ({ contentType, userMetadata } = described);
+      const { contentType, userMetadata } = described;
       const info: SealedObjectInfo = { v: 1, name: key, size, etag, contentType, userMetadata, headers: described.headers, layout: encodeObjectLayout(layout) };
-      metadata = this.#objects.sealInfo(dataKey, wrapped as Buffer, context, info, {
+      const metadata = this.#objects.sealInfo(dataKey, wrapped as Buffer, context, info, {
         ...(zone.config.hashNames ? { [META_NAME]: (await this.#objects.keys.sealName(record.bucket, record.origin ? `${bucket}/${key}` : key)).toString('base64') } : {}),
         ...(record.origin ? { [META_ORIGIN]: '1' } : {}),
       });
-    } catch (error) {
-      zeroize(dataKey);
-      throw error;
-    }
-
-    if (!record.staging) {
-      zeroize(dataKey);
-      // The layout is known only now: it joins the object's metadata by a server-side copy onto itself.
-      await zone.copyObject({ bucket: record.bucket, key: record.backingKey }, { bucket: record.bucket, key: record.backingKey }, metadata);
+      await zone.completeMultipartUpload(record.bucket, record.backingKey, uploadId, backingParts);
       const plan = planPolicy(this.#config.rules, { bucket, key, contentType }, this.#config.defaultKeySpec);
-      await this.#afterWrite(caller, 'CompleteMultipartUpload', bucket, key, plan.unscanned, { location, clientKey: key, origin: Boolean(record.origin) }, [], size);
-      return { etag, policyHeaders: policyHeaders(plan.unscanned) };
-    }
-
-    // Detector rules apply: read the assembled object back once, scanning it, before placing it.
-    const plan = planPolicy(this.#config.rules, { bucket, key, contentType }, this.#config.defaultKeySpec);
-    const matches: DetectorMatch[] = [];
-    try {
-      const scanner = this.#config.scanner?.createScanner();
-      const head = await zone.headObject(record.bucket, record.backingKey);
-      const plaintext = await openObjectRange({ length: head.contentLength,
-        read: async (start, end) => (await zone.getObject(record.bucket, record.backingKey, { start, end })).body }, { dataKey, context: this.#objects.bodyContext(), layout })
-        .catch((error: unknown) => { throw ciphertextRefusal(error); });
-      for await (const chunk of plaintext) if (scanner) matches.push(...scanner.write(chunk as Buffer));
-      if (scanner) matches.push(...scanner.finish());
-      return await this.#placeStaged(caller, 'CompleteMultipartUpload', plan, location, { bucket, key, etag, length: size, contentType, userMetadata,
-        matches, planned: zone, replaceMetadata: metadata });
+      if (!record.staging) {
+        // The layout is known only now: it joins the object's metadata by a server-side copy onto itself.
+        await zone.copyObject({ bucket: record.bucket, key: record.backingKey }, { bucket: record.bucket, key: record.backingKey }, metadata);
+        await forget();
+        await this.#afterWrite(caller, 'CompleteMultipartUpload', bucket, key, plan.unscanned, { location, clientKey: key, origin: Boolean(record.origin) }, [], size);
+        return { etag, policyHeaders: policyHeaders(plan.unscanned) };
+      }
+      // Detector rules apply: read the assembled object back once, scanning it, before placing it.
+      try {
+        const matches: DetectorMatch[] = [];
+        const scanner = this.#config.scanner?.createScanner();
+        const head = await zone.headObject(record.bucket, record.backingKey);
+        const plaintext = await openObjectRange({ length: head.contentLength,
+          read: async (start, end) => (await zone.getObject(record.bucket, record.backingKey, { start, end })).body }, { dataKey, context: this.#objects.bodyContext(), layout })
+          .catch((error: unknown) => { throw ciphertextRefusal(error); });
+        for await (const chunk of plaintext) if (scanner) matches.push(...scanner.write(chunk as Buffer));
+        if (scanner) matches.push(...scanner.finish());
+        await forget();
+        return await this.#placeStaged(caller, 'CompleteMultipartUpload', plan, location, { bucket, key, etag, length: size, contentType, userMetadata,
+          matches, planned: zone, replaceMetadata: metadata });
+      } finally {
+        await zone.deleteObject(record.bucket, record.backingKey).catch(() => undefined);
+      }
     } finally {
       zeroize(dataKey);
-      await zone.deleteObject(record.bucket, record.backingKey).catch(() => undefined);
     }
   }
+
 }
 
 function policyHeaders(decision: PolicyDecision): Record<string, string> {
@@ -729,6 +779,10 @@ export function checkKey(key: string): void {
   if (key === '') throw new S3Error('InvalidArgument', 'An object key must not be empty.');
   if (Buffer.byteLength(key) > 1024) throw new S3Error('KeyTooLongError', 'Your key is too long.');
   if (key.startsWith('.trustplane-')) throw new S3Error('InvalidArgument', 'Object keys starting with .trustplane- are reserved by the zone proxy.');
+  // Some S3-compatible stores resolve `.` and `..` segments (s3rver does), which would let `a/../b` overwrite `b`.
+  if (key.split('/').some((segment) => segment === '.' || segment === '..')) {
+    throw new S3Error('InvalidArgument', 'Object keys with . or .. path segments are refused by the zone proxy (some backing stores resolve them).');
+  }
 }
 
 export type { EncryptionContext, Readable as ObjectBody, DataKeySpec };

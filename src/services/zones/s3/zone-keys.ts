@@ -28,6 +28,8 @@ export class ZoneKeys {
   // request. Entries are copies owned by the cache and zeroed when they leave it.
   readonly #unwrapped = new Map<string, CachedKey>();
   readonly #names = new Map<string, string>();
+  // Expired keys are wiped on a timer too, not only when the same key is asked for again.
+  readonly #sweeper = setInterval(() => this.#sweep(), 60_000).unref();
 
   readonly #zone: string;
 
@@ -41,7 +43,15 @@ export class ZoneKeys {
     this.#nameKeyId = config.nameKeyId;
   }
 
+  #sweep(): void {
+    const now = Date.now();
+    for (const [cacheKey, entry] of this.#unwrapped) {
+      if (entry.expires <= now) { zeroize(entry.key); this.#unwrapped.delete(cacheKey); }
+    }
+  }
+
   destroy(): void {
+    clearInterval(this.#sweeper);
     for (const entry of this.#unwrapped.values()) zeroize(entry.key);
     this.#unwrapped.clear();
     this.#kms.destroy();
