@@ -38,8 +38,6 @@ export interface SealedObjectInfo {
   headers: Partial<Record<(typeof STORED_HEADERS)[number], string>>;
   /** encodeObjectLayout text. */
   layout: string;
-  /** Checksum the client sent and we verified, echoed on GET/HEAD when asked. */
-  checksum?: { algorithm: string; value: string };
 }
 
 /** The client's view of an object. */
@@ -52,7 +50,6 @@ export interface ObjectView {
   contentType: string;
   userMetadata: Record<string, string>;
   headers: Partial<Record<(typeof STORED_HEADERS)[number], string>>;
-  checksum?: { algorithm: string; value: string };
   /** Where it lives. */
   zone: string;
   backingBucket: string;

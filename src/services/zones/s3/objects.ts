@@ -83,8 +83,8 @@ export class ZoneObjects {
   }
 
   /** Finds an object in whichever zone holds it. */
-  async locate(bucket: string, key: string, clientBucket = bucket, clientKey = key): Promise<{ location: ObjectLocation; head: BackingObjectHead } | undefined> {
-    for (const zone of this.searchOrder(clientBucket)) {
+  async locate(bucket: string, key: string): Promise<{ location: ObjectLocation; head: BackingObjectHead } | undefined> {
+    for (const zone of this.searchOrder(bucket)) {
       const backingKey = await this.backingKey(zone, bucket, key);
       try {
         const head = await zone.headObject(bucket, backingKey);
@@ -95,7 +95,6 @@ export class ZoneObjects {
         throw error;
       }
     }
-    void clientKey;
     return undefined;
   }
 
@@ -152,7 +151,7 @@ export class ZoneObjects {
     let etag = info.etag;
     if (!etag) etag = await this.#readTrailerEtag(location, head, name);
     return { ...base, key: name, size: info.size, etag, contentType: info.contentType, userMetadata: info.userMetadata,
-      headers: info.headers, checksum: info.checksum, encrypted: true };
+      headers: info.headers, encrypted: true };
   }
 
   async #sealedName(location: ObjectLocation, head: BackingObjectHead): Promise<string> {

@@ -12,7 +12,7 @@ import { decidePolicy, planPolicy, type PolicyDecision, type PolicyPlan } from '
 import { encodeObjectLayout, type ObjectLayout } from './domain/object-layout.ts';
 import { S3Error } from './errors.ts';
 import {
-  META_FORMAT, META_MODE, META_NAME, META_ORIGIN, META_PENDING, META_SEALED, META_WRAPPED_KEY, OBJECT_FORMAT_VERSION, STAGING_PREFIX,
+  META_FORMAT, META_MODE, META_NAME, META_ORIGIN, META_PENDING, META_WRAPPED_KEY, OBJECT_FORMAT_VERSION, STAGING_PREFIX,
   PARTS_PREFIX, UPLOADS_PREFIX, type ObjectView, type SealedObjectInfo,
 } from './object-metadata.ts';
 import { ciphertextRefusal, collectBounded, ZoneObjects, type ObjectLocation } from './objects.ts';
@@ -785,5 +785,3 @@ export function checkKey(key: string): void {
   }
 }
 
-export type { EncryptionContext, Readable as ObjectBody, DataKeySpec };
-void META_SEALED;
