@@ -133,6 +133,9 @@ export function validateZoneConfig(input: unknown, baseDir = process.cwd()): Zon
   };
   needZone(defaultZone, 'defaultZone');
   for (const [bucket, placement] of Object.entries(config.buckets)) needZone(placement.zone, `buckets.${bucket}.zone`);
+  if (config.quarantine && config.evidence && config.quarantine.bucket === config.evidence.bucket) {
+    throw invalid('evidence.bucket: must differ from quarantine.bucket (their copies are named differently)');
+  }
   if (Object.values(config.zones).some((zone) => zone.hashNames) && !config.kms.nameKeyId) {
     throw invalid('kms.nameKeyId: required when a zone sets hashNames (the HMAC key that hashes object names)');
   }

@@ -133,6 +133,14 @@ describe('S3 zone proxy: data policies', () => {
     const evidence = (await keysIn('evidence')).filter((key) => key.endsWith('finance/iban.txt'));
     assert.equal(evidence.length, 1, `one evidence copy: ${JSON.stringify(await keysIn('evidence'))}`);
     assert.ok((await get('evidence', evidence[0])).equals(body));
+    assert.match(evidence[0], /^\d{8}T\d{6}Z-[0-9a-f]{8}\/intake\/finance\/iban\.txt$/);
+    // A later snapshot of the same name adds a copy; the earlier evidence stays as it was.
+    const second = Buffer.from(`second payout ${MARKER}\nIBAN ${IBAN}\n`);
+    await s3.send(new PutObjectCommand({ Bucket: 'intake', Key: 'finance/iban.txt', Body: second }));
+    const both = (await keysIn('evidence')).filter((key) => key.endsWith('finance/iban.txt'));
+    assert.equal(both.length, 2);
+    const contents = await Promise.all(both.map((key) => get('evidence', key)));
+    assert.ok(contents.some((bytes) => bytes.equals(body)) && contents.some((bytes) => bytes.equals(second)));
     for (const zone of ZONE_NAMES) assert.deepEqual(stack.zones[zone].filesContaining('3704 0044'), [], `zone ${zone} holds the IBAN in clear`);
   });
 

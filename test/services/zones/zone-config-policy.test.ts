@@ -54,6 +54,7 @@ test('configuration errors name the field and never echo a secret', () => {
   assert.match(sameCredentials, /must differ/);
   const withoutQuarantine = { ...base(), quarantine: undefined, policies: [{ name: 'q', action: 'quarantine' }] };
   assert.match(refusal(withoutQuarantine), /quarantine bucket/);
+  assert.match(refusal({ ...base(), evidence: { bucket: 'quarantine' } }), /evidence\.bucket: must differ/);
   for (const message of [sameCredentials, refusal({ ...base(), listen: 'nowhere' })]) {
     assert.doesNotMatch(message, /client-secret|eu-secret|kms-secret/);
   }

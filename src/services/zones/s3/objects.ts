@@ -104,9 +104,11 @@ export class ZoneObjects {
     // backing store replay any object under any name.
     const copies = [this.config.quarantine?.bucket, this.config.evidence?.bucket];
     if (head.metadata[META_ORIGIN] && copies.includes(location.bucket)) {
-      const slash = clientKey.indexOf('/');
+      // Quarantine copies are named <bucket>/<key>; evidence copies <time>-<random>/<bucket>/<key>.
+      const name = location.bucket === this.config.evidence?.bucket ? clientKey.slice(clientKey.indexOf('/') + 1) : clientKey;
+      const slash = name.indexOf('/');
       if (slash <= 0) throw new S3Error('InvalidObjectState', 'A quarantined or evidence copy has a malformed name.');
-      return this.context(clientKey.slice(0, slash), clientKey.slice(slash + 1));
+      return this.context(name.slice(0, slash), name.slice(slash + 1));
     }
     return this.context(location.bucket, clientKey);
   }

@@ -395,7 +395,9 @@ export class ZoneS3Service {
       const evidence = this.#config.evidence;
       const zone = this.#objects.zone(evidence.zone);
       await this.#ensureBucket(zone, evidence.bucket);
-      const clientKey = `${target.origin ? target.clientKey : `${bucket}/${key}`}`;
+      // One copy per snapshot, never overwritten by the next: <UTC time>-<random>/<bucket>/<key>.
+      const stamp = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomUUID().slice(0, 8)}`;
+      const clientKey = `${stamp}/${bucket}/${key}`;
       const head = await target.location.zone.headObject(target.location.bucket, target.location.backingKey);
       const metadata = { ...head.metadata };
       delete metadata[META_NAME];
