@@ -103,8 +103,12 @@ describe('S3 zone proxy: data policies', () => {
   it('pass: an object under www/public/ is stored in clear, one elsewhere in www is encrypted', async () => {
     const open = randomMarker('PUBLIC');
     const page = Buffer.from(`<html>${open}</html>`);
-    await s3.send(new PutObjectCommand({ Bucket: 'www', Key: 'public/index.html', Body: page, ContentType: 'text/html' }));
+    await s3.send(new PutObjectCommand({ Bucket: 'www', Key: 'public/index.html', Body: page, ContentType: 'text/html',
+      CacheControl: 'max-age=60', ContentDisposition: 'inline', ContentLanguage: 'en', Metadata: { owner: 'web' } }));
     assert.ok((await get('www', 'public/index.html')).equals(page));
+    const head = await s3.send(new HeadObjectCommand({ Bucket: 'www', Key: 'public/index.html' }));
+    assert.deepEqual([head.ContentType, head.CacheControl, head.ContentDisposition, head.ContentLanguage, head.Metadata?.owner],
+      ['text/html', 'max-age=60', 'inline', 'en', 'web'], 'a passed object keeps its headers and metadata');
     const holding = stack.zones.eu.filesContaining(open);
     assert.ok(holding.some((file) => readFileSync(file).equals(page)), `the passed object is stored as is: ${JSON.stringify(holding)}`);
 

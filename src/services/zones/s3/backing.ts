@@ -13,12 +13,42 @@ import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { BackingZoneConfig } from '../config.ts';
 import { S3Error, S3_ERROR_STATUS, type S3ErrorCode } from './errors.ts';
 
+/** The stored headers S3 keeps with an object besides its content type (kept by the store itself for clear objects). */
+export interface StoredObjectHeaders {
+  'cache-control'?: string;
+  'content-disposition'?: string;
+  'content-encoding'?: string;
+  'content-language'?: string;
+  expires?: string;
+}
+
 export interface BackingObjectHead {
   contentLength: number;
   etag: string;
   lastModified: Date;
   contentType?: string;
   metadata: Record<string, string>;
+  headers: StoredObjectHeaders;
+}
+
+function storedHeaders(answer: { CacheControl?: string; ContentDisposition?: string; ContentEncoding?: string; ContentLanguage?: string;
+  ExpiresString?: string; Expires?: Date }): StoredObjectHeaders {
+  const headers: StoredObjectHeaders = {};
+  if (answer.CacheControl) headers['cache-control'] = answer.CacheControl;
+  if (answer.ContentDisposition) headers['content-disposition'] = answer.ContentDisposition;
+  if (answer.ContentEncoding) headers['content-encoding'] = answer.ContentEncoding;
+  if (answer.ContentLanguage) headers['content-language'] = answer.ContentLanguage;
+  const expires = answer.ExpiresString ?? answer.Expires?.toUTCString();
+  if (expires) headers.expires = expires;
+  return headers;
+}
+
+function headerFields(headers: StoredObjectHeaders | undefined): { CacheControl?: string; ContentDisposition?: string; ContentEncoding?: string;
+  ContentLanguage?: string; Expires?: Date } {
+  if (!headers) return {};
+  const expires = headers.expires ? new Date(headers.expires) : undefined;
+  return { CacheControl: headers['cache-control'], ContentDisposition: headers['content-disposition'], ContentEncoding: headers['content-encoding'],
+    ContentLanguage: headers['content-language'], Expires: expires && !Number.isNaN(expires.getTime()) ? expires : undefined };
 }
 
 export interface BackingObject extends BackingObjectHead {
@@ -143,10 +173,10 @@ export class BackingZone {
   }
 
   putObject(bucket: string, key: string, body: Readable | Buffer, contentLength: number, metadata: Record<string, string>,
-    contentType?: string): Promise<{ etag: string }> {
+    contentType?: string, headers?: StoredObjectHeaders): Promise<{ etag: string }> {
     return this.#call(async () => {
       const answer = await this.#client.send(new PutObjectCommand({ Bucket: this.bucket(bucket), Key: key, Body: body,
-        ContentLength: contentLength, Metadata: metadata, ContentType: contentType ?? 'application/octet-stream' }));
+        ContentLength: contentLength, Metadata: metadata, ContentType: contentType ?? 'application/octet-stream', ...headerFields(headers) }));
       return { etag: answer.ETag ?? '' };
     }, { bucket, key });
   }
@@ -156,7 +186,7 @@ export class BackingZone {
       const answer = await this.#client.send(new GetObjectCommand({ Bucket: this.bucket(bucket), Key: key,
         Range: range ? `bytes=${range.start}-${range.end}` : undefined }));
       return { body: answer.Body as Readable, contentLength: answer.ContentLength ?? 0, etag: answer.ETag ?? '',
-        lastModified: answer.LastModified ?? new Date(0), contentType: answer.ContentType, metadata: answer.Metadata ?? {} };
+        lastModified: answer.LastModified ?? new Date(0), contentType: answer.ContentType, metadata: answer.Metadata ?? {}, headers: storedHeaders(answer) };
     }, { bucket, key });
   }
 
@@ -164,7 +194,7 @@ export class BackingZone {
     return this.#call(async () => {
       const answer = await this.#client.send(new HeadObjectCommand({ Bucket: this.bucket(bucket), Key: key }));
       return { contentLength: answer.ContentLength ?? 0, etag: answer.ETag ?? '', lastModified: answer.LastModified ?? new Date(0),
-        contentType: answer.ContentType, metadata: answer.Metadata ?? {} };
+        contentType: answer.ContentType, metadata: answer.Metadata ?? {}, headers: storedHeaders(answer) };
     }, { bucket, key });
   }
 
@@ -185,11 +215,12 @@ export class BackingZone {
 
   /** Server-side copy within this zone; `metadata` replaces the source's metadata when given. */
   copyObject(source: { bucket: string; key: string }, target: { bucket: string; key: string }, metadata?: Record<string, string>,
-    contentType?: string): Promise<{ etag: string; lastModified: Date }> {
+    contentType?: string, headers?: StoredObjectHeaders): Promise<{ etag: string; lastModified: Date }> {
     return this.#call(async () => {
       const answer = await this.#client.send(new CopyObjectCommand({ Bucket: this.bucket(target.bucket), Key: target.key,
         CopySource: `${this.bucket(source.bucket)}/${encodeURIComponent(source.key).replace(/%2F/g, '/')}`,
-        MetadataDirective: metadata ? 'REPLACE' : 'COPY', Metadata: metadata, ContentType: metadata ? (contentType ?? 'application/octet-stream') : undefined }));
+        MetadataDirective: metadata ? 'REPLACE' : 'COPY', Metadata: metadata, ContentType: metadata ? (contentType ?? 'application/octet-stream') : undefined,
+        ...(metadata ? headerFields(headers) : {}) }));
       return { etag: answer.CopyObjectResult?.ETag ?? '', lastModified: answer.CopyObjectResult?.LastModified ?? new Date() };
     }, { bucket: target.bucket, key: target.key });
   }

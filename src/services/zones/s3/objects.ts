@@ -143,7 +143,7 @@ export class ZoneObjects {
       // Stored in clear by a pass rule: public by the owner's choice, and as trustworthy as the backing store.
       const userMetadata = Object.fromEntries(Object.entries(head.metadata).filter(([name]) => !name.startsWith('tp-')));
       return { ...base, key: clientKey ?? location.backingKey, size: head.contentLength, etag: head.etag,
-        contentType: head.contentType ?? 'application/octet-stream', userMetadata, headers: {}, encrypted: false };
+        contentType: head.contentType ?? 'application/octet-stream', userMetadata, headers: head.headers, encrypted: false };
     }
     if (head.metadata[META_FORMAT] !== OBJECT_FORMAT_VERSION) {
       throw new S3Error('InvalidObjectState', `The stored object has format ${head.metadata[META_FORMAT] ?? 'none'}, which this proxy does not read.`);

@@ -273,7 +273,7 @@ export class ZoneS3Service {
       const target = await this.#destination(decision, planned, bucket, key);
       let etag: string;
       if (decision.pass) {
-        const put = await this.#writeClear(target, input.body, input.length, input.contentType, input.userMetadata);
+        const put = await this.#writeClear(target, input.body, input.length, input.contentType, input.userMetadata, input.headers);
         etag = put.etag;
       } else {
         ({ etag } = await this.#objects.writeEncrypted(target.location, { context, keySpec: plan.keySpec, plaintext: input.body,
@@ -323,7 +323,7 @@ export class ZoneS3Service {
       const head = { ...stagedHead, metadata };
       const view = await this.#objects.view(staging, head, object.key);
       const plaintext = await this.#objects.openBody(staging, head, view);
-      await this.#writeClear(target, plaintext, object.length, object.contentType, object.userMetadata);
+      await this.#writeClear(target, plaintext, object.length, object.contentType, object.userMetadata, view.headers);
     } else {
       delete metadata[META_NAME];
       if (target.origin) metadata[META_ORIGIN] = '1';
@@ -360,11 +360,12 @@ export class ZoneS3Service {
     if (!(await zone.hasBucket(bucket))) await zone.createBucket(bucket);
   }
 
-  async #writeClear(target: { location: ObjectLocation }, body: Readable, length: number, contentType: string, userMetadata: Record<string, string>): Promise<{ etag: string }> {
+  async #writeClear(target: { location: ObjectLocation }, body: Readable, length: number, contentType: string, userMetadata: Record<string, string>,
+    headers: SealedObjectInfo['headers']): Promise<{ etag: string }> {
     const { location } = target;
     const check = exactLength(length);
     const upload = location.zone.putObject(location.bucket, location.backingKey, check, length,
-      { ...userMetadata, [META_FORMAT]: OBJECT_FORMAT_VERSION, [META_MODE]: 'clear' }, contentType);
+      { ...userMetadata, [META_FORMAT]: OBJECT_FORMAT_VERSION, [META_MODE]: 'clear' }, contentType, headers);
     const flow = pipeline(body, check);
     const [, put] = await Promise.all([flow.catch((error: unknown) => { check.destroy(error as Error); throw error; }),
       upload.catch((error: unknown) => { body.destroy(); throw error; })]);
@@ -372,13 +373,14 @@ export class ZoneS3Service {
   }
 
   /** Copies a backing object, server-side within a zone, streamed between zones. */
-  async #copyObject(source: ObjectLocation, target: ObjectLocation, metadata: Record<string, string>): Promise<void> {
+  async #copyObject(source: ObjectLocation, target: ObjectLocation, metadata: Record<string, string>, head?: BackingObjectHead): Promise<void> {
     if (source.zone === target.zone) {
-      await target.zone.copyObject({ bucket: source.bucket, key: source.backingKey }, { bucket: target.bucket, key: target.backingKey }, metadata);
+      await target.zone.copyObject({ bucket: source.bucket, key: source.backingKey }, { bucket: target.bucket, key: target.backingKey }, metadata,
+        head?.contentType, head?.headers);
       return;
     }
     const object = await source.zone.getObject(source.bucket, source.backingKey);
-    await target.zone.putObject(target.bucket, target.backingKey, object.body, object.contentLength, metadata, object.contentType);
+    await target.zone.putObject(target.bucket, target.backingKey, object.body, object.contentLength, metadata, object.contentType, object.headers);
   }
 
   /** Snapshot, stale copies in other zones, the audit record. */
@@ -403,7 +405,7 @@ export class ZoneS3Service {
       delete metadata[META_NAME];
       if (metadata[META_MODE] === 'enc') metadata[META_ORIGIN] = '1';
       if (zone.config.hashNames && metadata[META_MODE] === 'enc') metadata[META_NAME] = (await this.#objects.keys.sealName(evidence.bucket, clientKey)).toString('base64');
-      await this.#copyObject(target.location, { zone, bucket: evidence.bucket, backingKey: await this.#objects.backingKey(zone, evidence.bucket, clientKey) }, metadata);
+      await this.#copyObject(target.location, { zone, bucket: evidence.bucket, backingKey: await this.#objects.backingKey(zone, evidence.bucket, clientKey) }, metadata, head);
     }
     const outcome = decision.quarantine ? 'quarantined' : decision.pass ? 'passed' : 'stored';
     this.#record(caller, operation, bucket, key, outcome, target.location.zone.name, decision, matches, bytes);
