@@ -1,4 +1,4 @@
 // The zone proxies' public entry point: configuration and the S3 proxy (PostgreSQL comes later).
 // Must never export anything that hands out backing-store or key-service credentials.
-export { loadZoneConfig, validateZoneConfig, zoneConfigSchema, type ZoneProxyConfig, type PolicyRule, type DataKeySpec } from './config.ts';
+export { loadZoneConfig, type ZoneProxyConfig } from './config.ts';
 export { startZoneS3Proxy, type RunningZoneProxy } from './s3/server.ts';

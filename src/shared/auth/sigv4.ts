@@ -61,7 +61,7 @@ function safeDecode(value: string): string {
  * The canonical URI of a path as sent. Each segment is decoded and re-encoded the RFC 3986 way, so
  * clients that escape more or fewer characters still agree; `//` and `.` segments are kept as they are.
  */
-export function canonicalUri(path: string, singleEncode: boolean): string {
+function canonicalUri(path: string, singleEncode: boolean): string {
   if (path === '' || path === '/') return '/';
   const segments = path.split('/').map((segment) => {
     const once = rfc3986Encode(safeDecode(segment));
@@ -71,7 +71,7 @@ export function canonicalUri(path: string, singleEncode: boolean): string {
 }
 
 /** The canonical query string: pairs encoded and sorted, X-Amz-Signature left out (a presigned URL carries it). */
-export function canonicalQuery(query: string): string {
+function canonicalQuery(query: string): string {
   if (!query) return '';
   const pairs = query.split('&').filter(Boolean).map((part) => {
     const equals = part.indexOf('=');

@@ -57,6 +57,8 @@ export interface ObjectView {
   backingSize: number;
   backingEtag: string;
   encrypted: boolean;
+  /** An encrypted object's layout text (encodeObjectLayout), as its sealed metadata states it. */
+  layout?: string;
 }
 
 // S3 counts user-defined metadata (names and values) up to 2 KB; ours must fit beside the client's.

@@ -124,6 +124,12 @@ export class ZoneObjects {
     return view;
   }
 
+  /** The remembered view of a backing object at this ETag, if any: a listing, which has the ETag, then needs no HEAD. */
+  cachedView(location: ObjectLocation, backingEtag: string, lastModified: Date): ObjectView | undefined {
+    const cached = this.#views.get(this.#viewKey(location, backingEtag));
+    return cached ? { ...cached, lastModified } : undefined;
+  }
+
   #viewKey(location: ObjectLocation, backingEtag: string): string {
     return `${location.zone.name}\0${location.bucket}\0${location.backingKey}\0${backingEtag}`;
   }
@@ -153,7 +159,7 @@ export class ZoneObjects {
     let etag = info.etag;
     if (!etag) etag = await this.#readTrailerEtag(location, head, name);
     return { ...base, key: name, size: info.size, etag, contentType: info.contentType, userMetadata: info.userMetadata,
-      headers: info.headers, encrypted: true };
+      headers: info.headers, encrypted: true, layout: info.layout };
   }
 
   async #sealedName(location: ObjectLocation, head: BackingObjectHead): Promise<string> {
@@ -230,8 +236,8 @@ export class ZoneObjects {
       const answer = await location.zone.getObject(location.bucket, location.backingKey, range);
       return answer.body;
     }
-    const info = await this.#openInfo(location, head, view.key);
-    const layout = decodeObjectLayout(info.layout);
+    // The view carries the layout it was opened with: the sealed metadata is not opened a second time.
+    const layout = decodeObjectLayout(view.layout ?? (await this.#openInfo(location, head, view.key)).layout);
     const context = this.objectContext(location, head, view.key);
     const dataKey = await this.keys.unwrapDataKey(this.#wrappedKey(head), context);
     const ciphertextLength = layout.kind === 'single' ? head.contentLength - this.trailerLength : head.contentLength;
@@ -274,35 +280,24 @@ export class ZoneObjects {
       const length = encryptedObjectLength(options.plaintextLength, { wrappedDataKey: wrapped, context: this.bodyContext(), chunkSize: this.config.chunkSize })
         + this.trailerLength;
       const md5 = createHash('md5');
-      let seen = 0;
-      const measure = new Transform({
+      const observe = new Transform({
         transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-          seen += chunk.length;
-          if (seen > options.plaintextLength) { callback(new S3Error('IncompleteBody', 'The request body is longer than its declared length.')); return; }
           md5.update(chunk);
           options.observe?.(chunk);
           callback(null, chunk);
         },
-        flush(callback: TransformCallback) {
-          if (seen !== options.plaintextLength) { callback(new S3Error('IncompleteBody', 'You did not provide the number of bytes specified by the Content-Length HTTP header.')); return; }
-          callback();
-        },
       });
       const encryptor = createObjectEncryptStream({ dataKey, wrappedDataKey: wrapped, context: this.bodyContext(), chunkSize: this.config.chunkSize });
       const trailer = this.#trailerStage(dataKey, options.context, md5);
-      const out = new PassThrough({ highWaterMark: 1 << 20 });
-      const upload = target.zone.putObject(target.bucket, target.backingKey, out, length, metadata, 'application/octet-stream');
-      const flow = pipeline(options.plaintext, measure, encryptor, trailer, out);
-      // Either failing fails both: a broken body must abort the backing PUT, a refused PUT must stop reading.
-      const [, put] = await Promise.all([flow.catch((error: unknown) => { out.destroy(error as Error); throw error; }), upload.catch((error: unknown) => {
-        options.plaintext.destroy(); throw error;
-      })]);
+      const put = await pumpInto(options.plaintext, [exactLength(options.plaintextLength), observe, encryptor, trailer],
+        (body) => target.zone.putObject(target.bucket, target.backingKey, body, length, metadata, 'application/octet-stream'));
       const etag = `"${(trailer as Transform & { md5Hex: string }).md5Hex}"`;
       // What a first GET would otherwise learn with a key-service call and a read of the trailer (a quarantine or
       // evidence copy is named differently and learns it the slow way).
       if (!options.extraMetadata?.[META_ORIGIN]) this.#remember(target, { bucket: target.bucket, key: options.info.name, size: options.plaintextLength, etag, lastModified: new Date(0),
         contentType: options.info.contentType, userMetadata: options.info.userMetadata, headers: options.info.headers, zone: target.zone.name,
-        backingBucket: target.zone.bucket(target.bucket), backingKey: target.backingKey, backingSize: length, backingEtag: put.etag, encrypted: true });
+        backingBucket: target.zone.bucket(target.bucket), backingKey: target.backingKey, backingSize: length, backingEtag: put.etag, encrypted: true,
+        layout: info.layout });
       return { etag, backingEtag: put.etag };
     } finally {
       zeroize(dataKey);
@@ -334,23 +329,10 @@ export class ZoneObjects {
   }): Promise<string> {
     const length = encryptedObjectLength(options.plaintextLength, { wrappedDataKey: options.wrapped, context: this.bodyContext(),
       chunkSize: this.config.chunkSize, segment });
-    let seen = 0;
-    const measure = new Transform({
-      transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-        seen += chunk.length;
-        callback(seen > options.plaintextLength ? new S3Error('IncompleteBody', 'The request body is longer than its declared length.') : null, chunk);
-      },
-      flush(callback: TransformCallback) {
-        callback(seen === options.plaintextLength ? undefined : new S3Error('IncompleteBody', 'You did not provide the number of bytes specified by the Content-Length HTTP header.'));
-      },
-    });
     const encryptor = createObjectEncryptStream({ dataKey: options.dataKey, wrappedDataKey: options.wrapped, context: this.bodyContext(),
       chunkSize: this.config.chunkSize, segment });
-    const out = new PassThrough({ highWaterMark: 1 << 20 });
-    const upload = target.zone.uploadPart(target.bucket, target.backingKey, uploadId, segment.partNumber, out, length);
-    const flow = pipeline(options.plaintext, measure, encryptor, out);
-    const [, part] = await Promise.all([flow.catch((error: unknown) => { out.destroy(error as Error); throw error; }),
-      upload.catch((error: unknown) => { options.plaintext.destroy(); throw error; })]);
+    const part = await pumpInto(options.plaintext, [exactLength(options.plaintextLength), encryptor],
+      (body) => target.zone.uploadPart(target.bucket, target.backingKey, uploadId, segment.partNumber, body, length));
     return part.etag;
   }
 
@@ -358,6 +340,33 @@ export class ZoneObjects {
   static isReserved(backingKey: string): boolean {
     return backingKey.startsWith(RESERVED_PREFIX);
   }
+}
+
+/** Refuses a body that is longer or shorter than declared (the backing store was promised exactly `length` bytes). */
+export function exactLength(length: number): Transform {
+  let seen = 0;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
+      seen += chunk.length;
+      callback(seen > length ? new S3Error('IncompleteBody', 'The request body is longer than its declared length.') : null, chunk);
+    },
+    flush(callback: TransformCallback) {
+      callback(seen === length ? undefined : new S3Error('IncompleteBody', 'You did not provide the number of bytes specified by the Content-Length HTTP header.'));
+    },
+  });
+}
+
+/**
+ * Pipes `source` through `stages` into a backing upload that reads `body`. Either failing fails both: a broken body
+ * aborts the upload (it never receives its declared length), a refused upload stops reading the source.
+ */
+export async function pumpInto<T>(source: Readable, stages: Transform[], upload: (body: Readable) => Promise<T>): Promise<T> {
+  const out = new PassThrough({ highWaterMark: 1 << 20 });
+  const uploaded = upload(out);
+  const flow = pipeline([source, ...stages, out]);
+  const [, result] = await Promise.all([flow.catch((error: unknown) => { out.destroy(error as Error); throw error; }),
+    uploaded.catch((error: unknown) => { source.destroy(); throw error; })]);
+  return result;
 }
 
 /** A ciphertext that does not authenticate is the backing store's doing, not the caller's: a typed refusal. */

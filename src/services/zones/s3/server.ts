@@ -1,12 +1,12 @@
 // The zone proxy's HTTP face: S3's REST API (path and virtual-host style), authenticated with the clients' SigV4.
 // Must never answer before authenticating, show a stack trace, or forward a byte the signature checks have not passed.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { pipeline } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { ZoneProxyConfig } from '../config.ts';
-import { authenticateS3Request, type AuthenticatedS3Request } from './auth/index.ts';
+import { randomBytes } from '../../../shared/crypto/index.ts';
+import { authenticateS3Request, checksumHeaderName, type AuthenticatedS3Request } from './auth/index.ts';
 import { BackingZone } from './backing.ts';
 import { resolveRangeHeader } from './domain/object-layout.ts';
 import { S3Error, s3ErrorXml } from './errors.ts';
@@ -70,7 +70,7 @@ function route(request: IncomingMessage, hostnames: readonly string[]): S3Reques
     const match = /^\/([^/]+)(?:\/(.*))?$/s.exec(path);
     if (match) { bucket = decodePath(match[1]); path = match[2] === undefined ? '' : `/${match[2]}`; } else path = '';
   }
-  const rawKey = suffix ? path.replace(/^\//, '') : path.replace(/^\//, '');
+  const rawKey = path.replace(/^\//, '');
   const key = rawKey === '' ? undefined : decodePath(rawKey);
   if (bucket === '.' || bucket === '..') throw new S3Error('InvalidBucketName', 'The specified bucket is not valid.');
   return { method: request.method ?? 'GET', bucket, key, query, headers: request.headers };
@@ -159,7 +159,7 @@ function requestedZone(request: S3Request, auth: AuthenticatedS3Request, zones: 
   return zone;
 }
 
-export class ZoneS3Proxy {
+class ZoneS3Proxy {
   readonly #config: ZoneProxyConfig;
   readonly #logger: Logger;
   readonly #zones: Map<string, BackingZone>;
@@ -485,7 +485,7 @@ function parseCopySource(text: string): { bucket: string; key: string } {
 
 function checksumHeaders(auth: AuthenticatedS3Request): Record<string, string> {
   const checksum = auth.verifiedChecksum();
-  return checksum ? { [`x-amz-checksum-${checksum.algorithm.toLowerCase()}`]: checksum.value } : {};
+  return checksum ? { [checksumHeaderName(checksum.algorithm)]: checksum.value } : {};
 }
 
 /** Starts the proxy: validates the zones' reachability lazily (a zone that is down fails its own requests only). */

@@ -1,11 +1,10 @@
 // The zone proxy's S3 operations: buckets across zones, objects through encryption and data policies, multipart.
 // Must never store an object a rule denies, leave a staged copy visible, or place plaintext where policy asks for ciphertext.
-import { createHash, randomUUID } from 'node:crypto';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { DetectorMatch } from '../../../shared/data-policy/index.ts';
-import { encryptedObjectLength, openObjectMetadata, openObjectRange, sealObjectMetadata, zeroize, type EncryptionContext } from '../../../shared/crypto/index.ts';
+import { encryptedObjectLength, openObjectMetadata, openObjectRange, randomUuid, sealObjectMetadata, sha256Hex, zeroize, type EncryptionContext } from '../../../shared/crypto/index.ts';
 import type { DataKeySpec, ZoneProxyConfig } from '../config.ts';
 import type { BackingObjectHead, BackingZone } from './backing.ts';
 import { decidePolicy, planPolicy, type PolicyDecision, type PolicyPlan } from './domain/policy.ts';
@@ -15,7 +14,7 @@ import {
   META_FORMAT, META_MODE, META_NAME, META_ORIGIN, META_PENDING, META_WRAPPED_KEY, OBJECT_FORMAT_VERSION, STAGING_PREFIX,
   PARTS_PREFIX, UPLOADS_PREFIX, type ObjectView, type SealedObjectInfo,
 } from './object-metadata.ts';
-import { ciphertextRefusal, collectBounded, ZoneObjects, type ObjectLocation } from './objects.ts';
+import { ciphertextRefusal, collectBounded, exactLength, pumpInto, ZoneObjects, type ObjectLocation } from './objects.ts';
 import { describeMatches, type PolicyAudit } from './policy-audit.ts';
 
 const MIN_PART_SIZE = 5 * 1024 * 1024;
@@ -85,18 +84,6 @@ async function mapLimited<T, R>(items: readonly T[], limit: number, run: (item: 
   return results;
 }
 
-function exactLength(length: number): Transform {
-  let seen = 0;
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback: TransformCallback) {
-      seen += chunk.length;
-      callback(seen > length ? new S3Error('IncompleteBody', 'The request body is longer than its declared length.') : null, chunk);
-    },
-    flush(callback: TransformCallback) {
-      callback(seen === length ? undefined : new S3Error('IncompleteBody', 'You did not provide the number of bytes specified by the Content-Length HTTP header.'));
-    },
-  });
-}
 
 export class ZoneS3Service {
   readonly #config: ZoneProxyConfig;
@@ -241,6 +228,8 @@ export class ZoneS3Service {
     const objects = await mapLimited(page.filter((entry) => entry.object), LIST_CONCURRENCY, async (entry) => {
       const object = entry.object as NonNullable<Entry['object']>;
       if (object.zone.config.hashNames) return { key: object.key, size: object.size, etag: object.etag, lastModified: object.lastModified };
+      const cached = this.#objects.cachedView({ zone: object.zone, bucket, backingKey: object.backingKey }, object.etag, object.lastModified);
+      if (cached) return { key: cached.key, size: cached.size, etag: cached.etag, lastModified: cached.lastModified };
       try {
         const head = await object.zone.headObject(bucket, object.backingKey);
         if (head.metadata[META_PENDING]) return undefined;
@@ -287,7 +276,7 @@ export class ZoneS3Service {
     // placed (or dropped) once the whole body has been seen.
     const scanner = this.#config.scanner?.createScanner();
     const matches: DetectorMatch[] = [];
-    const staging: ObjectLocation = { zone: planned, bucket, backingKey: `${STAGING_PREFIX}${randomUUID()}` };
+    const staging: ObjectLocation = { zone: planned, bucket, backingKey: `${STAGING_PREFIX}${randomUuid()}` };
     let written: { etag: string };
     try {
       written = await this.#objects.writeEncrypted(staging, { context, keySpec: plan.keySpec, plaintext: input.body, plaintextLength: input.length, info,
@@ -363,13 +352,8 @@ export class ZoneS3Service {
   async #writeClear(target: { location: ObjectLocation }, body: Readable, length: number, contentType: string, userMetadata: Record<string, string>,
     headers: SealedObjectInfo['headers']): Promise<{ etag: string }> {
     const { location } = target;
-    const check = exactLength(length);
-    const upload = location.zone.putObject(location.bucket, location.backingKey, check, length,
-      { ...userMetadata, [META_FORMAT]: OBJECT_FORMAT_VERSION, [META_MODE]: 'clear' }, contentType, headers);
-    const flow = pipeline(body, check);
-    const [, put] = await Promise.all([flow.catch((error: unknown) => { check.destroy(error as Error); throw error; }),
-      upload.catch((error: unknown) => { body.destroy(); throw error; })]);
-    return put;
+    return pumpInto(body, [exactLength(length)], (checked) => location.zone.putObject(location.bucket, location.backingKey, checked, length,
+      { ...userMetadata, [META_FORMAT]: OBJECT_FORMAT_VERSION, [META_MODE]: 'clear' }, contentType, headers));
   }
 
   /** Copies a backing object, server-side within a zone, streamed between zones. */
@@ -398,7 +382,7 @@ export class ZoneS3Service {
       const zone = this.#objects.zone(evidence.zone);
       await this.#ensureBucket(zone, evidence.bucket);
       // One copy per snapshot, never overwritten by the next: <UTC time>-<random>/<bucket>/<key>.
-      const stamp = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomUUID().slice(0, 8)}`;
+      const stamp = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${randomUuid().slice(0, 8)}`;
       const clientKey = `${stamp}/${bucket}/${key}`;
       const head = await target.location.zone.headObject(target.location.bucket, target.location.backingKey);
       const metadata = { ...head.metadata };
@@ -464,11 +448,11 @@ export class ZoneS3Service {
   // ---- multipart ---------------------------------------------------------------------------------------------
 
   #uploadRecordKey(uploadId: string): string {
-    return `${UPLOADS_PREFIX}${createHash('sha256').update(uploadId).digest('hex')}`;
+    return `${UPLOADS_PREFIX}${sha256Hex(uploadId)}`;
   }
 
   #partRecordPrefix(uploadId: string): string {
-    return `${PARTS_PREFIX}${createHash('sha256').update(uploadId).digest('hex')}/`;
+    return `${PARTS_PREFIX}${sha256Hex(uploadId)}/`;
   }
 
   async createMultipartUpload(caller: Caller, bucket: string, key: string, input: Omit<ObjectInput, 'body' | 'length'>): Promise<string> {
@@ -479,7 +463,7 @@ export class ZoneS3Service {
     if (!plan.needsScan) this.#refuseIfDenied(caller, 'CreateMultipartUpload', bucket, key, plan.unscanned, [], 0);
     const decision = plan.needsScan ? undefined : plan.unscanned;
     const target = plan.needsScan
-      ? { location: { zone: planned, bucket, backingKey: `${STAGING_PREFIX}${randomUUID()}` }, clientKey: key, origin: false }
+      ? { location: { zone: planned, bucket, backingKey: `${STAGING_PREFIX}${randomUuid()}` }, clientKey: key, origin: false }
       : await this.#destination(decision as PolicyDecision, planned, bucket, key);
     const zone = target.location.zone;
     await this.#ensureBucket(zone, target.location.bucket);
@@ -595,10 +579,7 @@ export class ZoneS3Service {
     let etag: string;
     let ciphertextLength = length;
     if (record.mode === 'clear') {
-      const check = exactLength(length);
-      const upload = zone.uploadPart(record.bucket, record.backingKey, uploadId, partNumber, check, length);
-      const [, part] = await Promise.all([pipeline(body, check).catch((error: unknown) => { check.destroy(error as Error); throw error; }), upload]);
-      etag = part.etag;
+      etag = (await pumpInto(body, [exactLength(length)], (checked) => zone.uploadPart(record.bucket, record.backingKey, uploadId, partNumber, checked, length))).etag;
     } else {
       const context = this.#objects.context(bucket, key);
       const wrapped = Buffer.from(record.wrapped as string, 'base64');

@@ -4,7 +4,7 @@ import { DecryptCommand, EncryptCommand, GenerateDataKeyCommand, GenerateMacComm
 import { Agent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { NodeHttpHandler } from '@smithy/node-http-handler';
-import { sha256Hex, zeroize, type EncryptionContext } from '../../../shared/crypto/index.ts';
+import { encodeEncryptionContext, sha256Hex, zeroize, type EncryptionContext } from '../../../shared/crypto/index.ts';
 import type { DataKeySpec, ZoneProxyConfig } from '../config.ts';
 import { S3Error } from './errors.ts';
 
@@ -78,7 +78,7 @@ export class ZoneKeys {
    * this context means the object was moved, swapped or tampered with: an InternalError-free, typed refusal.
    */
   async unwrapDataKey(wrapped: Uint8Array, context: EncryptionContext): Promise<Buffer> {
-    const cacheKey = sha256Hex(Buffer.concat([Buffer.from(wrapped), Buffer.from(JSON.stringify(Object.entries(context).sort()))]));
+    const cacheKey = sha256Hex(Buffer.concat([encodeEncryptionContext(context), wrapped]));
     const now = Date.now();
     const cached = this.#unwrapped.get(cacheKey);
     if (cached && cached.expires > now) return Buffer.from(cached.key);

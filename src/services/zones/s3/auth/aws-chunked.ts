@@ -15,7 +15,7 @@ const MAX_SIZE_DIGITS = 12;
 const EMPTY_SHA256 = sha256Hex('');
 const CHUNK_ALGORITHM = `${SIGV4_ALGORITHM}-PAYLOAD`;
 const TRAILER_ALGORITHM = `${SIGV4_ALGORITHM}-TRAILER`;
-export const TRAILER_SIGNATURE_HEADER = 'x-amz-trailer-signature';
+const TRAILER_SIGNATURE_HEADER = 'x-amz-trailer-signature';
 
 /** What a signed aws-chunked body chains its signatures from. */
 export interface ChunkSigningContext {
@@ -79,9 +79,6 @@ export class AwsChunkedDecoder {
     if (this.#signedTrailer && !this.#signing) throw new TypeError('a signed trailer needs a signing context');
     this.#previousSignature = options.signing?.seedSignature ?? '';
   }
-
-  /** Decoded payload bytes so far. */
-  get decodedBytes(): number { return this.#decoded; }
 
   /** Feeds framed input; `onData` receives each decoded slice (a view of `input`, valid until the caller lets go of it). */
   write(input: Buffer, onData: (slice: Buffer) => void): void {
