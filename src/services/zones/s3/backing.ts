@@ -12,15 +12,10 @@ import {
 import { NodeHttpHandler } from '@smithy/node-http-handler';
 import type { BackingZoneConfig } from '../config.ts';
 import { S3Error, S3_ERROR_STATUS, type S3ErrorCode } from './errors.ts';
+import type { SealedObjectInfo } from './object-metadata.ts';
 
 /** The stored headers S3 keeps with an object besides its content type (kept by the store itself for clear objects). */
-export interface StoredObjectHeaders {
-  'cache-control'?: string;
-  'content-disposition'?: string;
-  'content-encoding'?: string;
-  'content-language'?: string;
-  expires?: string;
-}
+type StoredObjectHeaders = SealedObjectInfo['headers'];
 
 export interface BackingObjectHead {
   contentLength: number;

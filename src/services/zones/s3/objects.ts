@@ -199,7 +199,7 @@ export class ZoneObjects {
     if (head.contentLength < this.trailerLength) throw new S3Error('InvalidObjectState', 'The stored object is truncated.');
     const answer = await location.zone.getObject(location.bucket, location.backingKey,
       { start: head.contentLength - this.trailerLength, end: head.contentLength - 1 });
-    const bytes = await collect(answer.body, this.trailerLength);
+    const bytes = await collectBounded(answer.body, this.trailerLength);
     const text = bytes.toString('latin1');
     if (!text.startsWith(TRAILER_MAGIC)) throw new S3Error('InvalidObjectState', 'The stored object is truncated or its end was altered.');
     const context = this.objectContext(location, head, clientKey);
@@ -378,15 +378,15 @@ export function ciphertextRefusal(error: unknown): Error {
   return error as Error;
 }
 
-async function collect(stream: Readable, limit: number): Promise<Buffer> {
+/** A small stream read whole, refusing it past `limit` bytes with `tooLong` (whose error it is depends on who sent it). */
+export async function collectBounded(stream: Readable, limit: number,
+  tooLong = () => new S3Error('InvalidObjectState', 'The backing store answered more bytes than asked for.')): Promise<Buffer> {
   const parts: Buffer[] = [];
   let total = 0;
   for await (const chunk of stream) {
     total += (chunk as Buffer).length;
-    if (total > limit) throw new S3Error('InvalidObjectState', 'The backing store answered more bytes than asked for.');
+    if (total > limit) throw tooLong();
     parts.push(chunk as Buffer);
   }
   return Buffer.concat(parts);
 }
-
-export { collect as collectBounded };

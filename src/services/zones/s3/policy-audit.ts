@@ -1,6 +1,7 @@
 // The zone proxy's policy audit trail: one JSON line per policy decision, appended and flushed before the answer.
 // Must never write matched text, object content, metadata values or credentials: types, offsets and names only.
-import { closeSync, fsyncSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { DetectorMatch } from '../../../shared/data-policy/index.ts';
 
@@ -22,23 +23,29 @@ export interface PolicyAuditRecord {
 }
 
 export class PolicyAudit {
-  readonly #fd: number | undefined;
+  readonly #file: Promise<FileHandle> | undefined;
 
   constructor(path: string | undefined) {
     if (!path) return;
     mkdirSync(dirname(path), { recursive: true });
-    this.#fd = openSync(path, 'a', 0o600);
+    this.#file = open(path, 'a', 0o600);
+    // A file that cannot be opened fails the first record (and so that request), not the process.
+    this.#file.catch(() => undefined);
   }
 
-  /** Appends one record; with `durable` the line is on disk before this returns (the log action's promise). */
-  record(record: PolicyAuditRecord, durable: boolean): void {
-    if (this.#fd === undefined) return;
-    writeSync(this.#fd, `${JSON.stringify(record)}\n`);
-    if (durable) fsyncSync(this.#fd);
+  /**
+   * Appends one record; with `durable` the line is on disk before the promise settles (the log action's promise).
+   * Asynchronous, so a flush for one request does not stall every other connection.
+   */
+  async record(record: PolicyAuditRecord, durable: boolean): Promise<void> {
+    if (!this.#file) return;
+    const file = await this.#file;
+    await file.appendFile(`${JSON.stringify(record)}\n`);
+    if (durable) await file.datasync();
   }
 
-  close(): void {
-    if (this.#fd !== undefined) closeSync(this.#fd);
+  async close(): Promise<void> {
+    if (this.#file) await (await this.#file).close().catch(() => undefined);
   }
 }
 

@@ -11,7 +11,7 @@ import { BackingZone } from './backing.ts';
 import { resolveRangeHeader } from './domain/object-layout.ts';
 import { S3Error, s3ErrorXml } from './errors.ts';
 import { clientMetadataFrom, storedHeadersFrom, type ObjectView } from './object-metadata.ts';
-import { ZoneObjects } from './objects.ts';
+import { collectBounded, ZoneObjects } from './objects.ts';
 import { PolicyAudit } from './policy-audit.ts';
 import { ZoneS3Service, checkBucketName, type Caller } from './service.ts';
 import { parseCompleteMultipartUpload, parseDeleteObjects, xmlDocument } from './xml.ts';
@@ -134,14 +134,8 @@ function objectHeaders(view: ObjectView): Record<string, string> {
 }
 
 async function readXmlBody(auth: AuthenticatedS3Request): Promise<string> {
-  const parts: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of auth.body) {
-    total += (chunk as Buffer).length;
-    if (total > MAX_XML_BODY) throw new S3Error('MalformedXML', 'The XML you provided is larger than this proxy reads (1 MiB).');
-    parts.push(chunk as Buffer);
-  }
-  return Buffer.concat(parts).toString('utf8');
+  return (await collectBounded(auth.body, MAX_XML_BODY,
+    () => new S3Error('MalformedXML', 'The XML you provided is larger than this proxy reads (1 MiB).'))).toString('utf8');
 }
 
 function contentLength(auth: AuthenticatedS3Request): number {
@@ -202,7 +196,7 @@ class ZoneS3Proxy {
     }
     for (const zone of this.#zones.values()) zone.destroy();
     this.#keys.destroy();
-    this.#audit.close();
+    await this.#audit.close();
     for (const secret of this.#secrets.values()) secret.fill(0);
   }
 

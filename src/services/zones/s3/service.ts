@@ -258,7 +258,7 @@ export class ZoneS3Service {
     const context = this.#objects.context(bucket, key);
     if (!plan.needsScan) {
       const decision = plan.unscanned;
-      this.#refuseIfDenied(caller, operation, bucket, key, decision, [], input.length);
+      await this.#refuseIfDenied(caller, operation, bucket, key, decision, [], input.length);
       const target = await this.#destination(decision, planned, bucket, key);
       let etag: string;
       if (decision.pass) {
@@ -302,7 +302,7 @@ export class ZoneS3Service {
     matches: DetectorMatch[]; planned: BackingZone; replaceMetadata?: Record<string, string>;
   }): Promise<PutOutcome> {
     const decision = decidePolicy(plan.candidates, new Set(object.matches.map((match) => match.type)));
-    this.#refuseIfDenied(caller, operation, object.bucket, object.key, decision, object.matches, object.length);
+    await this.#refuseIfDenied(caller, operation, object.bucket, object.key, decision, object.matches, object.length);
     const target = await this.#destination(decision, object.planned, object.bucket, object.key);
     const stagedHead = await staging.zone.headObject(staging.bucket, staging.backingKey);
     // A multipart object's layout arrives with replaceMetadata: read and copy it with that metadata.
@@ -325,9 +325,9 @@ export class ZoneS3Service {
     return { etag: object.etag, policyHeaders: policyHeaders(decision) };
   }
 
-  #refuseIfDenied(caller: Caller, operation: string, bucket: string, key: string, decision: PolicyDecision, matches: DetectorMatch[], bytes: number): void {
+  async #refuseIfDenied(caller: Caller, operation: string, bucket: string, key: string, decision: PolicyDecision, matches: DetectorMatch[], bytes: number): Promise<void> {
     if (!decision.deny) return;
-    this.#record(caller, operation, bucket, key, 'denied', undefined, decision, matches, bytes);
+    await this.#record(caller, operation, bucket, key, 'denied', undefined, decision, matches, bytes);
     throw new S3Error('AccessDenied', `Access Denied by the zone's data policy (rule ${decision.deny}).`, { RuleName: decision.deny });
   }
 
@@ -392,14 +392,14 @@ export class ZoneS3Service {
       await this.#copyObject(target.location, { zone, bucket: evidence.bucket, backingKey: await this.#objects.backingKey(zone, evidence.bucket, clientKey) }, metadata, head);
     }
     const outcome = decision.quarantine ? 'quarantined' : decision.pass ? 'passed' : 'stored';
-    this.#record(caller, operation, bucket, key, outcome, target.location.zone.name, decision, matches, bytes);
+    await this.#record(caller, operation, bucket, key, outcome, target.location.zone.name, decision, matches, bytes);
   }
 
   #record(caller: Caller, operation: string, bucket: string, key: string, outcome: 'stored' | 'denied' | 'quarantined' | 'passed',
-    backingZone: string | undefined, decision: PolicyDecision, matches: DetectorMatch[], bytes: number): void {
-    if (decision.applied.length === 0 && matches.length === 0) return;
+    backingZone: string | undefined, decision: PolicyDecision, matches: DetectorMatch[], bytes: number): Promise<void> {
+    if (decision.applied.length === 0 && matches.length === 0) return Promise.resolve();
     const described = describeMatches(matches);
-    this.#audit.record({ time: new Date().toISOString(), zone: this.#config.zone, accessKeyId: caller.accessKeyId, operation, bucket, key,
+    return this.#audit.record({ time: new Date().toISOString(), zone: this.#config.zone, accessKeyId: caller.accessKeyId, operation, bucket, key,
       outcome, backingZone, rules: decision.applied, logRules: decision.log,
       matches: decision.log.length > 0 ? described.matches : undefined, matchCounts: described.counts, bytes }, decision.log.length > 0);
   }
@@ -460,7 +460,7 @@ export class ZoneS3Service {
     await this.headBucket(bucket);
     const plan = planPolicy(this.#config.rules, { bucket, key, contentType: input.contentType }, this.#config.defaultKeySpec);
     const planned = this.#objects.placementZone(bucket, input.requestedZone);
-    if (!plan.needsScan) this.#refuseIfDenied(caller, 'CreateMultipartUpload', bucket, key, plan.unscanned, [], 0);
+    if (!plan.needsScan) await this.#refuseIfDenied(caller, 'CreateMultipartUpload', bucket, key, plan.unscanned, [], 0);
     const decision = plan.needsScan ? undefined : plan.unscanned;
     const target = plan.needsScan
       ? { location: { zone: planned, bucket, backingKey: `${STAGING_PREFIX}${randomUuid()}` }, clientKey: key, origin: false }
