@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import { checkEndorsementCertificate, describeCertificate, pemCertificatesToDer } from '../shared/crypto/index.ts';
 import { UserError } from '../shared/errors.ts';
 import { withClient, type ClientFlags } from './client.ts';
-import { readInputFile } from './files.ts';
+import { readCertificatesFile, readInputFile } from './files.ts';
 import { handleWriter, writeAll, writeFileAtomically } from '../shared/fs.ts';
 import { openPrivopResult, type PrivopRequest, type PrivopResultPlaintext } from '../shared/privop-wire.ts';
 import {
@@ -95,9 +95,7 @@ export interface HostTrustFlags extends ClientFlags {
 }
 
 function readAuthorities(path: string, from: string): Buffer[] {
-  const authorities = pemCertificatesToDer(readInputFile(path, `the account CA certificate (${from})`).toString('utf8'));
-  if (authorities.length === 0) throw new UserError('ValidationException', `${path} (${from}) holds no PEM certificate.`);
-  return authorities;
+  return readCertificatesFile(path, `the account CA certificate (${from})`, `${path} (${from})`);
 }
 
 /**

@@ -169,16 +169,19 @@ export class PrivopExecutor {
     }
     if (at.getTime() < notBefore - PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopNotYetValid', `The request is valid from ${request.NotBefore}.`);
     if (at.getTime() > notAfter + PRIVOP_CLOCK_SKEW_MS) throw denied('PrivopExpired', `The request expired at ${request.NotAfter}.`);
-    const membership = this.#requestKey?.membership() ?? { classes: [] };
+    // Class membership (a state-file read) matters only to class targets.
+    let classes: readonly string[] = [];
     if ('Class' in request.Target) {
+      const membership = this.#requestKey?.membership() ?? { classes: [] };
       // Membership is judged offline from what the server last said: not from a memory older than any request may live.
       const received = membership.receivedAt;
       if (!received || at.getTime() - received.getTime() > MAX_PRIVOP_WINDOW_SECONDS * 1000) {
         throw denied('PrivopWrongHost', `This host's classes were last confirmed ${received ? `at ${received.toISOString()}` : 'never'}: `
           + 'it judges no class request until its agent connects to the server again.');
       }
+      classes = membership.classes;
     }
-    const wrongHost = targetMismatch(request.Target, { hostId, classes: membership.classes });
+    const wrongHost = targetMismatch(request.Target, { hostId, classes });
     if (wrongHost) throw denied('PrivopWrongHost', wrongHost);
     if (!mayRequest(signer, request.Operation)) {
       throw denied('PrivopNotPermitted', `Signer ${signer.name} may not request ${request.Operation}.`);
@@ -254,7 +257,7 @@ export class PrivopExecutor {
             content.update(piece);
             yield* contentRecords(piece);
             // Sealed by now (the sealer copies what it is given before asking for more): process memory does not linger here.
-            piece.fill(0);
+            zeroize(piece);
           }
           outcome = { Result: output.describe(), ...(content.bytes ? { Content: { Bytes: content.bytes, Sha256: content.digest().toString('hex') } } : {}) };
         } else {

@@ -9,7 +9,7 @@ import { writeFileDurably } from '../../shared/fs.ts';
 import { encryptPrivopRequest, type EncryptedPrivopRequest } from '../../shared/privop-encrypted-request.ts';
 import { withClient, withClientFlags, type ClientFlags } from '../client.ts';
 import { printResult } from '../output.ts';
-import { readInputFile } from '../files.ts';
+import { readCertificatesFile, readInputFile } from '../files.ts';
 
 /** What TrustPlaneFleet.GetHostRequestKey answers. */
 interface HostRequestKeyView {
@@ -78,8 +78,7 @@ export async function encryptForHost(requestFileJson: Buffer, hostId: string, fl
   if (!certificateDer) throw new UserError('ValidationException', `${flags.encryptTo ?? 'The server\'s answer'} holds no PEM certificate.`);
   let anchorDer: Buffer | undefined;
   if (flags.ca) {
-    [anchorDer] = pemCertificatesToDer(readInputFile(flags.ca, 'the CA certificate').toString('utf8'));
-    if (!anchorDer) throw new UserError('ValidationException', `${flags.ca} holds no PEM certificate.`);
+    [anchorDer] = readCertificatesFile(flags.ca, 'the CA certificate');
   } else {
     process.stderr.write('trustplane: warning: no --ca given: the request key certificate is the server\'s word, not checked against the account CA\n');
   }

@@ -12,7 +12,7 @@ import { deliverThroughRelay, withRelayDelivery, type RelayDeliveryFlags } from 
 import { parseDurationSeconds } from '../../shared/config.ts';
 import {
   canonicalJson, certificateToPem, createCertificateAuthority, describeCertificate, generateResultKeyPair,
-  generateSignerKeyPair, issueCertificate, pemCertificatesToDer, privateKeyPemToDer, privateKeyToPem, publicKeyPemToDer, randomBytes,
+  generateSignerKeyPair, issueCertificate, privateKeyPemToDer, privateKeyToPem, publicKeyPemToDer, randomBytes,
   resultPrivateKeyFromPem, resultPublicKeyFromPem, signDetachedJws, zeroize, createRevocationList, normalizeHexSerial, revocationListDer,
   revocationListToPem, verifyRevocationList, type RevocationEntry, type RevocationReason,
 } from '../../shared/crypto/index.ts';
@@ -25,7 +25,7 @@ import {
 import { isEncryptedPrivopRequest, parseEncryptedPrivopRequest } from '../../shared/privop-encrypted-request.ts';
 import { fileWriter, hostCertificateCheck, openSealedResultFile, type HostTrustFlags } from '../sealed-results.ts';
 import { collect, withClientFlags } from '../client.ts';
-import { parameterRecord, readInputFile, readKeyFile } from '../files.ts';
+import { asInvalidKey, parameterRecord, readCertificatesFile, readInputFile, readKeyFile } from '../files.ts';
 import { encryptForHost, wantsEncryption, withRequestEncryptionFlags, type RequestEncryptionFlags } from './privop-encryption.ts';
 
 const KEY_FILES = ['signer.key', 'signer.pub', 'result.key', 'result.pub'];
@@ -116,8 +116,7 @@ export function registerPrivopCommands(program: Command): void {
       const days = positiveDays(flags.days);
       const commonName = /^CN=([^,=+]{1,64})$/.exec(flags.subject)?.[1];
       if (!commonName) throw new UserError('ValidationException', '--subject must be CN=NAME (one common name, no commas).');
-      const [caDer] = pemCertificatesToDer(readInputFile(flags.caCert, 'the CA certificate').toString('utf8'));
-      if (!caDer) throw new UserError('ValidationException', `${flags.caCert} holds no PEM certificate.`);
+      const [caDer] = readCertificatesFile(flags.caCert, 'the CA certificate');
       mkdirSync(flags.out, { recursive: true, mode: 0o700 });
       const existing = ['signer.key', 'signer.pub', 'signer.pem'].filter((name) => existsSync(join(flags.out, name)));
       if (existing.length > 0) throw new UserError('AlreadyExists', `${flags.out} already holds ${existing.join(', ')}; not overwriting keys.`);
@@ -156,8 +155,7 @@ export function registerPrivopCommands(program: Command): void {
         if (!/^(0x)?[0-9a-fA-F]{1,40}$/.test(serial)) throw new UserError('ValidationException', `--serial must be a hex serial number; got '${serial}'.`);
         return normalizeHexSerial(serial.replace(/^0x/, ''));
       });
-      const [caDer] = pemCertificatesToDer(readInputFile(flags.caCert, 'the CA certificate').toString('utf8'));
-      if (!caDer) throw new UserError('ValidationException', `${flags.caCert} holds no PEM certificate.`);
+      const [caDer] = readCertificatesFile(flags.caCert, 'the CA certificate');
       const now = new Date();
       let entries: RevocationEntry[] = [];
       let number = 1n;
@@ -221,14 +219,13 @@ export function registerPrivopCommands(program: Command): void {
         throw new UserError('ValidationException', checked.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`).join('; '));
       }
       const signKeyPem = readInputFile(flags.signKey, 'the key file').toString('utf8');
-      const chain = flags.signCert ? pemCertificatesToDer(readInputFile(flags.signCert, 'the signer certificate').toString('utf8')) : undefined;
-      if (chain && chain.length === 0) throw new UserError('ValidationException', `${flags.signCert} holds no PEM certificate.`);
+      const chain = flags.signCert ? readCertificatesFile(flags.signCert, 'the signer certificate') : undefined;
       const leaf = chain?.[0];
-      if (leaf && !readKeyFile(flags.signKey, publicKeyPemToDer).equals(describeCertificate(leaf).publicKeyDer)) {
+      if (leaf && !asInvalidKey(flags.signKey, () => publicKeyPemToDer(signKeyPem)).equals(describeCertificate(leaf).publicKeyDer)) {
         throw new UserError('InvalidKey', `${flags.signCert} certifies another key than ${flags.signKey}.`);
       }
       // The signature names the certificate (x5t#S256): the host judges the request under that one only.
-      const signature = await readKeyFile(flags.signKey, () => signDetachedJws(signKeyPem, canonicalJson(checked.data), PRIVOP_JWS_TYPE, leaf));
+      const signature = await asInvalidKey(flags.signKey, () => signDetachedJws(signKeyPem, canonicalJson(checked.data), PRIVOP_JWS_TYPE, leaf));
       const certificates = chain?.map(certificateToPem);
       const file: PrivopRequestFile = { Request: checked.data, Signature: signature, ...(certificates ? { Certificates: certificates } : {}) };
       const text = `${JSON.stringify(file, null, 2)}\n`;

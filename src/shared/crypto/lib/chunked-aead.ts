@@ -127,7 +127,12 @@ export function chunkedAlgorithmForKey(dataKey: Uint8Array): ChunkedAlgorithm {
 
 /** The exact length of a header with this context and a wrapped data key of this many bytes. */
 export function fileHeaderLength(context: EncryptionContext | undefined, wrappedDataKeyLength: number): number {
-  return FIXED_HEADER_LENGTH + 2 + encodeEncryptionContext(context).length + 2 + wrappedDataKeyLength;
+  return headerLength(encodeEncryptionContext(context).length, wrappedDataKeyLength);
+}
+
+/** Fixed fields, then two length-prefixed fields: the encoded context and the wrapped data key. */
+function headerLength(contextLength: number, wrappedDataKeyLength: number): number {
+  return FIXED_HEADER_LENGTH + 2 + contextLength + 2 + wrappedDataKeyLength;
 }
 
 function checkChunkSize(chunkSize: number): void {
@@ -148,7 +153,7 @@ export function encodeFileHeader(fields: FileHeaderFields): Buffer {
   if (context.length > MAX_FIELD_LENGTH) throw new RangeError('encryption context is too long for a file header');
   const wrapped = fields.wrappedDataKey;
   if (wrapped.length === 0 || wrapped.length > MAX_FIELD_LENGTH) throw new RangeError('wrapped data key must be 1 to 65535 bytes');
-  const out = Buffer.alloc(FIXED_HEADER_LENGTH + 2 + context.length + 2 + wrapped.length);
+  const out = Buffer.alloc(headerLength(context.length, wrapped.length));
   MAGIC.copy(out, 0);
   out[5] = CHUNKED_FORMAT_VERSION;
   out[6] = algorithm;

@@ -5,7 +5,7 @@ import { CiphertextError } from '../../errors.ts';
 import { aesGcmDecrypt, aesGcmEncrypt, GCM_NONCE_LENGTH, GCM_TAG_LENGTH } from './aead.ts';
 import { randomBytes, zeroize } from './bytes.ts';
 import {
-  ChunkedFileKey, ciphertextLength, createEncryptStream, fileHeaderLength, plaintextLength, plaintextRangeToChunks,
+  chunkedAlgorithmForKey, ChunkedFileKey, ciphertextLength, createEncryptStream, fileHeaderLength, plaintextLength, plaintextRangeToChunks,
   readFileHeader, DEFAULT_CHUNK_SIZE, type ChunkedFileHeader,
 } from './chunked-aead.ts';
 import { encodeEncryptionContext, type EncryptionContext } from './ciphertext-blob.ts';
@@ -352,7 +352,7 @@ function metadataKey(dataKey: Uint8Array): Buffer {
 
 /** Seals object metadata under the object's data key, bound to its context; base64url text for an S3 metadata value. */
 export function sealObjectMetadata(dataKey: Uint8Array, context: EncryptionContext, plaintext: Uint8Array): string {
-  if (dataKey.length !== 16 && dataKey.length !== 32) throw new RangeError('data key must be 16 or 32 bytes');
+  chunkedAlgorithmForKey(dataKey); // the same two key lengths as the body's chunks
   const key = metadataKey(dataKey);
   try {
     const nonce = randomBytes(GCM_NONCE_LENGTH);

@@ -34,15 +34,16 @@ const customDetectorSchema = z.object({
     context.addIssue({ code: z.ZodIssueCode.custom, message: 'needs exactly one of pattern or keywords', path: [] });
   }
   if (definition.pattern !== undefined) {
+    let compiled: RegExp;
     try {
-      new RegExp(definition.pattern);
+      compiled = new RegExp(definition.pattern);
     } catch {
       context.addIssue({ code: z.ZodIssueCode.custom, message: 'is not a valid regular expression', path: ['pattern'] });
       return;
     }
     const unsafe = findUnsafePatternConstruct(definition.pattern);
     if (unsafe !== undefined) context.addIssue({ code: z.ZodIssueCode.custom, message: unsafe, path: ['pattern'] });
-    if (new RegExp(definition.pattern).test('')) {
+    if (compiled.test('')) {
       context.addIssue({ code: z.ZodIssueCode.custom, message: 'must not match the empty string', path: ['pattern'] });
     }
   }

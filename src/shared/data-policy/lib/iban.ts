@@ -30,12 +30,6 @@ export function passesIbanChecksum(compactIban: string): boolean {
   return remainder === 1;
 }
 
-/** Whether a compact (no spaces) upper-case string is a valid IBAN: known country, its length, mod-97. */
-export function isValidIban(compactIban: string): boolean {
-  const expectedLength = IBAN_LENGTHS[compactIban.slice(0, 2)];
-  return expectedLength === compactIban.length && /^[A-Z]{2}\d{2}[A-Z0-9]+$/.test(compactIban) && passesIbanChecksum(compactIban);
-}
-
 /**
  * Reads the IBAN's characters from `start`: either compact, or printed in groups of four separated by single spaces.
  * Returns the span in the text and the compact form, or undefined when the text there is not shaped like that.
